@@ -1,0 +1,17 @@
+"""vidsynth: ship a MoCoGAN recurrent video generator.
+
+Importing the package stays light (no torch): the ONNX Runtime script runs without torch.
+"""
+from vidsynth.config import PRESETS, ModelConfig
+from vidsynth.errors import VidsynthError
+from vidsynth.version import __version__
+
+__all__ = ["ModelConfig", "PRESETS", "VidsynthError", "__version__", "load_model"]
+
+
+def __getattr__(name: str):
+    if name == "load_model":
+        from vidsynth.weights import load_model
+
+        return load_model
+    raise AttributeError(f"module 'vidsynth' has no attribute {name!r}")

@@ -1,0 +1,240 @@
+"""The assignment's layers: a linear layer, LSTM and GRU cells, and the recurrent motion
+modules built from them, written with matmuls and elementwise ops only.
+
+Parameter names and gate orders equal torch.nn's (LSTM: i, f, g, o; GRU: r, z, n), so state
+dicts move between these and torch.nn.Linear / LSTMCell / GRUCell unchanged. Everything here
+compiles with torch.jit.script.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+MOTION_MODES = ("same-input", "feedback")
+
+
+def _uniform_(tensor: Tensor, bound: float) -> None:
+    with torch.no_grad():
+        tensor.uniform_(-bound, bound)
+
+
+class MyLinear(nn.Module):
+    """y = x W^T + b for x of shape (..., input_size)."""
+
+    def __init__(self, input_size: int, output_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.output_size = output_size
+        self.weight = nn.Parameter(torch.empty(output_size, input_size))
+        self.bias = nn.Parameter(torch.empty(output_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+        bound = 1.0 / math.sqrt(self.input_size)
+        _uniform_(self.weight, bound)
+        _uniform_(self.bias, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(x, self.weight.t()) + self.bias
+
+
+class MyLSTMCell(nn.Module):
+    """One LSTM step, as torch.nn.LSTMCell but called as forward(x, h, c) -> (h, c)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for param in self.parameters():
+            _uniform_(param, bound)
+
+    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        gates = (
+            torch.matmul(x, self.weight_ih.t()) + self.bias_ih
+            + torch.matmul(h, self.weight_hh.t()) + self.bias_hh
+        )
+        i, f, g, o = gates.chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class MyGRUCell(nn.Module):
+    """One GRU step, as torch.nn.GRUCell but called as forward(x, h) -> h."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for param in self.parameters():
+            _uniform_(param, bound)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        x_r, x_z, x_n = (torch.matmul(x, self.weight_ih.t()) + self.bias_ih).chunk(3, -1)
+        h_r, h_z, h_n = (torch.matmul(h, self.weight_hh.t()) + self.bias_hh).chunk(3, -1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return (1.0 - z) * n + z * h
+
+
+class _MotionRNN(nn.Module):
+    """Shared body of the LSTM and GRU motion modules.
+
+    The pure core is `rollout(state, n_frames) -> (codes, state)`: it keeps no Python-side
+    state, so it scripts and exports. `state` is (B, state_size) = [cell state | next input];
+    carrying it from one rollout to the next continues the same video.
+    The assignment's stateful API (`initHidden`, `self.h`, `forward(inputs, n_frames)`) is a
+    thin wrapper around it.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, motion_mode: str, n_cell_states: int) -> None:
+        super().__init__()
+        if motion_mode not in MOTION_MODES:
+            raise ValueError(f"unknown motion mode {motion_mode!r}; expected one of {MOTION_MODES}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.motion_mode = motion_mode
+        self.feedback = motion_mode == "feedback"
+        self.cell_state_size = n_cell_states * hidden_size
+        self.state_size = self.cell_state_size + input_size
+        self.linear = MyLinear(hidden_size, input_size)
+        self.bn = nn.BatchNorm1d(input_size, affine=False)
+        self.h = torch.zeros(0)
+
+    def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
+        """One recurrent step: (next cell state, h)."""
+        raise NotImplementedError
+
+    def _cell_parameters(self) -> list[Tensor]:
+        raise NotImplementedError
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        """Zero cell state, with z_motion as the first step's input."""
+        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
+        return torch.cat([zeros, z_motion], 1)
+
+    def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
+        """(n_frames, B, input_size) motion codes and the state after the last step."""
+        cell_state = state[:, : self.cell_state_size]
+        x = state[:, self.cell_state_size :]
+        codes = []
+        for _ in range(n_frames):
+            cell_state, h = self._cell_step(x, cell_state)
+            y = self.linear(h)
+            if self.feedback:
+                x = y
+            # Training normalises each step with its batch statistics, as the assignment does;
+            # eval mode is one affine map, applied to all steps at once below.
+            codes.append(self.bn(y) if self.training else y)
+        stacked = torch.stack(codes)
+        if not self.training:
+            stacked = self._normalize_eval(stacked)
+        return stacked, torch.cat([cell_state, x], 1)
+
+    def _normalize_eval(self, y: Tensor) -> Tensor:
+        # Written out rather than calling self.bn: the ONNX exporter cannot infer
+        # BatchNorm1d's channel count inside a loop body.
+        mean = self.bn.running_mean
+        var = self.bn.running_var
+        assert mean is not None and var is not None
+        return (y - mean) * torch.rsqrt(var + self.bn.eps)
+
+    # -- the assignment's interface -------------------------------------------------------
+
+    def initWeight(self, init_forget_bias: float = 1) -> None:
+        """Xavier-uniform weight matrices; zero biases except the gate slice [H:2H]
+        (LSTM forget gate, GRU update gate) of both cell biases, set to init_forget_bias."""
+        H = self.hidden_size
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                if param.dim() == 2:
+                    nn.init.xavier_uniform_(param)
+                else:
+                    param.zero_()
+                    if name.endswith(("bias_ih", "bias_hh")):
+                        param[H : 2 * H] = init_forget_bias
+
+    init_weight = initWeight
+
+    def forward(self, inputs: Tensor, n_frames: int) -> Tensor:
+        """Runs n_frames steps from the stored hidden state (see initHidden) and stores the
+        final state back, as the assignment's module does. Returns (n_frames, B, input_size)."""
+        state = torch.cat([self._stored_cell_state(), inputs], 1)
+        codes, state = self.rollout(state, n_frames)
+        self._store_cell_state(state[:, : self.cell_state_size])
+        return codes
+
+    def _stored_cell_state(self) -> Tensor:
+        raise NotImplementedError
+
+    def _store_cell_state(self, cell_state: Tensor) -> None:
+        raise NotImplementedError
+
+
+class LSTM(_MotionRNN):
+    """The assignment's motion module: MyLSTMCell, then linear hidden->input, then BatchNorm."""
+
+    def __init__(self, input_size: int, hidden_size: int, motion_mode: str = "same-input") -> None:
+        super().__init__(input_size, hidden_size, motion_mode, n_cell_states=2)
+        self.lstm = MyLSTMCell(input_size, hidden_size)
+        self.c = torch.zeros(0)
+
+    def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
+        h, c = self.lstm(x, cell_state[:, : self.hidden_size], cell_state[:, self.hidden_size :])
+        return torch.cat([h, c], 1), h
+
+    def initHidden(self, batch_size: int) -> None:
+        self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
+        self.c = self.linear.weight.new_zeros(batch_size, self.hidden_size)
+
+    init_hidden = initHidden
+
+    def _stored_cell_state(self) -> Tensor:
+        return torch.cat([self.h, self.c], 1)
+
+    def _store_cell_state(self, cell_state: Tensor) -> None:
+        self.h = cell_state[:, : self.hidden_size]
+        self.c = cell_state[:, self.hidden_size :]
+
+
+class GRU(_MotionRNN):
+    """DLHacks/mocogan's motion module with MyGRUCell; same interface as LSTM."""
+
+    def __init__(self, input_size: int, hidden_size: int, motion_mode: str = "feedback") -> None:
+        super().__init__(input_size, hidden_size, motion_mode, n_cell_states=1)
+        self.gru = MyGRUCell(input_size, hidden_size)
+
+    def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.gru(x, cell_state)
+        return h, h
+
+    def initHidden(self, batch_size: int) -> None:
+        self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
+
+    init_hidden = initHidden
+
+    def _stored_cell_state(self) -> Tensor:
+        return self.h
+
+    def _store_cell_state(self, cell_state: Tensor) -> None:
+        self.h = cell_state

@@ -1,0 +1,121 @@
+"""The MoCoGAN video generator: a recurrent motion module feeding a DCGAN image generator."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from vidsynth.config import ModelConfig
+from vidsynth.layers import GRU, LSTM
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation: conv weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
+    if isinstance(module, (nn.ConvTranspose2d, nn.Conv2d, nn.Conv3d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)) and module.affine:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class ImageGenerator(nn.Module):
+    """DCGAN generator: (N, nz, 1, 1) latents -> (N, nc, S, S) images in [-1, 1].
+
+    State-dict keys are `main.N...` exactly as in the public Generator_I checkpoints.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        nz, ngf, nc = config.nz, config.ngf, config.nc
+        first_kernel = config.image_size // 16  # 6 for 96x96, 4 for 64x64: s below
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 8, first_kernel, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 8, eps=config.bn_eps),
+            nn.ReLU(True),
+            # state size: (ngf*8) x s x s
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 4, eps=config.bn_eps),
+            nn.ReLU(True),
+            # state size: (ngf*4) x 2s x 2s
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2, eps=config.bn_eps),
+            nn.ReLU(True),
+            # state size: (ngf*2) x 4s x 4s
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf, eps=config.bn_eps),
+            nn.ReLU(True),
+            # state size: ngf x 8s x 8s
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+            nn.Tanh(),
+            # state size: nc x 16s x 16s (96 or 64)
+        )
+        self.apply(dcgan_init)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.main(z)
+
+
+def build_motion(config: ModelConfig) -> nn.Module:
+    motion_class = LSTM if config.cell == "lstm" else GRU
+    motion = motion_class(config.d_motion, config.hidden_size, config.motion_mode)
+    motion.initWeight()
+    return motion
+
+
+class VideoGenerator(nn.Module):
+    """MoCoGAN's generator: z_t = cat(z_motion_t, z_content[, category one-hot]) -> frame t.
+
+    `forward(z_content, z_motion, n_frames)` makes whole videos; `generate_chunk` continues
+    a video from a carried recurrent state, so arbitrarily long videos stream in chunks.
+    All noise comes in as arguments: the model draws nothing at random.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.nc = config.nc
+        self.image_size = config.image_size
+        self.n_categories = config.n_categories
+        self.motion = build_motion(config)
+        self.image = ImageGenerator(config)
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        """The recurrent state a video starts from: (B, config.state_size)."""
+        return self.motion.initial_state(z_motion)
+
+    def generate_chunk(
+        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        """The next n_frames frames (B, n_frames, nc, H, W) and the state to continue from."""
+        codes, state = self.motion.rollout(state, n_frames)  # (T, B, d_motion)
+        batch = z_content.size(0)
+        content = z_content
+        if self.n_categories > 0:
+            if category is None:
+                category = torch.zeros(batch, dtype=torch.long, device=z_content.device)
+            one_hot = nn.functional.one_hot(category, self.n_categories).to(z_content.dtype)
+            content = torch.cat([z_content, one_hot], 1)
+        content = content.unsqueeze(1).expand(batch, n_frames, content.size(1))
+        z = torch.cat([codes.transpose(0, 1), content], 2)  # (B, T, nz)
+        frames = self.image(z.reshape(batch * n_frames, z.size(2), 1, 1))
+        video = frames.view(batch, n_frames, self.nc, self.image_size, self.image_size)
+        return video, state
+
+    def forward(
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None
+    ) -> Tensor:
+        """(B, n_frames, nc, H, W) float video in [-1, 1]. `category` (B,) int64 is used by
+        conditional models only; without it they make category 0."""
+        state = self.initial_state(z_motion)
+        video, _ = self.generate_chunk(z_content, state, n_frames, category)
+        return video
+
+
+def build_model(config: ModelConfig, seed: Optional[int] = None) -> VideoGenerator:
+    """A freshly initialised generator; with `seed`, the same weights on every machine."""
+    if seed is None:
+        return VideoGenerator(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VideoGenerator(config)

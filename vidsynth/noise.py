@@ -1,0 +1,56 @@
+"""The one seeded noise factory: every backend, test and benchmark draws its inputs here.
+
+Noise is drawn with numpy (torch-free), so the torch runtime and the ONNX Runtime script make
+the same videos from the same seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import InputError, choice_error
+
+FIX_CHOICES = ("content", "motion")
+
+
+@dataclass(frozen=True)
+class Noise:
+    z_content: np.ndarray  # (B, d_content) float32
+    z_motion: np.ndarray  # (B, d_motion) float32
+    category: Optional[np.ndarray] = None  # (B,) int64, conditional models only
+
+
+def sample_noise(
+    config: ModelConfig, batch: int, seed: int, fix: Optional[str] = None, category: Optional[int] = None
+) -> Noise:
+    """Standard-normal codes for `batch` videos.
+
+    fix="content" gives every video the same content code (one person, many motions);
+    fix="motion" the same motion code (one motion, many people). A conditional model gets
+    `category` for every video, or a seeded random category per video when it is None.
+    """
+    if batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}")
+    if fix is not None and fix not in FIX_CHOICES:
+        raise choice_error(InputError, "--fix value", fix, FIX_CHOICES)
+    rng = np.random.default_rng(seed)
+    z_content = rng.standard_normal((batch, config.d_content), dtype=np.float32)
+    z_motion = rng.standard_normal((batch, config.d_motion), dtype=np.float32)
+    if fix == "content":
+        z_content = np.repeat(z_content[:1], batch, axis=0)
+    elif fix == "motion":
+        z_motion = np.repeat(z_motion[:1], batch, axis=0)
+    labels = None
+    if config.n_categories > 0:
+        if category is None:
+            labels = rng.integers(0, config.n_categories, size=batch, dtype=np.int64)
+        elif not 0 <= category < config.n_categories:
+            raise InputError(f"category must be in [0, {config.n_categories - 1}], got {category}")
+        else:
+            labels = np.full(batch, category, dtype=np.int64)
+    elif category is not None:
+        raise InputError("this model has no categories; drop --category")
+    return Noise(z_content, z_motion, labels)

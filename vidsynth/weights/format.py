@@ -1,0 +1,82 @@
+"""vidsynth's own weights format: a directory with model.safetensors and config.json."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vidsynth.atomic import atomic_directory
+from vidsynth.config import ModelConfig
+from vidsynth.errors import ConfigError, WeightsError
+from vidsynth.models import VideoGenerator
+from vidsynth.version import __version__
+from vidsynth.weights.state import load_state_strict
+
+TENSORS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_weights(
+    model: VideoGenerator,
+    directory: str | os.PathLike,
+    provenance: Optional[dict[str, Any]] = None,
+    force: bool = False,
+) -> Path:
+    """Writes `model` atomically. `provenance` records where the weights came from
+    (source, training data, steps, ...); the vidsynth version and time are added."""
+    record = {
+        "model": model.config.to_dict(),
+        "provenance": {
+            **(provenance or {}),
+            "vidsynth_version": __version__,
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_directory(directory, force=force) as tmp:
+        save_file(tensors, str(tmp / TENSORS_FILE))
+        (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return Path(directory)
+
+
+def read_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
+    """The ModelConfig and provenance stored in a weights directory."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        record = json.loads(path.read_text())
+        return ModelConfig.from_dict(record["model"]), dict(record.get("provenance", {}))
+    except FileNotFoundError:
+        raise WeightsError(f"{directory} is not a vidsynth weights directory: no {CONFIG_FILE}") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{path} is not a valid weights config: {exc}") from None
+    except ConfigError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+
+
+def load_weights(directory: str | os.PathLike) -> VideoGenerator:
+    """A VideoGenerator in eval mode with the weights stored in `directory`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise WeightsError(f"weights directory {directory} does not exist")
+    config, provenance = read_config(directory)
+    tensors_path = directory / TENSORS_FILE
+    if not tensors_path.is_file():
+        raise WeightsError(f"{directory} is not a vidsynth weights directory: no {TENSORS_FILE}")
+    try:
+        state = load_file(str(tensors_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{tensors_path} is not a readable safetensors file: {exc}") from None
+    model = VideoGenerator(config)
+    load_state_strict(model, state, str(tensors_path))
+    model.provenance = provenance
+    return model.eval()
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

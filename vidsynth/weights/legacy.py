@@ -1,0 +1,96 @@
+"""Importers for the public MoCoGAN checkpoints (pickled state dicts, read without unpickling
+arbitrary objects): the course assignment's Generator_I + LSTM, and DLHacks/mocogan's
+Generator_I + GRU. Modules built from torch.nn.LSTMCell / GRUCell save the same keys."""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import WeightsError
+from vidsynth.models import VideoGenerator
+from vidsynth.weights.state import load_state_strict
+
+# Generator_I: ConvTranspose2d at main.0/3/6/9/12, BatchNorm2d at main.1/4/7/10.
+_GENERATOR_CONVS = (0, 3, 6, 9, 12)
+_GENERATOR_NORMS = (1, 4, 7, 10)
+_FIRST_KERNEL_TO_SIZE = {6: 96, 4: 64}
+_CELLS = {"lstm": ("lstm", "same-input"), "gru": ("gru", "feedback")}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A legacy state dict, loaded with weights_only=True onto the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _generator_layout(state: dict[str, torch.Tensor], path: Path) -> dict[str, int]:
+    if "main.0.weight" not in state:
+        raise WeightsError(f"{path} is not a Generator_I checkpoint: no key main.0.weight (found {sorted(state)[:6]})")
+    first = state["main.0.weight"]  # ConvTranspose2d weight: (nz, 8ngf, k, k)
+    last = state.get("main.12.weight")
+    if first.dim() != 4 or last is None or last.dim() != 4:
+        raise WeightsError(f"{path} does not have Generator_I's layout (main.0 and main.12 ConvTranspose2d)")
+    kernel = first.shape[-1]
+    if kernel not in _FIRST_KERNEL_TO_SIZE:
+        raise WeightsError(f"{path}: first kernel {kernel} matches no known image size (6 -> 96px, 4 -> 64px)")
+    return {"nz": first.shape[0], "ngf": first.shape[1] // 8, "nc": last.shape[1],
+            "image_size": _FIRST_KERNEL_TO_SIZE[kernel]}
+
+
+def _motion_layout(state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict[str, torch.Tensor]]:
+    """The cell kind and the motion state dict with nn.GRU's `_l0` suffixes removed."""
+    state = {k.removesuffix("_l0"): v for k, v in state.items()}
+    for cell in _CELLS:
+        if f"{cell}.weight_ih" in state:
+            return cell, state
+    raise WeightsError(
+        f"{path} is not a motion checkpoint: expected lstm.weight_ih or gru.weight_ih (found {sorted(state)[:6]})"
+    )
+
+
+def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathLike) -> VideoGenerator:
+    """A VideoGenerator (eval mode) holding a legacy Generator_I and LSTM/GRU checkpoint pair."""
+    generator_path, motion_path = Path(generator_path), Path(motion_path)
+    generator_state = read_checkpoint(generator_path)
+    motion_state = read_checkpoint(motion_path)
+    layout = _generator_layout(generator_state, generator_path)
+    cell, motion_state = _motion_layout(motion_state, motion_path)
+    weight_ih, weight_hh = motion_state[f"{cell}.weight_ih"], motion_state[f"{cell}.weight_hh"]
+    d_motion, hidden_size = weight_ih.shape[1], weight_hh.shape[1]
+    d_content = layout["nz"] - d_motion
+    if d_content < 1:
+        raise WeightsError(
+            f"{motion_path} (d_motion={d_motion}) does not fit {generator_path} (nz={layout['nz']}): "
+            "the generator's input must be wider than the motion code"
+        )
+    cell_name, motion_mode = _CELLS[cell]
+    config = ModelConfig(
+        image_size=layout["image_size"], ngf=layout["ngf"], nc=layout["nc"], d_content=d_content,
+        d_motion=d_motion, hidden_size=hidden_size, cell=cell_name, motion_mode=motion_mode,
+    )
+    model = VideoGenerator(config)
+    expected = model.state_dict()
+    state = {f"image.{k}": v for k, v in generator_state.items()}
+    state.update({f"motion.{k}": v for k, v in motion_state.items()})
+    # Checkpoints from torch < 0.4 have no BatchNorm batch counters; they are unused at inference.
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+    load_state_strict(model, state, f"{generator_path} + {motion_path}")
+    return model.eval()
