@@ -1,0 +1,101 @@
+"""VideoGenerator: shapes, latent layout, scripting, streaming, conditioning."""
+import pytest
+import torch
+
+from vidsynth.config import PRESETS, ModelConfig
+from vidsynth.errors import ConfigError
+from vidsynth.models import VideoGenerator, build_model
+
+SMALL = dict(ngf=8, hidden_size=16)
+
+
+def small(**changes) -> ModelConfig:
+    return ModelConfig(**{**SMALL, **changes})
+
+
+@pytest.mark.parametrize("size", [64, 96])
+@pytest.mark.parametrize("cell,mode", [("lstm", "same-input"), ("gru", "feedback"), ("lstm", "feedback"), ("gru", "same-input")])
+def test_video_shape_and_range(size, cell, mode):
+    model = build_model(small(image_size=size, cell=cell, motion_mode=mode), seed=0).eval()
+    video = model(torch.randn(3, 50), torch.randn(3, 10), 4)
+    assert video.shape == (3, 4, 3, size, size)
+    assert video.dtype == torch.float32
+    assert video.abs().max() <= 1
+
+
+def test_state_dict_keys_match_legacy_generator_layout():
+    keys = {k.removeprefix("image.") for k in VideoGenerator(small()).state_dict() if k.startswith("image.")}
+    convs = {f"main.{i}.weight" for i in (0, 3, 6, 9, 12)}
+    norms = {f"main.{i}.{p}" for i in (1, 4, 7, 10) for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    assert keys == convs | norms
+
+
+def test_frame_t_is_drawn_from_motion_then_content():
+    torch.manual_seed(0)
+    model = build_model(small(), seed=1).eval()
+    z_content, z_motion = torch.randn(2, 50), torch.randn(2, 10)
+    video = model(z_content, z_motion, 3)
+    codes, _ = model.motion.rollout(model.initial_state(z_motion), 3)
+    for step in range(3):
+        z = torch.cat([codes[step], z_content], 1)[:, :, None, None]
+        torch.testing.assert_close(video[:, step], model.image(z), atol=1e-6, rtol=1e-6)
+
+
+def test_seed_fixes_the_initial_weights():
+    a, b = build_model(small(), seed=3), build_model(small(), seed=3)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    c = build_model(small(), seed=4)
+    assert not torch.equal(a.image.main[0].weight, c.image.main[0].weight)
+
+
+@pytest.mark.parametrize("config", [small(), small(cell="gru", motion_mode="feedback"), small(n_categories=4)])
+def test_scripted_equals_eager(config):
+    model = build_model(config, seed=0).eval()
+    scripted = torch.jit.script(model)
+    z_content, z_motion = torch.randn(2, 50), torch.randn(2, 10)
+    for n_frames in (1, 5):
+        torch.testing.assert_close(scripted(z_content, z_motion, n_frames), model(z_content, z_motion, n_frames))
+
+
+@pytest.mark.parametrize("cell,mode", [("lstm", "same-input"), ("gru", "feedback")])
+def test_chunks_continue_the_same_video(cell, mode):
+    model = build_model(small(cell=cell, motion_mode=mode), seed=0).eval()
+    z_content, z_motion = torch.randn(2, 50), torch.randn(2, 10)
+    whole = model(z_content, z_motion, 7)
+    state = model.initial_state(z_motion)
+    assert state.shape == (2, model.config.state_size)
+    parts = []
+    for n in (3, 1, 3):
+        chunk, state = model.generate_chunk(z_content, state, n)
+        parts.append(chunk)
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-6, rtol=1e-6)
+
+
+def test_category_changes_the_video_and_defaults_to_zero():
+    model = build_model(small(n_categories=4), seed=0).eval()
+    z_content, z_motion = torch.randn(2, 50), torch.randn(2, 10)
+    zero = model(z_content, z_motion, 2, torch.tensor([0, 0]))
+    torch.testing.assert_close(model(z_content, z_motion, 2), zero)
+    assert not torch.allclose(model(z_content, z_motion, 2, torch.tensor([3, 3])), zero)
+    assert model.image.main[0].weight.shape[0] == 10 + 50 + 4
+
+
+def test_presets():
+    assert PRESETS["assignment"].cell == "lstm" and PRESETS["assignment"].motion_mode == "same-input"
+    assert PRESETS["dlhacks"].cell == "gru" and PRESETS["dlhacks"].motion_mode == "feedback"
+    assert PRESETS["mocogan64"].image_size == 64
+    assert ModelConfig.from_dict(PRESETS["dlhacks"].to_dict()) == PRESETS["dlhacks"]
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(cell="rnn"), "unknown cell 'rnn'; expected one of: lstm, gru"),
+    (dict(motion_mode="x"), "unknown motion mode"),
+    (dict(image_size=128), "unknown image size 128"),
+    (dict(ngf=0), "ngf must be a positive integer"),
+])
+def test_bad_config_is_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**changes)
+    with pytest.raises(ConfigError, match="unknown config fields"):
+        ModelConfig.from_dict({"colour": 1})
