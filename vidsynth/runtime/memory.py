@@ -1,0 +1,114 @@
+"""How much memory a request needs, and how to split it so that it fits.
+
+Long videos always stream: each model call makes at most `chunk_frames` frames per video,
+so compute memory does not grow with --frames. What can still grow is what the writer holds:
+a gif is written when a video is complete, and the png sheet when all videos are. A request
+whose estimate exceeds half the available memory is refused with the estimate. Torch-free.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import InputError
+
+MEMORY_FRACTION = 0.5  # plan against half of what is free: the OS and other work need room
+MAX_BATCH_FRAMES = 256  # frames per model call when many short videos are made together
+MAX_OPEN_WRITERS = 8  # mp4 encoders (ffmpeg processes) open at once while streaming
+_FLOAT = 4
+
+
+def available_memory() -> int:
+    """Bytes of host memory available to new work (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30  # unknown platform: assume a modest machine
+
+
+def frame_compute_bytes(config: ModelConfig) -> int:
+    """Rough peak bytes per frame in one model call: the largest activation in and out of a
+    layer, plus the output frame as float32 (model output, host copy, quantising)."""
+    side = config.image_size // 16
+    stages = [config.ngf * 8 * side**2]
+    channels = config.ngf * 8
+    for _ in range(3):
+        channels //= 2
+        side *= 2
+        stages.append(channels * side**2)
+    pixels = config.nc * config.image_size**2
+    return _FLOAT * (3 * max(stages) + 3 * pixels)
+
+
+def frame_pixel_bytes(config: ModelConfig) -> int:
+    """One written frame as uint8 RGB."""
+    return 3 * config.image_size**2
+
+
+@dataclass(frozen=True)
+class Plan:
+    group_size: int  # videos made together (one batch)
+    chunk_frames: int  # frames per video per model call
+    streaming: bool  # more than one call per video, state carried between them
+    estimate_bytes: int  # peak estimate for the whole run
+    available_bytes: int
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def plan_generation(
+    config: ModelConfig,
+    n_videos: int,
+    n_frames: int,
+    fmt: str,
+    chunk_frames: int,
+    host_available: Optional[int] = None,
+    device_available: Optional[int] = None,
+) -> Plan:
+    host_available = available_memory() if host_available is None else host_available
+    compute_available = host_available if device_available is None else device_available
+    chunk = min(chunk_frames, n_frames)
+    streaming = n_frames > chunk
+    per_frame = frame_compute_bytes(config)
+    pixels = frame_pixel_bytes(config)
+
+    group = max(1, min(n_videos, MAX_BATCH_FRAMES // chunk))
+    if streaming and fmt == "mp4":
+        group = min(group, MAX_OPEN_WRITERS)
+    while group > 1 and group * chunk * per_frame > MEMORY_FRACTION * compute_available:
+        group //= 2
+    compute = group * chunk * per_frame
+    held = {"png": n_videos * n_frames * pixels, "gif": group * n_frames * pixels}.get(fmt, 0)
+    if fmt == "gif":
+        held *= 2  # the frames, and the palette images the gif encoder makes from them
+    estimate = compute + held if device_available is None else max(compute, held)
+
+    too_big = []
+    if compute > MEMORY_FRACTION * compute_available:
+        where = "GPU" if device_available is not None else "host"
+        too_big.append(f"{format_bytes(compute)} of {where} memory per call, {format_bytes(compute_available)} free")
+    if held + (0 if device_available is not None else compute) > MEMORY_FRACTION * host_available:
+        kept = "the contact sheet" if fmt == "png" else "each gif until it is complete"
+        too_big.append(f"{format_bytes(held)} of host memory for {kept}, {format_bytes(host_available)} available")
+    if too_big:
+        raise InputError(
+            f"{n_videos} video(s) of {n_frames} frames as {fmt} need an estimated "
+            f"{'; '.join(too_big)} (planning uses at most {MEMORY_FRACTION:.0%}); "
+            "use fewer frames or videos, a smaller --chunk-frames, or --format mp4, which streams"
+        )
+    return Plan(group, chunk, streaming, estimate, host_available)

@@ -1,0 +1,153 @@
+"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet.
+
+Writers take frames as they are made, batch by batch and chunk by chunk, so an mp4 of any
+length streams to its encoder. They write into a staging directory (see output.py); the
+caller renames the finished files into place. Torch-free (imageio, imageio-ffmpeg).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from vidsynth.errors import InputError, choice_error
+
+SHEET_NAME = "sheet.png"
+
+
+def video_name(index: int, fmt: str) -> str:
+    return f"video_{index:03d}.{fmt}"
+
+
+class VideoWriter(ABC):
+    def __init__(self, directory: Path, n_videos: int, n_frames: int, fps: float, size: int) -> None:
+        self.directory = Path(directory)
+        self.n_videos = n_videos
+        self.n_frames = n_frames
+        self.fps = fps
+        self.size = size
+
+    @abstractmethod
+    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        """pixels (b, t, H, W, 3) uint8: frames first_frame.. of videos first_video.."""
+
+    def end_videos(self, first_video: int, stop_video: int) -> None:
+        """Videos first_video..stop_video-1 have all their frames."""
+
+    @abstractmethod
+    def finish(self) -> list[str]:
+        """Writes what is still pending; the names of the files made."""
+
+    def abort(self) -> None:
+        """Releases resources after a failure (files are left to the staging cleanup)."""
+
+
+class Mp4Writer(VideoWriter):
+    """One ffmpeg process per open video, fed frame by frame: H.264, yuv420p."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: dict[int, object] = {}
+        self._names: list[str] = []
+
+    def _encoder(self, index: int):
+        import imageio_ffmpeg
+
+        if index not in self._open:
+            name = video_name(index, "mp4")
+            encoder = imageio_ffmpeg.write_frames(
+                str(self.directory / name),
+                (self.size, self.size),
+                pix_fmt_in="rgb24",
+                pix_fmt_out="yuv420p",
+                fps=self.fps,
+                codec="libx264",
+                quality=8,
+                macro_block_size=16,
+                ffmpeg_log_level="error",
+            )
+            encoder.send(None)  # start the process
+            self._open[index] = encoder
+            self._names.append(name)
+        return self._open[index]
+
+    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        for offset, frames in enumerate(pixels):
+            encoder = self._encoder(first_video + offset)
+            for frame in frames:
+                encoder.send(frame)
+
+    def end_videos(self, first_video: int, stop_video: int) -> None:
+        for index in range(first_video, stop_video):
+            self._open.pop(index).close()
+
+    def finish(self) -> list[str]:
+        while self._open:
+            _, encoder = self._open.popitem()
+            encoder.close()
+        return list(self._names)
+
+    def abort(self) -> None:
+        for encoder in self._open.values():
+            try:
+                encoder.close()
+            except Exception:  # the failure being handled matters more than this one
+                pass
+        self._open.clear()
+
+
+class GifWriter(VideoWriter):
+    """Gifs are encoded whole, so each video's frames are kept until it is complete."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._frames: dict[int, list[np.ndarray]] = {}
+        self._names: list[str] = []
+
+    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        for offset, frames in enumerate(pixels):
+            self._frames.setdefault(first_video + offset, []).append(frames)
+
+    def end_videos(self, first_video: int, stop_video: int) -> None:
+        import imageio.v3 as iio
+
+        for index in range(first_video, stop_video):
+            frames = np.concatenate(self._frames.pop(index))
+            name = video_name(index, "gif")
+            iio.imwrite(self.directory / name, frames, extension=".gif", duration=1000.0 / self.fps, loop=0)
+            self._names.append(name)
+
+    def finish(self) -> list[str]:
+        return list(self._names)
+
+
+class SheetWriter(VideoWriter):
+    """One png: a row per video, a column per frame."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        s = self.size
+        self._sheet = np.zeros((self.n_videos * s, self.n_frames * s, 3), dtype=np.uint8)
+
+    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        s = self.size
+        b, t = pixels.shape[:2]
+        # (b, t, s, s, 3) -> (b*s, t*s, 3): rows of videos, columns of frames
+        block = pixels.transpose(0, 2, 1, 3, 4).reshape(b * s, t * s, 3)
+        self._sheet[first_video * s : (first_video + b) * s, first_frame * s : (first_frame + t) * s] = block
+
+    def finish(self) -> list[str]:
+        import imageio.v3 as iio
+
+        iio.imwrite(self.directory / SHEET_NAME, self._sheet, extension=".png")
+        return [SHEET_NAME]
+
+
+WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
+
+
+def open_writer(fmt: str, directory: Path, n_videos: int, n_frames: int, fps: float, size: int) -> VideoWriter:
+    if fmt not in WRITERS:
+        raise choice_error(InputError, "format", fmt, sorted(WRITERS))
+    return WRITERS[fmt](directory, n_videos, n_frames, fps, size)
