@@ -58,5 +58,33 @@ def info_command(weights: str) -> None:
     click.echo(json.dumps(report, indent=2))
 
 
+def _generate_options(command):
+    """Adds the options of vidsynth.runtime.options.GENERATE_OPTIONS (shared with the
+    torch-free `python -m vidsynth.runtime.ort`)."""
+    from vidsynth.runtime.options import GENERATE_OPTIONS
+
+    for option in reversed(GENERATE_OPTIONS):
+        command = click.option(
+            option.flag, option.dest, type=option.type, default=option.default, metavar=option.metavar,
+            help=option.help, show_default=option.default is not None,
+        )(command)
+    return command
+
+
+@cli.command("generate")
+@_generate_options
+def generate_command(**values) -> None:
+    """Make videos (video_000.mp4, ... or one sheet.png) from weights or export artifacts.
+
+    With no options: the default weights, a few short mp4 videos in ./videos."""
+    from vidsynth.runtime.generate import generate_videos
+    from vidsynth.runtime.request import GenerateRequest
+
+    result = generate_videos(GenerateRequest(**values, progress=True), notify=lambda m: click.echo(m, err=True))
+    click.echo(f"{len(result.paths)} file(s) from {result.backend} ({result.detail}) on {result.device}:", err=True)
+    for path in result.paths:
+        click.echo(str(path))
+
+
 def main() -> None:
     cli(prog_name="vidsynth")
