@@ -36,7 +36,10 @@ def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator
     if target.is_dir() and any(target.iterdir()) and not force:
         raise InputError(f"{target} already exists and is not empty; pass --force to replace it")
     check_writable_parent(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.resolve().parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.resolve().parent))
+    except OSError as exc:
+        raise InputError(f"cannot write into {target.resolve().parent}: {exc.strerror}") from None
     try:
         yield tmp
     except BaseException:

@@ -58,6 +58,72 @@ def info_command(weights: str) -> None:
     click.echo(json.dumps(report, indent=2))
 
 
+@cli.command("export")
+@click.option("--weights", default="default", show_default=True, help="default, demo or a weights directory.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Export directory to write.")
+@click.option("--formats", default="torchscript,onnx", show_default=True, help="Comma-separated: torchscript, onnx.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (13-20; default 17).")
+@click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool) -> None:
+    """Write TorchScript and ONNX artifacts plus manifest.json, validated against eager PyTorch."""
+    from vidsynth.export import export_weights
+
+    requested = tuple(name.strip() for name in formats.split(",") if name.strip())
+    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force)
+    validation = manifest["validation"]
+    click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
+    worst = ", ".join(f"{name} {error:.2g}" for name, error in validation["max_abs"].items())
+    click.echo(f"max abs error vs eager (tolerance {validation['tolerance']['max_abs']:g}): {worst}")
+    if "psnr_db_vs_fp32" in validation:
+        psnr = ", ".join(f"{name} {value} dB" for name, value in validation["psnr_db_vs_fp32"].items())
+        click.echo(f"PSNR vs fp32 (minimum {validation['min_psnr_db']:g} dB): {psnr}")
+
+
+@cli.command("train")
+@click.option("--data", type=click.Path(file_okay=False), help="Folder of clips (videos or image strips), one class per subfolder.")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory: checkpoint/, weights/, samples/.")
+@click.option("--image-size", default=64, show_default=True, type=int, help="Frame size (64 or 96).")
+@click.option("--cell", default="gru", show_default=True, help="Motion cell: gru or lstm.")
+@click.option("--motion-mode", default="feedback", show_default=True, help="same-input or feedback.")
+@click.option("--ngf", default=32, show_default=True, type=int, help="Generator width.")
+@click.option("--ndf", default=32, show_default=True, type=int, help="Critic width.")
+@click.option("--steps", default=10000, show_default=True, type=int, help="Total generator updates (with --resume: the new total).")
+@click.option("--batch", default=16, show_default=True, type=int, help="Videos per batch.")
+@click.option("--clip-frames", default=16, show_default=True, type=int, help="Frames per training clip.")
+@click.option("--frame-step", default=2, show_default=True, type=int, help="Use every n-th frame of the real clips.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=0, show_default=True, type=int, help="torch CPU threads (0: torch's default).")
+@click.option("--checkpoint-every", default=250, show_default=True, type=int, help="Steps between checkpoints.")
+@click.option("--sample-every", default=500, show_default=True, type=int, help="Steps between sample sheets.")
+@click.option("--max-minutes", type=float, help="Checkpoint and stop after this much wall time.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings).")
+@click.option("--dry-run", is_flag=True, help="A few steps on synthetic data (no --data needed).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps, batch, clip_frames, frame_step,
+                  device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run, quiet) -> None:
+    """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
+    import shlex
+    import sys
+
+    from vidsynth.train.config import TrainConfig
+    from vidsynth.train.loop import summary_line, train
+
+    if dry_run and steps == 10000:
+        steps = 3
+    config = TrainConfig(
+        data=data, image_size=image_size, cell=cell, motion_mode=motion_mode, ngf=ngf, ndf=ndf, steps=steps,
+        batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
+        threads=threads, checkpoint_every=checkpoint_every, sample_every=sample_every, dry_run=dry_run,
+    )
+    command = "vidsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)
+    click.echo(summary_line(record))
+    click.echo(f"weights: {Path(run_dir) / 'weights'}")
+
+
 def _generate_options(command):
     """Adds the options of vidsynth.runtime.options.GENERATE_OPTIONS (shared with the
     torch-free `python -m vidsynth.runtime.ort`)."""

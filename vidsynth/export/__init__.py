@@ -1,0 +1,16 @@
+"""Export a generator to TorchScript and ONNX, validated against eager PyTorch.
+
+Importing this package stays torch-free (the ONNX Runtime script reads manifests through
+`vidsynth.export.manifest`); the exporters load on first use.
+"""
+from vidsynth.export.manifest import read_manifest
+
+__all__ = ["export_artifacts", "export_weights", "read_manifest"]
+
+
+def __getattr__(name: str):
+    if name in ("export_artifacts", "export_weights"):
+        from vidsynth.export import artifacts
+
+        return getattr(artifacts, name)
+    raise AttributeError(f"module 'vidsynth.export' has no attribute {name!r}")

@@ -1,0 +1,131 @@
+"""export_artifacts: write, check and validate an export directory in one atomic step."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from vidsynth.atomic import atomic_directory
+from vidsynth.errors import ExportError
+from vidsynth.export.contract import (
+    EXPORT_SHAPE,
+    FILES,
+    check_options,
+    generator_contract,
+    streaming_record,
+)
+from vidsynth.export.manifest import FORMAT_VERSION, file_record, write_manifest
+from vidsynth.export.precision import deployable_copy, with_precision
+from vidsynth.models import VideoGenerator
+from vidsynth.version import __version__
+
+
+def export_artifacts(
+    model: VideoGenerator,
+    out_dir: str | os.PathLike,
+    formats: Sequence[str] = ("torchscript", "onnx"),
+    opset: Optional[int] = None,
+    dtype: str = "fp32",
+    force: bool = False,
+) -> dict[str, Any]:
+    """Exports `model` into `out_dir` and returns the manifest written there.
+
+    Options are checked first; then everything is written to a temporary directory that
+    replaces `out_dir` only once every file passed onnx.checker and the validation against
+    eager PyTorch. An existing non-empty `out_dir` is refused unless `force`.
+    """
+    if not isinstance(model, VideoGenerator):
+        raise ExportError(f"export needs a vidsynth VideoGenerator, got {type(model).__name__}")
+    formats, opset = check_options(formats, opset, dtype)
+    reference = deployable_copy(model)
+    lowered = with_precision(model, dtype)
+    config_dict = model.config.to_dict()
+    started = time.perf_counter()
+    with atomic_directory(out_dir, force=force) as tmp:
+        write_artifacts(lowered, tmp, formats, opset)
+        written = time.perf_counter()
+        from vidsynth.export.validate import validate_export
+
+        validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
+        validated = time.perf_counter()
+        files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
+        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation)
+        manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
+        write_manifest(tmp, manifest)
+    return manifest
+
+
+def write_artifacts(model: VideoGenerator, directory: Path, formats: tuple[str, ...], opset: Optional[int]) -> None:
+    """Writes the requested formats' files into `directory` and checks each ONNX graph."""
+    if "torchscript" in formats:
+        from vidsynth.export.torchscript import save_torchscript, script_generator
+
+        save_torchscript(script_generator(model), directory / "generator.pt", model.config.to_dict())
+    if "onnx" in formats:
+        from vidsynth.export.onnx import check_graph, export_graph
+
+        export_graph(model, directory / "generator.onnx", opset, streaming=False)
+        export_graph(model, directory / "generator_chunk.onnx", opset, streaming=True)
+        check_graph(directory / "generator.onnx")
+        check_graph(directory / "generator_chunk.onnx")
+
+
+def build_manifest(
+    config_dict: dict[str, Any],
+    formats: tuple[str, ...],
+    opset: Optional[int],
+    dtype: str,
+    files: dict[str, dict[str, Any]],
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+
+    from vidsynth.config import ModelConfig
+    from vidsynth.export.onnx import EXPORTER
+
+    config = ModelConfig.from_dict(config_dict)
+    contract = generator_contract(config)
+    return {
+        "format_version": FORMAT_VERSION,
+        "vidsynth_version": __version__,
+        "config": config_dict,
+        "dtype": dtype,
+        "precision": {
+            "image_generator": dtype,
+            "motion": "fp32",
+            "inputs_outputs": "float32",
+        },
+        "formats": list(formats),
+        "opset": opset,
+        "onnx_exporter": EXPORTER if "onnx" in formats else None,
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
+        "onnxruntime_version": onnxruntime.__version__,
+        "python_version": platform.python_version(),
+        "inputs": [spec.to_dict() for spec in contract.inputs],
+        "outputs": [spec.to_dict() for spec in contract.outputs],
+        "export_shape": {"batch": EXPORT_SHAPE[0], "n_frames": EXPORT_SHAPE[1]},
+        "streaming": streaming_record(config, with_onnx="onnx" in formats),
+        "files": files,
+        "validation": validation,
+    }
+
+
+def export_weights(
+    weights: Optional[str],
+    out_dir: str | os.PathLike,
+    formats: Sequence[str] = ("torchscript", "onnx"),
+    opset: Optional[int] = None,
+    dtype: str = "fp32",
+    force: bool = False,
+) -> dict[str, Any]:
+    """export_artifacts for weights named as on the command line: default, demo or a directory."""
+    from vidsynth.weights import load_model
+
+    check_options(formats, opset, dtype)  # refuse bad options before loading anything
+    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force)

@@ -1,0 +1,156 @@
+"""The generator's export contract: names, dtypes and shapes of every input and output, the
+dynamic axes, the opsets, the precisions and the tolerances, all derived from the ModelConfig.
+
+Like optimum's OnnxConfig, the exporters and the validator read names and dynamic axes from
+here instead of branching per model. Torch-free: the ONNX Runtime script reads it too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import ExportError, choice_error
+
+Dim = Union[int, str]  # a fixed size, or the name of a dynamic axis
+
+BATCH = "batch"  # dynamic axis: videos per call
+FRAMES = "n_frames"  # dynamic axis: frames per video (or per streamed chunk)
+
+FORMATS = ("torchscript", "onnx")
+DTYPES = ("fp32", "fp16", "bf16")
+
+# ONNX opsets the TorchScript-based exporter handles for this graph: 13 is the first whose
+# Loop body keeps tensor ranks known; 20 is that exporter's last opset.
+MIN_OPSET = 13
+MAX_OPSET = 20
+DEFAULT_OPSET = 17  # read by every onnxruntime since 1.11
+
+# Largest max-abs pixel error (video in [-1, 1]) allowed between eager PyTorch, TorchScript
+# and ONNX Runtime at the same precision. Never relaxed into a warning.
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
+# Lower precisions must stay this close to the float32 model (PSNR over the [-1, 1] range).
+MIN_PSNR_DB = 35.0
+
+# The example inputs traced through while exporting, and the two shapes validated afterwards:
+# disjoint, so validation proves nothing about the example shape was baked into a graph.
+EXPORT_SHAPE = (2, 3)  # (batch, n_frames)
+VALIDATION_SHAPES = ((1, 7), (4, 13))
+VALIDATION_CHUNKS = (5, 8)  # streamed chunks adding up to the last shape's 13 frames, vs one call
+VALIDATION_SEED = 20240  # first seed of the validation inputs; one more per shape
+
+FILES = {
+    "torchscript": ("generator.pt",),
+    "onnx": ("generator.onnx", "generator_chunk.onnx"),
+}
+INITIAL_STATE_RULE = "zeros(B, state_size - d_motion) then z_motion"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy/ONNX name: "float32" or "int64"
+    shape: tuple[Dim, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+
+@dataclass(frozen=True)
+class ExportContract:
+    """One graph's signature: what goes in, what comes out, which axes are dynamic."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [spec.name for spec in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [spec.name for spec in self.outputs]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {spec.name: spec.dynamic_axes() for spec in self.inputs + self.outputs}
+        return {name: dims for name, dims in axes.items() if dims}
+
+
+def _video_spec(config: ModelConfig) -> TensorSpec:
+    size = config.image_size
+    return TensorSpec("video", "float32", (BATCH, FRAMES, config.nc, size, size))
+
+
+def _category_specs(config: ModelConfig) -> tuple[TensorSpec, ...]:
+    return (TensorSpec("category", "int64", (BATCH,)),) if config.n_categories > 0 else ()
+
+
+def generator_contract(config: ModelConfig) -> ExportContract:
+    """generator.onnx and generator.pt's forward: one whole video per call."""
+    inputs = (
+        TensorSpec("z_content", "float32", (BATCH, config.d_content)),
+        TensorSpec("z_motion", "float32", (BATCH, config.d_motion)),
+        TensorSpec("n_frames", "int64", ()),
+    ) + _category_specs(config)
+    return ExportContract(inputs, (_video_spec(config),))
+
+
+def chunk_contract(config: ModelConfig) -> ExportContract:
+    """generator_chunk.onnx: the next n_frames frames from a carried recurrent state."""
+    inputs = (
+        TensorSpec("z_content", "float32", (BATCH, config.d_content)),
+        TensorSpec("state", "float32", (BATCH, config.state_size)),
+        TensorSpec("n_frames", "int64", ()),
+    ) + _category_specs(config)
+    outputs = (_video_spec(config), TensorSpec("state_out", "float32", (BATCH, config.state_size)))
+    return ExportContract(inputs, outputs)
+
+
+def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:
+    """The manifest's description of how to stream a long video chunk by chunk."""
+    record = {
+        "state_size": config.state_size,
+        "initial_state": INITIAL_STATE_RULE,
+        "torchscript_methods": ["initial_state(z_motion)", "generate_chunk(z_content, state, n_frames)"],
+    }
+    if with_onnx:
+        contract = chunk_contract(config)
+        record = {
+            "file": "generator_chunk.onnx",
+            **record,
+            "inputs": [spec.to_dict() for spec in contract.inputs],
+            "outputs": [spec.to_dict() for spec in contract.outputs],
+        }
+    return record
+
+
+def check_options(
+    formats: "tuple[str, ...] | list[str]", opset: Optional[int], dtype: str
+) -> tuple[tuple[str, ...], Optional[int]]:
+    """The requested formats (in order, without repeats) and the opset to use (None without
+    onnx). Bad options are refused before anything is exported or written."""
+    formats = tuple(dict.fromkeys(formats))
+    if not formats:
+        raise ExportError(f"no export format given; expected one or more of: {', '.join(FORMATS)}")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise choice_error(ExportError, "export format", fmt, FORMATS)
+    if dtype not in DTYPES:
+        raise choice_error(ExportError, "dtype", dtype, DTYPES)
+    if dtype == "bf16" and "onnx" in formats:
+        raise ExportError(
+            "dtype bf16 is available for the torchscript format only: ONNX Runtime has no bfloat16 "
+            "ConvTranspose kernel; use --formats torchscript with bf16, or --dtype fp16 for ONNX"
+        )
+    if "onnx" not in formats:
+        if opset is not None:
+            raise ExportError("--opset applies to the onnx format only; add onnx to --formats or drop --opset")
+        return formats, None
+    if opset is None:
+        opset = DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"unsupported ONNX opset {opset!r}; expected an integer from {MIN_OPSET} to {MAX_OPSET}")
+    return formats, opset

@@ -1,0 +1,44 @@
+"""generator.pt: torch.jit.script of the whole VideoGenerator.
+
+The motion recurrence stays a real loop over n_frames (prim::Loop). Besides `forward`, the
+scripted module keeps `initial_state(z_motion)` and `generate_chunk(z_content, state,
+n_frames)` for streaming. The config and vidsynth version ride along as extra files.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from vidsynth.errors import ExportError, RuntimeBackendError
+from vidsynth.models import VideoGenerator
+from vidsynth.version import __version__
+
+EXTRA_FILES = ("config.json", "vidsynth_version")
+
+
+def script_generator(model: VideoGenerator) -> torch.jit.ScriptModule:
+    """The scripted generator (the model must already be in eval mode, on the CPU)."""
+    try:
+        return torch.jit.script(model)
+    except Exception as exc:  # TorchScript raises several unrelated types
+        raise ExportError(f"torch.jit.script failed on the generator: {exc}") from exc
+
+
+def save_torchscript(scripted: torch.jit.ScriptModule, path: str | os.PathLike, config_dict: dict) -> None:
+    extra = {
+        "config.json": json.dumps(config_dict, indent=2, sort_keys=True),
+        "vidsynth_version": __version__,
+    }
+    torch.jit.save(scripted, str(path), _extra_files=extra)
+
+
+def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
+    """The scripted generator (CPU) and its extra files as text."""
+    extra = {name: "" for name in EXTRA_FILES}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise RuntimeBackendError(f"{path} is not a loadable TorchScript generator: {exc}") from None
+    return module.eval(), {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}

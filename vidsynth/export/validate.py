@@ -1,0 +1,274 @@
+"""Validation at export, in the style of optimum's validate_model_outputs: compare eager PyTorch,
+the written TorchScript file and the written ONNX files through ONNX Runtime on fresh seeded
+inputs at shapes never used while exporting. Every problem (names, then shapes, then values)
+is collected first, then reported in one ValidationError; a tolerance failure is never a
+warning. The figures measured go into the manifest.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from vidsynth.errors import ValidationError
+from vidsynth.export.contract import (
+    MIN_PSNR_DB,
+    TOLERANCE,
+    VALIDATION_CHUNKS,
+    VALIDATION_SEED,
+    VALIDATION_SHAPES,
+    ExportContract,
+    chunk_contract,
+    generator_contract,
+)
+from vidsynth.export.precision import psnr_db
+from vidsynth.models import VideoGenerator
+from vidsynth.noise import Noise, sample_noise
+
+REL_ERROR = "max |actual - reference| / max |reference|"
+ORT_PROVIDER = "CPUExecutionProvider"
+
+# A backend runs whole videos: (noise, n_frames) -> video, and streams: (noise, chunks) -> (video, state).
+WholeRunner = Callable[[Noise, int], np.ndarray]
+StreamRunner = Callable[[Noise, "tuple[int, ...]"], "tuple[np.ndarray, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    backend: str  # "torchscript", "onnx", "torchscript_streaming", "onnx_streaming"
+    output: str  # "video" or "state_out"
+    batch: int
+    n_frames: int
+    max_abs: float
+    max_rel: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs <= self.tolerance
+
+    def describe(self) -> str:
+        return (
+            f"{self.backend} {self.output} (batch {self.batch}, n_frames {self.n_frames}): "
+            f"max abs error {self.max_abs:.3g} > tolerance {self.tolerance:.3g} (max rel {self.max_rel:.3g})"
+        )
+
+
+def compare(backend: str, output: str, reference: np.ndarray, actual: np.ndarray, tolerance: float) -> Comparison:
+    """Max abs and rel error of `actual` against `reference` (same shape)."""
+    diff = np.abs(actual.astype(np.float64) - reference.astype(np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    peak = float(np.abs(reference).max()) if reference.size else 0.0
+    max_rel = max_abs / peak if peak > 0 else (0.0 if max_abs == 0 else math.inf)
+    batch, n_frames = reference.shape[0], (reference.shape[1] if output == "video" else 0)
+    return Comparison(backend, output, batch, n_frames, max_abs, max_rel, tolerance)
+
+
+def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    category = None if noise.category is None else torch.from_numpy(noise.category)
+    return torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), category
+
+
+def _initial_state_numpy(z_motion: np.ndarray, state_size: int) -> np.ndarray:
+    """The streaming contract's first state: zeros(B, state_size - d_motion) then z_motion."""
+    zeros = np.zeros((z_motion.shape[0], state_size - z_motion.shape[1]), np.float32)
+    return np.concatenate([zeros, z_motion], axis=1)
+
+
+def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eager PyTorch's video and final recurrent state: the reference."""
+    z_content, z_motion, category = _as_torch(noise)
+    with torch.inference_mode():
+        video, state = model.generate_chunk(z_content, model.initial_state(z_motion), n_frames, category)
+    return video.numpy(), state.numpy()
+
+
+def torchscript_runners(module: torch.jit.ScriptModule) -> tuple[WholeRunner, StreamRunner]:
+    def whole(noise: Noise, n_frames: int) -> np.ndarray:
+        z_content, z_motion, category = _as_torch(noise)
+        with torch.inference_mode():
+            return module(z_content, z_motion, n_frames, category).numpy()
+
+    def stream(noise: Noise, chunks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        z_content, z_motion, category = _as_torch(noise)
+        parts = []
+        with torch.inference_mode():
+            state = module.initial_state(z_motion)
+            for n_frames in chunks:
+                video, state = module.generate_chunk(z_content, state, n_frames, category)
+                parts.append(video.numpy())
+        return np.concatenate(parts, axis=1), state.numpy()
+
+    return whole, stream
+
+
+def onnx_runners(whole_session, chunk_session, state_size: int) -> tuple[WholeRunner, StreamRunner]:
+    def feed(first: np.ndarray, second: np.ndarray, n_frames: int, category: Optional[np.ndarray]) -> list:
+        values = [first, second, np.array(n_frames, dtype=np.int64)]
+        return values if category is None else values + [category]
+
+    def whole(noise: Noise, n_frames: int) -> np.ndarray:
+        names = [i.name for i in whole_session.get_inputs()]
+        values = feed(noise.z_content, noise.z_motion, n_frames, noise.category)
+        return whole_session.run(None, dict(zip(names, values)))[0]
+
+    def stream(noise: Noise, chunks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        names = [i.name for i in chunk_session.get_inputs()]
+        state = _initial_state_numpy(noise.z_motion, state_size)
+        parts = []
+        for n_frames in chunks:
+            video, state = chunk_session.run(None, dict(zip(names, feed(noise.z_content, state, n_frames, noise.category))))
+            parts.append(video)
+        return np.concatenate(parts, axis=1), state
+
+    return whole, stream
+
+
+def check_session_signature(file: str, session, contract: ExportContract) -> list[str]:
+    """Names and dtypes an ORT session exposes, against the contract."""
+    problems = []
+    for kind, got, want in (
+        ("inputs", session.get_inputs(), contract.inputs),
+        ("outputs", session.get_outputs(), contract.outputs),
+    ):
+        got_names = [value.name for value in got]
+        want_names = [spec.name for spec in want]
+        if got_names != want_names:
+            problems.append(f"{file} {kind} are {got_names}, expected {want_names}")
+            continue
+        for value, spec in zip(got, want):
+            if value.type != f"tensor({spec.dtype.replace('float32', 'float')})":
+                problems.append(f"{file} {kind[:-1]} {spec.name} has type {value.type}, expected {spec.dtype}")
+    return problems
+
+
+def check_output(backend: str, output: str, actual: np.ndarray, expected_shape: tuple[int, ...]) -> list[str]:
+    problems = []
+    if actual.dtype != np.float32:
+        problems.append(f"{backend} {output} has dtype {actual.dtype}, expected float32")
+    if tuple(actual.shape) != tuple(expected_shape):
+        problems.append(f"{backend} {output} has shape {tuple(actual.shape)}, expected {tuple(expected_shape)}")
+    return problems
+
+
+def validate_backends(
+    model: VideoGenerator,
+    dtype: str,
+    whole: dict[str, WholeRunner],
+    stream: dict[str, StreamRunner],
+    fp32_model: Optional[VideoGenerator] = None,
+    problems: Optional[list[str]] = None,
+) -> dict:
+    """Compares each backend with eager `model` at the validation shapes, and each streaming
+    backend (chunks VALIDATION_CHUNKS) with one eager call of the same total length.
+    Lower precisions are also held to MIN_PSNR_DB against `fp32_model`. Raises one
+    ValidationError listing every problem; returns the figures."""
+    problems = list(problems or [])
+    tolerance = TOLERANCE[dtype]
+    comparisons: list[Comparison] = []
+    psnr: dict[str, float] = {}
+    shapes = list(VALIDATION_SHAPES)
+    for index, (batch, n_frames) in enumerate(shapes):
+        noise = sample_noise(model.config, batch, seed=VALIDATION_SEED + index)
+        expected, expected_state = eager_video(model, noise, n_frames)
+        fp32_video = eager_video(fp32_model, noise, n_frames)[0] if fp32_model is not None else None
+        results = {"eager": expected}
+        for backend, run in whole.items():
+            video = run(noise, n_frames)
+            found = check_output(backend, "video", video, expected.shape)
+            problems += found
+            if not found:
+                comparisons.append(compare(backend, "video", expected, video, tolerance))
+                results[backend] = video
+        if sum(VALIDATION_CHUNKS) == n_frames:
+            for backend, run in stream.items():
+                video, state = run(noise, VALIDATION_CHUNKS)
+                found = check_output(backend, "video", video, expected.shape)
+                found += check_output(backend, "state_out", state, expected_state.shape)
+                problems += found
+                if not found:
+                    comparisons.append(compare(backend, "video", expected, video, tolerance))
+                    comparisons.append(compare(backend, "state_out", expected_state, state, tolerance))
+                    results[backend] = video
+        if fp32_video is not None:
+            for backend, video in results.items():
+                psnr[backend] = min(psnr.get(backend, math.inf), psnr_db(fp32_video, video))
+    problems += [c.describe() for c in comparisons if not c.ok]
+    for backend, value in psnr.items():
+        if value < MIN_PSNR_DB:
+            problems.append(f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {MIN_PSNR_DB:g} dB minimum")
+    if problems:
+        header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"
+        raise ValidationError("\n  - ".join([header] + problems))
+    return _figures(dtype, tolerance, shapes, comparisons, psnr)
+
+
+def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict) -> dict:
+    max_abs: dict[str, float] = {}
+    max_rel: dict[str, float] = {}
+    for c in comparisons:
+        max_abs[c.backend] = max(max_abs.get(c.backend, 0.0), c.max_abs)
+        max_rel[c.backend] = max(max_rel.get(c.backend, 0.0), c.max_rel)
+    figures = {
+        "reference": f"eager PyTorch, {dtype}",
+        "tolerance": {"max_abs": tolerance},
+        "max_rel_definition": REL_ERROR,
+        "shapes": [{"batch": b, "n_frames": n} for b, n in shapes],
+        "seeds": [VALIDATION_SEED + i for i in range(len(shapes))],
+        "streaming_chunks": list(VALIDATION_CHUNKS),
+        "onnxruntime_provider": ORT_PROVIDER,
+        "max_abs": max_abs,
+        "max_rel": max_rel,
+        "comparisons": [asdict(c) for c in comparisons],
+    }
+    if psnr:
+        figures["psnr_db_vs_fp32"] = {k: (round(v, 2) if math.isfinite(v) else "inf") for k, v in psnr.items()}
+        figures["min_psnr_db"] = MIN_PSNR_DB
+    return figures
+
+
+def validate_export(
+    model: VideoGenerator,
+    directory: Path,
+    formats: tuple[str, ...],
+    dtype: str,
+    fp32_model: Optional[VideoGenerator] = None,
+) -> dict:
+    """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx) and
+    validates it against eager `model`; see validate_backends."""
+    from vidsynth.export.onnx import RANDOM_OPS, op_types, ort_session
+    from vidsynth.export.torchscript import load_torchscript
+
+    config = model.config
+    problems: list[str] = []
+    whole: dict[str, WholeRunner] = {}
+    stream: dict[str, StreamRunner] = {}
+    if "torchscript" in formats:
+        module, extra = load_torchscript(directory / "generator.pt")
+        whole["torchscript"], stream["torchscript_streaming"] = torchscript_runners(module)
+        if "prim::Loop" not in str(module.motion.rollout.graph):
+            problems.append("generator.pt: the motion recurrence is not a loop")
+    if "onnx" in formats:
+        import onnx
+
+        sessions = {}
+        for file, contract in (("generator.onnx", generator_contract(config)), ("generator_chunk.onnx", chunk_contract(config))):
+            sessions[file] = ort_session(directory / file, [ORT_PROVIDER])
+            problems += check_session_signature(file, sessions[file], contract)
+            ops = op_types(onnx.load(str(directory / file)).graph)
+            if "Loop" not in ops and "Scan" not in ops:
+                problems.append(f"{file}: the recurrence is not an ONNX Loop or Scan")
+            random = sorted(RANDOM_OPS.intersection(ops))
+            if random:
+                problems.append(f"{file} holds random ops {random}")
+        whole["onnx"], stream["onnx_streaming"] = onnx_runners(
+            sessions["generator.onnx"], sessions["generator_chunk.onnx"], config.state_size
+        )
+    if problems:  # a wrong signature makes value comparisons meaningless
+        raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
+    return validate_backends(model, dtype, whole, stream, fp32_model)
