@@ -1,0 +1,1 @@
+"""MoCoGAN training: data loading, the two critics, the training loop and checkpoints."""

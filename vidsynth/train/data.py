@@ -1,0 +1,198 @@
+"""Training data: a folder of clips, one class per subfolder.
+
+Each file is either a video (mp4, avi, gif: read with imageio) or a MoCoGAN-style strip (one
+image H x (H*T) with the T square frames side by side). The layout is detected from the
+file's content, not its name: the public actions data are PNG strips named `.jpg`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from vidsynth.errors import DataError
+
+# Leading bytes -> (container, layout). Strips are single still images; videos hold frames.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+STILL_FORMATS = ("png", "jpeg", "bmp")
+VIDEO_FORMATS = ("gif", "mp4", "avi", "webm", "mkv")
+
+
+def sniff_format(path: Path) -> Optional[str]:
+    """The file's container from its first bytes, or None when it is not one we read."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "mkv"
+    return None
+
+
+def _to_rgb(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W[, C]) any of gray/RGB/RGBA -> (T, H, W, 3) uint8."""
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    elif frames.shape[-1] == 4:
+        frames = frames[..., :3]  # the actions strips carry a constant alpha channel
+    if frames.dtype != np.uint8:
+        frames = np.clip(frames, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(frames)
+
+
+def read_clip(path: str | os.PathLike) -> np.ndarray:
+    """One clip as (T, H, W, 3) uint8. A still image is split into square frames along its
+    width (MoCoGAN strips); a video or animated GIF gives its frames."""
+    import imageio.v2 as imageio_v2
+    import imageio.v3 as iio
+
+    path = Path(path)
+    kind = sniff_format(path)
+    if kind is None:
+        raise DataError(f"{path}: not an image strip or video (expected PNG/JPEG/BMP strips or GIF/MP4/AVI videos)")
+    try:
+        if kind in STILL_FORMATS:
+            image = iio.imread(path)
+            if image.ndim == 2:
+                image = image[..., None]
+            height, width = image.shape[:2]
+            if width % height != 0:
+                raise DataError(
+                    f"{path}: a strip must be H x (H*T) with square frames side by side; "
+                    f"found {height}x{width}, not a multiple of {height}"
+                )
+            n_frames = width // height
+            frames = image.reshape(height, n_frames, height, image.shape[2]).transpose(1, 0, 2, 3)
+        elif kind == "gif":
+            frames = iio.imread(path, index=None)
+            if frames.ndim == 3 and frames.shape[-1] in (3, 4) and len(frames.shape) == 3:
+                frames = frames[None]
+        else:
+            reader = imageio_v2.get_reader(str(path), format="FFMPEG")
+            try:
+                frames = np.stack([np.asarray(f) for f in reader])
+            finally:
+                reader.close()
+    except DataError:
+        raise
+    except Exception as exc:  # imageio raises many types for damaged files
+        raise DataError(f"{path}: cannot read {kind} data ({type(exc).__name__}: {exc})") from None
+    frames = _to_rgb(np.asarray(frames))
+    if frames.shape[0] < 1:
+        raise DataError(f"{path}: holds no frames")
+    return frames
+
+
+@dataclass
+class ClipDataset:
+    """All clips in memory as uint8 (T_i, H, W, 3) arrays, with their class index."""
+
+    clips: list[np.ndarray]
+    labels: np.ndarray  # (N,) int64
+    classes: list[str]  # subfolder name of each class index ([] for an unlabelled folder)
+    paths: list[str]
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.classes)
+
+    @property
+    def frame_size(self) -> int:
+        return int(self.clips[0].shape[1])
+
+    @property
+    def n_frames(self) -> int:
+        return int(sum(c.shape[0] for c in self.clips))
+
+
+def _class_sort_key(name: str) -> tuple:
+    return (0, int(name), name) if name.isdigit() else (1, 0, name)
+
+
+def load_folder(root: str | os.PathLike, min_frames: int = 1) -> ClipDataset:
+    """Reads every clip under `root`. Subfolders are classes (sorted, numerically when their
+    names are numbers); files directly in `root` make an unlabelled set. All problems are
+    collected and reported in one DataError."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    subdirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                     key=lambda d: _class_sort_key(d.name))
+    if subdirs:
+        groups = [(d.name, sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")))
+                  for d in subdirs]
+        groups = [(name, files) for name, files in groups if files]
+        classes = [name for name, _ in groups]
+    else:
+        groups = [("", sorted(f for f in root.iterdir() if f.is_file() and not f.name.startswith(".")))]
+        classes = []
+    files = [(index, f) for index, (_, fs) in enumerate(groups) for f in fs]
+    if not files:
+        raise DataError(f"data folder {root} holds no clips (expected image strips or videos, one class per subfolder)")
+
+    clips, labels, paths, problems = [], [], [], []
+    for index, path in files:
+        try:
+            clip = read_clip(path)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        if clip.shape[0] < min_frames:
+            problems.append(f"{path}: {clip.shape[0]} frames, training needs at least {min_frames}")
+            continue
+        clips.append(clip)
+        labels.append(index if classes else 0)
+        paths.append(str(path))
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise DataError(f"{len(problems)} unreadable file(s) in {root}: {shown}")
+    sizes = {}
+    for clip, path in zip(clips, paths):
+        sizes.setdefault(clip.shape[1:3], []).append(path)
+    if len(sizes) > 1:
+        described = ", ".join(f"{h}x{w} ({len(ps)} files, e.g. {ps[0]})" for (h, w), ps in sizes.items())
+        raise DataError(f"frames of mixed sizes in {root}: {described}; all clips must share one frame size")
+    (height, width), = sizes
+    if height != width:
+        raise DataError(f"frames in {root} are {height}x{width}; training needs square frames")
+    return ClipDataset(clips, np.asarray(labels, dtype=np.int64), classes, paths)
+
+
+def synthetic_dataset(n_categories: int, size: int, n_clips: int = 8, n_frames: int = 24, seed: int = 0) -> ClipDataset:
+    """Moving coloured squares, for --dry-run and tests: no files needed."""
+    rng = np.random.default_rng(seed)
+    clips, labels = [], []
+    for i in range(n_clips):
+        label = i % max(n_categories, 1)
+        video = np.full((n_frames, size, size, 3), 40, dtype=np.uint8)
+        side = size // 4
+        colour = rng.integers(80, 256, size=3, dtype=np.uint8)
+        x, y = rng.integers(0, size - side, size=2)
+        dx, dy = [(1, 0), (0, 1), (-1, 0), (0, -1)][label % 4]
+        for t in range(n_frames):
+            px = int((x + dx * t) % (size - side))
+            py = int((y + dy * t) % (size - side))
+            video[t, py:py + side, px:px + side] = colour
+        clips.append(video)
+        labels.append(label)
+    classes = [str(c) for c in range(n_categories)]
+    return ClipDataset(clips, np.asarray(labels, dtype=np.int64), classes, [f"<synthetic {i}>" for i in range(n_clips)])

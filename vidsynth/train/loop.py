@@ -1,0 +1,341 @@
+"""The MoCoGAN training loop.
+
+Each step: draw real clips and frames, generate B videos (content fixed per video, motion from
+the recurrence, a random action category each), update the image critic on single frames and
+the video critic on clips, then update the generator against both. Losses are the
+non-saturating GAN losses on logits, with one-sided label smoothing and instance noise; with
+categories both critics also classify real samples and the generator is rewarded when its
+videos are classified as the category it was asked for (MoCoGAN's categorical critic).
+
+All randomness comes from one torch.Generator seeded with `seed`; its state, the networks and
+the Adam moments are checkpointed, so a resumed run reproduces an uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vidsynth.errors import InputError, RuntimeBackendError
+from vidsynth.models import VideoGenerator, build_model
+from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
+from vidsynth.train.config import TrainConfig
+from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
+from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
+from vidsynth.train.sampler import ClipSampler
+from vidsynth.train.sheets import render_videos, sheet, write_png
+
+LOSS_NAMES = ("d_image", "d_video", "g_image", "g_video", "g_category")
+WEIGHTS_DIR = "weights"
+SAMPLES_DIR = "samples"
+SAMPLE_SEED = 1234  # fixed noise for the sample sheets, so sheets compare across steps
+
+
+@dataclass
+class Trainer:
+    """The networks and optimizers of one run (kept together for checkpointing)."""
+
+    config: TrainConfig
+    generator: VideoGenerator
+    image_critic: ImageDiscriminator
+    video_critic: VideoDiscriminator
+    opt_g: torch.optim.Optimizer
+    opt_image: torch.optim.Optimizer
+    opt_video: torch.optim.Optimizer
+    rng: torch.Generator
+    device: torch.device
+
+    @property
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator, "image_critic": self.image_critic, "video_critic": self.video_critic}
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "image_critic": self.opt_image, "video_critic": self.opt_video}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeBackendError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def build_trainer(config: TrainConfig, n_categories: int) -> Trainer:
+    device = resolve_device(config.device)
+    model_config = config.model_config(n_categories)
+    generator = build_model(model_config, seed=config.seed).to(device).train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)
+        image_critic = ImageDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(device)
+        video_critic = VideoDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(device)
+    betas = (config.beta1, config.beta2)
+    rng = torch.Generator(device="cpu")
+    rng.manual_seed(config.seed)
+    return Trainer(
+        config, generator, image_critic.train(), video_critic.train(),
+        torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
+        torch.optim.Adam(image_critic.parameters(), lr=config.lr, betas=betas),
+        torch.optim.Adam(video_critic.parameters(), lr=config.lr, betas=betas),
+        rng, device,
+    )
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if not config.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _noisy(x: Tensor, sigma: float, rng: torch.Generator) -> Tensor:
+    if sigma <= 0:
+        return x
+    return x + sigma * torch.randn(x.shape, generator=rng).to(x.device, x.dtype)
+
+
+def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
+    """One critic update and one generator update; returns the step's losses."""
+    c, rng, dev = t.config, t.rng, t.device
+    n_cat = t.generator.config.n_categories
+    real_video, real_video_labels = sampler.videos(c.batch, rng)
+    real_image, real_image_labels = sampler.images(c.batch, rng)
+    z_content = torch.randn(c.batch, c.d_content, generator=rng)
+    z_motion = torch.randn(c.batch, c.d_motion, generator=rng)
+    fake_labels = torch.randint(max(n_cat, 1), (c.batch,), generator=rng)
+    frame_pick = torch.randint(c.clip_frames, (c.batch,), generator=rng)
+    real_video, real_image = real_video.to(dev), real_image.to(dev)
+    real_video_labels, real_image_labels = real_video_labels.to(dev), real_image_labels.to(dev)
+    fake_labels, frame_pick = fake_labels.to(dev), frame_pick.to(dev)
+    category = fake_labels if n_cat > 0 else None
+    rows = torch.arange(c.batch, device=dev)
+    sigma, w = c.instance_noise, c.category_weight
+
+    with _autocast(c, dev):
+        fake_video = t.generator(z_content.to(dev), z_motion.to(dev), c.clip_frames, category)
+    fake_image = fake_video[rows, frame_pick]  # one frame of each generated video
+
+    # Critics.
+    with _autocast(c, dev):
+        real_i, real_i_cls = t.image_critic(_noisy(real_image, sigma, rng))
+        fake_i, _ = t.image_critic(_noisy(fake_image.detach(), sigma, rng))
+        real_v, real_v_cls = t.video_critic(_noisy(real_video, sigma, rng))
+        fake_v, _ = t.video_critic(_noisy(fake_video.detach(), sigma, rng))
+    d_image = _bce(real_i, c.real_label) + _bce(fake_i, 0.0)
+    d_video = _bce(real_v, c.real_label) + _bce(fake_v, 0.0)
+    if n_cat > 0:
+        d_image = d_image + w * F.cross_entropy(real_i_cls.float(), real_image_labels)
+        d_video = d_video + w * F.cross_entropy(real_v_cls.float(), real_video_labels)
+    t.opt_image.zero_grad(set_to_none=True)
+    t.opt_video.zero_grad(set_to_none=True)
+    (d_image + d_video).backward()
+    t.opt_image.step()
+    t.opt_video.step()
+
+    # Generator.
+    with _autocast(c, dev):
+        gen_i, gen_i_cls = t.image_critic(_noisy(fake_image, sigma, rng))
+        gen_v, gen_v_cls = t.video_critic(_noisy(fake_video, sigma, rng))
+    g_image = _bce(gen_i, 1.0)
+    g_video = _bce(gen_v, 1.0)
+    g_category = torch.zeros((), device=dev)
+    if n_cat > 0:
+        g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(gen_i_cls.float(), fake_labels)
+    t.opt_g.zero_grad(set_to_none=True)
+    (g_image + g_video + w * g_category).backward()
+    t.opt_g.step()
+    values = (d_image, d_video, g_image, g_video, g_category)
+    return {name: float(v.detach()) for name, v in zip(LOSS_NAMES, values)}
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source": "vidsynth train",
+        "training_data": record["data"],
+        "steps": record["step"],
+        "train_wall_time_s": round(record["elapsed_s"], 1),
+        "hardware": record["hardware"],
+        "command": record["command"],
+        "train_config": t.config.to_dict(),
+    }
+
+
+def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
+    from vidsynth.weights.format import save_weights
+
+    save_checkpoint(run_dir, t.networks, t.optimizers, t.rng, record)
+    save_weights(t.generator, run_dir / WEIGHTS_DIR, _provenance(t, record), force=True)
+
+
+def _dataset(config: TrainConfig) -> ClipDataset:
+    if config.dry_run:
+        return synthetic_dataset(n_categories=2, size=config.image_size, n_frames=max(24, config.span))
+    return load_folder(config.data, min_frames=1)
+
+
+def _describe_data(config: TrainConfig, data: ClipDataset) -> dict[str, Any]:
+    return {
+        "folder": "synthetic (dry run)" if config.dry_run else str(Path(config.data).resolve()),
+        "clips": len(data.clips), "frames": data.n_frames, "frame_size": data.frame_size,
+        "classes": data.classes,
+    }
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT so the loop checkpoints and leaves cleanly."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    max_minutes: Optional[float] = None,
+    command: Optional[str] = None,
+    progress: bool = True,
+    on_step: Optional[Callable[[int, dict[str, float]], None]] = None,
+) -> dict[str, Any]:
+    """Trains (or, with `resume`, continues) a run in `run_dir`; returns the final record.
+
+    With `resume` the stored TrainConfig is used, except `steps` (the new total) and
+    `device`/`threads`. `max_minutes` stops the run early (after a checkpoint) once that much
+    wall time has passed in this call.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        record = read_checkpoint_record(run_dir)
+        stored = TrainConfig.from_dict(record["train_config"])
+        config = stored.replace(steps=config.steps, device=config.device, threads=config.threads)
+    elif (run_dir / CHECKPOINT_DIR).exists():
+        raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    data = _dataset(config)
+    sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
+    t = build_trainer(config, data.n_categories)
+    command = command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+    if resume:
+        record = load_checkpoint(run_dir, t.networks, t.optimizers, t.rng)
+        record["train_config"] = config.to_dict()
+        record["command"] = record.get("command", []) + [command]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "step": 0, "elapsed_s": 0.0, "train_config": config.to_dict(),
+            "model_config": t.generator.config.to_dict(), "data": _describe_data(config, data),
+            "hardware": _hardware(t.device), "command": [command], "losses": [],
+        }
+    record["hardware"] = _hardware(t.device)
+
+    start_step = record["step"]
+    started = time.monotonic()
+    deadline = started + max_minutes * 60 if max_minutes else None
+    base_elapsed = record["elapsed_s"]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True, mininterval=2.0)
+    step = start_step
+    with _StopFlag() as flag:
+        while step < config.steps:
+            tick = time.monotonic()
+            losses = train_step(t, sampler)
+            step += 1
+            seconds = time.monotonic() - tick
+            record["losses"].append([round(losses[n], 6) for n in LOSS_NAMES])
+            if on_step is not None:
+                on_step(step, losses)
+            bad = [n for n, v in losses.items() if v != v or v in (float("inf"), float("-inf"))]
+            if bad:
+                raise RuntimeBackendError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({"dI": f"{losses['d_image']:.3f}", "dV": f"{losses['d_video']:.3f}",
+                                 "gI": f"{losses['g_image']:.3f}", "gV": f"{losses['g_video']:.3f}",
+                                 "gC": f"{losses['g_category']:.3f}", "s/step": f"{seconds:.2f}"}, refresh=False)
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            finished = step >= config.steps or out_of_time or flag.stop
+            record["step"] = step
+            record["elapsed_s"] = base_elapsed + time.monotonic() - started
+            if step % config.sample_every == 0 or finished:
+                videos = render_videos(t.generator, 8, config.clip_frames, SAMPLE_SEED)
+                write_png(sheet(videos), run_dir / SAMPLES_DIR / f"step_{step:06d}.png")
+            if step % config.checkpoint_every == 0 or finished:
+                _checkpoint(t, run_dir, record)
+            if finished:
+                break
+    if bar is not None:
+        bar.close()
+    record["stopped"] = "steps" if step >= config.steps else ("signal" if flag.stop else "time limit")
+    record["steps_this_call"] = step - start_step
+    record["wall_s_this_call"] = time.monotonic() - started
+    return record
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    rate = record["steps_this_call"] / max(record["wall_s_this_call"], 1e-9)
+    return (f"step {record['step']} ({record['stopped']}); {record['steps_this_call']} steps in "
+            f"{record['wall_s_this_call']:.0f} s ({rate:.2f} steps/s)")
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
+    """Copies a run's latest generator (vidsynth weights format, with provenance) to `out`."""
+    from vidsynth.weights.format import load_weights, read_config, save_weights
+
+    source = Path(run_dir) / WEIGHTS_DIR
+    model = load_weights(source)
+    _, provenance = read_config(source)
+    provenance.pop("vidsynth_version", None)
+    provenance.pop("saved_at", None)
+    return save_weights(model, out, provenance, force=force)
+
+
+def dump_json(record: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in record.items() if k not in ("losses", "optimizers")}, indent=2)

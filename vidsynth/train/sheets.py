@@ -1,0 +1,54 @@
+"""Contact sheets of generated videos: a row per video, a column per frame."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from vidsynth.atomic import atomic_file
+from vidsynth.models import VideoGenerator
+from vidsynth.noise import sample_noise
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(B, T, 3, H, W) in [-1, 1] -> (B, T, H, W, 3) uint8."""
+    array = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return array.permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int) -> np.ndarray:
+    """Eval-mode videos from the seeded noise factory; category k for video k (mod classes).
+    Touches neither the model's training mode afterwards nor any torch RNG."""
+    config = model.config
+    noise = sample_noise(config, n_videos, seed)
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        category = None
+        if config.n_categories > 0:
+            category = torch.arange(n_videos, device=device) % config.n_categories
+        with torch.no_grad():
+            video = model(torch.from_numpy(noise.z_content).to(device), torch.from_numpy(noise.z_motion).to(device),
+                          n_frames, category)
+    finally:
+        model.train(was_training)
+    return to_uint8(video)
+
+
+def sheet(videos: np.ndarray, gap: int = 2) -> np.ndarray:
+    """(B, T, H, W, 3) -> one (B*(H+gap)-gap, T*(W+gap)-gap, 3) image."""
+    b, t, h, w, c = videos.shape
+    out = np.full((b * (h + gap) - gap, t * (w + gap) - gap, c), 255, dtype=np.uint8)
+    for i in range(b):
+        for j in range(t):
+            out[i * (h + gap): i * (h + gap) + h, j * (w + gap): j * (w + gap) + w] = videos[i, j]
+    return out
+
+
+def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
+    import imageio.v3 as iio
+
+    with atomic_file(path) as tmp:
+        iio.imwrite(tmp, image, extension=".png")
