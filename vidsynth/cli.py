@@ -105,9 +105,6 @@ def export_command(weights: str, out: str, formats: str, opset: int | None, dtyp
 def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps, batch, clip_frames, frame_step,
                   device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run, quiet) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
-    import shlex
-    import sys
-
     from vidsynth.train.config import TrainConfig
     from vidsynth.train.loop import summary_line, train
 
@@ -118,7 +115,7 @@ def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps,
         batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
         threads=threads, checkpoint_every=checkpoint_every, sample_every=sample_every, dry_run=dry_run,
     )
-    command = "vidsynth " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = config.command_line(run_dir, max_minutes, resume)
     record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")

@@ -77,6 +77,20 @@ class TrainConfig:
         """Real frames one training clip covers."""
         return (self.clip_frames - 1) * self.frame_step + 1
 
+    def command_line(self, run_dir: str, max_minutes: Optional[float] = None, resume: bool = False) -> str:
+        """The `vidsynth train` command that makes this run, every setting spelled out."""
+        import shlex
+
+        words = ["vidsynth", "train"]
+        words += ["--dry-run"] if self.dry_run else ["--data", str(self.data)]
+        words += ["--out", str(run_dir)] + (["--resume"] if resume else [])
+        for name in ("image_size", "cell", "motion_mode", "ngf", "ndf", "batch", "clip_frames", "frame_step",
+                     "steps", "device", "seed", "threads", "checkpoint_every", "sample_every"):
+            words += ["--" + name.replace("_", "-"), str(getattr(self, name))]
+        words += ["--bf16"] if self.bf16 else []
+        words += ["--max-minutes", f"{max_minutes:g}"] if max_minutes else []
+        return " ".join(shlex.quote(w) for w in words)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

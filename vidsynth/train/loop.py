@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +258,7 @@ def train(
     data = _dataset(config)
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
     t = build_trainer(config, data.n_categories)
-    command = command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+    command = command or config.command_line(str(run_dir), max_minutes, resume)
     if resume:
         record = load_checkpoint(run_dir, t.networks, t.optimizers, t.rng)
         record["train_config"] = config.to_dict()

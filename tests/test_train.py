@@ -1,0 +1,266 @@
+"""Training: data loading (both layouts, bad inputs), dry runs, exact resume, run export, and
+the shipped default weights."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from vidsynth.cli import cli
+from vidsynth.errors import DataError, InputError
+from vidsynth.train.config import TrainConfig
+from vidsynth.train.data import load_folder, read_clip, sniff_format
+from vidsynth.train.loop import export_run, train
+from vidsynth.train.sampler import ClipSampler
+from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
+
+iio = pytest.importorskip("imageio.v3")
+
+# A tiny model: every test here trains in a second or two.
+TINY = dict(ngf=4, ndf=4, batch=2, clip_frames=4, frame_step=1, threads=1, sample_every=1000)
+
+
+def _clip(n_frames: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n_frames, size, size, 3), dtype=np.uint8)
+
+
+def _write_strip(path, clip: np.ndarray, alpha: bool = True) -> None:
+    """MoCoGAN layout: frames side by side in one PNG (saved under whatever name is given)."""
+    t, h, w, _ = clip.shape
+    strip = clip.transpose(1, 0, 2, 3).reshape(h, t * w, 3)
+    if alpha:
+        strip = np.concatenate([strip, np.full((h, t * w, 1), 255, np.uint8)], axis=2)
+    iio.imwrite(path, strip, extension=".png")
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def test_strip_named_jpg_is_read_as_png_strip(tmp_path):
+    clip = _clip(5)
+    path = tmp_path / "clip.jpg"
+    _write_strip(path, clip)
+    assert sniff_format(path) == "png"
+    frames = read_clip(path)
+    assert frames.shape == (5, 16, 16, 3)
+    np.testing.assert_array_equal(frames, clip)  # PNG is lossless: frames come back exactly
+
+
+def test_gif_and_mp4_videos_are_read(tmp_path):
+    clip = _clip(6)
+    iio.imwrite(tmp_path / "a.gif", clip, extension=".gif", loop=0)
+    frames = read_clip(tmp_path / "a.gif")
+    assert frames.shape == (6, 16, 16, 3)
+    pytest.importorskip("imageio_ffmpeg")
+    smooth = np.repeat(np.linspace(0, 255, 6, dtype=np.uint8)[:, None, None, None], 3, axis=3)
+    video = np.broadcast_to(smooth, (6, 32, 32, 3)).copy()
+    _write_mp4_ffmpeg(tmp_path / "b.mp4", video)
+    frames = read_clip(tmp_path / "b.mp4")
+    assert frames.shape[1:] == (32, 32, 3) and frames.shape[0] >= 5
+    assert abs(float(frames[-1].mean()) - 255) < 20  # lossy codec: close, not exact
+
+
+def _write_mp4_ffmpeg(path, video: np.ndarray) -> None:
+    import imageio.v2 as imageio_v2
+
+    writer = imageio_v2.get_writer(str(path), format="FFMPEG", fps=10, macro_block_size=1)
+    for frame in video:
+        writer.append_data(frame)
+    writer.close()
+
+
+def test_folder_classes_are_subfolders_sorted_numerically(tmp_path):
+    for name in ("10", "2"):
+        (tmp_path / name).mkdir()
+        _write_strip(tmp_path / name / "x.jpg", _clip(4, seed=int(name)))
+    iio.imwrite(tmp_path / "2" / "y.gif", _clip(4), extension=".gif")
+    data = load_folder(tmp_path)
+    assert data.classes == ["2", "10"]
+    assert sorted(data.labels.tolist()) == [0, 0, 1]
+    assert data.frame_size == 16 and data.n_frames == 12
+
+
+def test_empty_folder_is_refused(tmp_path):
+    (tmp_path / "0").mkdir()
+    with pytest.raises(DataError, match="holds no clips"):
+        load_folder(tmp_path)
+
+
+def test_missing_folder_is_refused(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_folder(tmp_path / "nope")
+
+
+def test_unreadable_files_are_named(tmp_path):
+    _write_strip(tmp_path / "good.jpg", _clip(4))
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(DataError) as info:
+        load_folder(tmp_path)
+    message = str(info.value)
+    assert "2 unreadable" in message and "notes.jpg" in message and "broken.png" in message
+    assert "good.jpg" not in message
+
+
+def test_mixed_frame_sizes_are_refused(tmp_path):
+    _write_strip(tmp_path / "small.jpg", _clip(4, size=16))
+    _write_strip(tmp_path / "large.jpg", _clip(4, size=32))
+    with pytest.raises(DataError, match="mixed sizes.*16x16.*32x32|mixed sizes.*32x32.*16x16"):
+        load_folder(tmp_path)
+
+
+def test_strip_that_is_not_whole_frames_is_refused(tmp_path):
+    iio.imwrite(tmp_path / "odd.png", np.zeros((16, 40, 3), np.uint8), extension=".png")
+    with pytest.raises(DataError, match="odd.png.*not a multiple of 16"):
+        load_folder(tmp_path)
+
+
+def test_clips_shorter_than_a_training_clip_are_refused(tmp_path):
+    _write_strip(tmp_path / "short.jpg", _clip(3))
+    data = load_folder(tmp_path)
+    with pytest.raises(DataError, match="short.jpg.*3 frames"):
+        ClipSampler(data, 64, clip_frames=4, frame_step=1)
+
+
+def test_sampler_takes_every_nth_frame_in_order(tmp_path):
+    clip = np.zeros((10, 16, 16, 3), np.uint8)
+    clip[:] = (np.arange(10) * 20)[:, None, None, None]  # frame k is uniformly 20k
+    _write_strip(tmp_path / "ramp.jpg", clip)
+    sampler = ClipSampler(load_folder(tmp_path), 16, clip_frames=4, frame_step=3)
+    video, labels = sampler.videos(5, torch.Generator().manual_seed(0))
+    assert video.shape == (5, 4, 3, 16, 16) and labels.tolist() == [0] * 5
+    levels = ((video[:, :, 0, 0, 0] + 1) * 127.5).round() / 20  # frame indices
+    assert torch.equal(levels[:, 1:] - levels[:, :-1], torch.full((5, 3), 3.0))
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def _losses(run_dir):
+    return json.loads((run_dir / "checkpoint" / "state.json").read_text())["losses"]
+
+
+def test_dry_run_trains_and_writes_a_loadable_run(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--dry-run", "--out", str(out), "--ngf", "4", "--ndf", "4", "--batch", "2",
+        "--clip-frames", "4", "--frame-step", "1", "--steps", "3", "--threads", "1", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    losses = _losses(out)
+    assert len(losses) == 3 and all(math.isfinite(v) for row in losses for v in row)
+    assert (out / "samples" / "step_000003.png").is_file()
+    model = load_model(out / "weights")
+    assert model.config.n_categories == 2 and model.provenance["steps"] == 3
+    assert model.provenance["command"][0].startswith("vidsynth train --dry-run --out ")
+    video = model(torch.zeros(2, 50), torch.zeros(2, 10), 5, torch.tensor([0, 1]))
+    assert video.shape == (2, 5, 3, 64, 64) and torch.isfinite(video).all()
+
+
+def test_resume_continues_exactly(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=4, checkpoint_every=2, **TINY)
+    whole = train(config, tmp_path / "whole", progress=False)
+    train(config.replace(steps=2), tmp_path / "split", progress=False)
+    resumed = train(config, tmp_path / "split", resume=True, progress=False)
+    assert resumed["step"] == 4 and resumed["steps_this_call"] == 2
+    assert resumed["losses"] == whole["losses"]
+    a = load_file(str(tmp_path / "whole" / "checkpoint" / "networks.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoint" / "networks.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_seed_decides_the_run(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=2, **TINY)
+    first = train(config, tmp_path / "a", progress=False)["losses"]
+    again = train(config, tmp_path / "b", progress=False)["losses"]
+    other = train(config.replace(seed=1), tmp_path / "c", progress=False)["losses"]
+    assert first == again and first != other
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=1, **TINY)
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(InputError, match="--resume"):
+        train(config, tmp_path / "run", progress=False)
+    with pytest.raises(InputError, match="no checkpoint"):
+        train(config, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_time_limit_stops_after_a_checkpoint(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=50, checkpoint_every=100, **TINY)
+    record = train(config, tmp_path / "run", max_minutes=1e-6, progress=False)
+    assert record["stopped"] == "time limit" and record["step"] == 1
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 1
+
+
+def test_bad_settings_are_collected_in_one_error():
+    with pytest.raises(InputError) as info:
+        TrainConfig(data=None, batch=1, clip_frames=2)
+    message = str(info.value)
+    assert "batch" in message and "clip_frames" in message and "data folder" in message
+
+
+def test_training_on_strip_folder_learns_its_classes(tmp_path):
+    for label in ("0", "3"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            _write_strip(tmp_path / "data" / label / f"{i}.jpg", _clip(6, size=32, seed=i + 10 * int(label)))
+    config = TrainConfig(data=str(tmp_path / "data"), steps=1, **TINY)
+    train(config, tmp_path / "run", progress=False)
+    model = load_model(tmp_path / "run" / "weights")
+    assert model.config.n_categories == 2 and model.config.image_size == 64  # 32 px data upsampled
+    assert model.provenance["training_data"]["classes"] == ["0", "3"]
+
+
+def test_export_run_copies_weights_with_provenance(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=1, **TINY)
+    train(config, tmp_path / "run", progress=False)
+    export_run(tmp_path / "run", tmp_path / "weights")
+    model = load_model(tmp_path / "weights")
+    assert model.provenance["source"] == "vidsynth train" and model.provenance["steps"] == 1
+    original = load_model(tmp_path / "run" / "weights")
+    for (k, a), (_, b) in zip(model.state_dict().items(), original.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_dry_run_on_cuda(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=2, device="cuda", **TINY)
+    record = train(config, tmp_path / "run", progress=False)
+    assert all(math.isfinite(v) for row in record["losses"] for v in row)
+
+
+# -- the shipped default weights ---------------------------------------------------------------
+
+needs_default = pytest.mark.skipif(
+    not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file(), reason="no default weights in this build"
+)
+
+
+@needs_default
+def test_default_weights_load_and_make_each_category():
+    model = load_model()
+    config = model.config
+    assert config.n_categories > 0 and model.provenance["source"] == "vidsynth train"
+    n = config.n_categories
+    video = model(torch.randn(n, config.d_content), torch.randn(n, config.d_motion), 8, torch.arange(n))
+    assert video.shape == (n, 8, 3, config.image_size, config.image_size)
+    assert torch.isfinite(video).all() and video.abs().max() <= 1
+    assert video[:, 1:].sub(video[:, :-1]).abs().mean() > 0  # frames change over time
+
+
+@needs_default
+def test_default_weights_export_like_any_model(tmp_path):
+    export = pytest.importorskip("vidsynth.export")
+    manifest = export.export_artifacts(load_model(), tmp_path / "export", formats=("torchscript",))
+    assert manifest["config"] == load_model().config.to_dict()
+    assert (tmp_path / "export" / "generator.pt").is_file()
