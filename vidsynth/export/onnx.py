@@ -176,10 +176,12 @@ def ort_inputs(contract: ExportContract, values: tuple[np.ndarray, ...]) -> dict
     return dict(zip(contract.input_names, values))
 
 
-def ort_session(path: str | os.PathLike, providers: Optional[list[str]] = None):
-    """An onnxruntime session (CPU unless told otherwise), warnings below error level muted."""
+def ort_session(path: str | os.PathLike, providers: Optional[list[str]] = None, threads: int = 0):
+    """An onnxruntime session (CPU unless told otherwise; `threads` 0: onnxruntime's default),
+    warnings below error level muted."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])

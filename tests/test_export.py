@@ -1,0 +1,261 @@
+"""Export: eager PyTorch = TorchScript = ONNX Runtime on every model family and shape, graphs
+that loop instead of unrolling, streaming = one-shot, and self-describing artifacts.
+
+Each model is exported once (module-scoped fixtures); every shape then runs against it.
+"""
+import hashlib
+import itertools
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from vidsynth.config import ModelConfig
+from vidsynth.export import export_artifacts, read_manifest
+from vidsynth.export.onnx import export_graph, op_types, ort_session
+from vidsynth.export.torchscript import load_torchscript
+from vidsynth.noise import sample_noise
+from vidsynth.weights.demo import demo_model
+
+ATOL = 1e-4  # max abs pixel error, video in [-1, 1]
+BATCHES = (1, 3, 8)
+FRAMES = (1, 2, 16, 37, 100)
+FAMILIES = [
+    dict(cell=cell, motion_mode=mode, image_size=size)
+    for cell, mode, size in itertools.product(("lstm", "gru"), ("same-input", "feedback"), (64, 96))
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per backend: on a small shared machine extra threads only contend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def family_id(family: dict) -> str:
+    return f"{family['cell']}-{family['motion_mode']}-{family['image_size']}"
+
+
+def small_model(**changes):
+    # demo weights: batch-norm statistics calibrated, so videos have contrast and errors show
+    return demo_model(ModelConfig(ngf=8, hidden_size=16, **changes))
+
+
+class Exported:
+    """One model exported once: its eager copy, the loaded TorchScript and ORT sessions."""
+
+    def __init__(self, model, directory):
+        self.model = model
+        self.directory = directory
+        self.manifest = export_artifacts(model, directory)
+        self.scripted, self.extra = load_torchscript(directory / "generator.pt")
+        self.whole = ort_session(directory / "generator.onnx", threads=1)
+        self.chunk = ort_session(directory / "generator_chunk.onnx", threads=1)
+
+    def eager(self, noise, n_frames):
+        category = None if noise.category is None else torch.from_numpy(noise.category)
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, category).numpy()
+
+    def torchscript(self, noise, n_frames):
+        category = None if noise.category is None else torch.from_numpy(noise.category)
+        with torch.inference_mode():
+            return self.scripted(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, category).numpy()
+
+    def onnx(self, noise, n_frames):
+        feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(n_frames, np.int64)}
+        if noise.category is not None:
+            feed["category"] = noise.category
+        return self.whole.run(["video"], feed)[0]
+
+    def onnx_stream(self, noise, chunks):
+        """Chunk by chunk through generator_chunk.onnx, first state built as the manifest says."""
+        state_size = self.manifest["streaming"]["state_size"]
+        zeros = np.zeros((noise.z_motion.shape[0], state_size - noise.z_motion.shape[1]), np.float32)
+        state = np.concatenate([zeros, noise.z_motion], axis=1)
+        parts = []
+        for n in chunks:
+            feed = {"z_content": noise.z_content, "state": state, "n_frames": np.array(n, np.int64)}
+            if noise.category is not None:
+                feed["category"] = noise.category
+            video, state = self.chunk.run(["video", "state_out"], feed)
+            parts.append(video)
+        return np.concatenate(parts, axis=1), state
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=family_id)
+def exported(request, tmp_path_factory):
+    model = small_model(**request.param)
+    return Exported(model, tmp_path_factory.mktemp(family_id(request.param)) / "art")
+
+
+@pytest.fixture(scope="module")
+def lstm_export(tmp_path_factory):
+    return Exported(small_model(), tmp_path_factory.mktemp("lstm") / "art")
+
+
+def max_abs(a, b):
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+# -- the equivalence matrix ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch,n_frames", list(itertools.product(BATCHES, FRAMES)))
+def test_eager_torchscript_onnxruntime_agree(exported, batch, n_frames):
+    noise = sample_noise(exported.model.config, batch, seed=1000 * batch + n_frames)
+    size = exported.model.config.image_size
+    eager = exported.eager(noise, n_frames)
+    assert eager.shape == (batch, n_frames, 3, size, size)
+    assert eager.std() > 0.01  # a flat video would make the comparison vacuous
+    scripted = exported.torchscript(noise, n_frames)
+    ort_video = exported.onnx(noise, n_frames)
+    assert scripted.shape == ort_video.shape == eager.shape
+    assert scripted.dtype == ort_video.dtype == np.float32
+    assert max_abs(eager, scripted) <= ATOL
+    assert max_abs(eager, ort_video) <= ATOL
+
+
+def test_validation_figures_recorded_at_unseen_shapes(exported):
+    validation = exported.manifest["validation"]
+    export_shape = exported.manifest["export_shape"]
+    shapes = [(s["batch"], s["n_frames"]) for s in validation["shapes"]]
+    assert len(shapes) == 2
+    for batch, n_frames in shapes:
+        assert batch != export_shape["batch"] and n_frames != export_shape["n_frames"]
+    assert validation["tolerance"]["max_abs"] == ATOL
+    assert set(validation["max_abs"]) == {"torchscript", "onnx", "torchscript_streaming", "onnx_streaming"}
+    assert all(0 <= error <= ATOL for error in validation["max_abs"].values())
+
+
+# -- graphs -------------------------------------------------------------------------------
+
+
+def count_nodes(path) -> int:
+    return len(op_types(onnx.load(str(path)).graph))
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["whole", "chunk"])
+def test_onnx_graph_loops_and_does_not_grow_with_frames(lstm_export, tmp_path, streaming):
+    model = lstm_export.model
+    sizes = {}
+    for batch, n_frames in ((1, 2), (4, 9), (2, 40)):
+        path = tmp_path / f"g_{batch}_{n_frames}.onnx"
+        export_graph(model, path, opset=17, streaming=streaming, example_shape=(batch, n_frames))
+        ops = op_types(onnx.load(str(path)).graph)
+        assert "Loop" in ops or "Scan" in ops
+        assert not {op for op in ops if op.startswith(("Random", "Bernoulli", "Multinomial"))}
+        sizes[(batch, n_frames)] = (count_nodes(path), path.stat().st_size)
+    assert len(set(sizes.values())) == 1, sizes
+
+
+def test_onnx_files_describe_themselves(lstm_export):
+    config = lstm_export.model.config
+    for name in ("generator.onnx", "generator_chunk.onnx"):
+        model = onnx.load(str(lstm_export.directory / name))
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert json.loads(meta["config"]) == config.to_dict()
+        assert meta["vidsynth_version"] == lstm_export.manifest["vidsynth_version"]
+        video = next(o for o in model.graph.output if o.name == "video")
+        dims = [d.dim_param or d.dim_value for d in video.type.tensor_type.shape.dim]
+        assert dims == ["batch", "n_frames", 3, config.image_size, config.image_size]
+    names = [i.name for i in lstm_export.whole.get_inputs()]
+    assert names == ["z_content", "z_motion", "n_frames"]
+    assert [i.type for i in lstm_export.whole.get_inputs()] == ["tensor(float)", "tensor(float)", "tensor(int64)"]
+    assert lstm_export.whole.get_inputs()[2].shape == []
+    assert [i.name for i in lstm_export.chunk.get_inputs()] == ["z_content", "state", "n_frames"]
+    assert [o.name for o in lstm_export.chunk.get_outputs()] == ["video", "state_out"]
+
+
+def test_torchscript_file_loops_and_carries_config(lstm_export):
+    scripted, extra = lstm_export.scripted, lstm_export.extra
+    assert json.loads(extra["config.json"]) == lstm_export.model.config.to_dict()
+    assert extra["vidsynth_version"] == lstm_export.manifest["vidsynth_version"]
+    assert "prim::Loop" in str(scripted.motion.rollout.graph)
+    graph = str(scripted.inlined_graph)
+    assert "rand" not in graph and "bernoulli" not in graph
+
+
+# -- streaming ----------------------------------------------------------------------------
+
+
+def test_chunked_streaming_equals_one_shot(exported):
+    noise = sample_noise(exported.model.config, 3, seed=7)
+    chunks = (1, 7, 16, 13)
+    one_shot = exported.eager(noise, sum(chunks))
+    with torch.inference_mode():
+        _, eager_state = exported.model.generate_chunk(
+            torch.from_numpy(noise.z_content), exported.model.initial_state(torch.from_numpy(noise.z_motion)), sum(chunks)
+        )
+    video, state = exported.onnx_stream(noise, chunks)
+    assert video.shape == one_shot.shape
+    assert max_abs(one_shot, video) <= ATOL
+    assert max_abs(eager_state.numpy(), state) <= ATOL
+
+    scripted = exported.scripted
+    parts = []
+    with torch.inference_mode():
+        state = scripted.initial_state(torch.from_numpy(noise.z_motion))
+        for n in chunks:
+            part, state = scripted.generate_chunk(torch.from_numpy(noise.z_content), state, n)
+            parts.append(part.numpy())
+    assert max_abs(one_shot, np.concatenate(parts, axis=1)) <= ATOL
+
+
+# -- conditional models -------------------------------------------------------------------
+
+
+def test_conditional_model_takes_category(tmp_path):
+    exported = Exported(small_model(n_categories=4), tmp_path / "art")
+    assert [i["name"] for i in exported.manifest["inputs"]] == ["z_content", "z_motion", "n_frames", "category"]
+    assert [i.name for i in exported.whole.get_inputs()][-1] == "category"
+    assert [i.name for i in exported.chunk.get_inputs()][-1] == "category"
+    noise = sample_noise(exported.model.config, 3, seed=3, category=1)
+    other = sample_noise(exported.model.config, 3, seed=3, category=2)
+    eager = exported.eager(noise, 9)
+    assert max_abs(eager, exported.onnx(noise, 9)) <= ATOL
+    assert max_abs(eager, exported.torchscript(noise, 9)) <= ATOL
+    assert max_abs(eager, exported.onnx(other, 9)) > 10 * ATOL  # the category reaches the frames
+    video, _ = exported.onnx_stream(noise, (4, 5))
+    assert max_abs(eager, video) <= ATOL
+
+
+# -- manifest -----------------------------------------------------------------------------
+
+
+def test_manifest_follows_the_contract(lstm_export):
+    manifest = read_manifest(lstm_export.directory)
+    assert manifest == lstm_export.manifest
+    config = lstm_export.model.config
+    assert manifest["format_version"] == 1
+    assert manifest["config"] == config.to_dict()
+    assert manifest["dtype"] == "fp32" and manifest["opset"] == 17
+    assert "dynamo=False" in manifest["onnx_exporter"]
+    assert manifest["torch_version"] == torch.__version__
+    assert manifest["inputs"] == [
+        {"name": "z_content", "dtype": "float32", "shape": ["batch", config.d_content]},
+        {"name": "z_motion", "dtype": "float32", "shape": ["batch", config.d_motion]},
+        {"name": "n_frames", "dtype": "int64", "shape": []},
+    ]
+    assert manifest["outputs"] == [
+        {"name": "video", "dtype": "float32", "shape": ["batch", "n_frames", 3, config.image_size, config.image_size]}
+    ]
+    streaming = manifest["streaming"]
+    assert streaming["file"] == "generator_chunk.onnx"
+    assert streaming["state_size"] == config.state_size
+    assert streaming["initial_state"] == "zeros(B, state_size - d_motion) then z_motion"
+
+
+def test_manifest_hashes_match_the_files(lstm_export):
+    files = lstm_export.manifest["files"]
+    assert set(files) == {"generator.pt", "generator.onnx", "generator_chunk.onnx"}
+    assert sorted(p.name for p in lstm_export.directory.iterdir()) == sorted([*files, "manifest.json"])
+    for name, record in files.items():
+        data = (lstm_export.directory / name).read_bytes()
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["bytes"] == len(data)
