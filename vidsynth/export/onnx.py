@@ -19,7 +19,6 @@ import os
 import warnings
 from typing import Optional
 
-import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
@@ -165,15 +164,6 @@ def op_types(graph: onnx.GraphProto) -> list[str]:
             for subgraph in attribute.graphs:
                 found.extend(op_types(subgraph))
     return found
-
-
-def metadata(path: str | os.PathLike) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
-
-
-def ort_inputs(contract: ExportContract, values: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
-    return dict(zip(contract.input_names, values))
 
 
 def ort_session(path: str | os.PathLike, providers: Optional[list[str]] = None, threads: int = 0):

@@ -59,14 +59,15 @@ class Comparison:
         )
 
 
-def compare(backend: str, output: str, reference: np.ndarray, actual: np.ndarray, tolerance: float) -> Comparison:
-    """Max abs and rel error of `actual` against `reference` (same shape)."""
+def compare(
+    backend: str, output: str, n_frames: int, reference: np.ndarray, actual: np.ndarray, tolerance: float
+) -> Comparison:
+    """Max abs and rel error of `actual` against `reference` (same shape, batch first)."""
     diff = np.abs(actual.astype(np.float64) - reference.astype(np.float64))
     max_abs = float(diff.max()) if diff.size else 0.0
     peak = float(np.abs(reference).max()) if reference.size else 0.0
     max_rel = max_abs / peak if peak > 0 else (0.0 if max_abs == 0 else math.inf)
-    batch, n_frames = reference.shape[0], (reference.shape[1] if output == "video" else 0)
-    return Comparison(backend, output, batch, n_frames, max_abs, max_rel, tolerance)
+    return Comparison(backend, output, reference.shape[0], n_frames, max_abs, max_rel, tolerance)
 
 
 def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
@@ -162,13 +163,12 @@ def validate_backends(
     whole: dict[str, WholeRunner],
     stream: dict[str, StreamRunner],
     fp32_model: Optional[VideoGenerator] = None,
-    problems: Optional[list[str]] = None,
 ) -> dict:
     """Compares each backend with eager `model` at the validation shapes, and each streaming
     backend (chunks VALIDATION_CHUNKS) with one eager call of the same total length.
     Lower precisions are also held to MIN_PSNR_DB against `fp32_model`. Raises one
     ValidationError listing every problem; returns the figures."""
-    problems = list(problems or [])
+    problems: list[str] = []
     tolerance = TOLERANCE[dtype]
     comparisons: list[Comparison] = []
     psnr: dict[str, float] = {}
@@ -183,7 +183,7 @@ def validate_backends(
             found = check_output(backend, "video", video, expected.shape)
             problems += found
             if not found:
-                comparisons.append(compare(backend, "video", expected, video, tolerance))
+                comparisons.append(compare(backend, "video", n_frames, expected, video, tolerance))
                 results[backend] = video
         if sum(VALIDATION_CHUNKS) == n_frames:
             for backend, run in stream.items():
@@ -192,8 +192,8 @@ def validate_backends(
                 found += check_output(backend, "state_out", state, expected_state.shape)
                 problems += found
                 if not found:
-                    comparisons.append(compare(backend, "video", expected, video, tolerance))
-                    comparisons.append(compare(backend, "state_out", expected_state, state, tolerance))
+                    comparisons.append(compare(backend, "video", n_frames, expected, video, tolerance))
+                    comparisons.append(compare(backend, "state_out", n_frames, expected_state, state, tolerance))
                     results[backend] = video
         if fp32_video is not None:
             for backend, video in results.items():
