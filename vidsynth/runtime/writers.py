@@ -73,14 +73,18 @@ class Mp4Writer(VideoWriter):
         return self._open[index]
 
     def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        complete = first_frame + pixels.shape[1] == self.n_frames
         for offset, frames in enumerate(pixels):
             encoder = self._encoder(first_video + offset)
             for frame in frames:
                 encoder.send(frame)
+            if complete:  # one encoder at a time unless videos are streamed side by side
+                self._open.pop(first_video + offset).close()
 
     def end_videos(self, first_video: int, stop_video: int) -> None:
         for index in range(first_video, stop_video):
-            self._open.pop(index).close()
+            if index in self._open:
+                self._open.pop(index).close()
 
     def finish(self) -> list[str]:
         while self._open:

@@ -9,8 +9,9 @@ from vidsynth.runtime.backends.torch_backend import TorchBackend, torch_device
 def open_eager(weights: Optional[str], device: str, notify: Callable[[str], None]) -> TorchBackend:
     from vidsynth.weights import load_model
 
+    model = load_model(weights)
     choice = torch_device(device)
     if choice.note:
         notify(choice.note)
-    model = load_model(weights).to(choice.name).eval()
+    model = model.to(choice.name).eval()
     return TorchBackend("eager", model, model.config, choice.name)

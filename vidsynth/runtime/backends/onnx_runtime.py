@@ -24,10 +24,27 @@ VIDEO_FILE = "generator.onnx"
 CHUNK_FILE = "generator_chunk.onnx"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
-NO_CUDA_PROVIDER = (
-    f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} "
-    "(install onnxruntime-gpu in place of onnxruntime: see the README's gpu extra)"
-)
+
+
+def _installed(distribution: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def no_cuda_provider_reason() -> str:
+    """Why onnxruntime offers no CUDAExecutionProvider, and the fix."""
+    swap = "pip uninstall -y onnxruntime && pip install --no-deps --force-reinstall onnxruntime-gpu"
+    if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
+        return (
+            "onnxruntime and onnxruntime-gpu are both installed and share one module, which is now the "
+            f"CPU build; keep only the GPU one: {swap}"
+        )
+    return f"onnxruntime {ort.__version__} is a CPU build without {CUDA_PROVIDER}; for CUDA: {swap} (README, GPU)"
 
 
 def _expected_io(config: ModelConfig, first: str, outputs: tuple[str, ...]) -> tuple[set[str], set[str]]:
@@ -127,7 +144,7 @@ def cuda_provider_available() -> bool:
 
 def open_onnxruntime(artifacts: str | Path, device: str, notify: Callable[[str], None]) -> OnnxRuntimeBackend:
     exported = Artifacts(artifacts)
-    choice = choose_device(device, cuda_provider_available(), NO_CUDA_PROVIDER)
+    choice = choose_device(device, cuda_provider_available(), no_cuda_provider_reason())
     try:
         backend = OnnxRuntimeBackend(exported, choice.name)
     except RuntimeBackendError as exc:

@@ -24,8 +24,8 @@ def open_torchscript(
     else:
         from vidsynth.weights import load_model
 
-        choice = torch_device(device)
         model = load_model(weights).eval()
+        choice = torch_device(device)
         module = torch.jit.script(model).to(choice.name)
         config = model.config
     if choice.note:
