@@ -149,5 +149,29 @@ def generate_command(**values) -> None:
         click.echo(str(path))
 
 
+@cli.command("bench")
+@click.option("--quick", is_flag=True, help="Small shapes and few repeats: a smoke run in under a minute.")
+@click.option("--out", default="bench/results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
+@click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
+@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized. Default: all (--quick: all but torch.compile).")
+@click.option("--precision", "precisions", multiple=True, default=("fp32", "bf16"), show_default=True, help="Precision (repeatable): fp32, bf16, fp16.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")
+@click.option("--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32.")
+@click.option("--frames", "frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256.")
+@click.option("--pause-pid-file", type=click.Path(dir_okay=False), help="Pause (SIGSTOP) the process whose PID this file holds while measuring; it is always continued afterwards.")
+def bench_command(quick, out, weights, backends, precisions, device, threads, batches, frames, pause_pid_file) -> None:
+    """Time every backend against the reference code and the machine's matmul peak."""
+    try:
+        from bench.run import run_benchmark
+    except ImportError as exc:
+        raise click.ClickException(f"the benchmark code is not importable ({exc}); run from a source checkout: pip install -e '.[bench]'") from None
+
+    run_benchmark(
+        weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions, device=device,
+        threads=threads, batches=batches or None, frames=frames or None, pause_pid_file=pause_pid_file, log=click.echo,
+    )
+
+
 def main() -> None:
     cli(prog_name="vidsynth")

@@ -1,0 +1,330 @@
+"""Everything the benchmark times, behind one small interface.
+
+A Contender turns seeded noise into its own inputs once (untimed), then makes whole videos
+(`video`) or the first streamed frame (`first_frame`); every call returns a host float32
+numpy array, so the cost of handing frames back is counted alike for all.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from vidsynth.errors import VidsynthError
+from vidsynth.noise import Noise
+
+BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class Contender:
+    backend: str  # one of BACKENDS
+    precision: str  # fp32, bf16 or fp16 (the image generator's compute precision)
+    device: str  # cpu or cuda
+    provider: str  # what executes it
+    notes: str
+    prepare: Callable[[Noise], Any]  # noise -> backend inputs (untimed)
+    video: Callable[[Any, int], np.ndarray]  # inputs, n_frames -> (B, T, nc, H, W) float32
+    first_frame: Callable[[Any], np.ndarray]  # inputs -> the first frame of each video, streamed
+    setup_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}" + ("" if self.device == "cpu" else f" {self.device}")
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+
+@dataclass
+class Skipped:
+    backend: str
+    precision: str
+    device: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}" + ("" if self.device == "cpu" else f" {self.device}")
+
+
+# -- torch contenders ----------------------------------------------------------------------
+
+
+def _torch_inputs(device: str) -> Callable[[Noise], tuple]:
+    import torch
+
+    def prepare(noise: Noise) -> tuple:
+        category = None if noise.category is None else torch.from_numpy(noise.category).to(device)
+        return (torch.from_numpy(noise.z_content).to(device), torch.from_numpy(noise.z_motion).to(device), category)
+
+    return prepare
+
+
+def _host(video: Any) -> np.ndarray:
+    import torch
+
+    return video.detach().to("cpu", torch.float32).numpy()
+
+
+def torch_contender(
+    backend: str,
+    precision: str,
+    device: str,
+    module: Any,
+    notes: str,
+    autocast: Optional[str] = None,
+    streams: bool = True,
+    setup_s: float = 0.0,
+) -> Contender:
+    """A module with VideoGenerator's forward(z_content, z_motion, n_frames[, category]) and,
+    when `streams`, initial_state + generate_chunk. `autocast` runs it under torch.autocast."""
+    import contextlib
+
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast or "")
+
+    def context():
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if dtype is not None:
+            stack.enter_context(torch.autocast(device_type=device, dtype=dtype))
+        return stack
+
+    def args(inputs: tuple) -> tuple:
+        z_content, z_motion, category = inputs
+        return (z_content, z_motion) if category is None else (z_content, z_motion, category)
+
+    def video(inputs: tuple, n_frames: int) -> np.ndarray:
+        with context():
+            z = args(inputs)
+            out = module(z[0], z[1], n_frames, *z[2:])
+            return _host(out)
+
+    def first_frame(inputs: tuple) -> np.ndarray:
+        with context():
+            z_content, z_motion, category = inputs
+            if not streams:
+                out = module(*args(inputs)[:2], 1, *args(inputs)[2:])
+                return _host(out)
+            state = module.initial_state(z_motion)
+            extra = () if category is None else (category,)
+            out, _ = module.generate_chunk(z_content, state, 1, *extra)
+            return _host(out)
+
+    provider = f"torch {torch.__version__} {device}"
+    return Contender(backend, precision, device, provider, notes, _torch_inputs(device), video, first_frame, setup_s)
+
+
+def reference_contender(model: Any, device: str) -> Contender:
+    from bench.reference import ReferenceGenerator
+
+    start = time.perf_counter()
+    reference = ReferenceGenerator.from_model(model).to(device)
+    notes = "torch.nn LSTMCell/GRUCell in a Python loop + nn.Sequential Generator_I, eager fp32 (the public scripts)"
+    return torch_contender("reference", "fp32", device, reference, notes, streams=False, setup_s=time.perf_counter() - start)
+
+
+def eager_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> list[Contender]:
+    module = copy.deepcopy(model).to(device).eval()
+    out = []
+    for precision in precisions:
+        if precision == "fp32":
+            out.append(torch_contender("eager", "fp32", device, module, "vidsynth VideoGenerator, eager"))
+        elif precision == "bf16" or device == "cuda":
+            notes = f"vidsynth VideoGenerator under torch.autocast({precision})"
+            out.append(torch_contender("eager", precision, device, module, notes, autocast=precision))
+    return out
+
+
+def compile_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> list[Contender]:
+    """torch.compile of the image generator (dynamic shapes); the recurrence stays eager, since
+    compiling it would unroll the frame loop once per frame count."""
+    import torch
+
+    out = []
+    for precision in precisions:
+        if precision not in ("fp32", "bf16"):
+            continue
+        module = copy.deepcopy(model).to(device).eval()
+        module.image = torch.compile(module.image, dynamic=True)
+        notes = "torch.compile(image generator, dynamic=True), inductor" + (" under torch.autocast(bf16)" if precision == "bf16" else "")
+        contender = torch_contender("torch.compile", precision, device, module, notes, autocast=None if precision == "fp32" else precision)
+        out.append(contender)
+    return out
+
+
+def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> list[Contender]:
+    from vidsynth.optimize import optimize_for_inference
+
+    out = []
+    for precision in precisions:
+        if precision not in ("fp32", "bf16") or device != "cpu":
+            continue
+        start = time.perf_counter()
+        module = optimize_for_inference(model, precision)
+        notes = f"vidsynth.optimize: {module.motion_kind} motion, BN folded, channels-last, {module.image.frame_chunk}-frame chunks"
+        out.append(torch_contender("optimized", precision, device, module, notes, setup_s=time.perf_counter() - start))
+    return out
+
+
+# -- exported artifacts: TorchScript and ONNX Runtime -------------------------------------
+
+
+def export_dir(model: Any, work_dir: Path, dtype: str) -> tuple[Optional[Path], Optional[str], float]:
+    """vidsynth.export's artifacts for `dtype`, or the reason there are none."""
+    from vidsynth.export import export_artifacts
+
+    target = work_dir / f"export-{dtype}"
+    start = time.perf_counter()
+    try:
+        export_artifacts(model, target, formats=("torchscript", "onnx"), dtype=dtype, force=True)
+    except VidsynthError as exc:
+        try:  # a precision that onnxruntime cannot validate may still script
+            export_artifacts(model, target, formats=("torchscript",), dtype=dtype, force=True)
+        except VidsynthError:
+            return None, f"vidsynth.export refused dtype {dtype}: {exc}", time.perf_counter() - start
+        return target, f"onnx at {dtype}: {exc}", time.perf_counter() - start
+    return target, None, time.perf_counter() - start
+
+
+def torchscript_contender(directory: Path, precision: str, device: str, export_s: float) -> Contender:
+    import torch
+
+    module = torch.jit.load(str(directory / "generator.pt"), map_location=device).eval()
+    notes = "vidsynth.export generator.pt (torch.jit.script)" + ("" if precision == "fp32" else f", image generator in {precision}")
+    return torch_contender("torchscript", precision, device, module, notes, setup_s=export_s)
+
+
+def onnxruntime_contender(directory: Path, precision: str, device: str, threads: int, export_s: float, config: Any) -> Contender:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    video_session = ort.InferenceSession(str(directory / "generator.onnx"), options, providers=providers)
+    chunk_session = ort.InferenceSession(str(directory / "generator_chunk.onnx"), options, providers=providers)
+    if device == "cuda" and video_session.get_providers()[0] != "CUDAExecutionProvider":
+        raise RuntimeError("CUDAExecutionProvider did not start")
+    state_zeros = config.state_size - config.d_motion
+
+    def prepare(noise: Noise) -> dict:
+        feeds = {"z_content": noise.z_content, "z_motion": noise.z_motion}
+        if noise.category is not None:
+            feeds["category"] = noise.category
+        return feeds
+
+    def video(feeds: dict, n_frames: int) -> np.ndarray:
+        return video_session.run(["video"], {**feeds, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
+
+    def first_frame(feeds: dict) -> np.ndarray:
+        z_motion = feeds["z_motion"]
+        state = np.concatenate([np.zeros((z_motion.shape[0], state_zeros), np.float32), z_motion], 1)
+        chunk_feeds = {k: v for k, v in feeds.items() if k != "z_motion"}
+        chunk_feeds.update(state=state, n_frames=np.array(1, dtype=np.int64))
+        return chunk_session.run(["video"], chunk_feeds)[0]
+
+    provider = f"onnxruntime {ort.__version__} {video_session.get_providers()[0]}"
+    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL"
+    return Contender("onnxruntime", precision, device, provider, notes, prepare, video, first_frame, export_s)
+
+
+def build_contenders(
+    model: Any,
+    device: str,
+    backends: tuple[str, ...],
+    precisions: tuple[str, ...],
+    threads: int,
+    work_dir: Path,
+    log: Callable[[str], None],
+) -> tuple[list[Contender], list[Skipped]]:
+    contenders: list[Contender] = []
+    skipped: list[Skipped] = []
+    if "reference" in backends:
+        contenders.append(reference_contender(model, device))
+    if "eager" in backends:
+        contenders += eager_contenders(model, device, precisions)
+    wants_export = {"torchscript", "onnxruntime"} & set(backends)
+    for precision in precisions if wants_export else ():
+        if device == "cpu" and precision == "fp16" and "onnxruntime" not in backends:
+            continue
+        log(f"exporting {precision} artifacts")
+        directory, problem, export_s = export_dir(model, work_dir, precision)
+        if directory is None:
+            for backend in sorted(wants_export):
+                skipped.append(Skipped(backend, precision, device, problem or "no artifacts"))
+            continue
+        if "torchscript" in backends and not (device == "cpu" and precision == "fp16"):
+            contenders.append(torchscript_contender(directory, precision, device, export_s))
+        if "onnxruntime" in backends:
+            if problem is not None:
+                skipped.append(Skipped("onnxruntime", precision, device, problem))
+            else:
+                try:
+                    contenders.append(onnxruntime_contender(directory, precision, device, threads, export_s, model.config))
+                except Exception as exc:  # onnxruntime's own error types
+                    skipped.append(Skipped("onnxruntime", precision, device, f"session failed: {exc}"))
+    if "torch.compile" in backends:
+        contenders += compile_contenders(model, device, precisions)
+    if "optimized" in backends:
+        contenders += optimized_contenders(model, device, precisions)
+    return contenders, skipped
+
+
+# -- motion recurrence alone ---------------------------------------------------------------
+
+
+def motion_contenders(model: Any) -> dict[str, Callable[[Any, int], Any]]:
+    """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
+    import torch
+
+    from bench.reference import ReferenceGenerator
+    from vidsynth.optimize import ScriptedMotion, optimize_for_inference
+
+    reference = ReferenceGenerator.from_model(model).motion
+    eager = copy.deepcopy(model.motion).eval()
+    scripted = ScriptedMotion(copy.deepcopy(model.motion).eval())
+    fused = optimize_for_inference(model).motion
+
+    def run_reference(z_motion: Any, n_frames: int) -> Any:
+        reference.initHidden(z_motion.size(0))
+        return reference(z_motion, n_frames)
+
+    def rollout(module: Any) -> Callable[[Any, int], Any]:
+        def run(z_motion: Any, n_frames: int) -> Any:
+            return module.rollout(module.initial_state(z_motion), n_frames)[0]
+
+        return run
+
+    contenders = {
+        "reference (nn.LSTMCell loop)" if model.config.cell == "lstm" else "reference (nn.GRUCell loop)": run_reference,
+        "eager (vidsynth layers loop)": rollout(eager),
+        "torchscript (scripted loop)": rollout(scripted),
+    }
+    if model.config.motion_mode == "same-input":
+        contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
+    return {name: _no_grad(fn) for name, fn in contenders.items()}
+
+
+def _no_grad(fn: Callable) -> Callable:
+    import torch
+
+    def run(*args: Any) -> Any:
+        with torch.inference_mode():
+            return fn(*args)
+
+    return run

@@ -1,0 +1,102 @@
+"""The code users run today, as the assignment's and DLHacks' generation scripts do it:
+torch.nn.LSTMCell / GRUCell stepped in a Python loop, nn.Linear + BatchNorm1d per step, and the
+nn.Sequential DCGAN `Generator_I` in eager float32 over all frames at once.
+
+`ReferenceGenerator.from_model(model)` loads a vidsynth model's weights into it (parameter
+names are the same), so the reference and vidsynth make the same videos from the same noise.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from vidsynth.config import ModelConfig
+
+
+class ReferenceMotion(nn.Module):
+    """The assignment's LSTM / DLHacks' GRU motion module, with torch.nn cells."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.is_lstm = config.cell == "lstm"
+        self.feedback = config.motion_mode == "feedback"
+        self.hidden_size = config.hidden_size
+        cell = nn.LSTMCell if self.is_lstm else nn.GRUCell
+        if self.is_lstm:
+            self.lstm = cell(config.d_motion, config.hidden_size)
+        else:
+            self.gru = cell(config.d_motion, config.hidden_size)
+        self.linear = nn.Linear(config.hidden_size, config.d_motion)
+        self.bn = nn.BatchNorm1d(config.d_motion, affine=False, eps=config.bn_eps)
+
+    def initHidden(self, batch_size: int) -> None:
+        self.h = torch.zeros(batch_size, self.hidden_size)
+        self.c = torch.zeros(batch_size, self.hidden_size)
+
+    def forward(self, inputs: Tensor, n_frames: int) -> Tensor:
+        outputs = []
+        x = inputs
+        for _ in range(n_frames):
+            if self.is_lstm:
+                self.h, self.c = self.lstm(x, (self.h, self.c))
+            else:
+                self.h = self.gru(x, self.h)
+            y = self.linear(self.h)
+            if self.feedback:
+                x = y
+            outputs.append(self.bn(y))
+        return torch.stack(outputs)  # (n_frames, B, d_motion)
+
+
+def reference_image_generator(config: ModelConfig) -> nn.Sequential:
+    """DCGAN's Generator_I.main, as in the public training scripts."""
+    nz, ngf, nc = config.nz, config.ngf, config.nc
+    return nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, config.image_size // 16, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 8, eps=config.bn_eps),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 4, eps=config.bn_eps),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 2, eps=config.bn_eps),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf, eps=config.bn_eps),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+        nn.Tanh(),
+    )
+
+
+class ReferenceGenerator(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.motion = ReferenceMotion(config)
+        self.main = reference_image_generator(config)
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> "ReferenceGenerator":
+        reference = cls(model.config)
+        reference.motion.load_state_dict(model.motion.state_dict(), strict=True)
+        reference.main.load_state_dict(model.image.main.state_dict(), strict=True)
+        return reference.eval()
+
+    def _frames(self, z_content: Tensor, codes: Tensor, category: Optional[Tensor]) -> Tensor:
+        c = self.config
+        batch, n_frames = z_content.size(0), codes.size(0)
+        content = z_content
+        if c.n_categories > 0:
+            labels = category if category is not None else torch.zeros(batch, dtype=torch.long)
+            content = torch.cat([content, nn.functional.one_hot(labels, c.n_categories).float()], 1)
+        z_c = content.unsqueeze(1).repeat(1, n_frames, 1)
+        z = torch.cat((codes.transpose(1, 0), z_c), 2)
+        video = self.main(z.view(batch * n_frames, c.nz, 1, 1))
+        return video.view(batch, n_frames, c.nc, c.image_size, c.image_size)
+
+    def forward(self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None) -> Tensor:
+        self.motion.initHidden(z_content.size(0))
+        return self._frames(z_content, self.motion(z_motion, n_frames), category)

@@ -1,0 +1,284 @@
+"""`vidsynth bench`: time every backend x precision x batch x frame count, side by side with
+the reference code and the machine's matmul peak, and write JSON + markdown + PNG.
+
+Protocol: one process, torch and onnxruntime both on `threads` intra-op threads; each
+contender is warmed up at every shape it is cheap to warm up at; repeats are interleaved
+(contender A, B, C, A, B, C, ...) so that a change in machine load hits all of them alike;
+medians are reported. Large shapes get fewer repeats (a time budget per shape and contender).
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from vidsynth.errors import InputError, choice_error
+from vidsynth.noise import sample_noise
+
+from bench.contenders import BACKENDS, PRECISIONS, Contender, build_contenders, motion_contenders
+from bench.flops import generator_flops_per_frame, matmul_peak
+from bench.measure import (
+    load_average,
+    machine_description,
+    mem_available_mib,
+    paused_process,
+    percentiles,
+    psnr_db,
+    timed,
+    timed_with_memory,
+)
+
+SEED = 0
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Plan:
+    batches: tuple[int, ...]
+    frames: tuple[int, ...]
+    max_repeats: int  # timed calls per contender and shape, at most
+    shape_budget_s: float  # ... and about this many seconds of calls per contender and shape
+    warmup_below_s: float  # warm a shape up first when one call is expected to take less
+    ttff_repeats: int
+    motion_frames: int
+    motion_repeats: int
+    peak_sizes: tuple[int, ...]
+    peak_repeats: int
+    accuracy_shape: tuple[int, int]
+
+
+FULL = Plan((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16))
+QUICK = Plan((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4))
+QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "optimized")
+
+
+def _check(values: Sequence[str], valid: Sequence[str], what: str) -> tuple[str, ...]:
+    for value in values:
+        if value not in valid:
+            raise choice_error(InputError, what, value, valid)
+    return tuple(values)
+
+
+def run_benchmark(
+    weights: Optional[str] = "demo",
+    out: str | Path = "bench/results",
+    quick: bool = False,
+    backends: Optional[Sequence[str]] = None,
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    device: str = "cpu",
+    threads: int = 2,
+    batches: Optional[Sequence[int]] = None,
+    frames: Optional[Sequence[int]] = None,
+    pause_pid_file: Optional[str] = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Runs the benchmark and writes results.json, results.md and latency.png into `out`.
+    Returns the results dictionary."""
+    import torch
+
+    from vidsynth.weights import load_model
+
+    backends = _check(backends or (QUICK_BACKENDS if quick else BACKENDS), BACKENDS, "backend")
+    precisions = _check(precisions, PRECISIONS, "precision")
+    if device not in DEVICES:
+        raise choice_error(InputError, "device", device, DEVICES)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: torch sees no CUDA GPU")
+    if threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    plan = QUICK if quick else FULL
+    if batches or frames:
+        plan = Plan(**{**asdict(plan), "batches": tuple(batches or plan.batches), "frames": tuple(frames or plan.frames)})
+    if min(plan.batches) < 1 or min(plan.frames) < 1:
+        raise InputError("batch sizes and frame counts must be >= 1")
+    out = Path(out)
+
+    torch.set_num_threads(threads)
+    model = load_model(weights)
+    config = model.config
+    started = time.time()
+    with paused_process(pause_pid_file) as paused_pid, tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
+        machine = machine_description(threads)
+        machine["paused_pid"] = paused_pid
+        log(f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}")
+        contenders, skipped = build_contenders(model, device, backends, precisions, threads, Path(work), log)
+        limit = measure_limit(plan, precisions, device, log)
+        accuracy = measure_accuracy(contenders, config, plan, log)
+        rows, cell_skips = measure_grid(contenders, config, plan, log)
+        ttff = measure_ttff(contenders, config, plan, log)
+        motion = measure_motion(model, plan, log) if device == "cpu" else {}
+        limit_after = measure_limit(plan, precisions, device, log, only_fp32=True)
+        machine["load_average_at_end"] = load_average()
+    flops = generator_flops_per_frame(config)
+    finish_rows(rows, contenders, flops, limit, ttff, accuracy)
+    results = {
+        "what": "vidsynth bench: latency of one whole-video call per backend x precision x batch x frames",
+        "protocol": {
+            "seed": SEED,
+            "noise": "vidsynth.noise.sample_noise(config, batch, seed=0)",
+            "threads": threads,
+            "warm_up": f"one untimed call per shape when a call is expected to take < {plan.warmup_below_s}s; "
+            "every contender is warmed up at the first shape",
+            "repeats": f"interleaved across contenders, up to {plan.max_repeats} per shape, ~{plan.shape_budget_s}s per contender and shape (at least 1)",
+            "latency": "p50/p90/p99 of the timed calls (with n < 100, p99 is close to the slowest call)",
+            "peak_rss": "the kernel's peak RSS mark (VmHWM), reset before each call; delta = peak minus RSS before the call",
+            "ttff": "time to first frame when streaming: initial_state + generate_chunk(n_frames=1) (reference: a 1-frame call)",
+            "flops": "ConvTranspose2d multiply-adds x 2 per frame, counted from the config; achieved = flops x B x T / p50",
+            "psnr": "against eager fp32 at batch/frames " + str(plan.accuracy_shape) + ", over the [-1, 1] range",
+            "quick": quick,
+        },
+        "machine": machine,
+        "weights": weights,
+        "config": config.to_dict(),
+        "generator_gflop_per_frame": flops / 1e9,
+        "limit": {"matmul": limit, "fp32_after_run": limit_after.get("fp32")},
+        "contenders": [
+            {"label": c.label, "backend": c.backend, "precision": c.precision, "device": c.device, "provider": c.provider,
+             "notes": c.notes, "setup_s": round(c.setup_s, 2), **accuracy.get(c.label, {})}
+            for c in contenders
+        ],
+        "skipped": [asdict(s) | {"label": s.label} for s in skipped] + cell_skips,
+        "rows": rows,
+        "motion": motion,
+        "seconds": round(time.time() - started, 1),
+    }
+    from bench.report import write_results
+
+    write_results(results, out)
+    log(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
+    return results
+
+
+def measure_limit(plan: Plan, precisions: Sequence[str], device: str, log: Callable[[str], None], only_fp32: bool = False) -> dict:
+    limit = {}
+    for name in ("fp32",) + (() if only_fp32 else tuple(p for p in ("bf16", "fp16") if p in precisions)):
+        limit[name] = matmul_peak(name, plan.peak_sizes, plan.peak_repeats, device)
+        log(f"matmul peak {name}: {limit[name]['flops_per_s'] / 1e9:.0f} GFLOP/s")
+    return limit
+
+
+def measure_accuracy(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None]) -> dict[str, dict]:
+    batch, n_frames = plan.accuracy_shape
+    noise = sample_noise(config, batch, seed=SEED + 1)
+    outputs = {c.label: c.video(c.prepare(noise), n_frames) for c in contenders}
+    base = next((label for label in ("eager fp32", "reference fp32") if label in outputs), None)
+    if base is None:
+        return {}
+    accuracy = {}
+    for label, video in outputs.items():
+        accuracy[label] = {
+            "max_abs_err_vs_" + base.replace(" ", "_"): float(np.abs(video - outputs[base]).max()),
+            "psnr_db": psnr_db(outputs[base], video),
+        }
+    return accuracy
+
+
+def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    shapes = sorted(((b, t) for b in plan.batches for t in plan.frames), key=lambda s: (s[0] * s[1], s[0]))
+    seconds_per_frame: dict[str, float] = {}
+    mib_per_frame: dict[str, float] = {}
+    rows: list[dict] = []
+    skips: list[dict] = []
+    for index, (batch, n_frames) in enumerate(shapes):
+        noise = sample_noise(config, batch, seed=SEED)
+        total = batch * n_frames
+        active, repeats, samples, memory = [], {}, {}, {}
+        for c in contenders:
+            need = mib_per_frame.get(c.label, 0.0) * total
+            free = mem_available_mib()
+            if free is not None and need > 0.7 * free:
+                skips.append({"label": c.label, "batch": batch, "frames": n_frames,
+                              "reason": f"needs ~{need:.0f} MiB (extrapolated from the previous shape), {free:.0f} MiB available"})
+                log(f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} available")
+                continue
+            inputs = c.prepare(noise)
+            estimate = seconds_per_frame.get(c.label, 0.0) * total
+            if index == 0 or estimate < plan.warmup_below_s:
+                c.video(inputs, n_frames)  # warm-up (the first shape also absorbs one-off setup)
+                if c.label not in seconds_per_frame:
+                    seconds, _ = timed(lambda: c.video(inputs, n_frames), c.sync)
+                    estimate = seconds
+            active.append((c, inputs))
+            repeats[c.label] = max(1, min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6))))
+            samples[c.label], memory[c.label] = [], []
+        for r in range(max(repeats.values(), default=0)):
+            for c, inputs in active:
+                if r < repeats[c.label]:
+                    seconds, mem = timed_with_memory(lambda: c.video(inputs, n_frames), c.sync)
+                    samples[c.label].append(seconds)
+                    memory[c.label].append(mem)
+        for c, _ in active:
+            stats = percentiles(samples[c.label])
+            seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
+            peaks = [m for m in memory[c.label] if m["peak_rss_mib"] is not None]
+            peak = max(peaks, key=lambda m: m["peak_rss_delta_mib"]) if peaks else {"peak_rss_mib": None, "peak_rss_delta_mib": None}
+            if peak["peak_rss_delta_mib"] is not None:
+                mib_per_frame[c.label] = max(peak["peak_rss_delta_mib"], 0.0) / total
+            rows.append({
+                "label": c.label, "backend": c.backend, "precision": c.precision, "device": c.device,
+                "batch": batch, "frames": n_frames, **stats,
+                "peak_rss_mib": peak["peak_rss_mib"], "peak_rss_delta_mib": peak["peak_rss_delta_mib"],
+                "load_average": load_average()[0] if load_average() else None,
+            })
+            log(f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}")
+    return rows, skips
+
+
+def measure_ttff(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None]) -> dict[str, dict[int, float]]:
+    ttff: dict[str, dict[int, float]] = {c.label: {} for c in contenders}
+    for batch in plan.batches:
+        noise = sample_noise(config, batch, seed=SEED)
+        prepared = [(c, c.prepare(noise)) for c in contenders]
+        samples: dict[str, list[float]] = {c.label: [] for c in contenders}
+        for c, inputs in prepared:
+            c.first_frame(inputs)
+        for _ in range(plan.ttff_repeats):
+            for c, inputs in prepared:
+                samples[c.label].append(timed(lambda: c.first_frame(inputs), c.sync)[0])
+        for c, _ in prepared:
+            ttff[c.label][batch] = float(np.median(samples[c.label]) * 1e3)
+        log(f"  time to first frame at B={batch}: " + ", ".join(f"{k} {v[batch]:.1f} ms" for k, v in ttff.items()))
+    return ttff
+
+
+def measure_motion(model: Any, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
+    """Microseconds per recurrent step at batch 1, motion module only."""
+    import torch
+
+    functions = motion_contenders(model)
+    z_motion = torch.from_numpy(sample_noise(model.config, 1, seed=SEED).z_motion)
+    n = plan.motion_frames
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for fn in functions.values():
+        fn(z_motion, n)
+    for _ in range(plan.motion_repeats):
+        for name, fn in functions.items():
+            samples[name].append(timed(lambda: fn(z_motion, n), lambda: None)[0])
+    per_step = {name: float(np.median(s) / n * 1e6) for name, s in samples.items()}
+    for name, us in per_step.items():
+        log(f"  motion {name}: {us:.2f} us/step")
+    return {"batch": 1, "frames": n, "repeats": plan.motion_repeats, "us_per_step": per_step}
+
+
+def finish_rows(rows: list[dict], contenders: list[Contender], flops: int, limit: dict, ttff: dict, accuracy: dict) -> None:
+    reference = {(r["batch"], r["frames"]): r["p50_ms"] for r in rows if r["backend"] == "reference"}
+    for row in rows:
+        total = row["batch"] * row["frames"]
+        seconds = row["p50_ms"] / 1e3
+        row["frames_per_s"] = total / seconds
+        row["gflop_per_s"] = flops * total / seconds / 1e9
+        peak = limit.get(row["precision"], limit.get("fp32"))
+        row["peak_fraction"] = row["gflop_per_s"] * 1e9 / peak["flops_per_s"] if peak else None
+        ref = reference.get((row["batch"], row["frames"]))
+        row["speedup_vs_reference"] = ref / row["p50_ms"] if ref else None
+        row["ttff_ms"] = ttff.get(row["label"], {}).get(row["batch"])
+        row["psnr_db"] = accuracy.get(row["label"], {}).get("psnr_db")
+        for key, value in list(row.items()):
+            if isinstance(value, float) and math.isinf(value):
+                row[key] = "inf"

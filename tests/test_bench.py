@@ -1,0 +1,134 @@
+"""The benchmark: the reference code makes vidsynth's videos from the same weights, the quick
+mode runs end to end on a tiny model and writes its three files, bad options fail cleanly,
+and a paused process is always continued. No timing is asserted anywhere."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench.measure import paused_process
+from bench.reference import ReferenceGenerator
+from bench.run import run_benchmark
+from vidsynth.cli import cli
+from vidsynth.config import ModelConfig
+from vidsynth.errors import InputError
+from vidsynth.models import build_model
+from vidsynth.weights.demo import demo_model
+from vidsynth.weights.format import save_weights
+
+TINY = ModelConfig(ngf=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("weights") / "tiny"
+    save_weights(demo_model(TINY), directory, {"source": "test"})
+    return str(directory)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [TINY, TINY.replace(cell="gru", motion_mode="feedback"), TINY.replace(n_categories=3, image_size=64)],
+    ids=["lstm-same-input", "gru-feedback", "conditional-64"],
+)
+def test_reference_code_makes_the_same_videos(config):
+    model = build_model(config, seed=3).eval()
+    reference = ReferenceGenerator.from_model(model)
+    z_content, z_motion = torch.randn(3, config.d_content), torch.randn(3, config.d_motion)
+    extra = (torch.tensor([0, 2, 1]),) if config.n_categories else ()
+    with torch.no_grad():
+        ours = model(z_content, z_motion, 9, *extra)
+        theirs = reference(z_content, z_motion, 9, *extra)
+    assert theirs.shape == ours.shape
+    assert torch.allclose(theirs, ours, atol=1e-5)
+
+
+def test_quick_run_writes_results(tiny_weights, tmp_path):
+    out = tmp_path / "results"
+    results = run_benchmark(weights=tiny_weights, out=out, quick=True, log=lambda message: None)
+    assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "latency.png"}
+    saved = json.loads((out / "results.json").read_text())
+    labels = {c["label"] for c in saved["contenders"]}
+    assert {"reference fp32", "eager fp32", "eager bf16", "torchscript fp32", "onnxruntime fp32", "optimized fp32", "optimized bf16"} <= labels
+    shapes = {(b, t) for b in (1, 2) for t in (4, 8)}
+    for label in labels:
+        measured = {(r["batch"], r["frames"]) for r in saved["rows"] if r["label"] == label}
+        assert measured == shapes, label
+    for row in saved["rows"]:
+        assert row["p50_ms"] > 0 and row["n"] >= 1
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["frames_per_s"] == pytest.approx(row["batch"] * row["frames"] / (row["p50_ms"] / 1e3))
+        assert 0 < row["peak_fraction"]
+        assert row["ttff_ms"] > 0
+        if row["backend"] == "reference":
+            assert row["speedup_vs_reference"] == pytest.approx(1.0)
+    # Same weights and noise: every fp32 backend matches eager; bf16 stays close.
+    for contender in saved["contenders"]:
+        error = contender["max_abs_err_vs_eager_fp32"]
+        assert error < (1e-4 if contender["precision"] == "fp32" else 0.1), contender["label"]
+    assert set(saved["limit"]["matmul"]) == {"fp32", "bf16"}
+    assert saved["motion"]["us_per_step"] and all(v > 0 for v in saved["motion"]["us_per_step"].values())
+    assert saved["machine"]["threads"]["torch_intra_op"] == saved["machine"]["threads"]["ort_intra_op"] == 2
+    table = (out / "results.md").read_text()
+    assert "| reference | fp32 |" in table and "onnxruntime" in table
+    assert results["rows"] and len(results["rows"]) == len(saved["rows"])
+
+
+def test_cli_bench_selected_backend(tiny_weights, tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "--quick", "--weights", tiny_weights, "--backend", "eager", "--precision", "fp32",
+         "--batch", "1", "--frames", "2", "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [(r["label"], r["batch"], r["frames"]) for r in saved["rows"]] == [("eager fp32", 1, 2)]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
+        (["--precision", "int3"], "unknown precision 'int3'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--batch", "0"], "batch sizes and frame counts must be >= 1"),
+    ],
+)
+def test_cli_bench_bad_options(tiny_weights, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--weights", tiny_weights, "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc")
+def test_paused_process_is_always_continued(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid_file = tmp_path / "pid"
+        pid_file.write_text(str(child.pid))
+        with pytest.raises(RuntimeError):
+            with paused_process(str(pid_file)) as paused:
+                assert paused == child.pid
+                time.sleep(0.05)
+                assert _state(child.pid) == "T"
+                raise RuntimeError("measurement failed")
+        time.sleep(0.05)
+        assert _state(child.pid) != "T"
+        with paused_process(str(tmp_path / "missing")) as paused:
+            assert paused is None
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()

@@ -1,0 +1,76 @@
+"""vidsynth.optimize: the inference copy makes the VideoGenerator's videos (fp32 up to float
+rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model family."""
+import math
+
+import pytest
+import torch
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import InputError
+from vidsynth.models import build_model
+from vidsynth.optimize import optimize_for_inference
+from vidsynth.weights.demo import demo_model
+
+FAMILIES = [
+    dict(cell="lstm", motion_mode="same-input"),
+    dict(cell="gru", motion_mode="same-input"),
+    dict(cell="lstm", motion_mode="feedback"),
+    dict(cell="gru", motion_mode="feedback", image_size=64),
+    dict(cell="lstm", motion_mode="same-input", n_categories=4),
+]
+
+
+def _psnr(a, b):
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: "-".join(str(v) for v in f.values()))
+@pytest.mark.parametrize("frame_chunk", [5, 64])
+def test_fp32_matches_eager(family, frame_chunk):
+    config = ModelConfig(ngf=8, **family)
+    model = demo_model(config)
+    fast = optimize_for_inference(model, "fp32", frame_chunk=frame_chunk)
+    torch.manual_seed(0)
+    z_content, z_motion = torch.randn(3, config.d_content), torch.randn(3, config.d_motion)
+    extra = (torch.tensor([1, 0, 3]),) if config.n_categories else ()
+    with torch.no_grad():
+        expected = model(z_content, z_motion, 17, *extra)
+        whole = fast(z_content, z_motion, 17, *extra)
+        state = fast.initial_state(z_motion)
+        first, state = fast.generate_chunk(z_content, state, 6, *extra)
+        second, _ = fast.generate_chunk(z_content, state, 11, *extra)
+    assert whole.dtype == torch.float32 and whole.shape == expected.shape
+    assert torch.allclose(whole, expected, atol=1e-5)
+    assert torch.allclose(torch.cat([first, second], 1), expected, atol=1e-5)
+
+
+def test_bf16_stays_close_to_fp32():
+    config = ModelConfig(ngf=16)
+    model = demo_model(config)
+    fast = optimize_for_inference(model, "bf16")
+    torch.manual_seed(1)
+    z_content, z_motion = torch.randn(2, config.d_content), torch.randn(2, config.d_motion)
+    with torch.no_grad():
+        expected = model(z_content, z_motion, 8)
+        video = fast(z_content, z_motion, 8)
+    assert video.dtype == torch.float32
+    assert _psnr(expected, video) >= 35.0
+
+
+def test_leaves_the_model_unchanged():
+    model = build_model(ModelConfig(ngf=8), seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimize_for_inference(model, "bf16")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(precision="int8"), "unknown precision 'int8'"),
+    (dict(frame_chunk=0), "frame_chunk must be a positive integer"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        optimize_for_inference(build_model(ModelConfig(ngf=8), seed=0).eval(), **kwargs)

@@ -1,0 +1,207 @@
+"""A faster inference copy of a VideoGenerator for the torch CPU path (eval mode only).
+
+`optimize_for_inference(model, precision)` returns an `InferenceGenerator` with the same
+`forward`, `initial_state` and `generate_chunk` as the VideoGenerator it came from, and the
+same outputs up to float rounding (fp32) or bf16 rounding of the image generator (bf16):
+
+- the motion recurrence runs as one fused op (`torch.lstm` / `torch.gru`, oneDNN's RNN
+  kernel on CPU) instead of a Python or TorchScript loop of small ops, when the model feeds
+  the same noise at every step (`same-input`). A `feedback` model feeds each step the
+  previous step's output, which no fused kernel does: it keeps the TorchScript loop.
+- the eval-mode BatchNorm1d of the motion codes is folded into the linear layer, and every
+  BatchNorm2d of the image generator into the ConvTranspose2d before it (weights and bias);
+- the image generator runs channels-last (oneDNN's preferred layout), optionally in bf16
+  (AMX on recent Xeons), over frames in chunks of `frame_chunk` so that activations stay
+  small whatever the batch and frame count.
+
+The model passed in is not changed.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import InputError, choice_error
+from vidsynth.models import VideoGenerator
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEFAULT_FRAME_CHUNK = 64  # frames per image-generator call: ~40 MB of fp32 activations at 96x96, ngf=64
+
+
+def _folded_motion_output(motion: nn.Module) -> tuple[Tensor, Tensor]:
+    """Linear layer and eval BatchNorm1d as one affine map: (weight, bias)."""
+    scale = torch.rsqrt(motion.bn.running_var + motion.bn.eps)
+    weight = motion.linear.weight * scale[:, None]
+    bias = (motion.linear.bias - motion.bn.running_mean) * scale
+    return weight.detach().clone(), bias.detach().clone()
+
+
+class FusedMotion(nn.Module):
+    """A same-input LSTM/GRU motion module whose whole rollout is one torch.lstm/torch.gru call."""
+
+    def __init__(self, motion: nn.Module, cell: str) -> None:
+        super().__init__()
+        cell_module = motion.lstm if cell == "lstm" else motion.gru
+        self.is_lstm = cell == "lstm"
+        self.hidden_size = motion.hidden_size
+        self.cell_state_size = motion.cell_state_size
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            self.register_buffer(name, getattr(cell_module, name).detach().clone())
+        weight, bias = _folded_motion_output(motion)
+        self.register_buffer("out_weight", weight)
+        self.register_buffer("out_bias", bias)
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
+        return torch.cat([zeros, z_motion], 1)
+
+    def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
+        """(n_frames, B, d_motion) normalised motion codes and the state after the last step."""
+        batch = state.size(0)
+        x = state[:, self.cell_state_size :]
+        inputs = x.unsqueeze(0).expand(n_frames, batch, x.size(1))
+        params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        h0 = state[:, : self.hidden_size].unsqueeze(0).contiguous()
+        if self.is_lstm:
+            c0 = state[:, self.hidden_size : self.cell_state_size].unsqueeze(0).contiguous()
+            hs, h, c = torch.lstm(inputs, [h0, c0], params, True, 1, 0.0, False, False, False)
+            cell_state = torch.cat([h[0], c[0]], 1)
+        else:
+            hs, h = torch.gru(inputs, h0, params, True, 1, 0.0, False, False, False)
+            cell_state = h[0]
+        codes = torch.addmm(self.out_bias, hs.reshape(n_frames * batch, self.hidden_size), self.out_weight.t())
+        return codes.view(n_frames, batch, -1), torch.cat([cell_state, x], 1)
+
+
+class _Rollout(nn.Module):
+    def __init__(self, motion: nn.Module) -> None:
+        super().__init__()
+        self.motion = motion
+
+    def forward(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
+        return self.motion.rollout(state, n_frames)
+
+
+class ScriptedMotion(nn.Module):
+    """Any motion module's rollout as a TorchScript loop (for feedback mode)."""
+
+    def __init__(self, motion: nn.Module) -> None:
+        super().__init__()
+        self.cell_state_size = motion.cell_state_size
+        self.loop = torch.jit.script(_Rollout(motion))
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
+        return torch.cat([zeros, z_motion], 1)
+
+    def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
+        return self.loop(state, n_frames)
+
+
+def fold_image_generator(image: nn.Module) -> nn.Sequential:
+    """The DCGAN generator with each eval BatchNorm2d folded into the ConvTranspose2d before it."""
+    layers: list[nn.Module] = []
+    modules = list(image.main)
+    i = 0
+    while i < len(modules):
+        layer = modules[i]
+        following = modules[i + 1] if i + 1 < len(modules) else None
+        if isinstance(layer, nn.ConvTranspose2d) and isinstance(following, nn.BatchNorm2d):
+            scale = following.weight * torch.rsqrt(following.running_var + following.eps)
+            folded = nn.ConvTranspose2d(
+                layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=True
+            )
+            with torch.no_grad():
+                # ConvTranspose2d weights are (in, out, kH, kW): scale the output channels.
+                folded.weight.copy_(layer.weight * scale.view(1, -1, 1, 1))
+                folded.bias.copy_(following.bias - following.running_mean * scale)
+            layers.append(folded)
+            i += 2
+        else:
+            layers.append(copy.deepcopy(layer))
+            i += 1
+    return nn.Sequential(*layers)
+
+
+class ChunkedImageGenerator(nn.Module):
+    """(N, nz, 1, 1) float32 -> (N, nc, H, W) float32, computed in `dtype`, channels-last,
+    `frame_chunk` frames at a time into one preallocated output."""
+
+    def __init__(self, image: nn.Module, config: ModelConfig, dtype: torch.dtype, frame_chunk: int) -> None:
+        super().__init__()
+        self.net = fold_image_generator(image).to(dtype=dtype, memory_format=torch.channels_last)
+        self.dtype = dtype
+        self.frame_chunk = frame_chunk
+        self.nc = config.nc
+        self.image_size = config.image_size
+
+    def forward(self, z: Tensor) -> Tensor:
+        n = z.size(0)
+        out = torch.empty(n, self.nc, self.image_size, self.image_size, dtype=torch.float32, device=z.device)
+        z = z.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        for start in range(0, n, self.frame_chunk):
+            stop = min(start + self.frame_chunk, n)
+            out[start:stop].copy_(self.net(z[start:stop]))
+        return out
+
+
+class InferenceGenerator(nn.Module):
+    """VideoGenerator's interface over the fused motion and the chunked image generator."""
+
+    def __init__(self, model: VideoGenerator, precision: str, frame_chunk: int) -> None:
+        super().__init__()
+        config = model.config
+        self.config = config
+        self.precision = precision
+        self.n_categories = config.n_categories
+        self.nc = config.nc
+        self.image_size = config.image_size
+        if config.motion_mode == "same-input":
+            self.motion: nn.Module = FusedMotion(model.motion, config.cell)
+            self.motion_kind = f"fused torch.{config.cell}"
+        else:
+            self.motion = ScriptedMotion(model.motion)
+            self.motion_kind = "TorchScript loop (feedback mode has no fused kernel)"
+        self.image = ChunkedImageGenerator(model.image, config, PRECISIONS[precision], frame_chunk)
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        return self.motion.initial_state(z_motion)
+
+    @torch.no_grad()
+    def generate_chunk(
+        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        codes, state = self.motion.rollout(state, n_frames)
+        batch = z_content.size(0)
+        content = z_content
+        if self.n_categories > 0:
+            if category is None:
+                category = torch.zeros(batch, dtype=torch.long, device=z_content.device)
+            one_hot = nn.functional.one_hot(category, self.n_categories).to(z_content.dtype)
+            content = torch.cat([z_content, one_hot], 1)
+        content = content.unsqueeze(1).expand(batch, n_frames, content.size(1))
+        z = torch.cat([codes.transpose(0, 1), content], 2)
+        frames = self.image(z.reshape(batch * n_frames, z.size(2), 1, 1))
+        return frames.view(batch, n_frames, self.nc, self.image_size, self.image_size), state
+
+    def forward(
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None
+    ) -> Tensor:
+        video, _ = self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)
+        return video
+
+
+def optimize_for_inference(
+    model: VideoGenerator, precision: str = "fp32", frame_chunk: int = DEFAULT_FRAME_CHUNK
+) -> InferenceGenerator:
+    """An eval-mode CPU inference copy of `model` (see the module docstring)."""
+    if precision not in PRECISIONS:
+        raise choice_error(InputError, "precision", precision, sorted(PRECISIONS))
+    if not isinstance(frame_chunk, int) or frame_chunk < 1:
+        raise InputError(f"frame_chunk must be a positive integer, got {frame_chunk!r}")
+    source = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    return InferenceGenerator(source, precision, frame_chunk).eval()
