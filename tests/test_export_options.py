@@ -122,6 +122,14 @@ def test_force_replaces_a_previous_export(model, tmp_path):
     assert leftovers(out) == []
 
 
+def test_current_directory_as_output(model, tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    export_artifacts(model, ".", formats=("torchscript",))
+    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == ["generator.pt", "manifest.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["here"]  # no temporary directory left
+
+
 # -- interrupted and failing exports ------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator
     An existing non-empty `target` is refused unless `force`; with `force` it is swapped out
     only after the new contents are complete.
     """
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # "." or "out/" still name the directory itself
     if target.exists() and not target.is_dir():
         raise InputError(f"{target} exists and is not a directory")
     if target.is_dir() and any(target.iterdir()) and not force:
