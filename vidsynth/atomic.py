@@ -12,6 +12,13 @@ from pathlib import Path
 from vidsynth.errors import InputError
 
 
+def _default_mode(base: int) -> int:
+    """`base` less the process umask: what a plain open()/mkdir() would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 def check_writable_parent(target: Path) -> None:
     parent = target.resolve().parent
     if not parent.exists():
@@ -40,6 +47,7 @@ def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.resolve().parent))
     except OSError as exc:
         raise InputError(f"cannot write into {target.resolve().parent}: {exc.strerror}") from None
+    os.chmod(tmp, _default_mode(0o777))  # mkdtemp makes 0700; artifacts are meant to be shared
     try:
         yield tmp
     except BaseException:
@@ -62,6 +70,7 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.resolve().parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, _default_mode(0o666))  # mkstemp makes 0600
     try:
         yield tmp
     except BaseException:
