@@ -24,3 +24,18 @@ def test_info_on_demo_weights():
     result = CliRunner().invoke(cli, ["info", "demo"])
     assert result.exit_code == 0
     assert '"parameters": 3909234' in result.output  # the assignment's 96x96 generator + LSTM
+
+
+def test_missing_onnxruntime_names_the_extras():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'onnxruntime': raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from vidsynth.optional import import_onnxruntime\n"
+        "from vidsynth.errors import MissingDependencyError\n"
+        "try:\n    import_onnxruntime()\nexcept MissingDependencyError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "vidsynth[cpu]" in out and "vidsynth[gpu]" in out

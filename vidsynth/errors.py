@@ -33,6 +33,10 @@ class InputError(VidsynthError):
     """A bad argument value (frame count, batch size, output path, ...)."""
 
 
+class MissingDependencyError(VidsynthError):
+    """An optional package that this feature needs is not installed."""
+
+
 def choice_error(cls: type, what: str, got: object, valid: "list[str] | tuple[str, ...]") -> VidsynthError:
     """An error for a value outside a fixed set, listing the valid ones."""
     return cls(f"unknown {what} {got!r}; expected one of: {', '.join(valid)}")

@@ -83,7 +83,6 @@ def build_manifest(
     validation: dict[str, Any],
 ) -> dict[str, Any]:
     import onnx
-    import onnxruntime
 
     from vidsynth.config import ModelConfig
     from vidsynth.export.onnx import EXPORTER
@@ -105,7 +104,7 @@ def build_manifest(
         "onnx_exporter": EXPORTER if "onnx" in formats else None,
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
-        "onnxruntime_version": onnxruntime.__version__,
+        "onnxruntime_version": _installed_version("onnxruntime") or _installed_version("onnxruntime-gpu"),
         "python_version": platform.python_version(),
         "inputs": [spec.to_dict() for spec in contract.inputs],
         "outputs": [spec.to_dict() for spec in contract.outputs],
@@ -129,3 +128,12 @@ def export_weights(
 
     check_options(formats, opset, dtype)  # refuse bad options before loading anything
     return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force)
+
+
+def _installed_version(distribution: str) -> Optional[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None

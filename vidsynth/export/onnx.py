@@ -169,7 +169,9 @@ def op_types(graph: onnx.GraphProto) -> list[str]:
 def ort_session(path: str | os.PathLike, providers: Optional[list[str]] = None, threads: int = 0):
     """An onnxruntime session (CPU unless told otherwise; `threads` 0: onnxruntime's default),
     warnings below error level muted."""
-    import onnxruntime as ort
+    from vidsynth.optional import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

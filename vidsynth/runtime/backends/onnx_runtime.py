@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-import onnxruntime as ort
 
 from vidsynth.config import ModelConfig
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.noise import Noise
+from vidsynth.optional import import_onnxruntime
 from vidsynth.runtime.backends.artifacts import Artifacts
 from vidsynth.runtime.backends.base import Backend
 from vidsynth.runtime.devices import choose_device
+
+ort = import_onnxruntime()
 
 VIDEO_FILE = "generator.onnx"
 CHUNK_FILE = "generator_chunk.onnx"
@@ -38,7 +40,7 @@ def _installed(distribution: str) -> bool:
 
 def no_cuda_provider_reason() -> str:
     """Why onnxruntime offers no CUDAExecutionProvider, and the fix."""
-    swap = "pip uninstall -y onnxruntime && pip install --no-deps --force-reinstall onnxruntime-gpu"
+    swap = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'vidsynth[gpu]'"
     if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
         return (
             "onnxruntime and onnxruntime-gpu are both installed and share one module, which is now the "

@@ -1,0 +1,16 @@
+"""Optional dependencies, imported on first use with an error that says what to install."""
+from __future__ import annotations
+
+from types import ModuleType
+
+from vidsynth.errors import MissingDependencyError
+
+ONNXRUNTIME_HINT = "pip install 'vidsynth[cpu]' (onnxruntime) or 'vidsynth[gpu]' (onnxruntime-gpu), not both"
+
+
+def import_onnxruntime() -> ModuleType:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError(f"onnxruntime is not installed: {ONNXRUNTIME_HINT}") from None
+    return onnxruntime
