@@ -215,6 +215,9 @@ def onnxruntime_contender(directory: Path, precision: str, device: str, threads:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # No CPU memory arena: an arena keeps the largest call's buffers (GBs at batch 32 x 256
+    # frames) for the rest of the process, which would starve the contenders timed after it.
+    options.enable_cpu_mem_arena = False
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     video_session = ort.InferenceSession(str(directory / "generator.onnx"), options, providers=providers)
     chunk_session = ort.InferenceSession(str(directory / "generator_chunk.onnx"), options, providers=providers)
@@ -239,7 +242,7 @@ def onnxruntime_contender(directory: Path, precision: str, device: str, threads:
         return chunk_session.run(["video"], chunk_feeds)[0]
 
     provider = f"onnxruntime {ort.__version__} {video_session.get_providers()[0]}"
-    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL"
+    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, no CPU memory arena"
     return Contender("onnxruntime", precision, device, provider, notes, prepare, video, first_frame, export_s)
 
 

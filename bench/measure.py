@@ -176,3 +176,49 @@ def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     """PSNR over the video's [-1, 1] range (peak-to-peak 2)."""
     mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+class OtherCpu:
+    """CPU time used by every other process, in cores, between two readings: the machine's
+    busy time (/proc/stat) minus this process's own (/proc/self/stat)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> Optional[tuple[float, float, float]]:
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(x) for x in stat.readline().split()[1:]]
+            with open("/proc/self/stat") as own:
+                parts = own.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / ticks
+        mine = (int(parts[11]) + int(parts[12])) / ticks  # utime + stime
+        return time.monotonic(), busy, mine
+
+    def cores(self) -> Optional[float]:
+        """Average cores used by other processes since the last call (or construction)."""
+        now = self._read()
+        if now is None or self.start is None:
+            return None
+        elapsed = now[0] - self.start[0]
+        other = (now[1] - self.start[1]) - (now[2] - self.start[2])
+        self.start = now
+        return round(max(other, 0.0) / elapsed, 2) if elapsed > 0 else None
+
+
+def wait_until_quiet(max_wait_s: float, below_cores: float = 0.3, window_s: float = 3.0, log: Callable[[str], None] = print) -> Optional[float]:
+    """Waits (up to max_wait_s) until other processes use fewer than `below_cores` cores
+    over a `window_s` window; returns the last reading."""
+    deadline = time.monotonic() + max_wait_s
+    meter = OtherCpu()
+    while True:
+        time.sleep(window_s)
+        used = meter.cores()
+        if used is None or used < below_cores or time.monotonic() >= deadline:
+            return used
+        log(f"  other processes use {used:.2f} cores; waiting for a quieter machine")

@@ -32,8 +32,9 @@ class ReferenceMotion(nn.Module):
         self.bn = nn.BatchNorm1d(config.d_motion, affine=False, eps=config.bn_eps)
 
     def initHidden(self, batch_size: int) -> None:
-        self.h = torch.zeros(batch_size, self.hidden_size)
-        self.c = torch.zeros(batch_size, self.hidden_size)
+        weight = self.linear.weight
+        self.h = torch.zeros(batch_size, self.hidden_size, device=weight.device)
+        self.c = torch.zeros(batch_size, self.hidden_size, device=weight.device)
 
     def forward(self, inputs: Tensor, n_frames: int) -> Tensor:
         outputs = []
@@ -90,7 +91,7 @@ class ReferenceGenerator(nn.Module):
         batch, n_frames = z_content.size(0), codes.size(0)
         content = z_content
         if c.n_categories > 0:
-            labels = category if category is not None else torch.zeros(batch, dtype=torch.long)
+            labels = category if category is not None else torch.zeros(batch, dtype=torch.long, device=z_content.device)
             content = torch.cat([content, nn.functional.one_hot(labels, c.n_categories).float()], 1)
         z_c = content.unsqueeze(1).repeat(1, n_frames, 1)
         z = torch.cat((codes.transpose(1, 0), z_c), 2)

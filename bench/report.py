@@ -60,6 +60,8 @@ def markdown(results: dict, plot: str | None = None) -> str:
         f"torch {machine['torch']}, onnxruntime {machine.get('onnxruntime')}; "
         f"{machine['threads']['torch_intra_op']} threads for torch and onnxruntime (intra-op); "
         f"load average {machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end')} at end"
+        + (f"; other processes used {machine['other_cpu_cores_during_run']} cores on average during the run"
+           if machine.get("other_cpu_cores_during_run") is not None else "")
         + ("; the training process was paused while measuring" if machine.get("paused_pid") else "")
         + "."
     )
@@ -77,6 +79,7 @@ def markdown(results: dict, plot: str | None = None) -> str:
     lines.append("")
     lines.append("| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    others = {r.get("other_cpu_cores") for r in rows}
     for r in sorted(rows, key=lambda r: r["p50_ms"], reverse=True):
         pct = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
         speed = None if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
@@ -85,6 +88,9 @@ def markdown(results: dict, plot: str | None = None) -> str:
             f"| {r['backend']} | {r['precision']} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['p99_ms'])} | {r['n']} | "
             f"{_fmt(r['frames_per_s'])} | {_fmt(r['gflop_per_s'])} | {_fmt(pct)} | {_fmt(speed)} | {_fmt(r['ttff_ms'])} | {_fmt(rss)} | {_fmt(r['psnr_db'])} |"
         )
+    if others and None not in others:
+        lines.append("")
+        lines.append(f"Other processes used {max(others):.2f} cores on average while this shape was timed.")
     lines.append("")
     shapes = sorted({(r["batch"], r["frames"]) for r in results["rows"]})
     labels = sorted({r["label"] for r in results["rows"]}, key=lambda l: [r["label"] for r in results["rows"]].index(l))
@@ -110,6 +116,15 @@ def markdown(results: dict, plot: str | None = None) -> str:
         lines.append("|---|---:|")
         for name, us in motion["us_per_step"].items():
             lines.append(f"| {name} | {us:.2f} |")
+    levers = results.get("levers") or {}
+    if levers:
+        lines.append("")
+        lines.append(f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):")
+        lines.append("")
+        lines.append("| lever | ms | GFLOP/s | % of matmul peak | max abs diff vs eager |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for r in levers["rows"]:
+            lines.append(f"| {r['lever']} | {r['p50_ms']:,.0f} | {r['gflop_per_s']:,.0f} | {100 * r['peak_fraction']:.0f} | {r['max_abs_err_vs_eager']:.1e} |")
     if results.get("skipped"):
         lines.append("")
         lines.append("Not measured:")

@@ -24,6 +24,7 @@ from vidsynth.noise import sample_noise
 from bench.contenders import BACKENDS, PRECISIONS, Contender, build_contenders, motion_contenders
 from bench.flops import generator_flops_per_frame, matmul_peak
 from bench.measure import (
+    OtherCpu,
     load_average,
     machine_description,
     mem_available_mib,
@@ -32,9 +33,12 @@ from bench.measure import (
     psnr_db,
     timed,
     timed_with_memory,
+    wait_until_quiet,
 )
 
 SEED = 0
+FOCUS_SHAPE = (8, 64)  # the shape the speed targets are stated at: always a few repeats
+FOCUS_REPEATS = 3
 DEVICES = ("cpu", "cuda")
 
 
@@ -51,10 +55,12 @@ class Plan:
     peak_sizes: tuple[int, ...]
     peak_repeats: int
     accuracy_shape: tuple[int, int]
+    lever_frames: int  # image-generator frames per call in the one-lever-at-a-time comparison
+    lever_repeats: int
 
 
-FULL = Plan((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16))
-QUICK = Plan((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4))
+FULL = Plan((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16), 512, 3)
+QUICK = Plan((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4), 8, 1)
 QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "optimized")
 
 
@@ -76,6 +82,7 @@ def run_benchmark(
     batches: Optional[Sequence[int]] = None,
     frames: Optional[Sequence[int]] = None,
     pause_pid_file: Optional[str] = None,
+    wait_quiet_s: float = 0.0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Runs the benchmark and writes results.json, results.md and latency.png into `out`.
@@ -97,6 +104,8 @@ def run_benchmark(
         plan = Plan(**{**asdict(plan), "batches": tuple(batches or plan.batches), "frames": tuple(frames or plan.frames)})
     if min(plan.batches) < 1 or min(plan.frames) < 1:
         raise InputError("batch sizes and frame counts must be >= 1")
+    if device == "cuda":  # a GPU reaches its matmul peak only at larger sizes
+        plan = Plan(**{**asdict(plan), "peak_sizes": (4096, 8192), "peak_repeats": 10})
     out = Path(out)
 
     torch.set_num_threads(threads)
@@ -106,6 +115,9 @@ def run_benchmark(
     with paused_process(pause_pid_file) as paused_pid, tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
         machine["paused_pid"] = paused_pid
+        if wait_quiet_s > 0:
+            machine["other_cpu_cores_before_start"] = wait_until_quiet(wait_quiet_s, log=log)
+        whole_run = OtherCpu()
         log(f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}")
         contenders, skipped = build_contenders(model, device, backends, precisions, threads, Path(work), log)
         limit = measure_limit(plan, precisions, device, log)
@@ -113,8 +125,10 @@ def run_benchmark(
         rows, cell_skips = measure_grid(contenders, config, plan, log)
         ttff = measure_ttff(contenders, config, plan, log)
         motion = measure_motion(model, plan, log) if device == "cpu" else {}
+        levers = measure_levers(model, plan, limit, log) if device == "cpu" else {}
         limit_after = measure_limit(plan, precisions, device, log, only_fp32=True)
         machine["load_average_at_end"] = load_average()
+        machine["other_cpu_cores_during_run"] = whole_run.cores()
     flops = generator_flops_per_frame(config)
     finish_rows(rows, contenders, flops, limit, ttff, accuracy)
     results = {
@@ -125,7 +139,7 @@ def run_benchmark(
             "threads": threads,
             "warm_up": f"one untimed call per shape when a call is expected to take < {plan.warmup_below_s}s; "
             "every contender is warmed up at the first shape",
-            "repeats": f"interleaved across contenders, up to {plan.max_repeats} per shape, ~{plan.shape_budget_s}s per contender and shape (at least 1)",
+            "repeats": f"interleaved across contenders, up to {plan.max_repeats} per shape, ~{plan.shape_budget_s}s per contender and shape (at least 1; at least {FOCUS_REPEATS} at batch x frames {FOCUS_SHAPE})",
             "latency": "p50/p90/p99 of the timed calls (with n < 100, p99 is close to the slowest call)",
             "peak_rss": "the kernel's peak RSS mark (VmHWM), reset before each call; delta = peak minus RSS before the call",
             "ttff": "time to first frame when streaming: initial_state + generate_chunk(n_frames=1) (reference: a 1-frame call)",
@@ -146,6 +160,7 @@ def run_benchmark(
         "skipped": [asdict(s) | {"label": s.label} for s in skipped] + cell_skips,
         "rows": rows,
         "motion": motion,
+        "levers": levers,
         "seconds": round(time.time() - started, 1),
     }
     from bench.report import write_results
@@ -206,13 +221,17 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Call
                     estimate = seconds
             active.append((c, inputs))
             repeats[c.label] = max(1, min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6))))
+            if (batch, n_frames) == FOCUS_SHAPE:
+                repeats[c.label] = max(repeats[c.label], FOCUS_REPEATS)
             samples[c.label], memory[c.label] = [], []
+        meter = OtherCpu()
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
                 if r < repeats[c.label]:
                     seconds, mem = timed_with_memory(lambda: c.video(inputs, n_frames), c.sync)
                     samples[c.label].append(seconds)
                     memory[c.label].append(mem)
+        other_cores = meter.cores()
         for c, _ in active:
             stats = percentiles(samples[c.label])
             seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
@@ -224,7 +243,7 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Call
                 "label": c.label, "backend": c.backend, "precision": c.precision, "device": c.device,
                 "batch": batch, "frames": n_frames, **stats,
                 "peak_rss_mib": peak["peak_rss_mib"], "peak_rss_delta_mib": peak["peak_rss_delta_mib"],
-                "load_average": load_average()[0] if load_average() else None,
+                "other_cpu_cores": other_cores,
             })
             log(f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}")
     return rows, skips
@@ -264,6 +283,37 @@ def measure_motion(model: Any, plan: Plan, log: Callable[[str], None]) -> dict[s
     for name, us in per_step.items():
         log(f"  motion {name}: {us:.2f} us/step")
     return {"batch": 1, "frames": n, "repeats": plan.motion_repeats, "us_per_step": per_step}
+
+
+def measure_levers(model: Any, plan: Plan, limit: dict, log: Callable[[str], None]) -> dict[str, Any]:
+    """The image generator alone at batch x frames = plan.lever_frames, one lever at a time."""
+    import torch
+
+    from bench.levers import image_levers
+
+    levers = image_levers(model)
+    config = model.config
+    n = plan.lever_frames
+    noise = sample_noise(config, n, seed=SEED)
+    z = torch.cat([torch.from_numpy(noise.z_motion), torch.from_numpy(noise.z_content)], 1).view(n, config.nz, 1, 1)
+    samples: dict[str, list[float]] = {name: [] for name in levers}
+    errors = {}
+    with torch.inference_mode():
+        expected = next(iter(levers.values()))(z)
+        for name, fn in levers.items():
+            errors[name] = float((fn(z).float() - expected).abs().max())
+        for _ in range(plan.lever_repeats):
+            for name, fn in levers.items():
+                samples[name].append(timed(lambda: fn(z), lambda: None)[0])
+    flops = generator_flops_per_frame(config) * n
+    rows = []
+    for name, times in samples.items():
+        seconds = float(np.median(times))
+        peak = limit["bf16" if name.startswith("bf16") and "bf16" in limit else "fp32"]["flops_per_s"]
+        rows.append({"lever": name, "p50_ms": seconds * 1e3, "gflop_per_s": flops / seconds / 1e9,
+                     "peak_fraction": flops / seconds / peak, "max_abs_err_vs_eager": errors[name]})
+        log(f"  lever {name}: {seconds * 1e3:.0f} ms ({100 * flops / seconds / peak:.0f}% of peak)")
+    return {"frames": n, "repeats": plan.lever_repeats, "rows": rows}
 
 
 def finish_rows(rows: list[dict], contenders: list[Contender], flops: int, limit: dict, ttff: dict, accuracy: dict) -> None:

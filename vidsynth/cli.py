@@ -160,7 +160,8 @@ def generate_command(**values) -> None:
 @click.option("--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32.")
 @click.option("--frames", "frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256.")
 @click.option("--pause-pid-file", type=click.Path(dir_okay=False), help="Pause (SIGSTOP) the process whose PID this file holds while measuring; it is always continued afterwards.")
-def bench_command(quick, out, weights, backends, precisions, device, threads, batches, frames, pause_pid_file) -> None:
+@click.option("--wait-quiet", "wait_quiet_s", default=0.0, show_default=True, type=float, help="Wait up to this many seconds for other processes to go (nearly) idle before measuring.")
+def bench_command(quick, out, weights, backends, precisions, device, threads, batches, frames, pause_pid_file, wait_quiet_s) -> None:
     """Time every backend against the reference code and the machine's matmul peak."""
     try:
         from bench.run import run_benchmark
@@ -169,7 +170,8 @@ def bench_command(quick, out, weights, backends, precisions, device, threads, ba
 
     run_benchmark(
         weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions, device=device,
-        threads=threads, batches=batches or None, frames=frames or None, pause_pid_file=pause_pid_file, log=click.echo,
+        threads=threads, batches=batches or None, frames=frames or None, pause_pid_file=pause_pid_file,
+        wait_quiet_s=wait_quiet_s, log=click.echo,
     )
 
 

@@ -29,7 +29,7 @@ from vidsynth.errors import InputError, choice_error
 from vidsynth.models import VideoGenerator
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_FRAME_CHUNK = 64  # frames per image-generator call: ~40 MB of fp32 activations at 96x96, ngf=64
+DEFAULT_FRAME_CHUNK = 32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)
 
 
 def _folded_motion_output(motion: nn.Module) -> tuple[Tensor, Tensor]:
