@@ -215,9 +215,6 @@ def onnxruntime_contender(directory: Path, precision: str, device: str, threads:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # No CPU memory arena: an arena keeps the largest call's buffers (GBs at batch 32 x 256
-    # frames) for the rest of the process, which would starve the contenders timed after it.
-    options.enable_cpu_mem_arena = False
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     video_session = ort.InferenceSession(str(directory / "generator.onnx"), options, providers=providers)
     chunk_session = ort.InferenceSession(str(directory / "generator_chunk.onnx"), options, providers=providers)
@@ -242,7 +239,7 @@ def onnxruntime_contender(directory: Path, precision: str, device: str, threads:
         return chunk_session.run(["video"], chunk_feeds)[0]
 
     provider = f"onnxruntime {ort.__version__} {video_session.get_providers()[0]}"
-    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, no CPU memory arena"
+    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, default CPU memory arena"
     return Contender("onnxruntime", precision, device, provider, notes, prepare, video, first_frame, export_s)
 
 
@@ -291,7 +288,7 @@ def build_contenders(
 # -- motion recurrence alone ---------------------------------------------------------------
 
 
-def motion_contenders(model: Any) -> dict[str, Callable[[Any, int], Any]]:
+def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
     import torch
 
@@ -320,7 +317,13 @@ def motion_contenders(model: Any) -> dict[str, Callable[[Any, int], Any]]:
     }
     if model.config.motion_mode == "same-input":
         contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
-    return {name: _no_grad(fn) for name, fn in contenders.items()}
+    contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
+    if model.config.motion_mode == "same-input":
+        from bench.motion_onnx import ort_motion
+
+        op = "LSTM" if model.config.cell == "lstm" else "GRU"
+        contenders[f"onnxruntime (ONNX {op} op, motion-only graph)"] = ort_motion(model, threads)
+    return contenders
 
 
 def _no_grad(fn: Callable) -> Callable:

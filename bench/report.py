@@ -21,8 +21,66 @@ def _clean(value: Any) -> Any:
     return value
 
 
+TARGETS = {
+    "fp32_peak_fraction": 0.70,  # best fp32 path, at SUMMARY_SHAPE, of the measured fp32 matmul peak
+    "bf16_speedup": 4.0,  # best bf16 path vs the reference, at SUMMARY_SHAPE
+    "bf16_psnr_db": 35.0,  # ... with at least this PSNR against fp32
+    "motion_us_per_step": 5.0,  # best motion backend, batch 1
+}
+
+
+def targets(results: dict) -> dict:
+    """The speed targets, each with the measured value and whether it is met."""
+    shape = _summary_shape(results)
+    rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == shape and r["backend"] != "reference"]
+    out: dict = {"shape": list(shape)}
+    fp32 = [r for r in rows if r["precision"] == "fp32" and r["peak_fraction"] is not None]
+    if fp32:
+        best = max(fp32, key=lambda r: r["peak_fraction"])
+        out["fp32_peak_fraction"] = {"label": best["label"], "value": best["peak_fraction"], "target": TARGETS["fp32_peak_fraction"],
+                                     "speedup_vs_reference": best["speedup_vs_reference"],
+                                     "met": best["peak_fraction"] >= TARGETS["fp32_peak_fraction"]}
+    bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
+    if bf16:
+        best = max(bf16, key=lambda r: r["speedup_vs_reference"])
+        psnr = best["psnr_db"] if isinstance(best["psnr_db"], (int, float)) else (math.inf if best["psnr_db"] == "inf" else -math.inf)
+        out["bf16_speedup"] = {"label": best["label"], "value": best["speedup_vs_reference"], "psnr_db": psnr,
+                               "target": TARGETS["bf16_speedup"], "psnr_target_db": TARGETS["bf16_psnr_db"],
+                               "peak_fraction": best["peak_fraction"],
+                               "met": best["speedup_vs_reference"] >= TARGETS["bf16_speedup"] and psnr >= TARGETS["bf16_psnr_db"]}
+    motion = (results.get("motion") or {}).get("us_per_step")
+    if motion:
+        name = min(motion, key=motion.get)
+        out["motion_us_per_step"] = {"label": name, "value": motion[name], "target": TARGETS["motion_us_per_step"],
+                                     "met": motion[name] <= TARGETS["motion_us_per_step"]}
+    return out
+
+
+def targets_markdown(results: dict) -> list[str]:
+    t = targets(results)
+    lines = []
+    b, f = t["shape"]
+    if "fp32_peak_fraction" in t:
+        x = t["fp32_peak_fraction"]
+        speedup = "no reference measured" if x["speedup_vs_reference"] is None else f"{x['speedup_vs_reference']:.2f}x the reference"
+        lines.append(f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 matmul peak "
+                     f"({speedup}); target >= {100 * x['target']:.0f}%: {'met' if x['met'] else 'NOT met'}")
+    if "bf16_speedup" in t:
+        x = t["bf16_speedup"]
+        lines.append(f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR {x['psnr_db']:.1f} dB "
+                     f"({_fmt(None if x['peak_fraction'] is None else 100 * x['peak_fraction'], 0)}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: "
+                     f"{'met' if x['met'] else 'NOT met'}")
+    if "motion_us_per_step" in t:
+        x = t["motion_us_per_step"]
+        lines.append(f"- motion recurrence at batch 1: **{x['label']}** {x['value']:.2f} µs per step; "
+                     f"target <= {x['target']:.0f} µs: {'met' if x['met'] else 'NOT met'}")
+    return lines
+
+
 def write_results(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    if results["rows"]:
+        results["targets"] = targets(results)
     with atomic_file(out / "results.json") as tmp:
         tmp.write_text(json.dumps(_clean(results), indent=1) + "\n")
     with atomic_file(out / "results.md") as tmp:
@@ -73,6 +131,11 @@ def markdown(results: dict, plot: str | None = None) -> str:
         + f". Generator: {results['generator_gflop_per_frame']:.3f} GFLOP per frame (ConvTranspose2d only)."
     )
     lines.append("")
+    if results.get("rows"):
+        lines.append("Targets:")
+        lines.append("")
+        lines += targets_markdown(results)
+        lines.append("")
     batch, frames = _summary_shape(results)
     rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == (batch, frames)]
     lines.append(f"At batch {batch} x {frames} frames (p50 of interleaved repeats):")
@@ -112,10 +175,11 @@ def markdown(results: dict, plot: str | None = None) -> str:
         lines.append("")
         lines.append(f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:")
         lines.append("")
-        lines.append("| motion backend | µs per step |")
-        lines.append("|---|---:|")
+        lines.append("| motion backend | µs per step | max abs diff vs eager |")
+        lines.append("|---|---:|---:|")
+        errors = motion.get("max_abs_err_vs_eager", {})
         for name, us in motion["us_per_step"].items():
-            lines.append(f"| {name} | {us:.2f} |")
+            lines.append(f"| {name} | {us:.2f} | {_fmt(errors.get(name), 1) if errors.get(name) is None else f'{errors[name]:.1e}'} |")
     levers = results.get("levers") or {}
     if levers:
         lines.append("")
@@ -169,3 +233,36 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def readme_section(results: dict, results_dir: str = "bench/results") -> str:
+    """The README's "## Benchmarks" section, from a results.json."""
+    command = "vidsynth bench --out bench/results --pause-pid-file TRAIN_PID_FILE --wait-quiet 300"
+    head = [
+        "## Benchmarks",
+        "",
+        "`vidsynth bench` times every backend (eager PyTorch, TorchScript, ONNX Runtime, `torch.compile`",
+        "and `vidsynth.optimize`'s inference copy) at fp32 and bf16 against the code users run today (the",
+        "public scripts' `nn.LSTMCell` loop + `nn.Sequential` generator, same weights, same noise) and",
+        "against this machine's measured matmul peak, on the assignment's 96x96 model (ngf=64, demo weights).",
+        "",
+        "```bash",
+        "pip install -e '.[bench]'            # matplotlib, for the plot",
+        "vidsynth bench --quick --out /tmp/bench   # smoke run, under a minute",
+        "vidsynth bench                           # the full matrix (10-15 minutes on 2 cores)",
+        "bash bench/device_check.sh               # on a CUDA machine: cuda tests + CUDA benchmark into $OUT",
+        "```",
+        "",
+        f"The numbers below are {results_dir}/results.json, made with `{command}`",
+        "(`--pause-pid-file` stops a background job while measuring and always continues it).",
+        "Full tables: [bench/results/results.md](bench/results/results.md).",
+        "",
+    ]
+    return "\n".join(head) + markdown(results, plot=f"{results_dir}/latency.png") + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
+    print(readme_section(json.loads((directory / "results.json").read_text()), str(directory)), end="")

@@ -8,6 +8,7 @@ medians are reported. Large shapes get fewer repeats (a time budget per shape an
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -124,7 +125,7 @@ def run_benchmark(
         accuracy = measure_accuracy(contenders, config, plan, log)
         rows, cell_skips = measure_grid(contenders, config, plan, log)
         ttff = measure_ttff(contenders, config, plan, log)
-        motion = measure_motion(model, plan, log) if device == "cpu" else {}
+        motion = measure_motion(model, plan, threads, log) if device == "cpu" else {}
         levers = measure_levers(model, plan, limit, log) if device == "cpu" else {}
         limit_after = measure_limit(plan, precisions, device, log, only_fp32=True)
         machine["load_average_at_end"] = load_average()
@@ -266,23 +267,27 @@ def measure_ttff(contenders: list[Contender], config: Any, plan: Plan, log: Call
     return ttff
 
 
-def measure_motion(model: Any, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
+def measure_motion(model: Any, plan: Plan, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Microseconds per recurrent step at batch 1, motion module only."""
     import torch
 
-    functions = motion_contenders(model)
+    functions = motion_contenders(model, threads)
     z_motion = torch.from_numpy(sample_noise(model.config, 1, seed=SEED).z_motion)
     n = plan.motion_frames
     samples: dict[str, list[float]] = {name: [] for name in functions}
-    for fn in functions.values():
-        fn(z_motion, n)
+    with torch.inference_mode():
+        expected, _ = copy.deepcopy(model.motion).eval().rollout(model.motion.initial_state(z_motion), n)
+    errors = {}
+    for name, fn in functions.items():
+        codes = fn(z_motion, n)
+        errors[name] = float(np.abs(np.asarray(codes) - expected.numpy()).max())
     for _ in range(plan.motion_repeats):
         for name, fn in functions.items():
             samples[name].append(timed(lambda: fn(z_motion, n), lambda: None)[0])
     per_step = {name: float(np.median(s) / n * 1e6) for name, s in samples.items()}
     for name, us in per_step.items():
         log(f"  motion {name}: {us:.2f} us/step")
-    return {"batch": 1, "frames": n, "repeats": plan.motion_repeats, "us_per_step": per_step}
+    return {"batch": 1, "frames": n, "repeats": plan.motion_repeats, "us_per_step": per_step, "max_abs_err_vs_eager": errors}
 
 
 def measure_levers(model: Any, plan: Plan, limit: dict, log: Callable[[str], None]) -> dict[str, Any]:

@@ -74,3 +74,19 @@ def test_leaves_the_model_unchanged():
 def test_bad_options(kwargs, message):
     with pytest.raises(InputError, match=message):
         optimize_for_inference(build_model(ModelConfig(ngf=8), seed=0).eval(), **kwargs)
+
+
+@pytest.mark.parametrize("in_channels, out_channels, side", [(8, 3, 6), (5, 7, 1), (16, 4, 11)])
+def test_sub_pixel_equals_conv_transpose(in_channels, out_channels, side):
+    from vidsynth.optimize import LatentProjection, SubPixelConvTranspose
+
+    torch.manual_seed(side)
+    layer = torch.nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=True)
+    x = torch.randn(3, in_channels, side, side)
+    with torch.no_grad():
+        expected = layer(x)
+        assert torch.allclose(SubPixelConvTranspose(layer)(x), expected, atol=1e-5)
+        assert torch.allclose(SubPixelConvTranspose(layer)(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5)
+        first = torch.nn.ConvTranspose2d(in_channels, out_channels, side, 1, 0, bias=False)
+        z = torch.randn(4, in_channels, 1, 1)
+        assert torch.allclose(LatentProjection(first)(z), first(z), atol=1e-5)
