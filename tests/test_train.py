@@ -177,6 +177,19 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_motion_norm_is_trained_as_deployed(tmp_path):
+    """By default the motion codes are normalised in training exactly as in eval mode, so the
+    stored statistics stay what training used; per-step batch statistics move them."""
+    config = TrainConfig(data=None, dry_run=True, steps=2, **TINY)
+    train(config, tmp_path / "frozen", progress=False)
+    frozen = load_model(tmp_path / "frozen" / "weights")
+    assert torch.equal(frozen.motion.bn.running_mean, torch.zeros(config.d_motion))
+    assert torch.equal(frozen.motion.bn.running_var, torch.ones(config.d_motion))
+    train(config.replace(freeze_motion_norm=False), tmp_path / "batch", progress=False)
+    batch = load_model(tmp_path / "batch" / "weights")
+    assert not torch.equal(batch.motion.bn.running_mean, torch.zeros(config.d_motion))
+
+
 def test_seed_decides_the_run(tmp_path):
     config = TrainConfig(data=None, dry_run=True, steps=2, **TINY)
     first = train(config, tmp_path / "a", progress=False)["losses"]

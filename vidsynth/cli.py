@@ -101,9 +101,12 @@ def export_command(weights: str, out: str, formats: str, opset: int | None, dtyp
 @click.option("--max-minutes", type=float, help="Checkpoint and stop after this much wall time.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings).")
 @click.option("--dry-run", is_flag=True, help="A few steps on synthetic data (no --data needed).")
+@click.option("--per-step-motion-norm", is_flag=True,
+              help="Normalise motion codes with per-step batch statistics in training (deployment cannot).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps, batch, clip_frames, frame_step,
-                  device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run, quiet) -> None:
+                  device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run,
+                  per_step_motion_norm, quiet) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
     from vidsynth.train.config import TrainConfig
     from vidsynth.train.loop import summary_line, train
@@ -114,6 +117,7 @@ def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps,
         data=data, image_size=image_size, cell=cell, motion_mode=motion_mode, ngf=ngf, ndf=ndf, steps=steps,
         batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
         threads=threads, checkpoint_every=checkpoint_every, sample_every=sample_every, dry_run=dry_run,
+        freeze_motion_norm=not per_step_motion_norm,
     )
     command = config.command_line(run_dir, max_minutes, resume)
     record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)

@@ -32,6 +32,11 @@ class TrainConfig:
     real_label: float = 0.9  # one-sided label smoothing for real samples
     instance_noise: float = 0.1  # std of Gaussian noise added to every critic input
     category_weight: float = 1.0  # weight of the action-classification losses
+    # Normalise motion codes with the motion module's stored statistics during training too
+    # (its eval mode), exactly as deployed models do. Per-step batch statistics (the
+    # assignment's training mode) cannot be reproduced at deployment, where one set of
+    # running statistics serves every step, and feedback motion drifts from step to step.
+    freeze_motion_norm: bool = True
     device: str = "cpu"
     bf16: bool = False  # bfloat16 autocast (AMX on recent Xeons)
     seed: int = 0
@@ -88,6 +93,7 @@ class TrainConfig:
                      "steps", "device", "seed", "threads", "checkpoint_every", "sample_every"):
             words += ["--" + name.replace("_", "-"), str(getattr(self, name))]
         words += ["--bf16"] if self.bf16 else []
+        words += [] if self.freeze_motion_norm else ["--per-step-motion-norm"]
         words += ["--max-minutes", f"{max_minutes:g}"] if max_minutes else []
         return " ".join(shlex.quote(w) for w in words)
 

@@ -107,6 +107,13 @@ def _noisy(x: Tensor, sigma: float, rng: torch.Generator) -> Tensor:
     return x + sigma * torch.randn(x.shape, generator=rng).to(x.device, x.dtype)
 
 
+def set_train_modes(t: Trainer) -> None:
+    for network in t.networks.values():
+        network.train()
+    if t.config.freeze_motion_norm:
+        t.generator.motion.eval()
+
+
 def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     """One critic update and one generator update; returns the step's losses."""
     c, rng, dev = t.config, t.rng, t.device
@@ -124,6 +131,7 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     rows = torch.arange(c.batch, device=dev)
     sigma, w = c.instance_noise, c.category_weight
 
+    set_train_modes(t)
     with _autocast(c, dev):
         fake_video = t.generator(z_content.to(dev), z_motion.to(dev), c.clip_frames, category)
     fake_image = fake_video[rows, frame_pick]  # one frame of each generated video
