@@ -1,0 +1,78 @@
+"""Ship a training run's generator as vidsynth's default weights.
+
+    python scripts/ship_default.py RUN_DIR DATA_DIR
+
+Writes vidsynth/weights/default/ (model.safetensors, config.json, quality.json),
+docs/samples.png (8 videos x 16 frames, a row per video, category = row mod classes) and
+docs/sample.gif (the same 8 videos in a 4 x 2 grid), and prints the quality figures.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from vidsynth.atomic import atomic_file
+from vidsynth.train.checkpoint import CHECKPOINT_DIR
+from vidsynth.train.config import TrainConfig
+from vidsynth.train.data import load_folder
+from vidsynth.train.discriminators import VideoDiscriminator
+from vidsynth.train.evaluate import quality_figures
+from vidsynth.train.loop import export_run
+from vidsynth.train.sampler import ClipSampler
+from vidsynth.train.sheets import render_videos, sheet, write_png
+from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_SEED = 7
+
+
+def video_critic(run_dir: Path, config: TrainConfig, n_categories: int) -> VideoDiscriminator:
+    critic = VideoDiscriminator(3, config.ndf, config.image_size, n_categories)
+    tensors = load_file(str(run_dir / CHECKPOINT_DIR / "networks.safetensors"))
+    critic.load_state_dict({k[len("video_critic."):]: v for k, v in tensors.items() if k.startswith("video_critic.")})
+    return critic
+
+
+def write_gif(videos: np.ndarray, path: Path, columns: int = 4, fps: int = 8) -> None:
+    import imageio.v3 as iio
+
+    b, t, h, w, c = videos.shape
+    rows = (b + columns - 1) // columns
+    frames = np.zeros((t, rows * h, columns * w, c), np.uint8)
+    for i in range(b):
+        r, col = divmod(i, columns)
+        frames[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = videos[i]
+    with atomic_file(path) as tmp:
+        iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0)
+
+
+def main(run_dir: str, data_dir: str) -> None:
+    torch.set_num_threads(1)
+    run = Path(run_dir)
+    record = json.loads((run / CHECKPOINT_DIR / "state.json").read_text())
+    config = TrainConfig.from_dict(record["train_config"])
+    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)
+    model = load_model()
+    sampler = ClipSampler(load_folder(data_dir), config.image_size, config.clip_frames, config.frame_step)
+    critic = video_critic(run, config, model.config.n_categories)
+    figures = quality_figures(model, sampler, n_videos=64, seed=0, video_critic=critic)
+    figures["steps"] = record["step"]
+    figures["train_wall_time_s"] = round(record["elapsed_s"], 1)
+    with atomic_file(DEFAULT_WEIGHTS_DIR / "quality.json") as tmp:
+        tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    videos = render_videos(model, 8, 16, SAMPLE_SEED)
+    (ROOT / "docs").mkdir(exist_ok=True)
+    write_png(sheet(videos), ROOT / "docs" / "samples.png")
+    write_gif(videos, ROOT / "docs" / "sample.gif")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
