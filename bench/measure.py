@@ -75,14 +75,21 @@ def timed(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any
     return time.perf_counter() - start, result
 
 
-def timed_with_memory(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, dict]:
-    """One call's seconds, and this process's RSS before it and at its peak."""
+def timed_with_memory(call: Callable[[], Any], sync: Callable[[], None], cuda: bool = False) -> tuple[float, dict]:
+    """One call's seconds, this process's RSS before it and at its peak, and on CUDA the
+    peak of torch's GPU allocations during the call."""
     before = rss_mib()
     reset_ok = reset_peak_rss()
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     seconds, result = timed(call, sync)
     del result
     peak = peak_rss_mib() if reset_ok else None
     memory = {"rss_before_mib": before, "peak_rss_mib": peak, "peak_rss_delta_mib": None if peak is None or before is None else peak - before}
+    if cuda:
+        memory["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return seconds, memory
 
 
@@ -162,6 +169,7 @@ def paused_process(pid_file: Optional[str]) -> Iterator[Optional[int]]:
 
         signal.signal(sig, handler)
     atexit.register(resume)
+    watchdog = _continue_when_parent_dies(pid)
     os.kill(pid, signal.SIGSTOP)
     try:
         yield pid
@@ -170,6 +178,36 @@ def paused_process(pid_file: Optional[str]) -> Iterator[Optional[int]]:
         atexit.unregister(resume)
         for sig, old in previous.items():
             signal.signal(sig, old)
+        _stop_watchdog(watchdog)
+
+
+# A child that blocks reading a pipe whose only writer is this process: when this process
+# ends for any reason, SIGKILL and the out-of-memory killer included, the read returns and
+# the child continues the paused process.
+_WATCHDOG = (
+    "import os, signal, sys\n"
+    "sys.stdin.buffer.read()\n"
+    "try:\n    os.kill(int(sys.argv[1]), signal.SIGCONT)\nexcept OSError:\n    pass\n"
+)
+
+
+def _continue_when_parent_dies(pid: int) -> Optional[subprocess.Popen]:
+    import sys
+
+    try:
+        return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(pid)], stdin=subprocess.PIPE, start_new_session=True)
+    except OSError:
+        return None
+
+
+def _stop_watchdog(watchdog: Optional[subprocess.Popen]) -> None:
+    if watchdog is None:
+        return
+    try:
+        watchdog.stdin.close()
+        watchdog.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:

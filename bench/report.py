@@ -198,7 +198,8 @@ def markdown(results: dict, plot: str | None = None) -> str:
     lines.append("")
     lines.append("Contenders:")
     for c in results["contenders"]:
-        lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s")
+        first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
+        lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
     if plot:
         lines.append("")
         lines.append(f"![latency vs frames]({plot})")

@@ -132,3 +132,33 @@ def test_paused_process_is_always_continued(tmp_path):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc")
+def test_paused_process_is_continued_when_the_benchmark_is_killed(tmp_path):
+    """SIGKILL (e.g. the out-of-memory killer) runs no handler: a watchdog child continues it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pid_file = tmp_path / "pid"
+    pid_file.write_text(str(child.pid))
+    script = (
+        "import sys, time\n"
+        "from bench.measure import paused_process\n"
+        f"with paused_process({str(pid_file)!r}):\n"
+        "    print('paused', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    bench = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert bench.stdout.readline().strip() == "paused"
+        assert _state(child.pid) == "T"
+        bench.kill()
+        bench.wait()
+        for _ in range(100):
+            if _state(child.pid) != "T":
+                break
+            time.sleep(0.05)
+        assert _state(child.pid) != "T"
+    finally:
+        bench.kill()
+        child.kill()
+        child.wait()
