@@ -113,6 +113,15 @@ def _state(pid: int) -> str:
         return stat.read().rsplit(")", 1)[1].split()[0]
 
 
+def _wait_for_state(pid: int, wanted, seconds: float = 5.0) -> bool:
+    """Signals arrive asynchronously: poll the process state for a while."""
+    for _ in range(int(seconds / 0.02)):
+        if wanted(_state(pid)):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc")
 def test_paused_process_is_always_continued(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -122,11 +131,9 @@ def test_paused_process_is_always_continued(tmp_path):
         with pytest.raises(RuntimeError):
             with paused_process(str(pid_file)) as paused:
                 assert paused == child.pid
-                time.sleep(0.05)
-                assert _state(child.pid) == "T"
+                assert _wait_for_state(child.pid, lambda state: state == "T")
                 raise RuntimeError("measurement failed")
-        time.sleep(0.05)
-        assert _state(child.pid) != "T"
+        assert _wait_for_state(child.pid, lambda state: state != "T")
         with paused_process(str(tmp_path / "missing")) as paused:
             assert paused is None
     finally:
@@ -150,14 +157,10 @@ def test_paused_process_is_continued_when_the_benchmark_is_killed(tmp_path):
     bench = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert bench.stdout.readline().strip() == "paused"
-        assert _state(child.pid) == "T"
+        assert _wait_for_state(child.pid, lambda state: state == "T")
         bench.kill()
         bench.wait()
-        for _ in range(100):
-            if _state(child.pid) != "T":
-                break
-            time.sleep(0.05)
-        assert _state(child.pid) != "T"
+        assert _wait_for_state(child.pid, lambda state: state != "T")
     finally:
         bench.kill()
         child.kill()
