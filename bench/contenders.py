@@ -173,7 +173,9 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
             continue
         start = time.perf_counter()
         module = optimize_for_inference(model, precision)
-        notes = f"vidsynth.optimize: {module.motion_kind} motion, BN folded, channels-last, {module.image.frame_chunk}-frame chunks"
+        last = "sub-pixel last layer, " if precision == "fp32" else ""
+        notes = (f"vidsynth.optimize: {module.motion_kind} motion, batch norm folded, first layer as a matmul, {last}"
+                 f"channels-last, {module.image.frame_chunk}-frame chunks")
         out.append(torch_contender("optimized", precision, device, module, notes, setup_s=time.perf_counter() - start))
     return out
 

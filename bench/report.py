@@ -196,7 +196,7 @@ def markdown(results: dict, plot: str | None = None) -> str:
             where = f" at {s['batch']}x{s['frames']}" if "batch" in s else ""
             lines.append(f"- {s['label']}{where}: {s['reason']}")
     lines.append("")
-    lines.append("Contenders:")
+    lines.append("Contenders" + (f" (first call: {results['protocol']['first_call']})" if "first_call" in results.get("protocol", {}) else "") + ":")
     for c in results["contenders"]:
         first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
         lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
