@@ -36,10 +36,14 @@ def targets(results: dict) -> dict:
     out: dict = {"shape": list(shape)}
     fp32 = [r for r in rows if r["precision"] == "fp32" and r["peak_fraction"] is not None]
     if fp32:
-        best = max(fp32, key=lambda r: r["peak_fraction"])
-        out["fp32_peak_fraction"] = {"label": best["label"], "value": best["peak_fraction"], "target": TARGETS["fp32_peak_fraction"],
+        # The limit timed between the contenders' repeats at this very shape, when there is one.
+        key = "peak_fraction_interleaved" if all("peak_fraction_interleaved" in r for r in fp32) else "peak_fraction"
+        best = max(fp32, key=lambda r: r[key])
+        out["fp32_peak_fraction"] = {"label": best["label"], "value": best[key], "target": TARGETS["fp32_peak_fraction"],
+                                     "against": "matmul peak timed interleaved at this shape" if key != "peak_fraction" else "matmul peak at the start of the run",
+                                     "value_vs_start_peak": best["peak_fraction"],
                                      "speedup_vs_reference": best["speedup_vs_reference"],
-                                     "met": best["peak_fraction"] >= TARGETS["fp32_peak_fraction"]}
+                                     "met": best[key] >= TARGETS["fp32_peak_fraction"]}
     bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
     if bf16:
         best = max(bf16, key=lambda r: r["speedup_vs_reference"])
@@ -63,8 +67,9 @@ def targets_markdown(results: dict) -> list[str]:
     if "fp32_peak_fraction" in t:
         x = t["fp32_peak_fraction"]
         speedup = "no reference measured" if x["speedup_vs_reference"] is None else f"{x['speedup_vs_reference']:.2f}x the reference"
-        lines.append(f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 matmul peak "
-                     f"({speedup}); target >= {100 * x['target']:.0f}%: {'met' if x['met'] else 'NOT met'}")
+        lines.append(f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 {x['against']} "
+                     f"({100 * x['value_vs_start_peak']:.0f}% of the one at the start; {speedup}); "
+                     f"target >= {100 * x['target']:.0f}%: {'met' if x['met'] else 'NOT met'}")
     if "bf16_speedup" in t:
         x = t["bf16_speedup"]
         lines.append(f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR {x['psnr_db']:.1f} dB "
@@ -124,6 +129,11 @@ def markdown(results: dict, plot: str | None = None) -> str:
         + "."
     )
     peaks = ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in limit.items())
+    focus = {k: v for k, v in (results["limit"].get("interleaved_at_focus") or {}).items() if isinstance(v, dict)}
+    if focus:
+        fb, ff = results["limit"]["interleaved_at_focus"]["batch"], results["limit"]["interleaved_at_focus"]["frames"]
+        peaks += "; timed between the contenders' repeats at " + f"{fb}x{ff}: " + ", ".join(
+            f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in focus.items())
     after = results["limit"].get("fp32_after_run")
     lines.append(
         f"Limit (measured square matmul, best median): {peaks}"
@@ -140,11 +150,13 @@ def markdown(results: dict, plot: str | None = None) -> str:
     rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == (batch, frames)]
     lines.append(f"At batch {batch} x {frames} frames (p50 of interleaved repeats):")
     lines.append("")
-    lines.append("| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |")
+    interleaved = all("peak_fraction_interleaved" in r for r in rows) and rows
+    lines.append("| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak" + (" (interleaved)" if interleaved else "") + " | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     others = {r.get("other_cpu_cores") for r in rows}
     for r in sorted(rows, key=lambda r: r["p50_ms"], reverse=True):
-        pct = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+        fraction = r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]
+        pct = None if fraction is None else 100 * fraction
         speed = None if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
         rss = None if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
         lines.append(

@@ -123,7 +123,10 @@ def run_benchmark(
         contenders, skipped = build_contenders(model, device, backends, precisions, threads, Path(work), log)
         limit = measure_limit(plan, precisions, device, log)
         accuracy = measure_accuracy(contenders, config, plan, log)
-        rows, cell_skips = measure_grid(contenders, config, plan, log)
+        focus_limit: dict = {}
+        rows, cell_skips = measure_grid(contenders, config, plan, log, focus_limit)
+        for name, value in focus_limit.items():
+            log(f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: {value['flops_per_s'] / 1e9:.0f} GFLOP/s")
         ttff = measure_ttff(contenders, config, plan, log)
         motion = measure_motion(model, plan, threads, log) if device == "cpu" else {}
         levers = measure_levers(model, plan, limit, log) if device == "cpu" else {}
@@ -131,7 +134,7 @@ def run_benchmark(
         machine["load_average_at_end"] = load_average()
         machine["other_cpu_cores_during_run"] = whole_run.cores()
     flops = generator_flops_per_frame(config)
-    finish_rows(rows, contenders, flops, limit, ttff, accuracy)
+    finish_rows(rows, contenders, flops, limit, ttff, accuracy, focus_limit)
     results = {
         "what": "vidsynth bench: latency of one whole-video call per backend x precision x batch x frames",
         "protocol": {
@@ -153,7 +156,8 @@ def run_benchmark(
         "weights": weights,
         "config": config.to_dict(),
         "generator_gflop_per_frame": flops / 1e9,
-        "limit": {"matmul": limit, "fp32_after_run": limit_after.get("fp32")},
+        "limit": {"matmul": limit, "fp32_after_run": limit_after.get("fp32"),
+                  "interleaved_at_focus": {"batch": FOCUS_SHAPE[0], "frames": FOCUS_SHAPE[1], "n": 3072 if device == "cpu" else 8192, **focus_limit}},
         "contenders": [
             {"label": c.label, "backend": c.backend, "precision": c.precision, "device": c.device, "provider": c.provider,
              "notes": c.notes, "setup_s": round(c.setup_s, 2), **c.extra, **accuracy.get(c.label, {})}
@@ -200,7 +204,40 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Plan, log: 
     return accuracy
 
 
-def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+def precisions_of(active: list) -> tuple[str, ...]:
+    return tuple(sorted({c.precision for c, _ in active}))
+
+
+def c_device(active: list) -> str:
+    return active[0][0].device if active else "cpu"
+
+
+def interleaved_peaks(precisions: tuple[str, ...], device: str) -> dict[str, tuple[Callable[[], Any], float]]:
+    """Square matmuls (n=3072; several per timing for the fast precisions) to time between the
+    contenders' repeats: name -> (call, FLOPs per call)."""
+    import torch
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    n = 3072 if device == "cpu" else 8192
+    calls = {}
+    for name in ("fp32",) + tuple(p for p in precisions if p != "fp32"):
+        a = torch.randn(n, n, device=device).to(dtypes[name])
+        b = torch.randn(n, n, device=device).to(dtypes[name])
+        count = 1 if name == "fp32" else 4
+
+        def run(a=a, b=b, count=count) -> Any:
+            for _ in range(count):
+                out = a @ b
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return out
+
+        run()
+        calls[name] = (run, 2.0 * n**3 * count)
+    return calls
+
+
+def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None], focus_limit: dict) -> tuple[list[dict], list[dict]]:
     shapes = sorted(((b, t) for b in plan.batches for t in plan.frames), key=lambda s: (s[0] * s[1], s[0]))
     seconds_per_frame: dict[str, float] = {}
     mib_per_frame: dict[str, float] = {}
@@ -235,12 +272,20 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Call
                 repeats[c.label] = max(repeats[c.label], FOCUS_REPEATS)
             samples[c.label], memory[c.label] = [], []
         meter = OtherCpu()
+        # At the focus shape the limit is measured again, interleaved with the contenders, so
+        # that rows and limit see the same machine state (shared cores vary from minute to minute).
+        peaks = interleaved_peaks(precisions_of(active), c_device(active)) if (batch, n_frames) == FOCUS_SHAPE else {}
+        peak_samples: dict[str, list[float]] = {name: [] for name in peaks}
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
                 if r < repeats[c.label]:
                     seconds, mem = timed_with_memory(lambda: c.video(inputs, n_frames), c.sync, cuda=c.device == "cuda")
                     samples[c.label].append(seconds)
                     memory[c.label].append(mem)
+            for name, (run, flop) in peaks.items():
+                peak_samples[name].append(flop / timed(run, lambda: None)[0])
+        if peaks:
+            focus_limit.update({name: {"flops_per_s": float(np.median(v)), "repeats": len(v)} for name, v in peak_samples.items()})
         other_cores = meter.cores()
         for c, _ in active:
             stats = percentiles(samples[c.label])
@@ -331,7 +376,7 @@ def measure_levers(model: Any, plan: Plan, limit: dict, log: Callable[[str], Non
     return {"frames": n, "repeats": plan.lever_repeats, "rows": rows}
 
 
-def finish_rows(rows: list[dict], contenders: list[Contender], flops: int, limit: dict, ttff: dict, accuracy: dict) -> None:
+def finish_rows(rows: list[dict], contenders: list[Contender], flops: int, limit: dict, ttff: dict, accuracy: dict, focus_limit: dict) -> None:
     reference = {(r["batch"], r["frames"]): r["p50_ms"] for r in rows if r["backend"] == "reference"}
     for row in rows:
         total = row["batch"] * row["frames"]
@@ -340,6 +385,9 @@ def finish_rows(rows: list[dict], contenders: list[Contender], flops: int, limit
         row["gflop_per_s"] = flops * total / seconds / 1e9
         peak = limit.get(row["precision"], limit.get("fp32"))
         row["peak_fraction"] = row["gflop_per_s"] * 1e9 / peak["flops_per_s"] if peak else None
+        if (row["batch"], row["frames"]) == FOCUS_SHAPE and focus_limit:
+            same = focus_limit.get(row["precision"], focus_limit.get("fp32"))
+            row["peak_fraction_interleaved"] = row["gflop_per_s"] * 1e9 / same["flops_per_s"]
         ref = reference.get((row["batch"], row["frames"]))
         row["speedup_vs_reference"] = ref / row["p50_ms"] if ref else None
         row["ttff_ms"] = ttff.get(row["label"], {}).get(row["batch"])

@@ -85,11 +85,15 @@ def test_cli_bench_selected_backend(tiny_weights, tmp_path):
     result = CliRunner().invoke(
         cli,
         ["bench", "--quick", "--weights", tiny_weights, "--backend", "eager", "--precision", "fp32",
-         "--batch", "1", "--frames", "2", "--out", str(tmp_path / "r")],
+         "--batch", "8", "--frames", "64", "--out", str(tmp_path / "r")],
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert [(r["label"], r["batch"], r["frames"]) for r in saved["rows"]] == [("eager fp32", 1, 2)]
+    assert [(r["label"], r["batch"], r["frames"]) for r in saved["rows"]] == [("eager fp32", 8, 64)]
+    # At the targets' shape the matmul limit is timed between the repeats too.
+    assert saved["limit"]["interleaved_at_focus"]["fp32"]["flops_per_s"] > 0
+    assert saved["rows"][0]["peak_fraction_interleaved"] > 0
+    assert saved["targets"]["fp32_peak_fraction"]["against"].startswith("matmul peak timed interleaved")
 
 
 @pytest.mark.parametrize(
