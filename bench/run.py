@@ -168,12 +168,26 @@ def run_benchmark(
         "motion": motion,
         "levers": levers,
         "seconds": round(time.time() - started, 1),
+        "command": command_line(),
     }
     from bench.report import write_results
 
     write_results(results, out)
     log(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
     return results
+
+
+def command_line() -> Optional[str]:
+    """The `vidsynth bench ...` invocation, with the paused process's PID file left generic."""
+    import sys
+
+    if not sys.argv or not sys.argv[0].endswith("vidsynth") and "vidsynth" not in sys.argv[0]:
+        return None
+    args = list(sys.argv[1:])
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--pause-pid-file":
+            args[i + 1] = "PID_FILE"
+    return " ".join(["vidsynth"] + args)
 
 
 def measure_limit(plan: Plan, precisions: Sequence[str], device: str, log: Callable[[str], None], only_fp32: bool = False) -> dict:
