@@ -63,6 +63,21 @@ def build_motion(config: ModelConfig) -> nn.Module:
     return motion
 
 
+def frame_latents(codes: Tensor, z_content: Tensor, n_categories: int, category: Optional[Tensor]) -> Tensor:
+    """The image generator's input for every frame, (B*T, nz, 1, 1), batch-major:
+    z_t = cat(motion code t, content code[, one-hot category]). `codes` is (T, B, d_motion)."""
+    n_frames, batch = codes.size(0), codes.size(1)
+    content = z_content
+    if n_categories > 0:
+        if category is None:
+            category = torch.zeros(batch, dtype=torch.long, device=z_content.device)
+        one_hot = nn.functional.one_hot(category, n_categories).to(z_content.dtype)
+        content = torch.cat([z_content, one_hot], 1)
+    content = content.unsqueeze(1).expand(batch, n_frames, content.size(1))
+    z = torch.cat([codes.transpose(0, 1), content], 2)  # (B, T, nz)
+    return z.reshape(batch * n_frames, z.size(2), 1, 1)
+
+
 class VideoGenerator(nn.Module):
     """MoCoGAN's generator: z_t = cat(z_motion_t, z_content[, category one-hot]) -> frame t.
 
@@ -89,17 +104,8 @@ class VideoGenerator(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """The next n_frames frames (B, n_frames, nc, H, W) and the state to continue from."""
         codes, state = self.motion.rollout(state, n_frames)  # (T, B, d_motion)
-        batch = z_content.size(0)
-        content = z_content
-        if self.n_categories > 0:
-            if category is None:
-                category = torch.zeros(batch, dtype=torch.long, device=z_content.device)
-            one_hot = nn.functional.one_hot(category, self.n_categories).to(z_content.dtype)
-            content = torch.cat([z_content, one_hot], 1)
-        content = content.unsqueeze(1).expand(batch, n_frames, content.size(1))
-        z = torch.cat([codes.transpose(0, 1), content], 2)  # (B, T, nz)
-        frames = self.image(z.reshape(batch * n_frames, z.size(2), 1, 1))
-        video = frames.view(batch, n_frames, self.nc, self.image_size, self.image_size)
+        frames = self.image(frame_latents(codes, z_content, self.n_categories, category))
+        video = frames.view(z_content.size(0), n_frames, self.nc, self.image_size, self.image_size)
         return video, state
 
     def forward(
