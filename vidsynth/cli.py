@@ -158,7 +158,7 @@ def generate_command(**values) -> None:
 @click.option("--out", default="bench/results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
 @click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized. Default: all (--quick: all but torch.compile).")
-@click.option("--precision", "precisions", multiple=True, default=("fp32", "bf16"), show_default=True, help="Precision (repeatable): fp32, bf16, fp16.")
+@click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")
 @click.option("--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32.")
@@ -173,7 +173,7 @@ def bench_command(quick, out, weights, backends, precisions, device, threads, ba
         raise click.ClickException(f"the benchmark code is not importable ({exc}); run from a source checkout: pip install -e '.[bench]'") from None
 
     run_benchmark(
-        weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions, device=device,
+        weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions or None, device=device,
         threads=threads, batches=batches or None, frames=frames or None, pause_pid_file=pause_pid_file,
         wait_quiet_s=wait_quiet_s, log=click.echo,
     )
