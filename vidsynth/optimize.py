@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from vidsynth.config import ModelConfig
 from vidsynth.errors import InputError, choice_error
-from vidsynth.models import VideoGenerator
+from vidsynth.models import VideoGenerator, frame_latents
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_FRAME_CHUNK = 32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)
@@ -234,17 +234,8 @@ class InferenceGenerator(nn.Module):
         self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
     ) -> tuple[Tensor, Tensor]:
         codes, state = self.motion.rollout(state, n_frames)
-        batch = z_content.size(0)
-        content = z_content
-        if self.n_categories > 0:
-            if category is None:
-                category = torch.zeros(batch, dtype=torch.long, device=z_content.device)
-            one_hot = nn.functional.one_hot(category, self.n_categories).to(z_content.dtype)
-            content = torch.cat([z_content, one_hot], 1)
-        content = content.unsqueeze(1).expand(batch, n_frames, content.size(1))
-        z = torch.cat([codes.transpose(0, 1), content], 2)
-        frames = self.image(z.reshape(batch * n_frames, z.size(2), 1, 1))
-        return frames.view(batch, n_frames, self.nc, self.image_size, self.image_size), state
+        frames = self.image(frame_latents(codes, z_content, self.n_categories, category))
+        return frames.view(z_content.size(0), n_frames, self.nc, self.image_size, self.image_size), state
 
     def forward(
         self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None
