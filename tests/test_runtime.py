@@ -140,6 +140,21 @@ def test_backends_agree_within_export_tolerance_before_quantisation(made):
         assert np.abs(videos[backend] - videos["eager"]).max() <= 1e-4, backend
 
 
+def test_optimized_backends_match_eager(made):
+    noise = sample_noise(CONFIG, 3, seed=6)
+    eager = open_backend(GenerateRequest(weights=made.weights, backend="eager", device="cpu")).generate(noise, 9)
+    fp32 = open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cpu"))
+    assert np.abs(fp32.generate(noise, 9) - eager).max() <= 1e-4
+    bf16 = open_backend(GenerateRequest(weights=made.weights, backend="optimized-bf16", device="cpu"))
+    error = bf16.generate(noise, 9) - eager
+    psnr = 10 * np.log10(4.0 / np.mean(error**2))  # peak-to-peak range of [-1, 1] is 2
+    assert psnr >= 35, psnr
+    with pytest.raises(RuntimeBackendError, match="runs on the CPU"):
+        open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cuda"))
+    with pytest.raises(InputError, match="the optimized backend runs weights, not export artifacts"):
+        GenerateRequest(artifacts=made.artifacts, backend="optimized").validate()
+
+
 def test_onnxruntime_from_weights_exports_on_the_fly(made, tmp_path):
     sheets = {}
     for backend in ("eager", "onnxruntime"):
@@ -258,7 +273,7 @@ def assert_one_error_line(result, *fragments: str) -> None:
         (["--frames", "0"], ["frames must be a positive integer, got 0"]),
         (["--frames", "-3"], ["frames must be a positive integer, got -3"]),
         (["--num-videos", "0"], ["num-videos must be a positive integer, got 0"]),
-        (["--backend", "tensorrt"], ["unknown backend 'tensorrt'", "eager, torchscript, onnxruntime"]),
+        (["--backend", "tensorrt"], ["unknown backend 'tensorrt'", "eager, optimized, optimized-bf16, torchscript, onnxruntime"]),
         (["--device", "tpu"], ["unknown device 'tpu'", "cpu, cuda, auto"]),
         (["--format", "avi"], ["unknown format 'avi'", "mp4, gif, png"]),
         (["--fix", "both"], ["unknown --fix value 'both'"]),

@@ -13,7 +13,8 @@ from vidsynth.errors import InputError, choice_error
 from vidsynth.noise import FIX_CHOICES
 from vidsynth.runtime.devices import DEVICES
 
-BACKENDS = ("eager", "torchscript", "onnxruntime")
+BACKENDS = ("eager", "optimized", "optimized-bf16", "torchscript", "onnxruntime")
+WEIGHTS_ONLY_BACKENDS = ("eager", "optimized", "optimized-bf16")  # run weights, not artifacts
 FORMATS = ("mp4", "gif", "png")
 DEFAULT_OUT = "videos"
 DEFAULT_CHUNK_FRAMES = 64
@@ -66,9 +67,9 @@ class GenerateRequest:
             problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.artifacts is not None and self.weights is not None:
             problems.append("pass either --artifacts DIR or --weights NAME|PATH, not both")
-        if self.resolved_backend == "eager" and self.artifacts is not None:
+        if self.resolved_backend in WEIGHTS_ONLY_BACKENDS and self.artifacts is not None:
             problems.append(
-                "the eager backend runs weights, not export artifacts; pass --weights, "
+                f"the {self.resolved_backend} backend runs weights, not export artifacts; pass --weights, "
                 "or --backend torchscript|onnxruntime with --artifacts"
             )
         if problems:

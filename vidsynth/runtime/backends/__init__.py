@@ -17,6 +17,10 @@ def open_backend(request: GenerateRequest, notify: Callable[[str], None] = lambd
         from vidsynth.runtime.backends.eager import open_eager
 
         return open_eager(request.weights, request.device, notify)
+    if backend.startswith("optimized"):
+        from vidsynth.runtime.backends.optimized import open_optimized
+
+        return open_optimized(request.weights, request.device, "bf16" if backend.endswith("bf16") else "fp32", notify)
     if backend == "torchscript":
         from vidsynth.runtime.backends.torchscript import open_torchscript
 
