@@ -88,7 +88,7 @@ def export_command(weights: str, out: str, formats: str, opset: int | None, dtyp
 @click.option("--motion-mode", default="feedback", show_default=True, help="same-input or feedback.")
 @click.option("--ngf", default=32, show_default=True, type=int, help="Generator width.")
 @click.option("--ndf", default=32, show_default=True, type=int, help="Critic width.")
-@click.option("--steps", default=10000, show_default=True, type=int, help="Total generator updates (with --resume: the new total).")
+@click.option("--steps", type=int, help="Total generator updates (with --resume: the new total) [default: 10000; 3 with --dry-run].")
 @click.option("--batch", default=16, show_default=True, type=int, help="Videos per batch.")
 @click.option("--clip-frames", default=16, show_default=True, type=int, help="Frames per training clip.")
 @click.option("--frame-step", default=2, show_default=True, type=int, help="Use every n-th frame of the real clips.")
@@ -111,8 +111,8 @@ def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps,
     from vidsynth.train.config import TrainConfig
     from vidsynth.train.loop import summary_line, train
 
-    if dry_run and steps == 10000:
-        steps = 3
+    if steps is None:
+        steps = 3 if dry_run else 10000
     config = TrainConfig(
         data=data, image_size=image_size, cell=cell, motion_mode=motion_mode, ngf=ngf, ndf=ndf, steps=steps,
         batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
