@@ -292,8 +292,6 @@ def build_contenders(
 
 def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
-    import torch
-
     from bench.reference import ReferenceGenerator
     from vidsynth.optimize import ScriptedMotion, optimize_for_inference
 

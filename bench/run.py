@@ -9,7 +9,6 @@ medians are reported. Large shapes get fewer repeats (a time budget per shape an
 from __future__ import annotations
 
 import copy
-import json
 import math
 import tempfile
 import time

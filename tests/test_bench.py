@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -18,7 +17,6 @@ from bench.reference import ReferenceGenerator
 from bench.run import run_benchmark
 from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
-from vidsynth.errors import InputError
 from vidsynth.models import build_model
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights

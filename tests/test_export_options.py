@@ -25,13 +25,7 @@ from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread per backend: on a small shared machine extra threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

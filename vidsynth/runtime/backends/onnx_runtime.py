@@ -8,7 +8,7 @@ never leaves it, and only the finished frames come back to the host for writing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
