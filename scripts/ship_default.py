@@ -1,10 +1,15 @@
 """Ship a training run's generator as vidsynth's default weights.
 
     python scripts/ship_default.py RUN_DIR DATA_DIR
+    python scripts/ship_default.py --evaluate-only RUN_DIR DATA_DIR
 
 Writes vidsynth/weights/default/ (model.safetensors, config.json, quality.json),
 docs/samples.png (8 videos x 16 frames, a row per video, category = row mod classes) and
 docs/sample.gif (the same 8 videos in a 4 x 2 grid), and prints the quality figures.
+
+The quality figures need the run's video critic (RUN_DIR/checkpoint/networks.safetensors).
+`--evaluate-only` writes them to RUN_DIR/quality.json and ships nothing, so a run trained on
+another machine can be judged there and shipped from its weights and quality.json alone.
 """
 from __future__ import annotations
 
@@ -22,13 +27,14 @@ from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import load_folder
 from vidsynth.train.discriminators import VideoDiscriminator
 from vidsynth.train.evaluate import quality_figures
-from vidsynth.train.loop import export_run
+from vidsynth.train.loop import WEIGHTS_DIR, export_run
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.train.sheets import render_videos, sheet, write_png
 from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SEED = 7
+QUALITY_FILE = "quality.json"
 
 
 def video_critic(run_dir: Path, config: TrainConfig, n_categories: int) -> VideoDiscriminator:
@@ -51,20 +57,49 @@ def write_gif(videos: np.ndarray, path: Path, columns: int = 4, fps: int = 8) ->
         iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0)
 
 
-def main(run_dir: str, data_dir: str) -> None:
-    torch.set_num_threads(1)
-    run = Path(run_dir)
+def evaluate(run: Path, data_dir: str) -> dict:
     record = json.loads((run / CHECKPOINT_DIR / "state.json").read_text())
     config = TrainConfig.from_dict(record["train_config"])
-    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)
-    model = load_model()
+    model = load_model(run / WEIGHTS_DIR)
     sampler = ClipSampler(load_folder(data_dir), config.image_size, config.clip_frames, config.frame_step)
     critic = video_critic(run, config, model.config.n_categories)
     figures = quality_figures(model, sampler, n_videos=64, seed=0, video_critic=critic)
     figures["steps"] = record["step"]
     figures["train_wall_time_s"] = round(record["elapsed_s"], 1)
-    with atomic_file(DEFAULT_WEIGHTS_DIR / "quality.json") as tmp:
-        tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def write_json(data: dict, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def stored_figures(run: Path) -> dict | None:
+    """RUN_DIR/quality.json, if it was measured on the run's latest step."""
+    path = run / QUALITY_FILE
+    if not path.is_file():
+        return None
+    figures = json.loads(path.read_text())
+    step = json.loads((run / CHECKPOINT_DIR / "state.json").read_text())["step"]
+    return figures if figures.get("steps") == step else None
+
+
+def main(run_dir: str, data_dir: str, evaluate_only: bool = False) -> None:
+    torch.set_num_threads(1)
+    run = Path(run_dir)
+    if evaluate_only:
+        figures = evaluate(run, data_dir)
+        write_json(figures, run / QUALITY_FILE)
+        print(json.dumps(figures, indent=2))
+        return
+    has_critic = (run / CHECKPOINT_DIR / "networks.safetensors").is_file()
+    figures = evaluate(run, data_dir) if has_critic else stored_figures(run)
+    if figures is None:
+        sys.exit(f"{run} has neither its checkpoint's critic nor a {QUALITY_FILE} of its latest step: "
+                 "run --evaluate-only where the run's checkpoint is")
+    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)
+    model = load_model()
+    write_json(figures, DEFAULT_WEIGHTS_DIR / QUALITY_FILE)
     videos = render_videos(model, 8, 16, SAMPLE_SEED)
     (ROOT / "docs").mkdir(exist_ok=True)
     write_png(sheet(videos), ROOT / "docs" / "samples.png")
@@ -73,6 +108,9 @@ def main(run_dir: str, data_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    evaluate_only = args[:1] == ["--evaluate-only"]
+    args = args[1:] if evaluate_only else args
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], evaluate_only)

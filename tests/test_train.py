@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -175,6 +176,25 @@ def test_resume_continues_exactly(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_on_another_device_reseeds_only_the_noise_stream(tmp_path):
+    """A generator's state belongs to its device type; a run moved to another device keeps the
+    CPU draws (data, codes) and starts a fresh, seeded instance-noise stream."""
+    from safetensors.torch import save_file
+
+    config = TrainConfig(data=None, dry_run=True, steps=3, checkpoint_every=1, **TINY)
+    train(config.replace(steps=2), tmp_path / "a", progress=False)
+    rng_file = tmp_path / "a" / "checkpoint" / "rng.safetensors"
+    states = load_file(str(rng_file))
+    assert set(states) == {"run.cpu", "noise.cpu", "torch_cpu"}
+    states["noise.other"] = states.pop("noise.cpu")  # as if written on another device type
+    save_file(states, str(rng_file))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    first = train(config, tmp_path / "a", resume=True, progress=False)
+    second = train(config, tmp_path / "b", resume=True, progress=False)
+    assert first["step"] == second["step"] == 3
+    assert first["losses"] == second["losses"]  # the reseeded stream is seeded
 
 
 def test_motion_norm_is_trained_as_deployed(tmp_path):

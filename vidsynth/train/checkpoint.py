@@ -4,7 +4,7 @@ and JSON for the rest. Written atomically, so a run killed mid-save keeps the pr
 RUN_DIR/checkpoint/
   networks.safetensors   generator.*, image_critic.*, video_critic.*
   optimizers.safetensors <name>.<param index>.<state key> (Adam's step, exp_avg, exp_avg_sq)
-  rng.safetensors        the run's torch.Generator state and torch's global CPU state
+  rng.safetensors        the run's torch.Generator states (<name>.<device type>) and torch's global CPU state
   state.json             step, wall time, TrainConfig, ModelConfig, optimizer param groups, losses
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], meta: dict[
 
 
 def save_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    generator: torch.Generator, record: dict[str, Any]) -> Path:
+                    generators: dict[str, torch.Generator], record: dict[str, Any]) -> Path:
     net_tensors = {
         f"{name}.{key}": value.detach().cpu().contiguous()
         for name, module in networks.items() for key, value in module.state_dict().items()
@@ -54,7 +54,8 @@ def save_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
         tensors, meta = flatten_optimizer(name, optimizer)
         opt_tensors.update(tensors)
         opt_meta[name] = meta
-    rng = {"run": generator.get_state(), "torch_cpu": torch.get_rng_state()}
+    rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
+    rng["torch_cpu"] = torch.get_rng_state()
     target = run_dir / CHECKPOINT_DIR
     with atomic_directory(target, force=True) as tmp:
         save_file(net_tensors, str(tmp / "networks.safetensors"))
@@ -75,8 +76,10 @@ def read_checkpoint_record(run_dir: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    generator: torch.Generator) -> dict[str, Any]:
-    """Restores everything in place; returns the JSON record."""
+                    generators: dict[str, torch.Generator]) -> tuple[dict[str, Any], list[str]]:
+    """Restores everything in place; returns the JSON record and the names of the generators
+    it holds no state for (a generator's state belongs to its device type, so moving a run to
+    another device leaves those to be seeded afresh)."""
     record = read_checkpoint_record(run_dir)
     folder = run_dir / CHECKPOINT_DIR
     try:
@@ -90,6 +93,16 @@ def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
         module.load_state_dict({k[len(prefix):]: v for k, v in net_tensors.items() if k.startswith(prefix)})
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(unflatten_optimizer(name, opt_tensors, record["optimizers"][name]))
-    generator.set_state(rng["run"])
+    missing = []
+    for name, g in generators.items():
+        state = rng.get(_rng_key(name, g))
+        if state is None:
+            missing.append(name)
+        else:
+            g.set_state(state)
     torch.set_rng_state(rng["torch_cpu"])
-    return record
+    return record, missing
+
+
+def _rng_key(name: str, generator: torch.Generator) -> str:
+    return f"{name}.{generator.device.type}"

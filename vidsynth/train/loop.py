@@ -7,7 +7,9 @@ non-saturating GAN losses on logits, with one-sided label smoothing and instance
 categories both critics also classify real samples and the generator is rewarded when its
 videos are classified as the category it was asked for (MoCoGAN's categorical critic).
 
-All randomness comes from one torch.Generator seeded with `seed`; its state, the networks and
+All randomness comes from two seeded torch.Generators: one on the CPU for every draw that picks
+data or codes, and one on the training device for the critics' instance noise (on a GPU, drawing
+tens of MB of noise per step on the CPU would be the bottleneck). Their states, the networks and
 the Adam moments are checkpointed, so a resumed run reproduces an uninterrupted one exactly.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ LOSS_NAMES = ("d_image", "d_video", "g_image", "g_video", "g_category")
 WEIGHTS_DIR = "weights"
 SAMPLES_DIR = "samples"
 SAMPLE_SEED = 1234  # fixed noise for the sample sheets, so sheets compare across steps
+NOISE_SEED_OFFSET = 2  # the instance-noise generator is seeded with seed + this
 
 
 @dataclass
@@ -53,7 +56,12 @@ class Trainer:
     opt_image: torch.optim.Optimizer
     opt_video: torch.optim.Optimizer
     rng: torch.Generator
+    noise_rng: torch.Generator  # on `device`
     device: torch.device
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"run": self.rng, "noise": self.noise_rng}
 
     @property
     def networks(self) -> dict[str, torch.nn.Module]:
@@ -81,12 +89,14 @@ def build_trainer(config: TrainConfig, n_categories: int) -> Trainer:
     betas = (config.beta1, config.beta2)
     rng = torch.Generator(device="cpu")
     rng.manual_seed(config.seed)
+    noise_rng = torch.Generator(device=device)
+    noise_rng.manual_seed(config.seed + NOISE_SEED_OFFSET)
     return Trainer(
         config, generator, image_critic.train(), video_critic.train(),
         torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
         torch.optim.Adam(image_critic.parameters(), lr=config.lr, betas=betas),
         torch.optim.Adam(video_critic.parameters(), lr=config.lr, betas=betas),
-        rng, device,
+        rng, noise_rng, device,
     )
 
 
@@ -104,7 +114,7 @@ def _bce(logits: Tensor, target: float) -> Tensor:
 def _noisy(x: Tensor, sigma: float, rng: torch.Generator) -> Tensor:
     if sigma <= 0:
         return x
-    return x + sigma * torch.randn(x.shape, generator=rng).to(x.device, x.dtype)
+    return x + sigma * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)
 
 
 def set_train_modes(t: Trainer) -> None:
@@ -116,7 +126,7 @@ def set_train_modes(t: Trainer) -> None:
 
 def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     """One critic update and one generator update; returns the step's losses."""
-    c, rng, dev = t.config, t.rng, t.device
+    c, rng, noise, dev = t.config, t.rng, t.noise_rng, t.device
     n_cat = t.generator.config.n_categories
     real_video, real_video_labels = sampler.videos(c.batch, rng)
     real_image, real_image_labels = sampler.images(c.batch, rng)
@@ -138,10 +148,10 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
 
     # Critics.
     with _autocast(c, dev):
-        real_i, real_i_cls = t.image_critic(_noisy(real_image, sigma, rng))
-        fake_i, _ = t.image_critic(_noisy(fake_image.detach(), sigma, rng))
-        real_v, real_v_cls = t.video_critic(_noisy(real_video, sigma, rng))
-        fake_v, _ = t.video_critic(_noisy(fake_video.detach(), sigma, rng))
+        real_i, real_i_cls = t.image_critic(_noisy(real_image, sigma, noise))
+        fake_i, _ = t.image_critic(_noisy(fake_image.detach(), sigma, noise))
+        real_v, real_v_cls = t.video_critic(_noisy(real_video, sigma, noise))
+        fake_v, _ = t.video_critic(_noisy(fake_video.detach(), sigma, noise))
     d_image = _bce(real_i, c.real_label) + _bce(fake_i, 0.0)
     d_video = _bce(real_v, c.real_label) + _bce(fake_v, 0.0)
     if n_cat > 0:
@@ -155,8 +165,8 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
 
     # Generator.
     with _autocast(c, dev):
-        gen_i, gen_i_cls = t.image_critic(_noisy(fake_image, sigma, rng))
-        gen_v, gen_v_cls = t.video_critic(_noisy(fake_video, sigma, rng))
+        gen_i, gen_i_cls = t.image_critic(_noisy(fake_image, sigma, noise))
+        gen_v, gen_v_cls = t.video_critic(_noisy(fake_video, sigma, noise))
     g_image = _bce(gen_i, 1.0)
     g_video = _bce(gen_v, 1.0)
     g_category = torch.zeros((), device=dev)
@@ -171,7 +181,7 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
 
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return f"{torch.cuda.get_device_name(device)}, {torch.get_num_threads()} torch CPU threads"
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -198,7 +208,7 @@ def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
 def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
     from vidsynth.weights.format import save_weights
 
-    save_checkpoint(run_dir, t.networks, t.optimizers, t.rng, record)
+    save_checkpoint(run_dir, t.networks, t.optimizers, t.generators, record)
     save_weights(t.generator, run_dir / WEIGHTS_DIR, _provenance(t, record), force=True)
 
 
@@ -266,9 +276,14 @@ def train(
     data = _dataset(config)
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
     t = build_trainer(config, data.n_categories)
+    sampler.to(t.device)
+    if t.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
     command = command or config.command_line(str(run_dir), max_minutes, resume)
     if resume:
-        record = load_checkpoint(run_dir, t.networks, t.optimizers, t.rng)
+        record, unseeded = load_checkpoint(run_dir, t.networks, t.optimizers, t.generators)
+        for name in unseeded:  # the run moved to another device: a fresh stream, still seeded
+            t.generators[name].manual_seed(config.seed + NOISE_SEED_OFFSET + record["step"])
         record["train_config"] = config.to_dict()
         record["command"] = record.get("command", []) + [command]
     else:

@@ -38,6 +38,12 @@ class ClipSampler:
         # Each frame's clip, so frames are drawn uniformly over all frames, as MoCoGAN does.
         self.frame_clip = torch.repeat_interleave(torch.arange(len(dataset.clips)), self.lengths)
 
+    def to(self, device: torch.device) -> "ClipSampler":
+        """Keeps the frame bank on `device`, so batches are gathered there (indices stay on the CPU
+        generator, so the draws do not depend on the device)."""
+        self.frames = self.frames.to(device)
+        return self
+
     @staticmethod
     def to_float(frames: Tensor) -> Tensor:
         return frames.float().div_(127.5).sub_(1.0)
@@ -48,9 +54,9 @@ class ClipSampler:
         room = self.lengths[clip] - self.span + 1
         start = (torch.rand(batch, generator=generator) * room).long()
         index = self.offsets[clip, None] + start[:, None] + torch.arange(self.clip_frames) * self.frame_step
-        return self.to_float(self.frames[index]), self.labels[clip]
+        return self.to_float(self.frames[index.to(self.frames.device)]), self.labels[clip]
 
     def images(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(B, 3, S, S) float frames in [-1, 1] and their (B,) labels."""
         index = torch.randint(self.frames.shape[0], (batch,), generator=generator)
-        return self.to_float(self.frames[index]), self.labels[self.frame_clip[index]]
+        return self.to_float(self.frames[index.to(self.frames.device)]), self.labels[self.frame_clip[index]]
