@@ -14,3 +14,14 @@ def import_onnxruntime() -> ModuleType:
     except ImportError:
         raise MissingDependencyError(f"onnxruntime is not installed: {ONNXRUNTIME_HINT}") from None
     return onnxruntime
+
+
+def import_imageio_ffmpeg() -> ModuleType:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise MissingDependencyError(
+            "imageio-ffmpeg is not installed (mp4 output needs it): pip install imageio-ffmpeg, "
+            "or choose --format gif or png"
+        ) from None
+    return imageio_ffmpeg

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsynth.errors import InputError, choice_error
+from vidsynth.optional import import_imageio_ffmpeg
 
 SHEET_NAME = "sheet.png"
 
@@ -52,8 +53,7 @@ class Mp4Writer(VideoWriter):
         self._names: list[str] = []
 
     def _encoder(self, index: int):
-        import imageio_ffmpeg
-
+        imageio_ffmpeg = import_imageio_ffmpeg()
         if index not in self._open:
             name = video_name(index, "mp4")
             encoder = imageio_ffmpeg.write_frames(
