@@ -206,7 +206,8 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Plan, log: 
         inputs = c.prepare(noise)
         seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames), c.sync)
         c.extra["first_call_s"] = round(seconds, 3)
-    base = next((label for label in ("eager fp32", "reference fp32") if label in outputs), None)
+    fp32 = {c.backend: c.label for c in contenders if c.precision == "fp32"}  # labels name the device off the CPU
+    base = fp32.get("eager", fp32.get("reference"))
     if base is None:
         return {}
     accuracy = {}
