@@ -35,6 +35,7 @@ from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SEED = 7
 QUALITY_FILE = "quality.json"
+MODEL_CARD = "MODEL_CARD.md"
 
 
 def video_critic(run_dir: Path, config: TrainConfig, n_categories: int) -> VideoDiscriminator:
@@ -97,7 +98,11 @@ def main(run_dir: str, data_dir: str, evaluate_only: bool = False) -> None:
     if figures is None:
         sys.exit(f"{run} has neither its checkpoint's critic nor a {QUALITY_FILE} of its latest step: "
                  "run --evaluate-only where the run's checkpoint is")
-    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)
+    card = DEFAULT_WEIGHTS_DIR / MODEL_CARD
+    card_text = card.read_text() if card.is_file() else None
+    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)  # replaces the whole directory
+    if card_text is not None:
+        card.write_text(card_text)  # hand-written: update its figures after shipping
     model = load_model()
     write_json(figures, DEFAULT_WEIGHTS_DIR / QUALITY_FILE)
     videos = render_videos(model, 8, 16, SAMPLE_SEED)
