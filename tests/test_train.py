@@ -178,7 +178,7 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_resume_on_another_device_reseeds_only_the_noise_stream(tmp_path):
+def test_resume_on_another_device_seeds_the_noise_stream_afresh(tmp_path):
     """A generator's state belongs to its device type; a run moved to another device keeps the
     CPU draws (data, codes) and starts a fresh, seeded instance-noise stream."""
     from safetensors.torch import save_file
