@@ -264,6 +264,30 @@ def test_export_run_copies_weights_with_provenance(tmp_path):
         assert torch.equal(a, b), k
 
 
+
+def test_ship_default_evaluate_only_writes_the_runs_quality_figures(tmp_path):
+    """The figures a run is shipped with can be measured where its checkpoint is."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    for label in ("0", "1"):
+        (data / label).mkdir(parents=True)
+        for i in range(2):
+            _write_strip(data / label / f"{i}.png", _clip(6, seed=i))
+    config = TrainConfig(data=str(data), steps=2, **TINY)
+    train(config, tmp_path / "run", progress=False)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}  # the package, installed or not
+    done = subprocess.run([sys.executable, str(root / "scripts" / "ship_default.py"), "--evaluate-only",
+                           str(tmp_path / "run"), str(data)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "run" / "quality.json").read_text())
+    assert figures["steps"] == 2 and figures["frame_change_real"] > 0
+    assert 0 <= figures["critic_category_accuracy_generated"] <= 1
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_dry_run_on_cuda(tmp_path):
