@@ -14,7 +14,8 @@ import torch
 
 from vidsynth.config import ModelConfig
 from vidsynth.export import export_artifacts, read_manifest
-from vidsynth.export.onnx import export_graph, op_types, ort_session
+from vidsynth.export.onnx import export_graph, op_types
+from vidsynth.optional import onnxruntime_session
 from vidsynth.export.torchscript import load_torchscript
 from vidsynth.noise import sample_noise
 from vidsynth.weights.demo import demo_model
@@ -48,8 +49,8 @@ class Exported:
         self.directory = directory
         self.manifest = export_artifacts(model, directory)
         self.scripted, self.extra = load_torchscript(directory / "generator.pt")
-        self.whole = ort_session(directory / "generator.onnx", threads=1)
-        self.chunk = ort_session(directory / "generator_chunk.onnx", threads=1)
+        self.whole = onnxruntime_session(directory / "generator.onnx", threads=1)
+        self.chunk = onnxruntime_session(directory / "generator_chunk.onnx", threads=1)
 
     def eager(self, noise, n_frames):
         category = None if noise.category is None else torch.from_numpy(noise.category)

@@ -17,13 +17,13 @@ import numpy as np
 from vidsynth.errors import VidsynthError
 from vidsynth.noise import Noise
 
-BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized")
-PRECISIONS = ("fp32", "bf16", "fp16")
+BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized")
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
 class Contender:
-    backend: str  # one of BACKENDS
+    backend: str  # one of BENCH_BACKENDS
     precision: str  # fp32, bf16 or fp16 (the image generator's compute precision)
     device: str  # cpu or cuda
     provider: str  # what executes it
@@ -92,7 +92,9 @@ def torch_contender(
 
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast or "")
+    from vidsynth.export.precision import TORCH_DTYPES
+
+    dtype = TORCH_DTYPES.get(autocast) if autocast else None
 
     def context():
         stack = contextlib.ExitStack()
@@ -127,7 +129,7 @@ def torch_contender(
 
 
 def reference_contender(model: Any, device: str) -> Contender:
-    from bench.reference import ReferenceGenerator
+    from vidsynth.bench.reference import ReferenceGenerator
 
     start = time.perf_counter()
     reference = ReferenceGenerator.from_model(model).to(device)
@@ -292,7 +294,7 @@ def build_contenders(
 
 def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
-    from bench.reference import ReferenceGenerator
+    from vidsynth.bench.reference import ReferenceGenerator
     from vidsynth.optimize import ScriptedMotion, optimize_for_inference
 
     reference = ReferenceGenerator.from_model(model).motion
@@ -319,7 +321,7 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
         contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
     if model.config.motion_mode == "same-input":
-        from bench.motion_onnx import ort_motion
+        from vidsynth.bench.motion_onnx import ort_motion
 
         op = "LSTM" if model.config.cell == "lstm" else "GRU"
         contenders[f"onnxruntime (ONNX {op} op, motion-only graph)"] = ort_motion(model, threads)
