@@ -17,6 +17,7 @@ from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.export import export_artifacts
+from vidsynth.export.precision import psnr_db
 from vidsynth.models import build_model
 from vidsynth.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
@@ -146,8 +147,7 @@ def test_optimized_backends_match_eager(made):
     fp32 = open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cpu"))
     assert np.abs(fp32.generate(noise, 9) - eager).max() <= 1e-4
     bf16 = open_backend(GenerateRequest(weights=made.weights, backend="optimized-bf16", device="cpu"))
-    error = bf16.generate(noise, 9) - eager
-    psnr = 10 * np.log10(4.0 / np.mean(error**2))  # peak-to-peak range of [-1, 1] is 2
+    psnr = psnr_db(eager, bf16.generate(noise, 9))
     assert psnr >= 35, psnr
     with pytest.raises(RuntimeBackendError, match="runs on the CPU"):
         open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cuda"))

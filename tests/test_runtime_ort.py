@@ -1,7 +1,7 @@
 """The torch-free ONNX Runtime script, conditional models, and flat memory when streaming.
 
 One conditional model (ngf=8, 64x64, GRU feedback, 3 categories) is saved and exported once.
-The script runs in subprocesses where `import torch` (and onnx, click, safetensors, tqdm) fails.
+The script runs in subprocesses where `import torch` (and onnx, safetensors) fails.
 """
 from __future__ import annotations
 

@@ -50,10 +50,10 @@ def cuda_provider_available() -> bool:
     return CUDA_PROVIDER in ort.get_available_providers()
 
 
-def _open_session(path: Path, device: str, contract: ExportContract) -> Any:
+def _open_session(path: Path, device: str, contract: ExportContract, threads: int) -> Any:
     providers = [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER]
     try:
-        session = onnxruntime_session(path, providers)
+        session = onnxruntime_session(path, providers, threads)
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         raise RuntimeBackendError(f"onnxruntime cannot load {path}: {exc}") from None
     if device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
@@ -70,14 +70,15 @@ def _open_session(path: Path, device: str, contract: ExportContract) -> Any:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, artifacts: Artifacts, device: str) -> None:
+    def __init__(self, artifacts: Artifacts, device: str, threads: int = 0) -> None:
         self.config = artifacts.config
         self.device = device
         self._ort_device = "cuda" if device == "cuda" else "cpu"
-        self.video_session = _open_session(artifacts.path(ONNX_FILE, "onnx"), device, generator_contract(self.config))
+        self.video_session = _open_session(artifacts.path(ONNX_FILE, "onnx"), device, generator_contract(self.config), threads)
         self.chunk_session = None
         if artifacts.has(ONNX_CHUNK_FILE):
-            self.chunk_session = _open_session(artifacts.path(ONNX_CHUNK_FILE, "onnx"), device, chunk_contract(self.config))
+            path = artifacts.path(ONNX_CHUNK_FILE, "onnx")
+            self.chunk_session = _open_session(path, device, chunk_contract(self.config), threads)
         self.detail = f"onnxruntime {ort.__version__} {self.video_session.get_providers()[0]}"
 
     def _value(self, array: np.ndarray) -> Any:
@@ -122,15 +123,16 @@ class OnnxRuntimeBackend(Backend):
         return video.numpy(), state_out  # state_out stays on the device
 
 
-def _open(artifacts: Artifacts, device: str, notify: Notify) -> OnnxRuntimeBackend:
+def _open(artifacts: Artifacts, request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
+    device = request.device
     choice = choose_device(device, cuda_provider_available(), no_cuda_provider_reason())
     try:
-        backend = OnnxRuntimeBackend(artifacts, choice.name)
+        backend = OnnxRuntimeBackend(artifacts, choice.name, request.threads)
     except RuntimeBackendError as exc:
         if device != "auto" or choice.name != "cuda":
             raise
         notify(f"--device auto: {exc}; running on cpu")
-        return OnnxRuntimeBackend(artifacts, "cpu")
+        return OnnxRuntimeBackend(artifacts, "cpu", request.threads)
     if choice.note:
         notify(choice.note)
     return backend
@@ -138,6 +140,6 @@ def _open(artifacts: Artifacts, device: str, notify: Notify) -> OnnxRuntimeBacke
 
 def open_onnxruntime(request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
     if request.artifacts is not None:
-        return _open(Artifacts(request.artifacts), request.device, notify)
+        return _open(Artifacts(request.artifacts), request, notify)
     with exported_weights(request.weights, ("onnx",), notify) as artifacts:
-        return _open(artifacts, request.device, notify)
+        return _open(artifacts, request, notify)

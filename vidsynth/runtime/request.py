@@ -38,6 +38,7 @@ class GenerateRequest:
     fix: Optional[str] = _option(None, "content: one content code, a motion per video; motion: one motion, a content per video", "content|motion")
     category: Optional[int] = _option(None, "conditional models: the action category of every video", "K")
     chunk_frames: int = _option(64, "frames per video per model call when streaming (bounds memory)", "N")
+    threads: int = _option(0, "intra-op threads of an onnxruntime or openvino session (0: its default, one per core)", "N")
     progress: bool = False  # a progress bar while streaming long runs
 
     @property
@@ -67,6 +68,8 @@ class GenerateRequest:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
         if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not (math.isfinite(self.fps) and self.fps > 0):
             problems["fps"] = f"fps must be a finite number > 0, got {self.fps!r}"
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
