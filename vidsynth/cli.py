@@ -5,10 +5,12 @@ import json
 import typing
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, Optional
 
 import click
 
 from vidsynth.errors import VidsynthError
+from vidsynth.train.options import TrainCommand, command_line, config_from_options
 
 
 class _Group(click.Group):
@@ -91,46 +93,13 @@ def export_command(weights: str, out: str, formats: str, opset: int | None, dtyp
         click.echo(f"PSNR vs fp32 (minimum {validation['min_psnr_db']:g} dB): {psnr}")
 
 
-@cli.command("train")
-@click.option("--data", type=click.Path(file_okay=False), help="Folder of clips (videos or image strips), one class per subfolder.")
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory: checkpoint/, weights/, samples/.")
-@click.option("--image-size", default=64, show_default=True, type=int, help="Frame size (64 or 96).")
-@click.option("--cell", default="gru", show_default=True, help="Motion cell: gru or lstm.")
-@click.option("--motion-mode", default="feedback", show_default=True, help="same-input or feedback.")
-@click.option("--ngf", default=32, show_default=True, type=int, help="Generator width.")
-@click.option("--ndf", default=32, show_default=True, type=int, help="Critic width.")
-@click.option("--steps", type=int, help="Total generator updates (with --resume: the new total) [default: 10000; 3 with --dry-run].")
-@click.option("--batch", default=16, show_default=True, type=int, help="Videos per batch.")
-@click.option("--clip-frames", default=16, show_default=True, type=int, help="Frames per training clip.")
-@click.option("--frame-step", default=2, show_default=True, type=int, help="Use every n-th frame of the real clips.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--bf16", is_flag=True, help="bfloat16 autocast.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", default=0, show_default=True, type=int, help="torch CPU threads (0: torch's default).")
-@click.option("--checkpoint-every", default=250, show_default=True, type=int, help="Steps between checkpoints.")
-@click.option("--sample-every", default=500, show_default=True, type=int, help="Steps between sample sheets.")
-@click.option("--max-minutes", type=float, help="Checkpoint and stop after this much wall time.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings).")
-@click.option("--dry-run", is_flag=True, help="A few steps on synthetic data (no --data needed).")
-@click.option("--per-step-motion-norm", is_flag=True,
-              help="Normalise motion codes with per-step batch statistics in training (deployment cannot).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps, batch, clip_frames, frame_step,
-                  device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run,
-                  per_step_motion_norm, quiet) -> None:
+@cli.command("train", cls=TrainCommand)
+def train_command(run_dir: str, max_minutes: Optional[float], resume: bool, quiet: bool, **settings: Any) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
-    from vidsynth.train.config import TrainConfig
     from vidsynth.train.loop import summary_line, train
 
-    if steps is None:
-        steps = 3 if dry_run else 10000
-    config = TrainConfig(
-        data=data, image_size=image_size, cell=cell, motion_mode=motion_mode, ngf=ngf, ndf=ndf, steps=steps,
-        batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
-        threads=threads, checkpoint_every=checkpoint_every, sample_every=sample_every, dry_run=dry_run,
-        freeze_motion_norm=not per_step_motion_norm,
-    )
-    command = config.command_line(run_dir, max_minutes, resume)
+    config = config_from_options(settings)
+    command = command_line(click.get_current_context())
     record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
