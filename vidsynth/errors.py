@@ -33,6 +33,10 @@ class InputError(VidsynthError):
     """A bad argument value (frame count, batch size, output path, ...)."""
 
 
+class StorageError(VidsynthError):
+    """Writing failed (disk full, a path that cannot be replaced); what was there is unchanged."""
+
+
 class MissingDependencyError(VidsynthError):
     """An optional package that this feature needs is not installed."""
 

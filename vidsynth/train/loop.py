@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidsynth.errors import InputError, RuntimeBackendError
+from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.models import VideoGenerator, build_model
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import TrainConfig
@@ -267,10 +267,18 @@ def train(
     run_dir = Path(run_dir)
     if resume:
         record = read_checkpoint_record(run_dir)
-        stored = TrainConfig.from_dict(record["train_config"])
+        try:
+            stored = TrainConfig.from_dict(record["train_config"])
+        except (AttributeError, KeyError, TypeError, ValueError, VidsynthError) as exc:
+            raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
         config = stored.replace(steps=config.steps, device=config.device, threads=config.threads)
     elif (run_dir / CHECKPOINT_DIR).exists():
         raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    elif (run_dir / WEIGHTS_DIR).exists() and any((run_dir / WEIGHTS_DIR).iterdir()):
+        raise InputError(
+            f"{run_dir / WEIGHTS_DIR} already exists and is not from a run (no checkpoint); "
+            "training would replace it: choose another --out"
+        )
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     data = _dataset(config)

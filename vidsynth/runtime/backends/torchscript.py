@@ -19,7 +19,9 @@ def open_torchscript(
         exported = Artifacts(artifacts)
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
         choice = torch_device(device)
-        module = torch.jit.load(str(path), map_location=choice.name)
+        from vidsynth.export.torchscript_ops import load_checked
+
+        module = load_checked(path, exported.manifest.get("torchscript_ops"), choice.name)
         config = exported.config
     else:
         from vidsynth.weights import load_model
