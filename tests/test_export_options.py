@@ -18,7 +18,7 @@ from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
 from vidsynth.export import export_artifacts, export_weights, read_manifest
-from vidsynth.export.onnx import ort_session
+from vidsynth.optional import onnxruntime_session
 from vidsynth.export.torchscript import load_torchscript
 from vidsynth.noise import sample_noise
 from vidsynth.weights.demo import demo_model
@@ -230,7 +230,7 @@ def test_fp16_export_keeps_float32_boundary(model, tmp_path):
     assert all(35 <= value < 200 for value in validation["psnr_db_vs_fp32"].values())
     graph = onnx.load(str(tmp_path / "art" / "generator.onnx")).graph
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in graph.initializer}
-    session = ort_session(tmp_path / "art" / "generator.onnx", threads=1)
+    session = onnxruntime_session(tmp_path / "art" / "generator.onnx", threads=1)
     assert [i.type for i in session.get_inputs()][:2] == ["tensor(float)", "tensor(float)"]
     noise = sample_noise(model.config, 2, seed=5)
     video = session.run(None, {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(6, np.int64)})[0]

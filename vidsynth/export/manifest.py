@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vidsynth.errors import RuntimeBackendError, VidsynthError
+from vidsynth.export.contract import MANIFEST_FILE
 from vidsynth.files import read_small_file
 
 FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 REQUIRED_KEYS = ("format_version", "config", "dtype", "inputs", "outputs", "files")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILE_BYTES = 1 << 40
