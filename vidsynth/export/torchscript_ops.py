@@ -97,12 +97,17 @@ def check_operators(module: torch.jit.ScriptModule, recorded: Optional[list[str]
         )
 
 
-def load_checked(path: str | os.PathLike, recorded: Optional[list[str]], device: str = "cpu") -> torch.jit.ScriptModule:
-    """torch.jit.load of an export's generator.pt, only after its code and operators pass."""
+def load_checked(
+    path: str | os.PathLike, recorded: Optional[list[str]], device: str = "cpu"
+) -> tuple[torch.jit.ScriptModule, str]:
+    """torch.jit.load of an export's generator.pt, only after its code and operators pass;
+    with the config.json text it carries (empty if none)."""
     scan_archive(path)
+    extra = {"config.json": ""}
     try:
-        module = torch.jit.load(str(path), map_location=device)
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except (RuntimeError, ValueError, OSError) as exc:
         raise RuntimeBackendError(f"{path} is not a loadable TorchScript generator: {exc}") from None
     check_operators(module, recorded, path)
-    return module.eval()
+    carried = extra["config.json"]
+    return module.eval(), carried.decode("utf-8", "replace") if isinstance(carried, bytes) else carried

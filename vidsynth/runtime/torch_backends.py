@@ -95,10 +95,12 @@ def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
     device = _chosen(request, notify)
     if request.artifacts is not None:
         from vidsynth.export.torchscript_ops import load_checked
+        from vidsynth.runtime.crosscheck import check_graph_config
 
         exported = Artifacts(request.artifacts)
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
-        module = load_checked(path, exported.manifest.get("torchscript_ops"), device)
+        module, carried_config = load_checked(path, exported.manifest.get("torchscript_ops"), device)
+        check_graph_config(exported.config, carried_config, str(path))
         config = exported.config
     else:
         from vidsynth.weights import load_model

@@ -113,7 +113,8 @@ class GifWriter(VideoWriter):
         for index in range(first_video, stop_video):
             frames = np.concatenate(self._frames.pop(index))
             name = video_name(index, "gif")
-            iio.imwrite(self.directory / name, frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0)
+            encoded = iio.imwrite("<bytes>", frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0)
+            _write_bytes(self.directory / name, encoded)
             self._names.append(name)
 
     def finish(self) -> list[str]:
@@ -138,8 +139,15 @@ class SheetWriter(VideoWriter):
     def finish(self) -> list[str]:
         import imageio.v3 as iio
 
-        iio.imwrite(self.directory / SHEET_NAME, self._sheet, extension=".png")
+        _write_bytes(self.directory / SHEET_NAME, iio.imwrite("<bytes>", self._sheet, extension=".png"))
         return [SHEET_NAME]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Encoded in memory, written here: a full disk is then a plain OSError, where imageio
+    writing the file itself leaves a half-closed plugin that fails again when collected."""
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
