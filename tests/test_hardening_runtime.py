@@ -228,3 +228,33 @@ def test_onnxruntime_invalid_argument_is_one_clear_error(made, tmp_path):
     plant_graph(made, art, "art_dm12", claim_config=True)  # expects z_motion of 12, is fed 10
     one_error(generate("--artifacts", str(art), "--frames", "3", "--out", str(tmp_path / "o")),
               "onnxruntime refused to run the graph", "invalid dimensions for input: z_motion")
+
+
+# -- 8. SIGTERM during generate ------------------------------------------------------------------------
+
+
+def test_sigterm_during_generate_removes_the_staging_and_keeps_earlier_videos(made, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    assert generate("--weights", str(made / "w"), "--frames", "2", "--out", str(out)).exit_code == 0
+    before = (out / "video_000.mp4").read_bytes()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vidsynth", "generate", "--weights", str(made / "w"), "--device", "cpu",
+         "--num-videos", "1", "--frames", "100000", "--chunk-frames", "16", "--seed", "3", "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any((p / "video_000.mp4").exists() for p in out.glob(".vidsynth-tmp-*")):
+            assert time.monotonic() < deadline and child.poll() is None, "generate never started writing"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 143, err.decode()[-400:]
+    assert sorted(p.name for p in out.iterdir()) == ["video_000.mp4"]
+    assert (out / "video_000.mp4").read_bytes() == before
