@@ -19,6 +19,7 @@ from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
 from vidsynth.export import export_artifacts, export_weights, read_manifest
 from vidsynth.optional import onnxruntime_session
+from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.export.torchscript import load_torchscript
 from vidsynth.noise import sample_noise
 from vidsynth.weights.demo import demo_model
@@ -254,11 +255,11 @@ def test_bf16_torchscript_export(model, tmp_path):
     assert video.dtype == torch.float32
 
 
-def test_psnr_floor_fails_export(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(validate, "MIN_PSNR_DB", 500.0)
+def test_psnr_floor_fails_validation(model, tmp_path):
+    export_artifacts(model, tmp_path / "art", formats=("torchscript",), dtype="bf16")
+    lowered, fp32 = with_precision(model, "bf16"), deployable_copy(model)
     with pytest.raises(ValidationError, match=r"torchscript bf16 video is [\d.]+ dB PSNR from float32, below the 500 dB minimum"):
-        export_artifacts(model, tmp_path / "art", formats=("torchscript",), dtype="bf16")
-    assert not (tmp_path / "art").exists()
+        validate.validate_export(lowered, tmp_path / "art", ("torchscript",), "bf16", fp32, min_psnr_db=500.0)
 
 
 # -- command line -------------------------------------------------------------------------

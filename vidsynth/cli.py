@@ -53,8 +53,17 @@ def import_command(generator: str, motion: str, out: str, force: bool) -> None:
 
 @cli.command("info")
 @click.argument("weights", default="default")
-def info_command(weights: str) -> None:
+@click.option("--hardware", is_flag=True, help="Print what this machine offers (CPU flags, runtimes, GPU) and the backends auto picks.")
+def info_command(weights: str, hardware: bool) -> None:
     """Print a model's config and parameter count (WEIGHTS: default, demo or a directory)."""
+    if hardware:
+        from vidsynth.runtime.hardware import auto_backend, probe_hardware
+
+        found = probe_hardware()
+        picks = {source: dict(zip(("backend", "why"), auto_backend(source == "artifacts", "auto", found)))
+                 for source in ("weights", "artifacts")}
+        click.echo(json.dumps({**found.describe(), "auto_backend": picks}, indent=2))
+        return
     from vidsynth.weights import load_model
     from vidsynth.weights.format import parameter_count
 

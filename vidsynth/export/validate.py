@@ -161,10 +161,11 @@ def validate_backends(
     whole: dict[str, WholeRunner],
     stream: dict[str, StreamRunner],
     fp32_model: Optional[VideoGenerator] = None,
+    min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
     """Compares each backend with eager `model` at the validation shapes, and each streaming
     backend (chunks VALIDATION_CHUNKS) with one eager call of the same total length.
-    Lower precisions are also held to MIN_PSNR_DB against `fp32_model`. Raises one
+    Lower precisions are also held to `min_psnr_db` against `fp32_model`. Raises one
     ValidationError listing every problem; returns the figures."""
     problems: list[str] = []
     tolerance = TOLERANCE[dtype]
@@ -198,15 +199,15 @@ def validate_backends(
                 psnr[backend] = min(psnr.get(backend, math.inf), psnr_db(fp32_video, video))
     problems += [c.describe() for c in comparisons if not c.ok]
     for backend, value in psnr.items():
-        if value < MIN_PSNR_DB:
-            problems.append(f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {MIN_PSNR_DB:g} dB minimum")
+        if value < min_psnr_db:
+            problems.append(f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {min_psnr_db:g} dB minimum")
     if problems:
         header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"
         raise ValidationError("\n  - ".join([header] + problems))
-    return _figures(dtype, tolerance, shapes, comparisons, psnr)
+    return _figures(dtype, tolerance, shapes, comparisons, psnr, min_psnr_db)
 
 
-def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict) -> dict:
+def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict, min_psnr_db: float) -> dict:
     max_abs: dict[str, float] = {}
     max_rel: dict[str, float] = {}
     for c in comparisons:
@@ -226,7 +227,7 @@ def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Compa
     }
     if psnr:
         figures["psnr_db_vs_fp32"] = {k: (round(v, 2) if math.isfinite(v) else "inf") for k, v in psnr.items()}
-        figures["min_psnr_db"] = MIN_PSNR_DB
+        figures["min_psnr_db"] = min_psnr_db
     return figures
 
 
@@ -236,6 +237,7 @@ def validate_export(
     formats: tuple[str, ...],
     dtype: str,
     fp32_model: Optional[VideoGenerator] = None,
+    min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx) and
     validates it against eager `model`; see validate_backends."""
@@ -270,4 +272,4 @@ def validate_export(
         )
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
-    return validate_backends(model, dtype, whole, stream, fp32_model)
+    return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)

@@ -13,7 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -50,7 +50,8 @@ REGISTRY: dict[str, BackendSpec] = {
     "torchscript": BackendSpec(_TORCH, "open_torchscript", True, _TORCH_INSTALL),
     "onnxruntime": BackendSpec(_ORT, "open_onnxruntime", True, ONNXRUNTIME_HINT),
 }
-BACKENDS = tuple(REGISTRY)
+AUTO = "auto"  # the fastest backend for this machine and source (runtime/hardware.py)
+BACKENDS = (AUTO, *REGISTRY)
 
 
 class Backend(ABC):
@@ -76,9 +77,21 @@ class Backend(ABC):
         return None
 
 
+def resolve_backend(request: "GenerateRequest", notify: Notify = lambda message: None) -> str:
+    """The backend `request` names; for `auto`, the one chosen for this machine, said in one line."""
+    if request.backend != AUTO:
+        return request.backend
+    from vidsynth.runtime.hardware import auto_backend, probe_hardware
+
+    name, why = auto_backend(request.artifacts is not None, request.device, probe_hardware())
+    notify(f"--backend auto chose {name}: {why}")
+    return name
+
+
 def open_backend(request: "GenerateRequest", notify: Notify = lambda message: None) -> Backend:
     """The backend `request` names, opened on its device (the request is validated already)."""
-    name = request.resolved_backend
+    name = resolve_backend(request, notify)
+    request = replace(request, backend=name)
     spec = REGISTRY[name]
     try:
         module = importlib.import_module(spec.module)

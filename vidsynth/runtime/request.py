@@ -13,7 +13,7 @@ from typing import Optional
 
 from vidsynth.errors import InputError
 from vidsynth.noise import FIX_CHOICES
-from vidsynth.runtime.backend import BACKENDS, DEVICES, REGISTRY
+from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
 from vidsynth.runtime.timing import fps_problem
 
 VIDEO_FORMATS = ("mp4", "gif", "png")
@@ -27,7 +27,7 @@ def _option(default, help: str, metavar: Optional[str] = None):
 class GenerateRequest:
     artifacts: Optional[str] = _option(None, "export directory from `vidsynth export` (manifest.json, generator.pt/.onnx)", "DIR")
     weights: Optional[str] = _option(None, "weights: default, demo or a weights directory [default: the shipped default weights]", "NAME|PATH")
-    backend: Optional[str] = _option(None, f"{' | '.join(BACKENDS)} [default: eager with weights, onnxruntime with --artifacts]", "NAME")
+    backend: str = _option(AUTO, f"{' | '.join(BACKENDS)}; auto picks the fastest for this machine and source and says which", "NAME")
     device: str = _option("auto", f"{' | '.join(DEVICES)}: auto uses CUDA when usable and says when it falls back", "NAME")
     seed: int = _option(0, "seed of all noise codes: same seed and options, same files", "S")
     num_videos: int = _option(4, "number of videos", "N")
@@ -42,12 +42,6 @@ class GenerateRequest:
     progress: bool = False  # a progress bar while streaming long runs
 
     @property
-    def resolved_backend(self) -> str:
-        if self.backend is not None:
-            return self.backend
-        return "onnxruntime" if self.artifacts is not None else "eager"
-
-    @property
     def out_path(self) -> Path:
         return Path(self.out)
 
@@ -58,8 +52,7 @@ class GenerateRequest:
             if value not in valid:
                 problems[name] = f"unknown {name} {value!r}; expected one of: {', '.join(valid)}"
 
-        if self.backend is not None:
-            choice("backend", self.backend, BACKENDS)
+        choice("backend", self.backend, BACKENDS)
         choice("device", self.device, DEVICES)
         choice("format", self.format, VIDEO_FORMATS)
         if self.fix is not None:
@@ -79,10 +72,10 @@ class GenerateRequest:
             problems["category"] = f"category must be an integer, got {self.category!r}"
         if self.artifacts is not None and self.weights is not None:
             problems["artifacts"] = "pass either --artifacts DIR or --weights NAME|PATH, not both"
-        spec = REGISTRY.get(self.resolved_backend)
+        spec = REGISTRY.get(self.backend)
         if spec is not None and not spec.runs_artifacts and self.artifacts is not None:
             problems["backend"] = (
-                f"the {self.resolved_backend} backend runs weights, not export artifacts; pass --weights, "
+                f"the {self.backend} backend runs weights, not export artifacts; pass --weights, "
                 "or an artifact backend (" + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts) + ") with --artifacts"
             )
         if problems:

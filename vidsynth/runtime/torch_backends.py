@@ -68,6 +68,16 @@ def _chosen(request: GenerateRequest, notify: Notify) -> str:
     return choice.name
 
 
+def warn_if_bf16_is_emulated(notify: Notify) -> None:
+    from vidsynth.runtime.hardware import EMULATED_BF16_SLOWDOWN, NATIVE_BF16_FLAGS, probe_hardware
+
+    if not probe_hardware().native_bf16:
+        notify(
+            f"warning: this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)}), so bf16 is emulated: "
+            f"measured {EMULATED_BF16_SLOWDOWN:g}x slower than fp32 on such a CPU; --backend auto picks fp32 here"
+        )
+
+
 def open_eager(request: GenerateRequest, notify: Notify) -> TorchBackend:
     from vidsynth.weights import load_model
 
@@ -82,11 +92,13 @@ def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
 
     if request.device == "cuda":
         raise RuntimeBackendError("the optimized backend runs on the CPU; on CUDA use --backend eager or torchscript")
-    if request.device == "auto":
-        notify("the optimized backend runs on the CPU")
-    precision = "bf16" if request.resolved_backend == "optimized-bf16" else "fp32"
+    if request.device == "auto" and torch.cuda.is_available():
+        notify("the optimized backend runs on the CPU, not on the GPU")
+    precision = "bf16" if request.backend == "optimized-bf16" else "fp32"
+    if precision == "bf16":
+        warn_if_bf16_is_emulated(notify)
     model = optimize_for_inference(load_model(request.weights), precision)
-    backend = TorchBackend(request.resolved_backend, model, model.config, "cpu")
+    backend = TorchBackend(request.backend, model, model.config, "cpu")
     backend.detail += f", {precision}, motion: {model.motion_kind}"
     return backend
 
@@ -98,6 +110,8 @@ def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
         from vidsynth.runtime.crosscheck import check_graph_config
 
         exported = Artifacts(request.artifacts)
+        if device == "cpu" and exported.manifest.get("dtype") == "bf16":
+            warn_if_bf16_is_emulated(notify)
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
         module, carried_config = load_checked(path, exported.manifest.get("torchscript_ops"), device)
         check_graph_config(exported.config, carried_config, str(path))
