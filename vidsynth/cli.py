@@ -14,13 +14,20 @@ from vidsynth.train.options import TrainCommand, command_line, config_from_optio
 
 
 class _Group(click.Group):
-    """Turns any VidsynthError into one `Error: ...` line and exit status 1."""
+    """Turns any VidsynthError into one `Error: ...` line and exit status 1; SIGTERM cleans up
+    like Ctrl-C and exits 143."""
 
     def invoke(self, ctx: click.Context):
+        from vidsynth.signals import EXIT_STATUS, Terminated, sigterm_as_interrupt
+
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except VidsynthError as exc:
             raise click.ClickException(str(exc)) from None
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); partial output was removed", err=True)
+            ctx.exit(EXIT_STATUS)
 
 
 @click.group(cls=_Group)

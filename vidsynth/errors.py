@@ -38,6 +38,10 @@ class InputError(VidsynthError):
         self.fields = fields
 
 
+class StorageError(VidsynthError):
+    """Writing failed (disk full, a path that cannot be replaced); what was there is unchanged."""
+
+
 class MissingDependencyError(VidsynthError):
     """An optional package that this feature needs is not installed."""
 

@@ -21,7 +21,7 @@ from vidsynth.export.contract import (
     generator_contract,
     streaming_record,
 )
-from vidsynth.export.manifest import FORMAT_VERSION, file_record, write_manifest
+from vidsynth.export.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.models import VideoGenerator
 from vidsynth.version import __version__
@@ -48,8 +48,8 @@ def export_artifacts(
     lowered = with_precision(model, dtype)
     config_dict = model.config.to_dict()
     started = time.perf_counter()
-    with atomic_directory(out_dir, force=force) as tmp:
-        write_artifacts(lowered, tmp, formats, opset)
+    with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
+        operators = write_artifacts(lowered, tmp, formats, opset)
         written = time.perf_counter()
         from vidsynth.export.validate import validate_export
 
@@ -57,17 +57,26 @@ def export_artifacts(
         validated = time.perf_counter()
         files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
         manifest = build_manifest(config_dict, formats, opset, dtype, files, validation)
+        if operators is not None:
+            manifest["torchscript_ops"] = operators
         manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
         write_manifest(tmp, manifest)
     return manifest
 
 
-def write_artifacts(model: VideoGenerator, directory: Path, formats: tuple[str, ...], opset: Optional[int]) -> None:
-    """Writes the requested formats' files into `directory` and checks each ONNX graph."""
+def write_artifacts(
+    model: VideoGenerator, directory: Path, formats: tuple[str, ...], opset: Optional[int]
+) -> Optional[list[str]]:
+    """Writes the requested formats' files into `directory` and checks each ONNX graph.
+    Returns the TorchScript graph's operator set (None without TorchScript)."""
+    operators = None
     if "torchscript" in formats:
         from vidsynth.export.torchscript import save_torchscript, script_generator
+        from vidsynth.export.torchscript_ops import recorded_operators
 
-        save_torchscript(script_generator(model), directory / TORCHSCRIPT_FILE, model.config.to_dict())
+        scripted = script_generator(model)
+        operators = recorded_operators(scripted)
+        save_torchscript(scripted, directory / TORCHSCRIPT_FILE, model.config.to_dict())
     if "onnx" in formats:
         from vidsynth.export.onnx import check_graph, export_graph
 
@@ -75,6 +84,7 @@ def write_artifacts(model: VideoGenerator, directory: Path, formats: tuple[str, 
         export_graph(model, directory / ONNX_CHUNK_FILE, opset, streaming=True)
         check_graph(directory / ONNX_FILE)
         check_graph(directory / ONNX_CHUNK_FILE)
+    return operators
 
 
 def build_manifest(

@@ -7,7 +7,6 @@ written. Torch-free.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -15,6 +14,7 @@ from typing import Optional
 from vidsynth.errors import InputError
 from vidsynth.noise import FIX_CHOICES
 from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
+from vidsynth.runtime.timing import fps_problem
 
 VIDEO_FORMATS = ("mp4", "gif", "png")
 
@@ -63,8 +63,9 @@ class GenerateRequest:
                 problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not (math.isfinite(self.fps) and self.fps > 0):
-            problems["fps"] = f"fps must be a finite number > 0, got {self.fps!r}"
+        fps_problem_text = fps_problem(self.fps, self.format)
+        if fps_problem_text:
+            problems["fps"] = fps_problem_text
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
         if self.category is not None and (isinstance(self.category, bool) or not isinstance(self.category, int)):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vidsynth.errors import InputError, choice_error
+from vidsynth.runtime.timing import gif_frame_ms
 
 SHEET_NAME = "sheet.png"
 
@@ -60,23 +61,11 @@ class Mp4Writer(VideoWriter):
         self._names: list[str] = []
 
     def _encoder(self, index: int):
-        import imageio_ffmpeg
+        from vidsynth.runtime.ffmpeg import FfmpegEncoder
 
         if index not in self._open:
             name = video_name(index, "mp4")
-            encoder = imageio_ffmpeg.write_frames(
-                str(self.directory / name),
-                (self.size, self.size),
-                pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p",
-                fps=self.fps,
-                codec="libx264",
-                quality=8,
-                macro_block_size=16,
-                ffmpeg_log_level="error",
-            )
-            encoder.send(None)  # start the process
-            self._open[index] = encoder
+            self._open[index] = FfmpegEncoder(self.directory / name, self.size, self.fps)
             self._names.append(name)
         return self._open[index]
 
@@ -102,10 +91,7 @@ class Mp4Writer(VideoWriter):
 
     def abort(self) -> None:
         for encoder in self._open.values():
-            try:
-                encoder.close()
-            except Exception:  # the failure being handled matters more than this one
-                pass
+            encoder.kill()  # its partial file goes with the staging directory
         self._open.clear()
 
 
@@ -127,7 +113,8 @@ class GifWriter(VideoWriter):
         for index in range(first_video, stop_video):
             frames = np.concatenate(self._frames.pop(index))
             name = video_name(index, "gif")
-            iio.imwrite(self.directory / name, frames, extension=".gif", duration=1000.0 / self.fps, loop=0)
+            encoded = iio.imwrite("<bytes>", frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0)
+            _write_bytes(self.directory / name, encoded)
             self._names.append(name)
 
     def finish(self) -> list[str]:
@@ -152,8 +139,15 @@ class SheetWriter(VideoWriter):
     def finish(self) -> list[str]:
         import imageio.v3 as iio
 
-        iio.imwrite(self.directory / SHEET_NAME, self._sheet, extension=".png")
+        _write_bytes(self.directory / SHEET_NAME, iio.imwrite("<bytes>", self._sheet, extension=".png"))
         return [SHEET_NAME]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Encoded in memory, written here: a full disk is then a plain OSError, where imageio
+    writing the file itself leaves a half-closed plugin that fails again when collected."""
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
@@ -196,8 +190,13 @@ def _missing_dirs(directory: Path) -> list[Path]:
 @contextmanager
 def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
     """Yields (staging directory, names list). On success the files named in the list are
-    renamed from staging into `directory`; on failure staging is removed, and so is
+    moved from staging into `directory`, all or none (vidsynth.runtime.commit), under a lock
+    that keeps other runs out of `directory`; on failure staging is removed, and so is
     `directory` if this call created it."""
+    from vidsynth.atomic import is_disk_full
+    from vidsynth.errors import StorageError
+    from vidsynth.runtime.commit import STAGING_PREFIX, commit_files, locked_directory, sweep_staging
+
     directory = Path(directory)
     check_output_dir(directory)
     created = _missing_dirs(directory)
@@ -206,18 +205,23 @@ def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
             directory.mkdir(parents=True)
         except OSError as exc:
             raise InputError(f"cannot create output directory {directory}: {exc.strerror}") from None
-    staging = Path(tempfile.mkdtemp(prefix=".vidsynth-tmp-", dir=directory))
-    names: list[str] = []
+    staging = None
     try:
-        yield staging, names
-        for name in names:
-            os.replace(staging / name, directory / name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        with locked_directory(directory):
+            sweep_staging(directory)
+            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=directory))
+            names: list[str] = []
+            yield staging, names
+            commit_files(staging, directory, names)
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         for made in created:  # deepest first; only while still empty
             try:
                 made.rmdir()
             except OSError:
                 break
+        if is_disk_full(exc) and not isinstance(exc, StorageError):
+            raise StorageError(f"no space left on the device while writing into {directory}; nothing was written") from None
         raise
     shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""Committing a run's files into the output directory all or nothing, one run at a time.
+
+A run holds an exclusive lock on the output directory (flock on the directory itself, so no
+lock file is left behind) from before it stages anything until its files are in place; a
+second run into the same directory is refused instead of mixing its files with the first's.
+Every target is checked before the first rename, and a rename that fails undoes the ones
+before it, so a run never commits part of its files. Torch-free."""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vidsynth.errors import InputError, StorageError
+
+STAGING_PREFIX = ".vidsynth-tmp-"
+
+
+@contextmanager
+def locked_directory(directory: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `directory`; refuses at once if another run holds it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"another vidsynth run is writing into {directory}; wait for it to finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def sweep_staging(directory: Path) -> None:
+    """Removes staging directories left by killed runs (call with the lock held: no live run
+    has one then)."""
+    for entry in directory.iterdir():
+        if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def commit_files(staging: Path, directory: Path, names: list[str]) -> None:
+    """Moves staging/NAME to directory/NAME for every name, or none of them."""
+    blocked = [name for name in names if (directory / name).is_dir() and not (directory / name).is_symlink()]
+    if blocked:
+        raise InputError(
+            f"{directory} holds directories named like the output ({', '.join(blocked[:3])}); "
+            "nothing was written: move them or choose another --out"
+        )
+    previous = staging / ".previous"
+    previous.mkdir()
+    done: list[tuple[Path, Path]] = []
+    try:
+        for name in names:
+            target = directory / name
+            if os.path.lexists(target):
+                os.rename(target, previous / name)
+                done.append((target, previous / name))
+            os.rename(staging / name, target)
+            done.append((staging / name, target))
+    except OSError as exc:
+        for source, destination in reversed(done):
+            os.rename(destination, source)
+        raise StorageError(f"could not move the output into {directory} ({exc.strerror}); nothing was changed") from None
