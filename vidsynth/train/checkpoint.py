@@ -27,7 +27,7 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 TENSOR_FILES = ("networks.safetensors", "optimizers.safetensors", "rng.safetensors")
 MAX_STATE_BYTES = 256 << 20
-RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers", "losses")
+RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers")
 recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
 
