@@ -16,6 +16,19 @@ def import_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
+OPENVINO_HINT = "pip install 'vidsynth[openvino]' (openvino)"
+
+
+def import_openvino() -> ModuleType:
+    """The OpenVINO runtime (openvino.Core and friends) only: its model converter
+    (openvino.tools.ovc), where the wheel's telemetry lives, is never imported."""
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError(f"openvino is not installed (--backend openvino needs it): {OPENVINO_HINT}") from None
+    return openvino
+
+
 def import_imageio_ffmpeg() -> ModuleType:
     try:
         import imageio_ffmpeg
