@@ -3,12 +3,14 @@ rewrites (vidsynth.export.rewrites), timed on onnxruntime and OpenVINO side by s
 
     python -m bench.graphs [--weights demo] [--batch 8] [--frames 64] [--threads 0] [--repeats 5]
 
-Prints one row per (rewrites, runtime): median and best seconds per call. The defaults in
+Prints one row per (rewrites, runtime): best and median seconds per call, the contenders
+timed in turn (round robin) so that load from elsewhere hits all of them alike. The defaults in
 vidsynth.export.rewrites.DEFAULT_REWRITES keep only what won here.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -66,24 +68,29 @@ def main() -> None:
     model = load_model(args.weights)
     noise = sample_noise(model.config, args.batch, seed=0)
     feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(args.frames, np.int64)}
-    reference = None
     print(f"{args.weights} {model.config.image_size}x{model.config.image_size} ngf={model.config.ngf}, "
-          f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}")
-    for label, extra in VARIANTS.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export_variant(model, Path(tmp), extra)
+          f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        contenders, errors, reference = {}, {}, None
+        for index, (label, extra) in enumerate(VARIANTS.items()):
+            directory = Path(tmp) / str(index)
+            directory.mkdir()
+            path = export_variant(model, directory, extra)
             for runtime, run in runners(path, args.threads).items():
                 video = run(feed)  # warm-up
-                if reference is None:
-                    reference = video
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    run(feed)
-                    times.append(time.perf_counter() - start)
-                diff = float(np.abs(video - reference).max())
-                print(f"{label:44s} {runtime:12s} median {statistics.median(times):.3f} s  best {min(times):.3f} s  "
-                      f"max abs vs first {diff:.1e}", flush=True)
+                reference = video if reference is None else reference
+                contenders[(label, runtime)] = run
+                errors[(label, runtime)] = float(np.abs(video - reference).max())
+        # Round robin, so that a burst of load from elsewhere hits every contender alike.
+        times: dict = {key: [] for key in contenders}
+        for _ in range(args.repeats):
+            for key, run in contenders.items():
+                start = time.perf_counter()
+                run(feed)
+                times[key].append(time.perf_counter() - start)
+    for (label, runtime), measured in times.items():
+        print(f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median {statistics.median(measured):.3f} s  "
+              f"max abs vs the first {errors[(label, runtime)]:.1e}")
 
 
 if __name__ == "__main__":

@@ -65,14 +65,18 @@ def info_command(weights: str) -> None:
 @click.option("--opset", type=int, default=None, help="ONNX opset (13-20; default 17).")
 @click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool) -> None:
+@click.option("--no-optimize", is_flag=True,
+              help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).")
+def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool, no_optimize: bool) -> None:
     """Write TorchScript and ONNX artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_weights
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force)
+    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize)
     validation = manifest["validation"]
     click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
+    if manifest["rewrites"]:
+        click.echo(f"ONNX graph rewrites: {', '.join(manifest['rewrites'])}")
     worst = ", ".join(f"{name} {error:.2g}" for name, error in validation["max_abs"].items())
     click.echo(f"max abs error vs eager (tolerance {validation['tolerance']['max_abs']:g}): {worst}")
     if "psnr_db_vs_fp32" in validation:

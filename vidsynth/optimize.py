@@ -236,7 +236,12 @@ class SubPixelConvTranspose(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         y = nn.functional.conv2d(x, self.weight, self.bias, padding=1).view(n, 2, 2, self.out_channels, h + 1, w + 1)
-        phases = [y[:, a, b, :, a : a + h, b : b + w] for a in (0, 1) for b in (0, 1)]
+        phases = [  # written out: TorchScript (and so the ONNX export) takes one generator per comprehension
+            y[:, 0, 0, :, 0:h, 0:w],
+            y[:, 0, 1, :, 0:h, 1 : w + 1],
+            y[:, 1, 0, :, 1 : h + 1, 0:w],
+            y[:, 1, 1, :, 1 : h + 1, 1 : w + 1],
+        ]
         out = torch.stack(phases, 0).view(2, 2, n, self.out_channels, h, w)
         return out.permute(2, 3, 4, 0, 5, 1).reshape(n, self.out_channels, 2 * h, 2 * w)
 

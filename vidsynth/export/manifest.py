@@ -50,14 +50,37 @@ def read_manifest(directory: str | os.PathLike, verify_hashes: bool = True) -> d
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise RuntimeBackendError(f"{path} lacks the keys {missing}")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise RuntimeBackendError(
-            f"{path} has format_version {manifest['format_version']!r}; this vidsynth reads version {FORMAT_VERSION}"
-        )
+    check_readable(manifest, path)
     if verify_hashes:
         for name, record in manifest["files"].items():
             verify_file(directory / name, record)
     return manifest
+
+
+def check_readable(manifest: dict[str, Any], path: Path) -> None:
+    """Refuses a manifest this vidsynth cannot honour: a newer format, or graphs carrying a
+    rewrite it does not know (naming the versions of both sides)."""
+    from vidsynth.export.contract import GRAPH_REWRITES
+    from vidsynth.version import __version__
+
+    written_by = f"vidsynth {manifest.get('vidsynth_version', '(unknown version)')}"
+    version = manifest["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RuntimeBackendError(f"{path} has format_version {version!r}; expected a positive integer")
+    if version > FORMAT_VERSION:
+        raise RuntimeBackendError(
+            f"{path} was written by {written_by} in format_version {version}; this vidsynth {__version__} reads "
+            f"format_version {FORMAT_VERSION} and older: upgrade vidsynth, or export again with this one"
+        )
+    rewrites = manifest.get("rewrites", [])
+    if not isinstance(rewrites, list) or not all(isinstance(name, str) for name in rewrites):
+        raise RuntimeBackendError(f"{path} has rewrites {rewrites!r}; expected a list of names")
+    unknown = [name for name in rewrites if name not in GRAPH_REWRITES]
+    if unknown:
+        raise RuntimeBackendError(
+            f"{path} lists graph rewrites {unknown} unknown to this vidsynth {__version__} (written by {written_by}); "
+            f"known: {', '.join(GRAPH_REWRITES)}: upgrade vidsynth, or export again with --no-optimize"
+        )
 
 
 def verify_file(path: Path, record: dict[str, Any]) -> None:

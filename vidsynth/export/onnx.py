@@ -109,9 +109,9 @@ def export_graph(
         with warnings.catch_warnings():
             # The deprecation notice of this exporter: the choice is deliberate (see above).
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*")
-            # The fused GRU's initial state is a graph input (sliced from `state`), which is
+            # The fused LSTM/GRU initial state is a graph input (sliced from `state`), which is
             # what this warning asks for; validation runs other batch sizes than the example.
-            warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*GRU.*")
+            warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
             torch.onnx.export(
                 scripted,
                 example_inputs(model, streaming, *example_shape),

@@ -38,8 +38,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if values["artifacts"] is None:
             raise InputError("--artifacts DIR is required (an export directory from `vidsynth export`)")
-        if values["backend"] not in (None, "onnxruntime"):
-            raise InputError(f"this script runs the onnxruntime backend only, got --backend {values['backend']!r}")
+        if values["backend"] not in (None, "onnxruntime", "openvino"):
+            raise InputError(
+                f"this script runs the torch-free backends onnxruntime and openvino only, got --backend {values['backend']!r}"
+            )
         request = GenerateRequest(**values, progress=True)
         result = generate_videos(request, notify=lambda message: print(message, file=sys.stderr))
     except VidsynthError as exc:

@@ -13,7 +13,7 @@ from vidsynth.errors import InputError, choice_error
 from vidsynth.noise import FIX_CHOICES
 from vidsynth.runtime.devices import DEVICES
 
-BACKENDS = ("eager", "optimized", "optimized-bf16", "torchscript", "onnxruntime")
+BACKENDS = ("eager", "optimized", "optimized-bf16", "torchscript", "onnxruntime", "openvino")
 WEIGHTS_ONLY_BACKENDS = ("eager", "optimized", "optimized-bf16")  # run weights, not artifacts
 FORMATS = ("mp4", "gif", "png")
 DEFAULT_OUT = "videos"
@@ -70,7 +70,7 @@ class GenerateRequest:
         if self.resolved_backend in WEIGHTS_ONLY_BACKENDS and self.artifacts is not None:
             problems.append(
                 f"the {self.resolved_backend} backend runs weights, not export artifacts; pass --weights, "
-                "or --backend torchscript|onnxruntime with --artifacts"
+                "or --backend torchscript|onnxruntime|openvino with --artifacts"
             )
         if problems:
             raise InputError("; ".join(problems))

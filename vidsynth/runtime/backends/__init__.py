@@ -25,23 +25,30 @@ def open_backend(request: GenerateRequest, notify: Callable[[str], None] = lambd
         from vidsynth.runtime.backends.torchscript import open_torchscript
 
         return open_torchscript(request.artifacts, request.weights, request.device, notify)
-    from vidsynth.runtime.backends.onnx_runtime import open_onnxruntime
+    if backend == "openvino":
+        from vidsynth.runtime.backends.openvino_backend import open_openvino as open_onnx_backend
+    else:
+        from vidsynth.runtime.backends.onnx_runtime import open_onnxruntime as open_onnx_backend
 
     if request.artifacts is not None:
-        return open_onnxruntime(request.artifacts, request.device, notify)
-    return _onnxruntime_from_weights(request, notify)
+        return open_onnx_backend(request.artifacts, request.device, notify)
+    return _onnx_from_weights(request, open_onnx_backend, notify)
 
 
-def _onnxruntime_from_weights(request: GenerateRequest, notify: Callable[[str], None]) -> Backend:
-    """Exports the weights to a temporary directory and loads the sessions from it (the
-    sessions keep the models in memory, so the directory can go). Needs torch."""
+def _onnx_from_weights(
+    request: GenerateRequest, open_onnx_backend: Callable[..., Backend], notify: Callable[[str], None]
+) -> Backend:
+    """Exports the weights to a temporary directory and loads the ONNX backend from it (the
+    runtime keeps the models in memory, so the directory can go). Needs torch."""
     from vidsynth.export import export_artifacts
-    from vidsynth.runtime.backends.onnx_runtime import open_onnxruntime
     from vidsynth.weights import load_model
 
     model = load_model(request.weights)
-    notify("exporting the weights to ONNX for onnxruntime (use `vidsynth export` once and --artifacts to skip this)")
+    notify(
+        f"exporting the weights to ONNX for {request.resolved_backend} "
+        "(use `vidsynth export` once and --artifacts to skip this)"
+    )
     with tempfile.TemporaryDirectory(prefix="vidsynth-onnx-") as tmp:
         directory = f"{tmp}/artifacts"
         export_artifacts(model, directory, formats=("onnx",))
-        return open_onnxruntime(directory, request.device, notify)
+        return open_onnx_backend(directory, request.device, notify)
