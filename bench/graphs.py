@@ -23,7 +23,7 @@ VARIANTS = {
     "default": "default",
     "default + latent-matmul": ("latent-matmul",),
     "default + sub-pixel-last": ("sub-pixel-last",),
-    "default + latent-matmul + sub-pixel-last": ("latent-matmul", "sub-pixel-last"),
+    "default + sub-pixel-upsampling": ("sub-pixel-upsampling",),
 }
 
 

@@ -308,7 +308,7 @@ def test_manifest_follows_the_contract(lstm_export):
     assert manifest["config"] == config.to_dict()
     assert manifest["dtype"] == "fp32" and manifest["opset"] == 17
     assert "dynamo=False" in manifest["onnx_exporter"]
-    assert manifest["rewrites"] == ["fold-motion-bn", "fold-image-bn", "fused-recurrence"]
+    assert manifest["rewrites"] == ["fold-motion-bn", "fold-image-bn", "fused-recurrence", "sub-pixel-last"]
     assert manifest["torch_version"] == torch.__version__
     assert manifest["inputs"] == [
         {"name": "z_content", "dtype": "float32", "shape": ["batch", config.d_content]},

@@ -126,7 +126,7 @@ def test_conditional_models_draw_a_category_per_video_unless_given(made, tmp_pat
     [
         (["--category", "3"], "category must be in [0, 2], got 3"),
         (["--frames", "0"], "frames must be a positive integer"),
-        (["--backend", "eager"], "onnxruntime backend only"),
+        (["--backend", "eager"], "torch-free backends onnxruntime and openvino only"),
         (["--format", "webm"], "unknown format 'webm'"),
     ],
 )

@@ -21,7 +21,11 @@ from vidsynth.export.contract import GRAPH_REWRITES
 from vidsynth.models import VideoGenerator
 from vidsynth.optimize import FusedMotion, LatentProjection, LeanFeedbackMotion, SubPixelConvTranspose, fold_image_generator
 
-DEFAULT_REWRITES = ("fold-motion-bn", "fold-image-bn", "fused-recurrence", "lean-feedback-loop")
+# Measured with bench/graphs.py (demo 96x96 ngf=64, one thread, best of 9, 2-core machine
+# under load): the sub-pixel last layer took OpenVINO from 0.75 s to 0.54 s per 32 frames and
+# left onnxruntime unchanged within noise (0.57-0.61 s); latent-matmul was slower on both
+# (0.70 s / 0.79 s) and sub-pixel-upsampling no faster than sub-pixel-last, so they stay off.
+DEFAULT_REWRITES = ("fold-motion-bn", "fold-image-bn", "fused-recurrence", "lean-feedback-loop", "sub-pixel-last")
 
 
 def applicable_rewrites(model: VideoGenerator, requested: Sequence[str] = DEFAULT_REWRITES) -> tuple[str, ...]:
@@ -35,8 +39,10 @@ def applicable_rewrites(model: VideoGenerator, requested: Sequence[str] = DEFAUL
         chosen |= {recurrence, "fold-motion-bn"}  # the recurrence rewrites fold the motion batch norm
     elif "fold-motion-bn" in chosen:
         raise ExportError("fold-motion-bn comes with the recurrence rewrite: add fused-recurrence and lean-feedback-loop")
-    if {"latent-matmul", "sub-pixel-last"} & chosen and "fold-image-bn" not in chosen:
-        raise ExportError("latent-matmul and sub-pixel-last rewrite the folded layers: add fold-image-bn")
+    if {"latent-matmul", "sub-pixel-last", "sub-pixel-upsampling"} & chosen and "fold-image-bn" not in chosen:
+        raise ExportError("latent-matmul and the sub-pixel rewrites rewrite the folded layers: add fold-image-bn")
+    if "sub-pixel-upsampling" in chosen:
+        chosen.discard("sub-pixel-last")  # the last layer is one of them
     return tuple(name for name in GRAPH_REWRITES if name in chosen)
 
 
@@ -55,8 +61,11 @@ def rewrite_for_export(
         layers = list(fold_image_generator(rewritten.image))
         if "latent-matmul" in applied:
             layers[0] = LatentProjection(layers[0])
-        if "sub-pixel-last" in applied:
-            last = max(i for i, layer in enumerate(layers) if isinstance(layer, nn.ConvTranspose2d))
-            layers[last] = SubPixelConvTranspose(layers[last])
+        upsampling = [i for i, layer in enumerate(layers) if isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2)]
+        if "sub-pixel-upsampling" in applied:
+            for i in upsampling:
+                layers[i] = SubPixelConvTranspose(layers[i])
+        elif "sub-pixel-last" in applied:
+            layers[upsampling[-1]] = SubPixelConvTranspose(layers[upsampling[-1]])
         rewritten.image = nn.Sequential(*layers)
     return rewritten.eval(), applied

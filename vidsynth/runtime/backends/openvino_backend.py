@@ -5,10 +5,8 @@ very files onnxruntime runs.
 Compiled for float32 inference: on CPUs with bf16 or fp16 units OpenVINO would otherwise
 lower the precision by default, and the artifacts are validated at float32.
 
-Telemetry: only the runtime (openvino.Core) is used. The openvino wheel sends telemetry from
-its model converter (openvino.tools.ovc, via openvino_telemetry), which this backend never
-imports, so no usage data leaves the machine; `opt_in_out --opt_out` turns it off for every
-OpenVINO tool on the machine (docs.openvino.ai, "OpenVINO Telemetry").
+Telemetry is off: openvino is imported through vidsynth.optional.import_openvino, which
+keeps its telemetry client from starting (see there).
 """
 from __future__ import annotations
 
