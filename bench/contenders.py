@@ -17,7 +17,11 @@ import numpy as np
 from vidsynth.errors import VidsynthError
 from vidsynth.noise import Noise
 
-BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized")
+# onnxruntime / openvino run the exported graphs with their inference rewrites (the default
+# export); the -literal rows run the same weights exported with --no-optimize.
+BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino", "openvino-literal",
+            "torch.compile", "optimized")
+ONNX_BACKENDS = ("onnxruntime", "onnxruntime-literal", "openvino", "openvino-literal")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -180,17 +184,21 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
     return out
 
 
-# -- exported artifacts: TorchScript and ONNX Runtime -------------------------------------
+# -- exported artifacts: TorchScript, ONNX Runtime and OpenVINO -------------------------------------
 
 
-def export_dir(model: Any, work_dir: Path, dtype: str) -> tuple[Optional[Path], Optional[str], float]:
-    """vidsynth.export's artifacts for `dtype`, or the reason there are none."""
+def export_dir(
+    model: Any, work_dir: Path, dtype: str, optimize: bool = True
+) -> tuple[Optional[Path], Optional[str], float]:
+    """vidsynth.export's artifacts for `dtype` (ONNX graphs rewritten unless not `optimize`),
+    or the reason there are none."""
     from vidsynth.export import export_artifacts
 
-    target = work_dir / f"export-{dtype}"
+    target = work_dir / (f"export-{dtype}" if optimize else f"export-{dtype}-literal")
     start = time.perf_counter()
     try:
-        export_artifacts(model, target, formats=("torchscript", "onnx"), dtype=dtype, force=True)
+        formats = ("torchscript", "onnx") if optimize else ("onnx",)
+        export_artifacts(model, target, formats=formats, dtype=dtype, force=True, optimize=optimize)
     except VidsynthError as exc:
         try:  # a precision that onnxruntime cannot validate may still script
             export_artifacts(model, target, formats=("torchscript",), dtype=dtype, force=True)
@@ -208,7 +216,55 @@ def torchscript_contender(directory: Path, precision: str, device: str, export_s
     return torch_contender("torchscript", precision, device, module, notes, setup_s=export_s)
 
 
-def onnxruntime_contender(directory: Path, precision: str, device: str, threads: int, export_s: float, config: Any) -> Contender:
+def _graph_notes(directory: Path, precision: str) -> str:
+    from vidsynth.export import read_manifest
+
+    rewrites = read_manifest(directory, verify_hashes=False)["rewrites"]
+    return f"vidsynth.export generator.onnx ({precision}, " + (
+        f"rewrites: {', '.join(rewrites)})" if rewrites else "--no-optimize: the literal graph)")
+
+
+def _onnx_feeds(noise: Noise) -> dict:
+    feeds = {"z_content": noise.z_content, "z_motion": noise.z_motion}
+    if noise.category is not None:
+        feeds["category"] = noise.category
+    return feeds
+
+
+def _first_state(feeds: dict, config: Any) -> dict:
+    """generator_chunk's feeds for the first frame: the contract's initial state, n_frames 1."""
+    z_motion = feeds["z_motion"]
+    state = np.concatenate([np.zeros((z_motion.shape[0], config.state_size - config.d_motion), np.float32), z_motion], 1)
+    chunk_feeds = {k: v for k, v in feeds.items() if k != "z_motion"}
+    chunk_feeds.update(state=state, n_frames=np.array(1, dtype=np.int64))
+    return chunk_feeds
+
+
+def openvino_contender(directory: Path, backend: str, threads: int, export_s: float, config: Any) -> Contender:
+    """OpenVINO's CPU runtime on the fp32 generator.onnx / generator_chunk.onnx, as
+    `--backend openvino` runs them (float32 inference precision)."""
+    from vidsynth.optional import import_openvino
+    from vidsynth.runtime.backends.openvino_backend import compile_graph
+
+    video_graph = compile_graph(directory / "generator.onnx", threads).create_infer_request()
+    chunk_graph = compile_graph(directory / "generator_chunk.onnx", threads).create_infer_request()
+
+    def video(feeds: dict, n_frames: int) -> np.ndarray:
+        video_graph.infer({**feeds, "n_frames": np.array(n_frames, dtype=np.int64)})
+        return np.array(video_graph.get_tensor("video").data, copy=True)
+
+    def first_frame(feeds: dict) -> np.ndarray:
+        chunk_graph.infer(_first_state(feeds, config))
+        return np.array(chunk_graph.get_tensor("video").data, copy=True)
+
+    provider = f"openvino {import_openvino().__version__.split('-')[0]} CPU"
+    notes = f"{_graph_notes(directory, 'fp32')}, INFERENCE_PRECISION_HINT f32, PERFORMANCE_HINT LATENCY, threads={threads}"
+    return Contender(backend, "fp32", "cpu", provider, notes, _onnx_feeds, video, first_frame, export_s)
+
+
+def onnxruntime_contender(
+    directory: Path, precision: str, device: str, threads: int, export_s: float, config: Any, backend: str = "onnxruntime"
+) -> Contender:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -222,27 +278,16 @@ def onnxruntime_contender(directory: Path, precision: str, device: str, threads:
     chunk_session = ort.InferenceSession(str(directory / "generator_chunk.onnx"), options, providers=providers)
     if device == "cuda" and video_session.get_providers()[0] != "CUDAExecutionProvider":
         raise RuntimeError("CUDAExecutionProvider did not start")
-    state_zeros = config.state_size - config.d_motion
-
-    def prepare(noise: Noise) -> dict:
-        feeds = {"z_content": noise.z_content, "z_motion": noise.z_motion}
-        if noise.category is not None:
-            feeds["category"] = noise.category
-        return feeds
 
     def video(feeds: dict, n_frames: int) -> np.ndarray:
         return video_session.run(["video"], {**feeds, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
 
     def first_frame(feeds: dict) -> np.ndarray:
-        z_motion = feeds["z_motion"]
-        state = np.concatenate([np.zeros((z_motion.shape[0], state_zeros), np.float32), z_motion], 1)
-        chunk_feeds = {k: v for k, v in feeds.items() if k != "z_motion"}
-        chunk_feeds.update(state=state, n_frames=np.array(1, dtype=np.int64))
-        return chunk_session.run(["video"], chunk_feeds)[0]
+        return chunk_session.run(["video"], _first_state(feeds, config))[0]
 
     provider = f"onnxruntime {ort.__version__} {video_session.get_providers()[0]}"
-    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, default CPU memory arena"
-    return Contender("onnxruntime", precision, device, provider, notes, prepare, video, first_frame, export_s)
+    notes = f"{_graph_notes(directory, precision)}, intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, default CPU memory arena"
+    return Contender(backend, precision, device, provider, notes, _onnx_feeds, video, first_frame, export_s)
 
 
 def build_contenders(
@@ -261,11 +306,17 @@ def build_contenders(
     if "eager" in backends:
         contenders += eager_contenders(model, device, precisions)
     wants_export = {"torchscript", "onnxruntime"} & set(backends)
+    directory_fp32, export_s_fp32 = None, 0.0
+    if "openvino" in backends and "fp32" in precisions and "fp32" not in (precisions if wants_export else ()):
+        log("exporting fp32 artifacts")
+        directory_fp32, _, export_s_fp32 = export_dir(model, work_dir, "fp32")
     for precision in precisions if wants_export else ():
         if device == "cpu" and precision == "fp16" and "onnxruntime" not in backends:
             continue
         log(f"exporting {precision} artifacts")
         directory, problem, export_s = export_dir(model, work_dir, precision)
+        if precision == "fp32" and problem is None:
+            directory_fp32, export_s_fp32 = directory, export_s
         if directory is None:
             for backend in sorted(wants_export):
                 skipped.append(Skipped(backend, precision, device, problem or "no artifacts"))
@@ -280,11 +331,38 @@ def build_contenders(
                     contenders.append(onnxruntime_contender(directory, precision, device, threads, export_s, model.config))
                 except Exception as exc:  # onnxruntime's own error types
                     skipped.append(Skipped("onnxruntime", precision, device, f"session failed: {exc}"))
+    if "openvino" in backends and "fp32" in precisions and directory_fp32 is not None:
+        contenders += _openvino_rows(directory_fp32, "openvino", device, threads, export_s_fp32, model.config, skipped)
+    if {"onnxruntime-literal", "openvino-literal"} & set(backends) and "fp32" in precisions:
+        log("exporting fp32 artifacts with --no-optimize")
+        literal, problem, literal_s = export_dir(model, work_dir, "fp32", optimize=False)
+        if literal is None:
+            skipped += [Skipped(b, "fp32", device, problem or "no artifacts") for b in ("onnxruntime-literal", "openvino-literal")
+                        if b in backends]
+        else:
+            if "onnxruntime-literal" in backends:
+                contenders.append(onnxruntime_contender(literal, "fp32", device, threads, literal_s, model.config,
+                                                        backend="onnxruntime-literal"))
+            if "openvino-literal" in backends:
+                contenders += _openvino_rows(literal, "openvino-literal", device, threads, literal_s, model.config, skipped)
     if "torch.compile" in backends:
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
         contenders += optimized_contenders(model, device, precisions)
     return contenders, skipped
+
+
+def _openvino_rows(
+    directory: Path, backend: str, device: str, threads: int, export_s: float, config: Any, skipped: list[Skipped]
+) -> list[Contender]:
+    if device != "cpu":
+        skipped.append(Skipped(backend, "fp32", device, "the openvino backend runs on the CPU"))
+        return []
+    try:
+        return [openvino_contender(directory, backend, threads, export_s, config)]
+    except VidsynthError as exc:  # openvino not installed, or a graph it cannot compile
+        skipped.append(Skipped(backend, "fp32", device, str(exc)))
+        return []
 
 
 # -- motion recurrence alone ---------------------------------------------------------------
@@ -318,11 +396,9 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
     if model.config.motion_mode == "same-input":
         contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
-    if model.config.motion_mode == "same-input":
-        from bench.motion_onnx import ort_motion
+    from bench.motion_onnx import motion_kind, ort_motion
 
-        op = "LSTM" if model.config.cell == "lstm" else "GRU"
-        contenders[f"onnxruntime (ONNX {op} op, motion-only graph)"] = ort_motion(model, threads)
+    contenders[f"onnxruntime ({motion_kind(model)} as exported, motion-only graph)"] = ort_motion(model, threads)
     return contenders
 
 

@@ -263,9 +263,10 @@ def readme_section(results: dict, results_dir: str = "bench/results") -> str:
         "the limit timed between the repeats (what the targets use). Large shapes get one timed",
         "call; the fp32 whole-video calls at 32x256 need ~16 GB and are skipped on this 23 GB",
         "machine, while `optimized` (32-frame chunks) runs them in flat memory. The onnxruntime",
-        "motion row is a motion-only graph with ONNX's fused LSTM operator, built by the benchmark",
-        "from the same weights (bench/motion_onnx.py); `vidsynth.export` writes the recurrence as",
-        "an ONNX Loop, which is not timed alone.",
+        "motion row is the motion generator alone, exported as `vidsynth export` writes it in",
+        "generator.onnx (ONNX's LSTM/GRU operator for same-input models, a one-matmul-per-step",
+        "Loop for feedback ones; bench/motion_onnx.py). `onnxruntime` and `openvino` run the",
+        "rewritten graphs (the default export); the `-literal` rows run `--no-optimize` graphs.",
         "",
     ]
     head = [
