@@ -19,7 +19,8 @@ from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.export.contract import GRAPH_REWRITES
-from vidsynth.export.onnx import export_graph, op_types, ort_session
+from vidsynth.export.onnx import export_graph, op_types
+from vidsynth.optional import onnxruntime_session
 from vidsynth.export.rewrites import DEFAULT_REWRITES, applicable_rewrites, rewrite_for_export
 from vidsynth.noise import sample_noise
 from vidsynth.optimize import LeanFeedbackMotion
@@ -95,7 +96,7 @@ def test_rewrites_left_off_by_default_compute_the_same_video(tmp_path, cell, mod
     assert sum(type(layer).__name__ == "SubPixelConvTranspose" for layer in rewritten.image) == 4
     path = tmp_path / "g.onnx"
     export_graph(rewritten, path, 17, rewrites=applied)
-    session = ort_session(path, threads=1)
+    session = onnxruntime_session(path, threads=1)
     for batch, n_frames in ((1, 1), (3, 23)):
         noise = sample_noise(model.config, batch, seed=n_frames)
         with torch.inference_mode():

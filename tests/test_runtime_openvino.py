@@ -23,7 +23,7 @@ from vidsynth.errors import MissingDependencyError, RuntimeBackendError
 from vidsynth.export import export_artifacts
 from vidsynth.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
-from vidsynth.runtime.backends import open_backend
+from vidsynth.runtime.backend import open_backend
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
 

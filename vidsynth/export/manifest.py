@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from vidsynth.errors import RuntimeBackendError
+from vidsynth.export.contract import GRAPH_REWRITES, MANIFEST_FILE
+from vidsynth.version import __version__
 
 FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 REQUIRED_KEYS = ("format_version", "config", "dtype", "inputs", "outputs", "files")
 
 
@@ -60,9 +61,6 @@ def read_manifest(directory: str | os.PathLike, verify_hashes: bool = True) -> d
 def check_readable(manifest: dict[str, Any], path: Path) -> None:
     """Refuses a manifest this vidsynth cannot honour: a newer format, or graphs carrying a
     rewrite it does not know (naming the versions of both sides)."""
-    from vidsynth.export.contract import GRAPH_REWRITES
-    from vidsynth.version import __version__
-
     written_by = f"vidsynth {manifest.get('vidsynth_version', '(unknown version)')}"
     version = manifest["format_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:

@@ -1,30 +1,33 @@
 """The OpenVINO backend (torch-free): OpenVINO's CPU runtime reads generator.onnx (whole
 videos) and generator_chunk.onnx (streaming, state carried between chunks) directly, the
-very files onnxruntime runs.
+very files onnxruntime runs. Given weights instead of artifacts, it exports them to a
+temporary directory first (torch).
 
 Compiled for float32 inference: on CPUs with bf16 or fp16 units OpenVINO would otherwise
-lower the precision by default, and the artifacts are validated at float32.
-
-Telemetry is off: openvino is imported through vidsynth.optional.import_openvino, which
-keeps its telemetry client from starting (see there).
+lower the precision by default, and the artifacts are validated at float32. Telemetry is
+off: openvino is imported through vidsynth.optional.import_openvino, which keeps its
+telemetry client from starting (see there).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from vidsynth.errors import RuntimeBackendError
+from vidsynth.export.contract import ONNX_CHUNK_FILE, ONNX_FILE, ExportContract, chunk_contract, generator_contract, initial_state
 from vidsynth.noise import Noise
 from vidsynth.optional import import_openvino
-from vidsynth.runtime.backends.artifacts import Artifacts
-from vidsynth.runtime.backends.base import Backend
+from vidsynth.runtime.backend import Artifacts, Backend, Notify, exported_weights
+from vidsynth.runtime.request import GenerateRequest
 
-VIDEO_FILE = "generator.onnx"
-CHUNK_FILE = "generator_chunk.onnx"
 DEVICE = "CPU"
+
+
+def openvino_version() -> str:
+    return import_openvino().__version__.split("-")[0]  # "2026.4.1-22982-<hash>-releases/..." -> "2026.4.1"
 
 
 def compile_graph(path: str | os.PathLike, threads: int = 0) -> Any:
@@ -42,18 +45,18 @@ def compile_graph(path: str | os.PathLike, threads: int = 0) -> Any:
 
 
 class _Graph:
-    """One compiled graph with its infer request, checked against the expected signature."""
+    """One compiled graph with its infer request, checked against the contract's signature."""
 
-    def __init__(self, path: Path, inputs: set[str], outputs: tuple[str, ...], threads: int) -> None:
+    def __init__(self, path: Path, contract: ExportContract, threads: int) -> None:
         self.compiled = compile_graph(path, threads)
-        got_in = {name for port in self.compiled.inputs for name in port.get_names()}
-        got_out = {name for port in self.compiled.outputs for name in port.get_names()}
-        if not inputs <= got_in or not set(outputs) <= got_out:
+        got_in = [port.get_any_name() for port in self.compiled.inputs]
+        got_out = [port.get_any_name() for port in self.compiled.outputs]
+        if got_in != contract.input_names or got_out != contract.output_names:
             raise RuntimeBackendError(
-                f"{path} has inputs {sorted(got_in)} and outputs {sorted(got_out)}; "
-                f"expected {sorted(inputs)} and {sorted(outputs)}"
+                f"{path} has inputs {got_in} and outputs {got_out}; "
+                f"expected {contract.input_names} and {contract.output_names}"
             )
-        self.outputs = outputs
+        self.outputs = contract.output_names
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -68,17 +71,11 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, artifacts: Artifacts, threads: int = 0) -> None:
         self.config = artifacts.config
-        conditional = {"category"} if self.config.n_categories > 0 else set()
-        self.video_graph = _Graph(
-            artifacts.path(VIDEO_FILE, "onnx"), {"z_content", "z_motion", "n_frames"} | conditional, ("video",), threads
-        )
+        self.video_graph = _Graph(artifacts.path(ONNX_FILE, "onnx"), generator_contract(self.config), threads)
         self.chunk_graph = None
-        if artifacts.has(CHUNK_FILE):
-            self.chunk_graph = _Graph(
-                artifacts.path(CHUNK_FILE, "onnx"), {"z_content", "state", "n_frames"} | conditional,
-                ("video", "state_out"), threads,
-            )
-        self.detail = f"openvino {import_openvino().__version__.split('-')[0]} {DEVICE}, f32"
+        if artifacts.has(ONNX_CHUNK_FILE):
+            self.chunk_graph = _Graph(artifacts.path(ONNX_CHUNK_FILE, "onnx"), chunk_contract(self.config), threads)
+        self.detail = f"openvino {openvino_version()} {DEVICE}, f32"
 
     def _feed(self, noise: Noise, n_frames: int) -> dict[str, np.ndarray]:
         feed = {
@@ -96,25 +93,27 @@ class OpenVinoBackend(Backend):
         return video
 
     def initial_state(self, noise: Noise) -> np.ndarray:
-        batch = noise.z_motion.shape[0]
-        zeros = np.zeros((batch, self.config.state_size - self.config.d_motion), dtype=np.float32)
-        return np.concatenate([zeros, noise.z_motion.astype(np.float32, copy=False)], axis=1)
+        return initial_state(noise.z_motion, self.config.state_size)
 
     def generate_chunk(self, noise: Noise, state: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         if self.chunk_graph is None:
-            raise RuntimeBackendError(f"streaming needs {CHUNK_FILE}, which these artifacts do not have; re-export them")
+            raise RuntimeBackendError(f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them")
         feed = self._feed(noise, n_frames)
         feed["state"] = state
         video, state_out = self.chunk_graph(feed)
         return video, state_out
 
 
-def open_openvino(artifacts: str | Path, device: str, notify: Callable[[str], None]) -> OpenVinoBackend:
-    """The OpenVINO backend over an export directory; it runs on the CPU."""
-    if device == "cuda":
+def open_openvino(request: GenerateRequest, notify: Notify) -> OpenVinoBackend:
+    """The OpenVINO backend over the request's artifacts (or its weights, exported first); CPU only."""
+    if request.device == "cuda":
         raise RuntimeBackendError("the openvino backend runs on the CPU; on CUDA use --backend onnxruntime, torchscript or eager")
-    import_openvino()  # a missing runtime is named before the artifacts are read
-    backend = OpenVinoBackend(Artifacts(artifacts))
-    if device == "auto":
+    import_openvino()  # a missing runtime is named before anything is read or exported
+    if request.artifacts is not None:
+        backend = OpenVinoBackend(Artifacts(request.artifacts), request.threads)
+    else:
+        with exported_weights(request.weights, ("onnx",), notify) as artifacts:
+            backend = OpenVinoBackend(artifacts, request.threads)
+    if request.device == "auto":
         notify("the openvino backend runs on the CPU")
     return backend

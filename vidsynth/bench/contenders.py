@@ -19,15 +19,14 @@ from vidsynth.noise import Noise
 
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
-BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino", "openvino-literal",
-            "torch.compile", "optimized")
-ONNX_BACKENDS = ("onnxruntime", "onnxruntime-literal", "openvino", "openvino-literal")
-PRECISIONS = ("fp32", "bf16", "fp16")
+BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino",
+                  "openvino-literal", "torch.compile", "optimized")
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
 class Contender:
-    backend: str  # one of BACKENDS
+    backend: str  # one of BENCH_BACKENDS
     precision: str  # fp32, bf16 or fp16 (the image generator's compute precision)
     device: str  # cpu or cuda
     provider: str  # what executes it
@@ -96,7 +95,9 @@ def torch_contender(
 
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast or "")
+    from vidsynth.export.precision import TORCH_DTYPES
+
+    dtype = TORCH_DTYPES.get(autocast) if autocast else None
 
     def context():
         stack = contextlib.ExitStack()
@@ -131,7 +132,7 @@ def torch_contender(
 
 
 def reference_contender(model: Any, device: str) -> Contender:
-    from bench.reference import ReferenceGenerator
+    from vidsynth.bench.reference import ReferenceGenerator
 
     start = time.perf_counter()
     reference = ReferenceGenerator.from_model(model).to(device)
@@ -208,86 +209,28 @@ def export_dir(
     return target, None, time.perf_counter() - start
 
 
-def torchscript_contender(directory: Path, precision: str, device: str, export_s: float) -> Contender:
-    import torch
-
-    module = torch.jit.load(str(directory / "generator.pt"), map_location=device).eval()
-    notes = "vidsynth.export generator.pt (torch.jit.script)" + ("" if precision == "fp32" else f", image generator in {precision}")
-    return torch_contender("torchscript", precision, device, module, notes, setup_s=export_s)
-
-
-def _graph_notes(directory: Path, precision: str) -> str:
-    from vidsynth.export import read_manifest
-
-    rewrites = read_manifest(directory, verify_hashes=False)["rewrites"]
-    return f"vidsynth.export generator.onnx ({precision}, " + (
-        f"rewrites: {', '.join(rewrites)})" if rewrites else "--no-optimize: the literal graph)")
-
-
-def _onnx_feeds(noise: Noise) -> dict:
-    feeds = {"z_content": noise.z_content, "z_motion": noise.z_motion}
-    if noise.category is not None:
-        feeds["category"] = noise.category
-    return feeds
-
-
-def _first_state(feeds: dict, config: Any) -> dict:
-    """generator_chunk's feeds for the first frame: the contract's initial state, n_frames 1."""
-    z_motion = feeds["z_motion"]
-    state = np.concatenate([np.zeros((z_motion.shape[0], config.state_size - config.d_motion), np.float32), z_motion], 1)
-    chunk_feeds = {k: v for k, v in feeds.items() if k != "z_motion"}
-    chunk_feeds.update(state=state, n_frames=np.array(1, dtype=np.int64))
-    return chunk_feeds
-
-
-def openvino_contender(directory: Path, backend: str, threads: int, export_s: float, config: Any) -> Contender:
-    """OpenVINO's CPU runtime on the fp32 generator.onnx / generator_chunk.onnx, as
-    `--backend openvino` runs them (float32 inference precision)."""
-    from vidsynth.optional import import_openvino
-    from vidsynth.runtime.backends.openvino_backend import compile_graph
-
-    video_graph = compile_graph(directory / "generator.onnx", threads).create_infer_request()
-    chunk_graph = compile_graph(directory / "generator_chunk.onnx", threads).create_infer_request()
-
-    def video(feeds: dict, n_frames: int) -> np.ndarray:
-        video_graph.infer({**feeds, "n_frames": np.array(n_frames, dtype=np.int64)})
-        return np.array(video_graph.get_tensor("video").data, copy=True)
-
-    def first_frame(feeds: dict) -> np.ndarray:
-        chunk_graph.infer(_first_state(feeds, config))
-        return np.array(chunk_graph.get_tensor("video").data, copy=True)
-
-    provider = f"openvino {import_openvino().__version__.split('-')[0]} CPU"
-    notes = f"{_graph_notes(directory, 'fp32')}, INFERENCE_PRECISION_HINT f32, PERFORMANCE_HINT LATENCY, threads={threads}"
-    return Contender(backend, "fp32", "cpu", provider, notes, _onnx_feeds, video, first_frame, export_s)
-
-
-def onnxruntime_contender(
-    directory: Path, precision: str, device: str, threads: int, export_s: float, config: Any, backend: str = "onnxruntime"
+def artifact_contender(
+    backend: str, directory: Path, precision: str, device: str, threads: int, export_s: float, row: Optional[str] = None
 ) -> Contender:
-    import onnxruntime as ort
+    """An exported artifact run exactly as `vidsynth generate --artifacts` runs it: the
+    runtime's backend, its whole-video call, its first streamed chunk. `row` names the row
+    when it is not the backend's name (the -literal rows)."""
+    from vidsynth.export import read_manifest
+    from vidsynth.runtime.backend import open_backend
+    from vidsynth.runtime.request import GenerateRequest
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    video_session = ort.InferenceSession(str(directory / "generator.onnx"), options, providers=providers)
-    chunk_session = ort.InferenceSession(str(directory / "generator_chunk.onnx"), options, providers=providers)
-    if device == "cuda" and video_session.get_providers()[0] != "CUDAExecutionProvider":
-        raise RuntimeError("CUDAExecutionProvider did not start")
-
-    def video(feeds: dict, n_frames: int) -> np.ndarray:
-        return video_session.run(["video"], {**feeds, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
-
-    def first_frame(feeds: dict) -> np.ndarray:
-        return chunk_session.run(["video"], _first_state(feeds, config))[0]
-
-    provider = f"onnxruntime {ort.__version__} {video_session.get_providers()[0]}"
-    notes = f"{_graph_notes(directory, precision)}, intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, default CPU memory arena"
-    return Contender(backend, precision, device, provider, notes, _onnx_feeds, video, first_frame, export_s)
+    runner = open_backend(GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads).validate())
+    notes = f"vidsynth.export artifacts ({precision}) through vidsynth.runtime's {backend} backend"
+    if backend in ("onnxruntime", "openvino"):
+        rewrites = read_manifest(directory, verify_hashes=False)["rewrites"]
+        notes += f"; ONNX rewrites: {', '.join(rewrites)}" if rewrites else "; --no-optimize: the literal ONNX graph"
+    return Contender(
+        row or backend, precision, device, runner.detail, notes,
+        prepare=lambda noise: noise,
+        video=runner.generate,
+        first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
+        setup_s=export_s,
+    )
 
 
 def build_contenders(
@@ -305,46 +248,38 @@ def build_contenders(
         contenders.append(reference_contender(model, device))
     if "eager" in backends:
         contenders += eager_contenders(model, device, precisions)
-    wants_export = {"torchscript", "onnxruntime"} & set(backends)
-    directory_fp32, export_s_fp32 = None, 0.0
-    if "openvino" in backends and "fp32" in precisions and "fp32" not in (precisions if wants_export else ()):
-        log("exporting fp32 artifacts")
-        directory_fp32, _, export_s_fp32 = export_dir(model, work_dir, "fp32")
+    wants_export = {"torchscript", "onnxruntime", "openvino"} & set(backends)
     for precision in precisions if wants_export else ():
         if device == "cpu" and precision == "fp16" and "onnxruntime" not in backends:
             continue
         log(f"exporting {precision} artifacts")
         directory, problem, export_s = export_dir(model, work_dir, precision)
-        if precision == "fp32" and problem is None:
-            directory_fp32, export_s_fp32 = directory, export_s
         if directory is None:
             for backend in sorted(wants_export):
                 skipped.append(Skipped(backend, precision, device, problem or "no artifacts"))
             continue
         if "torchscript" in backends and not (device == "cpu" and precision == "fp16"):
-            contenders.append(torchscript_contender(directory, precision, device, export_s))
+            contenders.append(artifact_contender("torchscript", directory, precision, device, threads, export_s))
         if "onnxruntime" in backends:
             if problem is not None:
                 skipped.append(Skipped("onnxruntime", precision, device, problem))
             else:
                 try:
-                    contenders.append(onnxruntime_contender(directory, precision, device, threads, export_s, model.config))
-                except Exception as exc:  # onnxruntime's own error types
-                    skipped.append(Skipped("onnxruntime", precision, device, f"session failed: {exc}"))
-    if "openvino" in backends and "fp32" in precisions and directory_fp32 is not None:
-        contenders += _openvino_rows(directory_fp32, "openvino", device, threads, export_s_fp32, model.config, skipped)
+                    contenders.append(artifact_contender("onnxruntime", directory, precision, device, threads, export_s))
+                except VidsynthError as exc:
+                    skipped.append(Skipped("onnxruntime", precision, device, str(exc)))
+        if "openvino" in backends and precision == "fp32" and problem is None:
+            _add_artifact_row(contenders, skipped, "openvino", directory, device, threads, export_s)
     if {"onnxruntime-literal", "openvino-literal"} & set(backends) and "fp32" in precisions:
         log("exporting fp32 artifacts with --no-optimize")
-        literal, problem, literal_s = export_dir(model, work_dir, "fp32", optimize=False)
-        if literal is None:
-            skipped += [Skipped(b, "fp32", device, problem or "no artifacts") for b in ("onnxruntime-literal", "openvino-literal")
-                        if b in backends]
-        else:
-            if "onnxruntime-literal" in backends:
-                contenders.append(onnxruntime_contender(literal, "fp32", device, threads, literal_s, model.config,
-                                                        backend="onnxruntime-literal"))
-            if "openvino-literal" in backends:
-                contenders += _openvino_rows(literal, "openvino-literal", device, threads, literal_s, model.config, skipped)
+        literal, problem, export_s = export_dir(model, work_dir, "fp32", optimize=False)
+        for row in ("onnxruntime-literal", "openvino-literal"):
+            if row not in backends:
+                continue
+            if literal is None or problem is not None:
+                skipped.append(Skipped(row, "fp32", device, problem or "no artifacts"))
+            else:
+                _add_artifact_row(contenders, skipped, row, literal, device, threads, export_s)
     if "torch.compile" in backends:
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
@@ -352,17 +287,18 @@ def build_contenders(
     return contenders, skipped
 
 
-def _openvino_rows(
-    directory: Path, backend: str, device: str, threads: int, export_s: float, config: Any, skipped: list[Skipped]
-) -> list[Contender]:
-    if device != "cpu":
-        skipped.append(Skipped(backend, "fp32", device, "the openvino backend runs on the CPU"))
-        return []
+def _add_artifact_row(
+    contenders: list[Contender], skipped: list[Skipped], row: str, directory: Path, device: str, threads: int, export_s: float
+) -> None:
+    """An ONNX runtime's row at fp32 (openvino: CPU only), or why it is skipped."""
+    backend = row.removesuffix("-literal")
+    if backend == "openvino" and device != "cpu":
+        skipped.append(Skipped(row, "fp32", device, "the openvino backend runs on the CPU"))
+        return
     try:
-        return [openvino_contender(directory, backend, threads, export_s, config)]
-    except VidsynthError as exc:  # openvino not installed, or a graph it cannot compile
-        skipped.append(Skipped(backend, "fp32", device, str(exc)))
-        return []
+        contenders.append(artifact_contender(backend, directory, "fp32", device, threads, export_s, row=row))
+    except VidsynthError as exc:  # the runtime not installed, or a graph it cannot load
+        skipped.append(Skipped(row, "fp32", device, str(exc)))
 
 
 # -- motion recurrence alone ---------------------------------------------------------------
@@ -370,7 +306,7 @@ def _openvino_rows(
 
 def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
-    from bench.reference import ReferenceGenerator
+    from vidsynth.bench.reference import ReferenceGenerator
     from vidsynth.optimize import ScriptedMotion, optimize_for_inference
 
     reference = ReferenceGenerator.from_model(model).motion
@@ -396,7 +332,7 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
     if model.config.motion_mode == "same-input":
         contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
-    from bench.motion_onnx import motion_kind, ort_motion
+    from vidsynth.bench.motion_onnx import motion_kind, ort_motion
 
     contenders[f"onnxruntime ({motion_kind(model)} as exported, motion-only graph)"] = ort_motion(model, threads)
     return contenders

@@ -1,7 +1,7 @@
 """Which ONNX graph rewrites make runtimes faster: the same weights exported with each set of
 rewrites (vidsynth.export.rewrites), timed on onnxruntime and OpenVINO side by side.
 
-    python -m bench.graphs [--weights demo] [--batch 8] [--frames 64] [--threads 0] [--repeats 5]
+    python -m vidsynth.bench.graphs [--weights demo] [--batch 8] [--frames 64] [--threads 0] [--repeats 5]
 
 Prints one row per (rewrites, runtime): best and median seconds per call, the contenders
 timed in turn (round robin) so that load from elsewhere hits all of them alike. The defaults in
@@ -42,10 +42,10 @@ def export_variant(model, directory: Path, extra) -> Path:
 
 
 def runners(path: Path, threads: int) -> dict:
-    from vidsynth.export.onnx import ort_session
-    from vidsynth.runtime.backends.openvino_backend import compile_graph
+    from vidsynth.optional import onnxruntime_session
+    from vidsynth.runtime.openvino_backend import compile_graph
 
-    session = ort_session(path, threads=threads)
+    session = onnxruntime_session(path, threads=threads)
     compiled = compile_graph(path, threads)
     return {
         "onnxruntime": lambda feed: session.run(["video"], feed)[0],
