@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vidsynth.errors import RuntimeBackendError, VidsynthError
-from vidsynth.export.contract import MANIFEST_FILE
+from vidsynth.export.contract import GRAPH_REWRITES, MANIFEST_FILE
 from vidsynth.files import read_small_file
+from vidsynth.version import __version__
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "dtype", "inputs", "outputs", "files")
@@ -77,10 +78,7 @@ def check_structure(manifest: Any, path: Path) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise RuntimeBackendError(f"{path} lacks the keys {missing}")
-    version = manifest["format_version"]
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        shown = repr(version) if isinstance(version, int) and abs(version) < 10**6 else "an unknown version"
-        raise RuntimeBackendError(f"{path} has format_version {shown}; this vidsynth reads version {FORMAT_VERSION}")
+    check_readable(manifest, path)
     problems = []
     if not isinstance(manifest["config"], dict):
         problems.append("config is not an object")
@@ -113,6 +111,30 @@ def _file_entry_problem(name: str, record: Any) -> Optional[str]:
     if not isinstance(digest, str) or not _SHA256.match(digest):
         return f"{name}: sha256 is not 64 lowercase hex digits"
     return None
+
+
+def check_readable(manifest: dict[str, Any], path: Path) -> None:
+    """Refuses a manifest this vidsynth cannot honour: a newer format, or graphs carrying a
+    rewrite it does not know (naming the versions of both sides)."""
+    written_by = f"vidsynth {str(manifest.get('vidsynth_version', '(unknown version)'))[:40]}"
+    version = manifest["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 10**6:
+        shown = repr(version) if isinstance(version, (int, float)) and abs(version) < 10**6 else "an unknown version"
+        raise RuntimeBackendError(f"{path} has format_version {shown}; expected a positive integer")
+    if version > FORMAT_VERSION:
+        raise RuntimeBackendError(
+            f"{path} was written by {written_by} in format_version {version}; this vidsynth {__version__} reads "
+            f"format_version {FORMAT_VERSION} and older: upgrade vidsynth, or export again with this one"
+        )
+    rewrites = manifest.get("rewrites", [])
+    if not isinstance(rewrites, list) or not all(isinstance(name, str) for name in rewrites):
+        raise RuntimeBackendError(f"{path} has rewrites {rewrites!r}; expected a list of names")
+    unknown = [name for name in rewrites if name not in GRAPH_REWRITES]
+    if unknown:
+        raise RuntimeBackendError(
+            f"{path} lists graph rewrites {unknown} unknown to this vidsynth {__version__} (written by {written_by}); "
+            f"known: {', '.join(GRAPH_REWRITES)}: upgrade vidsynth, or export again with --no-optimize"
+        )
 
 
 def verify_file(path: Path, record: dict[str, Any]) -> None:
