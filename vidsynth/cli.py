@@ -179,5 +179,35 @@ def bench_command(quick, out, weights, backends, precisions, device, threads, ba
     )
 
 
+@cli.command("serve")
+@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights.")
+@click.option("--backend", default=None, metavar="NAME", help="Any `generate` backend [default: as `generate` picks].")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--address", default=None, metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
+@click.option("--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster).")
+@click.option("--cpus-per-replica", default=1.0, show_default=True, type=float, help="CPUs (and intra-op threads) per replica.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--max-videos", default=16, show_default=True, type=int, help="Most num_videos per request.")
+@click.option("--max-total-frames", default=4096, show_default=True, type=int, help="Most frames x num_videos per request.")
+@click.option("--max-batch", default=8, show_default=True, type=int, help="Requests grouped into one model call.")
+@click.option("--max-queued", default=32, show_default=True, type=int, help="Requests waiting for a replica before 503.")
+@click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=float, help="Seconds before a request gets 504.")
+def serve_command(weights, artifacts, backend, device, address, replicas, cpus_per_replica, host, port, max_videos,
+                  max_total_frames, max_batch, max_queued, timeout_s) -> None:
+    """Serve videos over HTTP (Ray Serve): POST /v1/videos, GET /v1/model, a web page at /."""
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.limits import ServeLimits
+    from vidsynth.serve.options import ServeOptions
+    from vidsynth.serve.server import run_server
+
+    limits = ServeLimits(max_videos=max_videos, max_total_frames=max_total_frames, max_batch=max_batch,
+                         max_ongoing=2 * max_batch, max_queued=max_queued, timeout_s=timeout_s)
+    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
+    run_server(options, address, host, port, echo=click.echo)
+
+
 def main() -> None:
     cli(prog_name="vidsynth")

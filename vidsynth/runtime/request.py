@@ -5,6 +5,7 @@ all, before any model is loaded or any file is written. Torch-free.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -48,30 +49,37 @@ class GenerateRequest:
         return Path(self.out)
 
     def validate(self) -> "GenerateRequest":
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []  # (field, what is wrong)
         if self.backend is not None and self.backend not in BACKENDS:
-            problems.append(str(choice_error(InputError, "backend", self.backend, BACKENDS)))
+            problems.append(("backend", str(choice_error(InputError, "backend", self.backend, BACKENDS))))
         if self.device not in DEVICES:
-            problems.append(str(choice_error(InputError, "device", self.device, DEVICES)))
+            problems.append(("device", str(choice_error(InputError, "device", self.device, DEVICES))))
         if self.format not in FORMATS:
-            problems.append(str(choice_error(InputError, "format", self.format, FORMATS)))
+            problems.append(("format", str(choice_error(InputError, "format", self.format, FORMATS))))
         if self.fix is not None and self.fix not in FIX_CHOICES:
-            problems.append(str(choice_error(InputError, "--fix value", self.fix, FIX_CHOICES)))
+            problems.append(("fix", str(choice_error(InputError, "--fix value", self.fix, FIX_CHOICES))))
         for name in ("num_videos", "frames", "chunk_frames"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not isinstance(self.fps, (int, float)) or not self.fps > 0:
-            problems.append(f"fps must be > 0, got {self.fps!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
+            if not _is_int(value) or value < 1:
+                problems.append((name, f"{name.replace('_', '-')} must be a positive integer, got {value!r}"))
+        if not isinstance(self.fps, (int, float)) or isinstance(self.fps, bool) or not 0 < self.fps < math.inf:
+            problems.append(("fps", f"fps must be a finite number > 0, got {self.fps!r}"))
+        if not _is_int(self.seed) or self.seed < 0:
+            problems.append(("seed", f"seed must be a non-negative integer, got {self.seed!r}"))
+        if self.category is not None and (not _is_int(self.category) or self.category < 0):
+            problems.append(("category", f"category must be a non-negative integer, got {self.category!r}"))
         if self.artifacts is not None and self.weights is not None:
-            problems.append("pass either --artifacts DIR or --weights NAME|PATH, not both")
+            problems.append(("artifacts", "pass either --artifacts DIR or --weights NAME|PATH, not both"))
         if self.resolved_backend in WEIGHTS_ONLY_BACKENDS and self.artifacts is not None:
-            problems.append(
+            problems.append((
+                "backend",
                 f"the {self.resolved_backend} backend runs weights, not export artifacts; pass --weights, "
-                "or --backend torchscript|onnxruntime with --artifacts"
-            )
+                "or --backend torchscript|onnxruntime with --artifacts",
+            ))
         if problems:
-            raise InputError("; ".join(problems))
+            raise InputError("; ".join(message for _, message in problems), fields=[field for field, _ in problems])
         return self
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

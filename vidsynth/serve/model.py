@@ -1,0 +1,60 @@
+"""The Ray Serve deployment that holds a backend: one per replica, batching concurrent
+requests into shared model calls (`@serve.batch`)."""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from vidsynth.serve.deps import import_serve
+
+serve = import_serve()
+
+from vidsynth.runtime.request import GenerateRequest  # noqa: E402
+from vidsynth.serve.body import Rendered  # noqa: E402
+from vidsynth.serve.limits import ServeLimits  # noqa: E402
+
+
+class VideoModel:
+    """Opens the server's backend once; `generate` takes one validated GenerateRequest and
+    returns its Rendered file, or raises the request's VidsynthError."""
+
+    def __init__(self, server: GenerateRequest, limits: ServeLimits, threads: int) -> None:
+        from vidsynth.runtime.backends import open_backend
+        from vidsynth.serve.card import model_card
+        from vidsynth.serve.render import shares_model_calls
+
+        _limit_threads(threads)
+        self.backend = open_backend(server)
+        self.share_calls = shares_model_calls(self.backend)
+        self.card = {**model_card(server, self.backend), "threads": threads, "shares_model_calls": self.share_calls}
+        self._batch.set_max_batch_size(limits.max_batch)
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        context = ray.get_runtime_context()
+        return {**self.card, "node_id": context.get_node_id(), "pid": os.getpid()}
+
+    async def generate(self, request: GenerateRequest) -> Rendered:
+        outcome = await self._batch(request)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _batch(self, requests: list[GenerateRequest]) -> list:
+        from vidsynth.serve.render import render_requests
+
+        # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
+        return await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
+
+
+def _limit_threads(threads: int) -> None:
+    """One intra-op thread per CPU the replica was given, for torch and onnxruntime alike."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
