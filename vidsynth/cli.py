@@ -209,5 +209,34 @@ def serve_command(weights, artifacts, backend, device, address, replicas, cpus_p
     run_server(options, address, host, port, echo=click.echo)
 
 
+@cli.command("batch")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the videos and index.jsonl.")
+@click.option("--count", required=True, type=int, help="Videos in the dataset (video i uses seed + i).")
+@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to run instead of weights.")
+@click.option("--backend", default=None, metavar="NAME", help="Any `generate` backend [default: as `generate` picks].")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of video 0.")
+@click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")
+@click.option("--fps", default=8.0, show_default=True, type=float, help="Frames per second written into mp4.")
+@click.option("--format", "fmt", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays.")
+@click.option("--category", default=None, type=int, help="Conditional models: every video's category [default: drawn per video].")
+@click.option("--videos-per-call", default=8, show_default=True, type=int, help="Videos per model call.")
+@click.option("--workers", default=None, type=int, help="Actors [default: the cluster's CPUs less one per node].")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
+@click.option("--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray.")
+def batch_command(out, count, weights, artifacts, backend, device, seed, frames, fps, fmt, category, videos_per_call,
+                  workers, cpus_per_worker, address) -> None:
+    """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.batch import INDEX_NAME, BatchJob, run_batch
+
+    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    job = BatchJob(out=out, count=count, model=model, seed=seed, frames=frames, fps=fps, format=fmt, category=category,
+                   videos_per_call=videos_per_call, workers=workers, cpus_per_worker=cpus_per_worker)
+    done = run_batch(job, address, echo=click.echo)
+    click.echo(f"{len(done)} videos in {out}, listed in {Path(out) / INDEX_NAME}")
+
+
 def main() -> None:
     cli(prog_name="vidsynth")

@@ -83,7 +83,11 @@ class Ingress:
         return Response(
             rendered.data,
             media_type=rendered.media_type,
-            headers={"Content-Disposition": f'inline; filename="{rendered.filename}"'},
+            headers={
+                "Content-Disposition": f'inline; filename="{rendered.filename}"',
+                "X-Vidsynth-Replica": rendered.replica,
+                "X-Vidsynth-Batch": str(rendered.batch),
+            },
         )
 
     async def _card(self) -> dict[str, Any]:

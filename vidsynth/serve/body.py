@@ -49,6 +49,8 @@ class Rendered:
     filename: str
     media_type: str
     data: bytes
+    replica: str = ""  # node id/pid of the replica that made it (X-Vidsynth-Replica)
+    batch: int = 1  # requests that shared its model calls (X-Vidsynth-Batch)
 
 
 def package(files: dict[str, bytes]) -> Rendered:

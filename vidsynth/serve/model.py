@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from typing import Any
 
 from vidsynth.serve.deps import import_serve
@@ -29,6 +30,7 @@ class VideoModel:
         self.share_calls = shares_model_calls(self.backend)
         self.card = {**model_card(server, self.backend), "threads": threads, "shares_model_calls": self.share_calls}
         self._batch.set_max_batch_size(limits.max_batch)
+        self._batch.set_batch_wait_timeout_s(limits.batch_wait_s)
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -44,10 +46,22 @@ class VideoModel:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batch(self, requests: list[GenerateRequest]) -> list:
+        import ray
+
         from vidsynth.serve.render import render_requests
 
         # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
-        return await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
+        outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
+        replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
+        shared = {}
+        for request in requests:
+            key = (request.frames, request.chunk_frames)
+            shared[key] = shared.get(key, 0) + 1
+        return [
+            replace(o, replica=replica, batch=shared[(r.frames, r.chunk_frames)] if self.share_calls else 1)
+            if isinstance(o, Rendered) else o
+            for o, r in zip(outcomes, requests)
+        ]
 
 
 def _limit_threads(threads: int) -> None:

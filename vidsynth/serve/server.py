@@ -30,15 +30,16 @@ def start_ray(address: Optional[str], num_cpus: Optional[float] = None) -> None:
         raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
 
 
-def deploy(options, host: str, port: int) -> str:
-    """Deploys the app on the running Ray instance; returns its URL once /healthz answers."""
+def deploy(options, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:
+    """Deploys the app on the running Ray instance; returns its URL once /healthz answers.
+    Serve's HTTP options are set by the first app deployed on an instance."""
     from vidsynth.serve.app import build_app
 
     serve = import_serve()
     app = build_app(options)
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": options.limits.timeout_s + 30})
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-    url = f"http://{host}:{port}"
+    serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
+    url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     wait_ready(url)
     return url
 

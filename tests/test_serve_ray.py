@@ -1,0 +1,8 @@
+"""Ray Serve, Ray Data and the web page with real components, each scenario file run in a
+private network namespace (see serve_support.run_scenarios); skipped with the reason where
+Ray or `unshare -n` is not available."""
+from serve_support import run_scenarios
+
+
+def test_serve_app():
+    run_scenarios("ray_serve_cases.py", timeout_s=900)
