@@ -6,3 +6,7 @@ from serve_support import run_scenarios
 
 def test_serve_app():
     run_scenarios("ray_serve_cases.py", timeout_s=900)
+
+
+def test_two_node_cluster():
+    run_scenarios("ray_cluster_cases.py", timeout_s=900, extra_env={"RAY_AUTH_MODE": "token"})

@@ -201,7 +201,7 @@ def run_batch(job: BatchJob, address: Optional[str] = None, echo: Callable[[str]
             workers = job.workers or _default_workers(ray, job.cpus_per_worker)
             rows = data.from_items([{"id": i} for i in pending]).map_batches(
                 VideoMaker, fn_constructor_args=(job,), batch_size=job.videos_per_call, batch_format="numpy",
-                concurrency=workers, num_cpus=job.cpus_per_worker,
+                concurrency=workers, num_cpus=job.cpus_per_worker, scheduling_strategy="SPREAD",  # every node
             )
             with open(out / INDEX_NAME, "a") as index:
                 for made, row in enumerate(rows.iter_rows(), start=1):
