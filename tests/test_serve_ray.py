@@ -10,3 +10,7 @@ def test_serve_app():
 
 def test_two_node_cluster():
     run_scenarios("ray_cluster_cases.py", timeout_s=900, extra_env={"RAY_AUTH_MODE": "token"})
+
+
+def test_web_page_in_chromium():
+    run_scenarios("browser_cases.py", timeout_s=900)
