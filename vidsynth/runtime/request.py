@@ -63,7 +63,7 @@ class GenerateRequest:
             if not _is_int(value) or value < 1:
                 problems.append((name, f"{name.replace('_', '-')} must be a positive integer, got {value!r}"))
         if not isinstance(self.fps, (int, float)) or isinstance(self.fps, bool) or not 0 < self.fps < math.inf:
-            problems.append(("fps", f"fps must be a finite number > 0, got {self.fps!r}"))
+            problems.append(("fps", f"fps must be > 0 and finite, got {self.fps!r}"))
         if not _is_int(self.seed) or self.seed < 0:
             problems.append(("seed", f"seed must be a non-negative integer, got {self.seed!r}"))
         if self.category is not None and (not _is_int(self.category) or self.category < 0):
