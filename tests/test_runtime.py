@@ -17,12 +17,13 @@ from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.export import export_artifacts
+from vidsynth.export.precision import psnr_db
 from vidsynth.models import build_model
 from vidsynth.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
-from vidsynth.runtime.backends import open_backend
-from vidsynth.runtime.memory import plan_generation
-from vidsynth.runtime.quantize import to_uint8
+from vidsynth.runtime.backend import open_backend
+from vidsynth.runtime.plan import plan_generation
+from vidsynth.runtime.stream import to_uint8
 from vidsynth.weights.format import save_weights
 
 CONFIG = ModelConfig(ngf=8, image_size=64)
@@ -146,8 +147,7 @@ def test_optimized_backends_match_eager(made):
     fp32 = open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cpu"))
     assert np.abs(fp32.generate(noise, 9) - eager).max() <= 1e-4
     bf16 = open_backend(GenerateRequest(weights=made.weights, backend="optimized-bf16", device="cpu"))
-    error = bf16.generate(noise, 9) - eager
-    psnr = 10 * np.log10(4.0 / np.mean(error**2))  # peak-to-peak range of [-1, 1] is 2
+    psnr = psnr_db(eager, bf16.generate(noise, 9))
     assert psnr >= 35, psnr
     with pytest.raises(RuntimeBackendError, match="runs on the CPU"):
         open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cuda"))
@@ -162,7 +162,7 @@ def test_onnxruntime_from_weights_exports_on_the_fly(made, tmp_path):
                          "--frames", "3", "--format", "png", "--out", str(tmp_path / backend))
         assert result.exit_code == 0, result.output
         sheets[backend] = iio.imread(tmp_path / backend / "sheet.png").astype(int)
-    assert "exporting the weights to ONNX" in result.output
+    assert "exporting the weights (onnx)" in result.output
     assert np.abs(sheets["onnxruntime"] - sheets["eager"]).max() <= 1
 
 
@@ -333,7 +333,7 @@ def test_unwritable_output_is_refused_before_any_work(made, tmp_path):
 
 
 def test_failure_part_way_leaves_nothing_half_written(made, tmp_path, monkeypatch):
-    from vidsynth.runtime.backends.torch_backend import TorchBackend
+    from vidsynth.runtime.torch_backends import TorchBackend
 
     calls = []
     real_chunk = TorchBackend.generate_chunk

@@ -32,7 +32,7 @@ def weights(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def backend(weights, one_thread):
-    from vidsynth.runtime.backends import open_backend
+    from vidsynth.runtime.backend import open_backend
 
     return open_backend(GenerateRequest(weights=weights, backend="onnxruntime", device="cpu"))
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -44,8 +46,17 @@ def import_command(generator: str, motion: str, out: str, force: bool) -> None:
 
 @cli.command("info")
 @click.argument("weights", default="default")
-def info_command(weights: str) -> None:
+@click.option("--hardware", is_flag=True, help="Print what this machine offers (CPU flags, runtimes, GPU) and the backends auto picks.")
+def info_command(weights: str, hardware: bool) -> None:
     """Print a model's config and parameter count (WEIGHTS: default, demo or a directory)."""
+    if hardware:
+        from vidsynth.runtime.hardware import auto_backend, probe_hardware
+
+        found = probe_hardware()
+        picks = {source: dict(zip(("backend", "why"), auto_backend(source == "artifacts", "auto", found)))
+                 for source in ("weights", "artifacts")}
+        click.echo(json.dumps({**found.describe(), "auto_backend": picks}, indent=2))
+        return
     from vidsynth.weights import load_model
     from vidsynth.weights.format import parameter_count
 
@@ -125,21 +136,25 @@ def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps,
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
 
 
-def _generate_options(command):
-    """Adds the options of vidsynth.runtime.options.GENERATE_OPTIONS (shared with the
-    torch-free `python -m vidsynth.runtime.ort`)."""
-    from vidsynth.runtime.options import GENERATE_OPTIONS
+def _request_options(command):
+    """One click option per GenerateRequest field that has command-line help: the request
+    declares each option (default, help, metavar) once."""
+    from vidsynth.runtime.request import GenerateRequest
 
-    for option in reversed(GENERATE_OPTIONS):
+    hints = typing.get_type_hints(GenerateRequest)
+    for spec in reversed(fields(GenerateRequest)):
+        if "help" not in spec.metadata:
+            continue
+        kind = next(t for t in typing.get_args(hints[spec.name]) or (hints[spec.name],) if t is not type(None))
         command = click.option(
-            option.flag, option.dest, type=option.type, default=option.default, metavar=option.metavar,
-            help=option.help, show_default=option.default is not None,
+            "--" + spec.name.replace("_", "-"), spec.name, type=kind, default=spec.default,
+            metavar=spec.metadata["metavar"], help=spec.metadata["help"], show_default=spec.default is not None,
         )(command)
     return command
 
 
 @cli.command("generate")
-@_generate_options
+@_request_options
 def generate_command(**values) -> None:
     """Make videos (video_000.mp4, ... or one sheet.png) from weights or export artifacts.
 
@@ -155,7 +170,8 @@ def generate_command(**values) -> None:
 
 @cli.command("bench")
 @click.option("--quick", is_flag=True, help="Small shapes and few repeats: a smoke run in under a minute.")
-@click.option("--out", default="bench/results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
+@click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
+@click.option("--force", is_flag=True, help="Replace results already in --out.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
 @click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized. Default: all (--quick: all but torch.compile).")
 @click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
@@ -163,26 +179,20 @@ def generate_command(**values) -> None:
 @click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")
 @click.option("--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32.")
 @click.option("--frames", "frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256.")
-@click.option("--pause-pid-file", type=click.Path(dir_okay=False), help="Pause (SIGSTOP) the process whose PID this file holds while measuring; it is always continued afterwards.")
-@click.option("--wait-quiet", "wait_quiet_s", default=0.0, show_default=True, type=float, help="Wait up to this many seconds for other processes to go (nearly) idle before measuring.")
-def bench_command(quick, out, weights, backends, precisions, device, threads, batches, frames, pause_pid_file, wait_quiet_s) -> None:
+def bench_command(quick, out, force, weights, backends, precisions, device, threads, batches, frames) -> None:
     """Time every backend against the reference code and the machine's matmul peak."""
-    try:
-        from bench.run import run_benchmark
-    except ImportError as exc:
-        raise click.ClickException(f"the benchmark code is not importable ({exc}); run from a source checkout: pip install -e '.[bench]'") from None
+    from vidsynth.bench.run import run_benchmark
 
     run_benchmark(
         weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions or None, device=device,
-        threads=threads, batches=batches or None, frames=frames or None, pause_pid_file=pause_pid_file,
-        wait_quiet_s=wait_quiet_s, log=click.echo,
+        threads=threads, batches=batches or None, frames=frames or None, force=force, log=click.echo,
     )
 
 
 @cli.command("serve")
 @click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
 @click.option("--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights.")
-@click.option("--backend", default=None, metavar="NAME", help="Any `generate` backend [default: as `generate` picks].")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--address", default=None, metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
 @click.option("--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster).")
@@ -214,7 +224,7 @@ def serve_command(weights, artifacts, backend, device, address, replicas, cpus_p
 @click.option("--count", required=True, type=int, help="Videos in the dataset (video i uses seed + i).")
 @click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
 @click.option("--artifacts", default=None, metavar="DIR", help="Export directory to run instead of weights.")
-@click.option("--backend", default=None, metavar="NAME", help="Any `generate` backend [default: as `generate` picks].")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of video 0.")
 @click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")

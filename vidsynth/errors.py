@@ -30,16 +30,14 @@ class DataError(VidsynthError):
 
 
 class InputError(VidsynthError):
-    """A bad argument value (frame count, batch size, output path, ...).
+    """A bad argument value (frame count, batch size, output path, ...). `fields` names the
+    request fields at fault, for callers that report per field (the HTTP server)."""
 
-    `fields` names the request fields at fault where they are known (GenerateRequest's
-    field names), so that a caller such as the HTTP server can point at them."""
-
-    def __init__(self, message: str, fields: "tuple[str, ...] | list[str]" = ()) -> None:
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.fields = tuple(fields)
 
-    def __reduce__(self):  # keep `fields` when pickled across processes
+    def __reduce__(self):  # keep `fields` when pickled across processes (Ray replicas)
         return (type(self), (str(self), self.fields))
 
 

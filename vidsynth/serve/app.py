@@ -7,6 +7,7 @@ runtime's (GenerateRequest.validate, sample_noise); this layer maps errors to st
 504 timed out. Every error body is JSON: {"error": message, "fields": [names]}."""
 
 import asyncio
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -101,6 +102,7 @@ def build_app(options: ServeOptions):
     """The Ray Serve application for `options` (validated first)."""
     options.validate()
     limits = options.limits
+    threads = max(1, round(options.cpus_per_replica))  # intra-op threads matched to the replica's CPUs
     model = serve.deployment(
         VideoModel,
         name="VideoModel",
@@ -108,7 +110,7 @@ def build_app(options: ServeOptions):
         ray_actor_options={"num_cpus": options.cpus_per_replica},
         max_ongoing_requests=limits.max_ongoing,
         max_queued_requests=limits.max_queued,
-    ).bind(options.model, limits, max(1, round(options.cpus_per_replica)))
+    ).bind(replace(options.model, threads=options.model.threads or threads), limits, threads)
     # The ingress only parses and forwards; it needs little CPU and must never be the queue
     # that grows without bound.
     ingress_capacity = options.replicas * limits.max_ongoing + limits.max_queued

@@ -49,7 +49,7 @@ class BatchJob:
         return GenerateRequest(
             artifacts=self.model.artifacts, weights=self.model.weights, backend=self.model.backend,
             device=self.model.device, seed=self.seed + index, num_videos=1, frames=self.frames, fps=self.fps,
-            format=fmt, category=self.category,
+            format=fmt, category=self.category, threads=self.model.threads or max(1, round(self.cpus_per_worker)),
         )
 
     def validate(self) -> "BatchJob":
@@ -101,7 +101,7 @@ class VideoMaker:
     """A Ray Data actor: opens the backend once, then turns batches of ids into files."""
 
     def __init__(self, job: BatchJob) -> None:
-        from vidsynth.runtime.backends import open_backend
+        from vidsynth.runtime.backend import open_backend
 
         self.job = job
         self.backend = open_backend(job.request(0))
@@ -110,7 +110,7 @@ class VideoMaker:
         import ray
 
         from vidsynth.noise import sample_noise
-        from vidsynth.runtime.memory import plan_generation
+        from vidsynth.runtime.plan import plan_generation
         from vidsynth.runtime.stream import stream_videos
         from vidsynth.runtime.writers import open_writer
         from vidsynth.serve.render import stack
@@ -180,7 +180,7 @@ def _default_workers(ray, cpus_per_worker: float) -> int:
 
 def run_batch(job: BatchJob, address: Optional[str] = None, echo: Callable[[str], None] = print) -> dict[int, dict]:
     """Makes the videos of `job` not made yet; returns the index records of all of them."""
-    from vidsynth.runtime.output import check_output_dir
+    from vidsynth.runtime.writers import check_output_dir
     from vidsynth.serve.deps import import_ray, import_ray_data
     from vidsynth.serve.server import start_ray
 

@@ -8,7 +8,7 @@ from math import prod
 from pathlib import Path
 from typing import Any, Optional
 
-from vidsynth.runtime.backends.base import Backend
+from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.request import GenerateRequest
 
 DEMO_PROVENANCE = {"source": "demo: seeded random weights, untrained"}

@@ -21,7 +21,7 @@ class VideoModel:
     returns its Rendered file, or raises the request's VidsynthError."""
 
     def __init__(self, server: GenerateRequest, limits: ServeLimits, threads: int) -> None:
-        from vidsynth.runtime.backends import open_backend
+        from vidsynth.runtime.backend import open_backend
         from vidsynth.serve.card import model_card
         from vidsynth.serve.render import shares_model_calls
 
@@ -65,7 +65,8 @@ class VideoModel:
 
 
 def _limit_threads(threads: int) -> None:
-    """One intra-op thread per CPU the replica was given, for torch and onnxruntime alike."""
+    """One intra-op thread per CPU the replica was given: torch here, onnxruntime and
+    openvino through GenerateRequest.threads."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         import torch

@@ -16,8 +16,8 @@ import numpy as np
 
 from vidsynth.errors import InputError, VidsynthError
 from vidsynth.noise import Noise, sample_noise
-from vidsynth.runtime.backends.base import Backend
-from vidsynth.runtime.memory import plan_generation
+from vidsynth.runtime.backend import Backend
+from vidsynth.runtime.plan import plan_generation
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.stream import stream_videos
 from vidsynth.runtime.writers import VideoWriter, open_writer
