@@ -111,9 +111,10 @@ def build_app(options: ServeOptions):
         max_ongoing_requests=limits.max_ongoing,
         max_queued_requests=limits.max_queued,
     ).bind(replace(options.model, threads=options.model.threads or threads), limits, threads)
-    # The ingress only parses and forwards; it needs little CPU and must never be the queue
-    # that grows without bound.
-    ingress_capacity = options.replicas * limits.max_ongoing + limits.max_queued
+    # The ingress only parses and forwards, so it takes little CPU and holds many requests:
+    # the bounded queue that answers 503 in JSON is the model's. Past the ingress's own bound
+    # (far beyond it), Ray's proxy answers 503 in plain text.
+    ingress_capacity = max(100, 4 * (options.replicas * limits.max_ongoing + limits.max_queued))
     return Ingress.options(
         ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=ingress_capacity, max_queued_requests=ingress_capacity
     ).bind(model, options)
