@@ -14,3 +14,7 @@ def test_two_node_cluster():
 
 def test_web_page_in_chromium():
     run_scenarios("browser_cases.py", timeout_s=900)
+
+
+def test_serve_command_stops_cleanly():
+    run_scenarios("ray_cli_cases.py", timeout_s=900)

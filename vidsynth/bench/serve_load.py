@@ -4,8 +4,8 @@
 
 (Ray 2.60 rewrites 127.0.0.1 to the host's address; a private network namespace keeps every
 connection on loopback. Run as root.) Each scenario runs in its own process:
-- offline: `generate_videos` making N videos in one run (model + mp4 encoding), and the bare
-  model at batch 8, on the same CPUs;
+- offline: the runtime's generate pipeline (model + mp4 encoding, backend already open)
+  making N videos in one run, and the bare model at batch 8, on the same CPUs;
 - 1 replica with every CPU, 2 replicas with half each, and 2 replicas on a simulated 2-node
   cluster: N requests (16-frame mp4, distinct seeds) at C concurrent, after a warm-up.
 Writes results.json and results.md (requests/s, p50/p99 latency, CPU use, load average).
@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -41,10 +40,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def offline(args) -> dict:
+    """The same backend on the same CPUs without a server: the bare model at batch 8, and
+    the runtime's pipeline (noise, model calls, mp4 encoding: what `generate` runs once its
+    backend is open) making all N videos in one run."""
     from vidsynth.noise import sample_noise
     from vidsynth.runtime.backend import open_backend
-    from vidsynth.runtime.generate import generate_videos
     from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.render import render_requests
 
     request = GenerateRequest(weights=args.weights, backend=args.backend, device="cpu", threads=os.cpu_count() or 1,
                               frames=args.frames, num_videos=args.requests)
@@ -56,13 +58,12 @@ def offline(args) -> dict:
         started = time.perf_counter()
         backend.generate(noise, args.frames)
         times.append(time.perf_counter() - started)
-    with tempfile.TemporaryDirectory() as out:
-        generate_videos(replace(request, out=out, num_videos=8))  # warm-up
-        busy0, total0 = cpu_busy()
-        started = time.perf_counter()
-        generate_videos(replace(request, out=out + "/run"))
-        wall = time.perf_counter() - started
-        busy1, total1 = cpu_busy()
+    render_requests(backend, [replace(request, num_videos=8)], share_calls=False)  # warm-up
+    busy0, total0 = cpu_busy()
+    started = time.perf_counter()
+    render_requests(backend, [request], share_calls=False)
+    wall = time.perf_counter() - started
+    busy1, total1 = cpu_busy()
     return {
         "scenario": "offline", "backend": backend.name, "detail": backend.detail,
         "model_videos_per_s_batch8": round(8 / statistics.median(times), 2),
@@ -151,7 +152,7 @@ def write_report(results: list[dict], out: Path, args) -> None:
         f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend {args.backend}.", "",
     ]
     if base:
-        lines += [f"Offline: {base['generate_videos_per_s']} videos/s through `generate_videos` (model + mp4), "
+        lines += [f"Offline: {base['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, backend open), "
                   f"{base['model_videos_per_s_batch8']} videos/s for the bare model at batch 8 ({base['detail']}).", ""]
     lines += ["| scenario | replicas x CPUs | ok | requests/s | vs offline generate | p50 s | p99 s | p99/p50 | mean batch | CPU use |",
               "|---|---|---|---|---|---|---|---|---|---|"]

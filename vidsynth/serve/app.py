@@ -81,6 +81,8 @@ class Ingress:
             if isinstance(cause, InputError):
                 return error_response(422, str(cause), cause.fields)
             return error_response(500, str(cause))
+        except Exception as exc:  # a replica that died or a bug: still one JSON answer
+            return error_response(500, f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return Response(
             rendered.data,
             media_type=rendered.media_type,
