@@ -155,3 +155,20 @@ def test_a_batch_job_checks_its_options_before_any_work():
 def test_bad_command_options_fail_before_ray_starts(args, message):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0 and message in result.output
+
+
+def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend, weights, tmp_path):
+    from vidsynth.export.artifacts import export_weights
+    from vidsynth.serve.card import model_card
+    from vidsynth.weights import load_model
+    from vidsynth.weights.format import parameter_count
+
+    card = model_card(GenerateRequest(weights=weights), backend)
+    assert card["parameters"] == parameter_count(load_model(weights))
+    assert card["provenance"]["source"] == "test weights" and card["config"]["ngf"] == 8
+    assert (card["backend"], card["device"]) == ("onnxruntime", "cpu")
+    default = model_card(GenerateRequest(), backend)
+    assert default["parameters"] == parameter_count(load_model()) and default["provenance"]["training_data"]["clips"] == 72
+    export_weights(weights, tmp_path / "artifacts", formats=("onnx",))
+    exported = model_card(GenerateRequest(artifacts=str(tmp_path / "artifacts")), backend)
+    assert exported["provenance"]["dtype"] == "fp32" and "export artifacts" in exported["provenance"]["source"]

@@ -22,12 +22,17 @@ def _weights_dir(server: GenerateRequest) -> Optional[Path]:
     return DEFAULT_WEIGHTS_DIR if server.weights in (None, "default") else Path(server.weights)
 
 
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # batch-norm state, not parameters
+
+
 def safetensors_parameters(path: Path) -> int:
-    """Number of values stored in a safetensors file, from its JSON header alone."""
+    """The model's parameter count from a safetensors file's JSON header alone (no torch)."""
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
-    return sum(prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    return sum(
+        prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__" and not name.endswith(BUFFERS)
+    )
 
 
 def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
