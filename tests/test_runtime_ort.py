@@ -135,16 +135,16 @@ def test_script_bad_input_is_one_error_line(made, tmp_path, args, fragment):
     result = torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", made.artifacts, "--device", "cpu",
                         "--out", str(out), *args)
     assert result.returncode == 1 and result.stdout == ""
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("--backend auto chose ")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
     assert not out.exists()
 
 
 def test_script_names_torch_when_weights_need_it_and_refuses_tampered_artifacts(made, tmp_path):
     result = torch_free(made, "-m", "vidsynth.runtime.ort", "--out", str(tmp_path / "out"))
-    error = result.stderr.strip()
-    assert result.returncode == 1 and len(error.splitlines()) == 1, error
-    assert error.startswith("Error: the eager backend cannot start (No module named 'torch'") and "pip install torch" in error
+    chose, error = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and chose.startswith("--backend auto chose optimized: weights")
+    assert error.startswith("Error: the optimized backend cannot start (No module named 'torch'") and "pip install torch" in error
     import shutil
 
     tampered = tmp_path / "tampered"
@@ -153,7 +153,7 @@ def test_script_names_torch_when_weights_need_it_and_refuses_tampered_artifacts(
         handle.write(b"\0")
     result = torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", str(tampered), "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "generator_chunk.onnx" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr.strip().splitlines()) == 2  # what auto chose, then the one error
     assert not (tmp_path / "out").exists()
 
 

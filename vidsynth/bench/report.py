@@ -113,6 +113,12 @@ def _summary_shape(results: dict) -> tuple[int, int]:
     return max(shapes, key=lambda s: s[0] * s[1]) if shapes else SUMMARY_SHAPE
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table after a blank line and its title; the first column left-aligned."""
+    lines = ["", title, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown(results: dict, plot: str | None = None) -> str:
     machine = results["machine"]
     limit = results["limit"]["matmul"]
@@ -177,23 +183,21 @@ def markdown(results: dict, plot: str | None = None) -> str:
     lines.append("¹ one timed call (large shapes get fewer repeats to fit the run's time budget).")
     motion = results.get("motion") or {}
     if motion:
-        lines.append("")
-        lines.append(f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:")
-        lines.append("")
-        lines.append("| motion backend | µs per step | max abs diff vs eager |")
-        lines.append("|---|---:|---:|")
         errors = motion.get("max_abs_err_vs_eager", {})
-        for name, us in motion["us_per_step"].items():
-            lines.append(f"| {name} | {us:.2f} | {_fmt(errors.get(name), 1) if errors.get(name) is None else f'{errors[name]:.1e}'} |")
+        lines += _table(
+            f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:",
+            ["motion backend", "µs per step", "max abs diff vs eager"],
+            [[name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+             for name, us in motion["us_per_step"].items()],
+        )
     levers = results.get("levers") or {}
     if levers:
-        lines.append("")
-        lines.append(f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):")
-        lines.append("")
-        lines.append("| lever | ms | GFLOP/s | % of matmul peak | max abs diff vs eager |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for r in levers["rows"]:
-            lines.append(f"| {r['lever']} | {r['p50_ms']:,.0f} | {r['gflop_per_s']:,.0f} | {100 * r['peak_fraction']:.0f} | {r['max_abs_err_vs_eager']:.1e} |")
+        lines += _table(
+            f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):",
+            ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
+            [[r["lever"], f"{r['p50_ms']:,.0f}", f"{r['gflop_per_s']:,.0f}", f"{100 * r['peak_fraction']:.0f}",
+              f"{r['max_abs_err_vs_eager']:.1e}"] for r in levers["rows"]],
+        )
     if results.get("skipped"):
         lines.append("")
         lines.append("Not measured:")

@@ -100,29 +100,24 @@ def _video_spec(config: ModelConfig) -> TensorSpec:
     return TensorSpec("video", "float32", (BATCH, FRAMES, config.nc, size, size))
 
 
-def _category_specs(config: ModelConfig) -> tuple[TensorSpec, ...]:
-    return (TensorSpec("category", "int64", (BATCH,)),) if config.n_categories > 0 else ()
+def _inputs(config: ModelConfig, recurrent: TensorSpec) -> tuple[TensorSpec, ...]:
+    """z_content, the recurrence's input (z_motion or a carried state), n_frames [, category]."""
+    content = TensorSpec("z_content", "float32", (BATCH, config.d_content))
+    category = (TensorSpec("category", "int64", (BATCH,)),) if config.n_categories > 0 else ()
+    return (content, recurrent, TensorSpec("n_frames", "int64", ())) + category
 
 
 def generator_contract(config: ModelConfig) -> ExportContract:
     """generator.onnx and generator.pt's forward: one whole video per call."""
-    inputs = (
-        TensorSpec("z_content", "float32", (BATCH, config.d_content)),
-        TensorSpec("z_motion", "float32", (BATCH, config.d_motion)),
-        TensorSpec("n_frames", "int64", ()),
-    ) + _category_specs(config)
+    inputs = _inputs(config, TensorSpec("z_motion", "float32", (BATCH, config.d_motion)))
     return ExportContract(inputs, (_video_spec(config),))
 
 
 def chunk_contract(config: ModelConfig) -> ExportContract:
     """generator_chunk.onnx: the next n_frames frames from a carried recurrent state."""
-    inputs = (
-        TensorSpec("z_content", "float32", (BATCH, config.d_content)),
-        TensorSpec("state", "float32", (BATCH, config.state_size)),
-        TensorSpec("n_frames", "int64", ()),
-    ) + _category_specs(config)
+    state = TensorSpec("state", "float32", (BATCH, config.state_size))
     outputs = (_video_spec(config), TensorSpec("state_out", "float32", (BATCH, config.state_size)))
-    return ExportContract(inputs, outputs)
+    return ExportContract(_inputs(config, state), outputs)
 
 
 def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:
