@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -25,8 +27,8 @@ class VideoModel:
         from vidsynth.serve.card import model_card
         from vidsynth.serve.render import shares_model_calls
 
-        _limit_threads(threads)
         self.backend = open_backend(server)
+        _limit_torch_threads(threads)
         self.share_calls = shares_model_calls(self.backend)
         self.card = {**model_card(server, self.backend), "threads": threads, "shares_model_calls": self.share_calls}
         self._batch.set_max_batch_size(limits.max_batch)
@@ -53,23 +55,17 @@ class VideoModel:
         # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
         outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
         replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
-        shared = {}
-        for request in requests:
-            key = (request.frames, request.chunk_frames)
-            shared[key] = shared.get(key, 0) + 1
+        shapes = Counter((r.frames, r.chunk_frames) for r in requests)  # what render_requests grouped
         return [
-            replace(o, replica=replica, batch=shared[(r.frames, r.chunk_frames)] if self.share_calls else 1)
+            replace(o, replica=replica, batch=shapes[(r.frames, r.chunk_frames)] if self.share_calls else 1)
             if isinstance(o, Rendered) else o
             for o, r in zip(outcomes, requests)
         ]
 
 
-def _limit_threads(threads: int) -> None:
-    """One intra-op thread per CPU the replica was given: torch here, onnxruntime and
-    openvino through GenerateRequest.threads."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
+def _limit_torch_threads(threads: int) -> None:
+    """One intra-op thread per CPU the replica was given. onnxruntime and openvino take it
+    from GenerateRequest.threads; torch, when a backend loaded it, is process-wide."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)

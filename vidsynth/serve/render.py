@@ -68,7 +68,10 @@ def prepare(backend: Backend, request: GenerateRequest) -> Noise:
     config = backend.config
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
     try:
-        plan_generation(config, request.num_videos, request.frames, request.format, request.chunk_frames)
+        plan_generation(
+            config, request.num_videos, request.frames, request.format, request.chunk_frames,
+            device_available=backend.device_memory_available(),
+        )
     except InputError as exc:
         raise InputError(str(exc), fields=["frames", "num_videos"]) from None
     return noise
@@ -98,7 +101,9 @@ def _render_together(backend: Backend, requests: list[GenerateRequest], noises: 
     # A lone request is planned as `generate` plans it; a shared batch keeps mp4's bound on
     # open encoders whatever its formats.
     fmt = first.format if len(requests) == 1 else "mp4"
-    plan = plan_generation(backend.config, total, first.frames, fmt, first.chunk_frames)
+    plan = plan_generation(
+        backend.config, total, first.frames, fmt, first.chunk_frames, device_available=backend.device_memory_available()
+    )
     with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
         writers = []
         for number, request in enumerate(requests):
