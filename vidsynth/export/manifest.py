@@ -2,7 +2,6 @@
 Runtime script can read and verify exports without torch."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -10,6 +9,7 @@ import stat
 from pathlib import Path
 from typing import Any, Optional
 
+from vidsynth.checksums import sha256_file
 from vidsynth.errors import RuntimeBackendError, VidsynthError
 from vidsynth.export.contract import GRAPH_REWRITES, MANIFEST_FILE
 from vidsynth.files import read_small_file
@@ -23,14 +23,6 @@ MAX_FILES = 64
 # A plain file name inside the export directory: no separators, no "..", no hidden names.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_record(path: str | os.PathLike) -> dict[str, Any]:
