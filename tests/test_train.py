@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from vidsynth.checksums import SUMS_FILE
 from vidsynth.cli import cli
 from vidsynth.errors import DataError, InputError, RuntimeBackendError
 from vidsynth.train.config import TrainConfig
@@ -327,7 +328,7 @@ def test_resume_of_a_checkpoint_that_holds_its_losses(tmp_path):
     state = _state(tmp_path / "old")
     state["losses"] = [[row[name] for name in row if name != "step"] for row in rows]
     (tmp_path / "old" / "checkpoint" / "state.json").write_text(json.dumps(state))
-    (tmp_path / "old" / "checkpoint" / "SHA256SUMS").unlink()  # nor did they record checksums
+    (tmp_path / "old" / "checkpoint" / SUMS_FILE).unlink()  # older checkpoints had no checksums either
     (tmp_path / "old" / LOSS_LOG).unlink()
     train(config, tmp_path / "old", resume=True, progress=False)
     assert read_losses(tmp_path / "old") == read_losses(tmp_path / "whole")
