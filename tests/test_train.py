@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from vidsynth.checksums import SUMS_FILE
 from vidsynth.cli import cli
-from vidsynth.errors import DataError, InputError
+from vidsynth.errors import DataError, InputError, RuntimeBackendError
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import load_folder, read_clip, sniff_format, synthetic_dataset
-from vidsynth.train.loop import build_trainer, export_run, train, train_step
+from vidsynth.train.loop import build_trainer, export_run, resolve_device, train, train_step
 from vidsynth.train.loss_log import LOSS_LOG, read_losses
 from vidsynth.train.options import DRY_RUN_STEPS, TrainCommand, config_from_options
 from vidsynth.train.sampler import ClipSampler
@@ -260,6 +260,15 @@ def test_bad_settings_are_collected_in_one_error():
 def test_bad_setting_types_and_values_name_the_field(changes, message):
     with pytest.raises(InputError, match=message):
         TrainConfig(**{**dict(data=None, dry_run=True), **changes})
+
+
+def test_devices_are_the_runtimes_choices():
+    with pytest.raises(InputError, match="unknown device 'tpu'; expected one of: cpu, cuda, auto"):
+        TrainConfig(data=None, dry_run=True, device="tpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeBackendError, match="--device cuda is not usable: torch sees no CUDA GPU"):
+            resolve_device("cuda")
 
 
 def _train_params(args: list[str]) -> dict:

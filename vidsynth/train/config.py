@@ -12,8 +12,7 @@ from typing import Any, Optional
 
 from vidsynth.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
 from vidsynth.errors import InputError, choice_error
-
-DEVICES = ("cpu", "cuda")
+from vidsynth.runtime.backend import DEVICES
 
 
 def setting(default: Any = None, help: Optional[str] = None, *, flag: Optional[str] = None,
@@ -55,7 +54,7 @@ class TrainConfig:
     freeze_motion_norm: bool = setting(
         True, "Normalise motion codes with per-step batch statistics in training (deployment cannot).",
         flag="--per-step-motion-norm")
-    device: str = setting("cpu", f"{' or '.join(DEVICES)}.")
+    device: str = setting("cpu", f"{', '.join(DEVICES)} (auto: cuda when torch sees a GPU).")
     bf16: bool = setting(False, "bfloat16 autocast of the image generator and critics (the motion RNN stays fp32).")
     seed: int = setting(0, "Seed of every random draw of the run.")
     checkpoint_every: int = setting(250, "Steps between checkpoints (and at the end).")

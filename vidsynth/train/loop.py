@@ -33,6 +33,7 @@ from torch import Tensor
 
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.models import VideoGenerator, build_model, seeded_init
+from vidsynth.runtime.backend import choose_device
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
@@ -77,9 +78,8 @@ class Trainer:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeBackendError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(name)
+    """The run's device, chosen as the runtime chooses (`auto`: CUDA when torch sees a GPU)."""
+    return torch.device(choose_device(name, torch.cuda.is_available(), "torch sees no CUDA GPU").name)
 
 
 def build_trainer(config: TrainConfig, n_categories: int) -> Trainer:

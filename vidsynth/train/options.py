@@ -6,7 +6,7 @@ Torch-free: the CLI imports it to build its commands.
 from __future__ import annotations
 
 import shlex
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from typing import Any
 
 import click
@@ -62,9 +62,8 @@ def config_options() -> list[click.Option]:
             options.append(click.Option([flag, f.name], type=int, help=f"{help_text} [default: {default}]"))
         else:
             kind = click.Path(file_okay=False) if f.metadata["directory"] else kind
-            show = f.default is not None and f.default is not MISSING
-            options.append(click.Option([flag, f.name], type=kind, default=f.default, show_default=show,
-                                        help=help_text))
+            options.append(click.Option([flag, f.name], type=kind, default=f.default,
+                                        show_default=f.default is not None, help=help_text))
     return options
 
 
