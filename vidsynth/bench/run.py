@@ -58,7 +58,7 @@ class Schedule:
 
 FULL = Schedule((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16), 512, 3)
 QUICK = Schedule((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4), 8, 1)
-QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "optimized")
+QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "openvino", "optimized")
 QUICK_PRECISIONS = ("fp32", "bf16")
 
 

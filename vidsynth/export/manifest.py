@@ -2,7 +2,6 @@
 Runtime script can read and verify exports without torch."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -10,9 +9,11 @@ import stat
 from pathlib import Path
 from typing import Any, Optional
 
+from vidsynth.checksums import sha256_file
 from vidsynth.errors import RuntimeBackendError, VidsynthError
-from vidsynth.export.contract import MANIFEST_FILE
+from vidsynth.export.contract import GRAPH_REWRITES, MANIFEST_FILE
 from vidsynth.files import read_small_file
+from vidsynth.version import __version__
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "dtype", "inputs", "outputs", "files")
@@ -22,14 +23,6 @@ MAX_FILES = 64
 # A plain file name inside the export directory: no separators, no "..", no hidden names.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -77,10 +70,7 @@ def check_structure(manifest: Any, path: Path) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise RuntimeBackendError(f"{path} lacks the keys {missing}")
-    version = manifest["format_version"]
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        shown = repr(version) if isinstance(version, int) and abs(version) < 10**6 else "an unknown version"
-        raise RuntimeBackendError(f"{path} has format_version {shown}; this vidsynth reads version {FORMAT_VERSION}")
+    check_readable(manifest, path)
     problems = []
     if not isinstance(manifest["config"], dict):
         problems.append("config is not an object")
@@ -113,6 +103,30 @@ def _file_entry_problem(name: str, record: Any) -> Optional[str]:
     if not isinstance(digest, str) or not _SHA256.match(digest):
         return f"{name}: sha256 is not 64 lowercase hex digits"
     return None
+
+
+def check_readable(manifest: dict[str, Any], path: Path) -> None:
+    """Refuses a manifest this vidsynth cannot honour: a newer format, or graphs carrying a
+    rewrite it does not know (naming the versions of both sides)."""
+    written_by = f"vidsynth {str(manifest.get('vidsynth_version', '(unknown version)'))[:40]}"
+    version = manifest["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 10**6:
+        shown = repr(version) if isinstance(version, (int, float)) and abs(version) < 10**6 else "an unknown version"
+        raise RuntimeBackendError(f"{path} has format_version {shown}; expected a positive integer")
+    if version > FORMAT_VERSION:
+        raise RuntimeBackendError(
+            f"{path} was written by {written_by} in format_version {version}; this vidsynth {__version__} reads "
+            f"format_version {FORMAT_VERSION} and older: upgrade vidsynth, or export again with this one"
+        )
+    rewrites = manifest.get("rewrites", [])
+    if not isinstance(rewrites, list) or not all(isinstance(name, str) for name in rewrites):
+        raise RuntimeBackendError(f"{path} has rewrites {rewrites!r}; expected a list of names")
+    unknown = [name for name in rewrites if name not in GRAPH_REWRITES]
+    if unknown:
+        raise RuntimeBackendError(
+            f"{path} lists graph rewrites {unknown} unknown to this vidsynth {__version__} (written by {written_by}); "
+            f"known: {', '.join(GRAPH_REWRITES)}: upgrade vidsynth, or export again with --no-optimize"
+        )
 
 
 def verify_file(path: Path, record: dict[str, Any]) -> None:

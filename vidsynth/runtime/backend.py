@@ -23,7 +23,7 @@ from vidsynth.config import ModelConfig
 from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
 from vidsynth.export.contract import MANIFEST_FILE
 from vidsynth.noise import Noise
-from vidsynth.optional import ONNXRUNTIME_HINT
+from vidsynth.optional import ONNXRUNTIME_HINT, OPENVINO_HINT
 
 if TYPE_CHECKING:
     from vidsynth.runtime.request import GenerateRequest
@@ -42,6 +42,7 @@ class BackendSpec:
 
 _TORCH = "vidsynth.runtime.torch_backends"
 _ORT = "vidsynth.runtime.onnxruntime_backend"
+_OPENVINO = "vidsynth.runtime.openvino_backend"
 _TORCH_INSTALL = "pip install torch (the CPU build: pip install torch==2.13.0)"
 REGISTRY: dict[str, BackendSpec] = {
     "eager": BackendSpec(_TORCH, "open_eager", False, _TORCH_INSTALL),
@@ -49,6 +50,7 @@ REGISTRY: dict[str, BackendSpec] = {
     "optimized-bf16": BackendSpec(_TORCH, "open_optimized", False, _TORCH_INSTALL),
     "torchscript": BackendSpec(_TORCH, "open_torchscript", True, _TORCH_INSTALL),
     "onnxruntime": BackendSpec(_ORT, "open_onnxruntime", True, ONNXRUNTIME_HINT),
+    "openvino": BackendSpec(_OPENVINO, "open_openvino", True, OPENVINO_HINT),
 }
 AUTO = "auto"  # the fastest backend for this machine and source (runtime/hardware.py)
 BACKENDS = (AUTO, *REGISTRY)
