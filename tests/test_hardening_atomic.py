@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import vidsynth.atomic as atomic
-from vidsynth.atomic import atomic_directory, current_umask, sweep_stale
+from vidsynth.atomic import current_umask, sweep_stale
 from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
 from vidsynth.errors import InputError, StorageError

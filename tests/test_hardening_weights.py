@@ -24,7 +24,6 @@ from vidsynth.errors import InputError, StorageError, WeightsError
 from vidsynth.models import build_model
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.loop import train
-from vidsynth.weights import load_model
 from vidsynth.weights.format import load_weights, save_weights
 from vidsynth.weights.legacy import import_legacy
 

@@ -74,7 +74,7 @@ class OnnxRuntimeBackend(Backend):
         self.config = artifacts.config
         self.device = device
         self._ort_device = "cuda" if device == "cuda" else "cpu"
-        from vidsynth.runtime.crosscheck import check_onnx_session
+        from vidsynth.runtime.backend import check_onnx_session
 
         video_path = artifacts.path(ONNX_FILE, "onnx")
         self.video_session = _open_session(video_path, device, generator_contract(self.config), threads)

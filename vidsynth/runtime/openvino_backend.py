@@ -49,11 +49,17 @@ class _Graph:
 
     def __init__(self, path: Path, contract: ExportContract, threads: int) -> None:
         self.compiled = compile_graph(path, threads)
-        got_in = [port.get_any_name() for port in self.compiled.inputs]
-        got_out = [port.get_any_name() for port in self.compiled.outputs]
-        if got_in != contract.input_names or got_out != contract.output_names:
+        # A port can carry several tensor names (an input read straight by a Slice also takes
+        # the Slice's output name), so each contract name must be among its port's names.
+        got_in = [port.get_names() for port in self.compiled.inputs]
+        got_out = [port.get_names() for port in self.compiled.outputs]
+        fits = all(
+            len(got) == len(want) and all(name in names for name, names in zip(want, got))
+            for got, want in ((got_in, contract.input_names), (got_out, contract.output_names))
+        )
+        if not fits:
             raise RuntimeBackendError(
-                f"{path} has inputs {got_in} and outputs {got_out}; "
+                f"{path} has inputs {[sorted(n) for n in got_in]} and outputs {[sorted(n) for n in got_out]}; "
                 f"expected {contract.input_names} and {contract.output_names}"
             )
         self.outputs = contract.output_names

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from vidsynth.errors import InputError
 from vidsynth.noise import Noise
 from vidsynth.runtime.backend import Backend
-from vidsynth.runtime.crosscheck import check_video_shape
+from vidsynth.runtime.backend import check_video_shape
 from vidsynth.runtime.plan import Plan
 from vidsynth.runtime.writers import VideoWriter
 

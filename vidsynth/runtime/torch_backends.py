@@ -107,7 +107,7 @@ def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
     device = _chosen(request, notify)
     if request.artifacts is not None:
         from vidsynth.export.torchscript_ops import load_checked
-        from vidsynth.runtime.crosscheck import check_graph_config
+        from vidsynth.runtime.backend import check_graph_config
 
         exported = Artifacts(request.artifacts)
         if device == "cpu" and exported.manifest.get("dtype") == "bf16":

@@ -1,28 +1,24 @@
-"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet, and the output
-directory they land in.
+"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet.
 
 Writers take frames as they are made, batch by batch and chunk by chunk, so an mp4 of any
-length streams to its encoder. They write into a hidden staging directory inside the output
-directory; the finished files are renamed into place only when every one of them is complete,
-so a failure leaves nothing half-written (and leaves files from earlier runs untouched).
-Torch-free (imageio, imageio-ffmpeg).
+length streams to its encoder. They write into the staging directory that output.py commits
+all or nothing. Torch-free (imageio, imageio-ffmpeg).
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from vidsynth.errors import InputError, choice_error
-from vidsynth.runtime.timing import gif_frame_ms
 
 SHEET_NAME = "sheet.png"
+
+
+def gif_frame_ms(fps: float) -> int:
+    """The delay per gif frame: 1000/fps rounded to the nearest 10 ms, at least 10 ms."""
+    return 10 * max(1, round(100.0 / fps))
 
 
 def video_name(index: int, fmt: str) -> str:
@@ -157,71 +153,3 @@ def open_writer(fmt: str, directory: Path, n_videos: int, n_frames: int, fps: fl
     if fmt not in WRITERS:
         raise choice_error(InputError, "format", fmt, sorted(WRITERS))
     return WRITERS[fmt](directory, n_videos, n_frames, fps, size)
-
-
-def check_output_dir(directory: Path) -> None:
-    """Fails early, before any work, when `directory` cannot hold the output."""
-    directory = Path(directory)
-    if directory.exists():
-        if not directory.is_dir():
-            raise InputError(f"output {directory} exists and is not a directory")
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise InputError(f"output directory {directory} is not writable")
-        return
-    ancestor = directory.resolve().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise InputError(f"cannot create output directory {directory}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"cannot create output directory {directory}: {ancestor} is not writable")
-
-
-def _missing_dirs(directory: Path) -> list[Path]:
-    """The directories that must be made for `directory` to exist, deepest first."""
-    missing = []
-    path = directory.resolve()
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-@contextmanager
-def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
-    """Yields (staging directory, names list). On success the files named in the list are
-    moved from staging into `directory`, all or none (vidsynth.runtime.commit), under a lock
-    that keeps other runs out of `directory`; on failure staging is removed, and so is
-    `directory` if this call created it."""
-    from vidsynth.atomic import is_disk_full
-    from vidsynth.errors import StorageError
-    from vidsynth.runtime.commit import STAGING_PREFIX, commit_files, locked_directory, sweep_staging
-
-    directory = Path(directory)
-    check_output_dir(directory)
-    created = _missing_dirs(directory)
-    if created:
-        try:
-            directory.mkdir(parents=True)
-        except OSError as exc:
-            raise InputError(f"cannot create output directory {directory}: {exc.strerror}") from None
-    staging = None
-    try:
-        with locked_directory(directory):
-            sweep_staging(directory)
-            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=directory))
-            names: list[str] = []
-            yield staging, names
-            commit_files(staging, directory, names)
-    except BaseException as exc:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        for made in created:  # deepest first; only while still empty
-            try:
-                made.rmdir()
-            except OSError:
-                break
-        if is_disk_full(exc) and not isinstance(exc, StorageError):
-            raise StorageError(f"no space left on the device while writing into {directory}; nothing was written") from None
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
