@@ -44,16 +44,21 @@ def compile_graph(path: str | os.PathLike, threads: int = 0) -> Any:
         raise RuntimeBackendError(f"OpenVINO cannot compile {path}: {str(exc).strip().splitlines()[0]}") from None
 
 
+def _named(ports: list[set[str]], names: list[str]) -> bool:
+    return len(ports) == len(names) and all(name in port for port, name in zip(ports, names))
+
+
 class _Graph:
     """One compiled graph with its infer request, checked against the contract's signature."""
 
     def __init__(self, path: Path, contract: ExportContract, threads: int) -> None:
         self.compiled = compile_graph(path, threads)
-        got_in = [port.get_any_name() for port in self.compiled.inputs]
-        got_out = [port.get_any_name() for port in self.compiled.outputs]
-        if got_in != contract.input_names or got_out != contract.output_names:
+        # A port may carry several tensor names (an input is also the name of what reads it).
+        got_in = [port.get_names() for port in self.compiled.inputs]
+        got_out = [port.get_names() for port in self.compiled.outputs]
+        if not _named(got_in, contract.input_names) or not _named(got_out, contract.output_names):
             raise RuntimeBackendError(
-                f"{path} has inputs {got_in} and outputs {got_out}; "
+                f"{path} has inputs {[sorted(n) for n in got_in]} and outputs {[sorted(n) for n in got_out]}; "
                 f"expected {contract.input_names} and {contract.output_names}"
             )
         self.outputs = contract.output_names
