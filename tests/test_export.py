@@ -151,7 +151,7 @@ def test_eager_torchscript_onnxruntime_agree(exported, batch, n_frames):
     assert max_abs(eager, ort_video) <= ATOL
 
 
-@pytest.mark.parametrize("batch,n_frames", list(itertools.product(BATCHES, FRAMES)))
+@pytest.mark.parametrize("batch,n_frames", SHAPES)
 def test_openvino_agrees_with_eager(exported, batch, n_frames):
     noise = sample_noise(exported.model.config, batch, seed=1000 * batch + n_frames)
     eager = exported.eager(noise, n_frames)
@@ -160,7 +160,7 @@ def test_openvino_agrees_with_eager(exported, batch, n_frames):
     assert max_abs(eager, video) <= ATOL
 
 
-@pytest.mark.parametrize("batch,n_frames", [(1, 1), (3, 37), (8, 100)])
+@pytest.mark.parametrize("batch,n_frames", SHAPES)
 def test_literal_graphs_agree_on_both_runtimes(literal_export, batch, n_frames):
     assert literal_export.manifest["rewrites"] == []
     noise = sample_noise(literal_export.model.config, batch, seed=1000 * batch + n_frames)
