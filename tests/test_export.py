@@ -115,7 +115,7 @@ def exported(request, tmp_path_factory):
 
 
 # --no-optimize: one family per cell and motion mode, the sizes alternating
-LITERAL_FAMILIES = [family for family in FAMILIES if (family["cell"] == "lstm") == (family["image_size"] == 64)]
+LITERAL_FAMILIES = [family for family in FAMILIES if (family["cell"] == "lstm") == (family["image_size"] == 96)]
 
 
 @pytest.fixture(scope="module", params=LITERAL_FAMILIES, ids=family_id)

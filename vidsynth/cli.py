@@ -5,20 +5,29 @@ import json
 import typing
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, Optional
 
 import click
 
 from vidsynth.errors import VidsynthError
+from vidsynth.train.options import TrainCommand, command_line, config_from_options
 
 
 class _Group(click.Group):
-    """Turns any VidsynthError into one `Error: ...` line and exit status 1."""
+    """Turns any VidsynthError into one `Error: ...` line and exit status 1; SIGTERM cleans up
+    like Ctrl-C and exits 143."""
 
     def invoke(self, ctx: click.Context):
+        from vidsynth.signals import EXIT_STATUS, Terminated, sigterm_as_interrupt
+
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except VidsynthError as exc:
             raise click.ClickException(str(exc)) from None
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); partial output was removed", err=True)
+            ctx.exit(EXIT_STATUS)
 
 
 @click.group(cls=_Group)
@@ -95,46 +104,13 @@ def export_command(weights: str, out: str, formats: str, opset: int | None, dtyp
         click.echo(f"PSNR vs fp32 (minimum {validation['min_psnr_db']:g} dB): {psnr}")
 
 
-@cli.command("train")
-@click.option("--data", type=click.Path(file_okay=False), help="Folder of clips (videos or image strips), one class per subfolder.")
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory: checkpoint/, weights/, samples/.")
-@click.option("--image-size", default=64, show_default=True, type=int, help="Frame size (64 or 96).")
-@click.option("--cell", default="gru", show_default=True, help="Motion cell: gru or lstm.")
-@click.option("--motion-mode", default="feedback", show_default=True, help="same-input or feedback.")
-@click.option("--ngf", default=32, show_default=True, type=int, help="Generator width.")
-@click.option("--ndf", default=32, show_default=True, type=int, help="Critic width.")
-@click.option("--steps", type=int, help="Total generator updates (with --resume: the new total) [default: 10000; 3 with --dry-run].")
-@click.option("--batch", default=16, show_default=True, type=int, help="Videos per batch.")
-@click.option("--clip-frames", default=16, show_default=True, type=int, help="Frames per training clip.")
-@click.option("--frame-step", default=2, show_default=True, type=int, help="Use every n-th frame of the real clips.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--bf16", is_flag=True, help="bfloat16 autocast.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", default=0, show_default=True, type=int, help="torch CPU threads (0: torch's default).")
-@click.option("--checkpoint-every", default=250, show_default=True, type=int, help="Steps between checkpoints.")
-@click.option("--sample-every", default=500, show_default=True, type=int, help="Steps between sample sheets.")
-@click.option("--max-minutes", type=float, help="Checkpoint and stop after this much wall time.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings).")
-@click.option("--dry-run", is_flag=True, help="A few steps on synthetic data (no --data needed).")
-@click.option("--per-step-motion-norm", is_flag=True,
-              help="Normalise motion codes with per-step batch statistics in training (deployment cannot).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps, batch, clip_frames, frame_step,
-                  device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run,
-                  per_step_motion_norm, quiet) -> None:
+@cli.command("train", cls=TrainCommand)
+def train_command(run_dir: str, max_minutes: Optional[float], resume: bool, quiet: bool, **settings: Any) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
-    from vidsynth.train.config import TrainConfig
     from vidsynth.train.loop import summary_line, train
 
-    if steps is None:
-        steps = 3 if dry_run else 10000
-    config = TrainConfig(
-        data=data, image_size=image_size, cell=cell, motion_mode=motion_mode, ngf=ngf, ndf=ndf, steps=steps,
-        batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
-        threads=threads, checkpoint_every=checkpoint_every, sample_every=sample_every, dry_run=dry_run,
-        freeze_motion_norm=not per_step_motion_norm,
-    )
-    command = config.command_line(run_dir, max_minutes, resume)
+    config = config_from_options(settings)
+    command = command_line(click.get_current_context())
     record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
@@ -191,6 +167,65 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
         weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions or None, device=device,
         threads=threads, batches=batches or None, frames=frames or None, force=force, log=click.echo,
     )
+
+
+@cli.command("serve")
+@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights.")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--address", default=None, metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
+@click.option("--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster).")
+@click.option("--cpus-per-replica", default=1.0, show_default=True, type=float, help="CPUs (and intra-op threads) per replica.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--max-videos", default=16, show_default=True, type=int, help="Most num_videos per request.")
+@click.option("--max-total-frames", default=4096, show_default=True, type=int, help="Most frames x num_videos per request.")
+@click.option("--max-batch", default=8, show_default=True, type=int, help="Requests grouped into one model call.")
+@click.option("--max-queued", default=32, show_default=True, type=int, help="Requests waiting for a replica before 503.")
+@click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=float, help="Seconds before a request gets 504.")
+def serve_command(weights, artifacts, backend, device, address, replicas, cpus_per_replica, host, port, max_videos,
+                  max_total_frames, max_batch, max_queued, timeout_s) -> None:
+    """Serve videos over HTTP (Ray Serve): POST /v1/videos, GET /v1/model, a web page at /."""
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.limits import ServeLimits
+    from vidsynth.serve.options import ServeOptions
+    from vidsynth.serve.server import run_server
+
+    limits = ServeLimits(max_videos=max_videos, max_total_frames=max_total_frames, max_batch=max_batch,
+                         max_ongoing=2 * max_batch, max_queued=max_queued, timeout_s=timeout_s)
+    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
+    run_server(options, address, host, port, echo=click.echo)
+
+
+@cli.command("batch")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the videos and index.jsonl.")
+@click.option("--count", required=True, type=int, help="Videos in the dataset (video i uses seed + i).")
+@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to run instead of weights.")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of video 0.")
+@click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")
+@click.option("--fps", default=8.0, show_default=True, type=float, help="Frames per second written into mp4.")
+@click.option("--format", "fmt", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays.")
+@click.option("--category", default=None, type=int, help="Conditional models: every video's category [default: drawn per video].")
+@click.option("--videos-per-call", default=8, show_default=True, type=int, help="Videos per model call.")
+@click.option("--workers", default=None, type=int, help="Actors [default: the cluster's CPUs less one per node].")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
+@click.option("--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray.")
+def batch_command(out, count, weights, artifacts, backend, device, seed, frames, fps, fmt, category, videos_per_call,
+                  workers, cpus_per_worker, address) -> None:
+    """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.batch import INDEX_NAME, BatchJob, run_batch
+
+    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    job = BatchJob(out=out, count=count, model=model, seed=seed, frames=frames, fps=fps, format=fmt, category=category,
+                   videos_per_call=videos_per_call, workers=workers, cpus_per_worker=cpus_per_worker)
+    done = run_batch(job, address, echo=click.echo)
+    click.echo(f"{len(done)} videos in {out}, listed in {Path(out) / INDEX_NAME}")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ numpy array, so the cost of handing frames back is counted alike for all.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from vidsynth.noise import Noise
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
 BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino",
-                  "openvino-literal", "torch.compile", "optimized")
+                  "openvino-literal", "torch.compile", "optimized", "auto", "auto-artifacts")
 BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -188,6 +189,7 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
 # -- exported artifacts: TorchScript, ONNX Runtime and OpenVINO -------------------------------------
 
 
+@functools.cache  # several rows run one export
 def export_dir(
     model: Any, work_dir: Path, dtype: str, optimize: bool = True
 ) -> tuple[Optional[Path], Optional[str], float]:
@@ -233,8 +235,27 @@ def artifact_contender(
     )
 
 
+def auto_contender(source: dict[str, str], device: str, threads: int, export_s: float = 0.0) -> Contender:
+    """What `vidsynth generate` runs by default (`--backend auto`) for weights or artifacts."""
+    from vidsynth.runtime.backend import open_backend
+    from vidsynth.runtime.request import GenerateRequest
+
+    chosen: list[str] = []
+    runner = open_backend(GenerateRequest(**source, backend="auto", device=device, threads=threads).validate(), chosen.append)
+    row = "auto" if "weights" in source else "auto-artifacts"
+    precision = "bf16" if runner.name.endswith("bf16") else "fp32"
+    return Contender(
+        row, precision, runner.device, runner.detail, "; ".join(chosen),
+        prepare=lambda noise: noise,
+        video=runner.generate,
+        first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
+        setup_s=export_s,
+    )
+
+
 def build_contenders(
     model: Any,
+    weights: str,
     device: str,
     backends: tuple[str, ...],
     precisions: tuple[str, ...],
@@ -284,6 +305,14 @@ def build_contenders(
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
         contenders += optimized_contenders(model, device, precisions)
+    if "auto" in backends:
+        contenders.append(auto_contender({"weights": weights}, device, threads))
+    if "auto-artifacts" in backends:
+        directory, problem, export_s = export_dir(model, work_dir, "fp32")
+        if directory is None or problem is not None:
+            skipped.append(Skipped("auto-artifacts", "fp32", device, problem or "no artifacts"))
+        else:
+            contenders.append(auto_contender({"artifacts": str(directory)}, device, threads, export_s))
     return contenders, skipped
 
 

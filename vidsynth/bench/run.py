@@ -123,7 +123,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
         log(f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}")
-        contenders, skipped = build_contenders(model, device, backends, precisions, threads, Path(work), log)
+        contenders, skipped = build_contenders(model, weights, device, backends, precisions, threads, Path(work), log)
         limit = measure_limit(plan, precisions, device, log)
         accuracy = measure_accuracy(contenders, config, plan, log)
         focus_limit: dict = {}

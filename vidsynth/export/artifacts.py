@@ -21,7 +21,7 @@ from vidsynth.export.contract import (
     generator_contract,
     streaming_record,
 )
-from vidsynth.export.manifest import FORMAT_VERSION, file_record, write_manifest
+from vidsynth.export.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.models import VideoGenerator
 from vidsynth.version import __version__
@@ -57,8 +57,8 @@ def export_artifacts(
         graph_model = with_precision(rewritten, dtype)
     config_dict = model.config.to_dict()
     started = time.perf_counter()
-    with atomic_directory(out_dir, force=force) as tmp:
-        write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites)
+    with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
+        operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites)
         written = time.perf_counter()
         from vidsynth.export.validate import validate_export
 
@@ -66,6 +66,8 @@ def export_artifacts(
         validated = time.perf_counter()
         files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
         manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, rewrites)
+        if operators is not None:
+            manifest["torchscript_ops"] = operators
         manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
         write_manifest(tmp, manifest)
     return manifest
@@ -78,13 +80,18 @@ def write_artifacts(
     opset: Optional[int],
     graph_model: Optional[VideoGenerator] = None,
     rewrites: tuple[str, ...] = (),
-) -> None:
+) -> Optional[list[str]]:
     """Writes the requested formats' files into `directory` and checks each ONNX graph.
-    The ONNX graphs are exported from `graph_model` (the rewritten model) when given."""
+    The ONNX graphs are exported from `graph_model` (the rewritten model) when given.
+    Returns the TorchScript graph's operator set (None without TorchScript)."""
+    operators = None
     if "torchscript" in formats:
         from vidsynth.export.torchscript import save_torchscript, script_generator
+        from vidsynth.export.torchscript_ops import recorded_operators
 
-        save_torchscript(script_generator(model), directory / TORCHSCRIPT_FILE, model.config.to_dict())
+        scripted = script_generator(model)
+        operators = recorded_operators(scripted)
+        save_torchscript(scripted, directory / TORCHSCRIPT_FILE, model.config.to_dict())
     if "onnx" in formats:
         from vidsynth.export.onnx import check_graph, export_graph
 
@@ -93,6 +100,7 @@ def write_artifacts(
         export_graph(source, directory / ONNX_CHUNK_FILE, opset, streaming=True, rewrites=rewrites)
         check_graph(directory / ONNX_FILE)
         check_graph(directory / ONNX_CHUNK_FILE)
+    return operators
 
 
 def build_manifest(

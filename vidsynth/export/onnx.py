@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Optional
 
 import onnx
 import torch

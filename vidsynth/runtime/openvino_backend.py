@@ -44,19 +44,20 @@ def compile_graph(path: str | os.PathLike, threads: int = 0) -> Any:
         raise RuntimeBackendError(f"OpenVINO cannot compile {path}: {str(exc).strip().splitlines()[0]}") from None
 
 
-def _named(ports: list[set[str]], names: list[str]) -> bool:
-    return len(ports) == len(names) and all(name in port for port, name in zip(ports, names))
-
-
 class _Graph:
     """One compiled graph with its infer request, checked against the contract's signature."""
 
     def __init__(self, path: Path, contract: ExportContract, threads: int) -> None:
         self.compiled = compile_graph(path, threads)
-        # A port may carry several tensor names (an input is also the name of what reads it).
+        # A port can carry several tensor names (an input read straight by a Slice also takes
+        # the Slice's output name), so each contract name must be among its port's names.
         got_in = [port.get_names() for port in self.compiled.inputs]
         got_out = [port.get_names() for port in self.compiled.outputs]
-        if not _named(got_in, contract.input_names) or not _named(got_out, contract.output_names):
+        fits = all(
+            len(got) == len(want) and all(name in names for name, names in zip(want, got))
+            for got, want in ((got_in, contract.input_names), (got_out, contract.output_names))
+        )
+        if not fits:
             raise RuntimeBackendError(
                 f"{path} has inputs {[sorted(n) for n in got_in]} and outputs {[sorted(n) for n in got_out]}; "
                 f"expected {contract.input_names} and {contract.output_names}"
