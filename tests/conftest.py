@@ -1,5 +1,23 @@
+import os
+
 import pytest
 import torch
+
+RUN_SLOW_ENV = "VIDSYNTH_RUN_SLOW"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help=f"also run the tests marked slow (as does {RUN_SLOW_ENV}=1)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get(RUN_SLOW_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"slow: run with --run-slow or {RUN_SLOW_ENV}=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="module")
@@ -9,3 +27,40 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """mount(name, size) -> a fresh tmpfs of `size` at tmp_path/name: a real full disk, or a
+    real mount point / second filesystem. Everything mounted is unmounted in teardown."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (real full-disk and cross-filesystem faults)")
+    mounted = []
+
+    def mount(name: str = "disk", size: str = "200k"):
+        point = tmp_path / name
+        point.mkdir(exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); needs root and mount(8)")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture
+def dead_pid():
+    """The PID of a process that has exited (for stale temp entries of a killed run)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

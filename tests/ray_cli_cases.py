@@ -2,7 +2,6 @@
 none of the processes it started. Run by tests/test_serve_ray.py inside `unshare -n`."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -5,7 +5,6 @@ import io
 import json
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import imageio_ffmpeg

@@ -5,20 +5,29 @@ import json
 import typing
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, Optional
 
 import click
 
 from vidsynth.errors import VidsynthError
+from vidsynth.train.options import TrainCommand, command_line, config_from_options
 
 
 class _Group(click.Group):
-    """Turns any VidsynthError into one `Error: ...` line and exit status 1."""
+    """Turns any VidsynthError into one `Error: ...` line and exit status 1; SIGTERM cleans up
+    like Ctrl-C and exits 143."""
 
     def invoke(self, ctx: click.Context):
+        from vidsynth.signals import EXIT_STATUS, Terminated, sigterm_as_interrupt
+
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except VidsynthError as exc:
             raise click.ClickException(str(exc)) from None
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); partial output was removed", err=True)
+            ctx.exit(EXIT_STATUS)
 
 
 @click.group(cls=_Group)
@@ -76,14 +85,18 @@ def info_command(weights: str, hardware: bool) -> None:
 @click.option("--opset", type=int, default=None, help="ONNX opset (13-20; default 17).")
 @click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool) -> None:
+@click.option("--no-optimize", is_flag=True,
+              help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).")
+def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool, no_optimize: bool) -> None:
     """Write TorchScript and ONNX artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_weights
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force)
+    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize)
     validation = manifest["validation"]
     click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
+    if manifest["rewrites"]:
+        click.echo(f"ONNX graph rewrites: {', '.join(manifest['rewrites'])}")
     worst = ", ".join(f"{name} {error:.2g}" for name, error in validation["max_abs"].items())
     click.echo(f"max abs error vs eager (tolerance {validation['tolerance']['max_abs']:g}): {worst}")
     if "psnr_db_vs_fp32" in validation:
@@ -91,46 +104,13 @@ def export_command(weights: str, out: str, formats: str, opset: int | None, dtyp
         click.echo(f"PSNR vs fp32 (minimum {validation['min_psnr_db']:g} dB): {psnr}")
 
 
-@cli.command("train")
-@click.option("--data", type=click.Path(file_okay=False), help="Folder of clips (videos or image strips), one class per subfolder.")
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory: checkpoint/, weights/, samples/.")
-@click.option("--image-size", default=64, show_default=True, type=int, help="Frame size (64 or 96).")
-@click.option("--cell", default="gru", show_default=True, help="Motion cell: gru or lstm.")
-@click.option("--motion-mode", default="feedback", show_default=True, help="same-input or feedback.")
-@click.option("--ngf", default=32, show_default=True, type=int, help="Generator width.")
-@click.option("--ndf", default=32, show_default=True, type=int, help="Critic width.")
-@click.option("--steps", type=int, help="Total generator updates (with --resume: the new total) [default: 10000; 3 with --dry-run].")
-@click.option("--batch", default=16, show_default=True, type=int, help="Videos per batch.")
-@click.option("--clip-frames", default=16, show_default=True, type=int, help="Frames per training clip.")
-@click.option("--frame-step", default=2, show_default=True, type=int, help="Use every n-th frame of the real clips.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--bf16", is_flag=True, help="bfloat16 autocast.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", default=0, show_default=True, type=int, help="torch CPU threads (0: torch's default).")
-@click.option("--checkpoint-every", default=250, show_default=True, type=int, help="Steps between checkpoints.")
-@click.option("--sample-every", default=500, show_default=True, type=int, help="Steps between sample sheets.")
-@click.option("--max-minutes", type=float, help="Checkpoint and stop after this much wall time.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings).")
-@click.option("--dry-run", is_flag=True, help="A few steps on synthetic data (no --data needed).")
-@click.option("--per-step-motion-norm", is_flag=True,
-              help="Normalise motion codes with per-step batch statistics in training (deployment cannot).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(data, run_dir, image_size, cell, motion_mode, ngf, ndf, steps, batch, clip_frames, frame_step,
-                  device, bf16, seed, threads, checkpoint_every, sample_every, max_minutes, resume, dry_run,
-                  per_step_motion_norm, quiet) -> None:
+@cli.command("train", cls=TrainCommand)
+def train_command(run_dir: str, max_minutes: Optional[float], resume: bool, quiet: bool, **settings: Any) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
-    from vidsynth.train.config import TrainConfig
     from vidsynth.train.loop import summary_line, train
 
-    if steps is None:
-        steps = 3 if dry_run else 10000
-    config = TrainConfig(
-        data=data, image_size=image_size, cell=cell, motion_mode=motion_mode, ngf=ngf, ndf=ndf, steps=steps,
-        batch=batch, clip_frames=clip_frames, frame_step=frame_step, device=device, bf16=bf16, seed=seed,
-        threads=threads, checkpoint_every=checkpoint_every, sample_every=sample_every, dry_run=dry_run,
-        freeze_motion_norm=not per_step_motion_norm,
-    )
-    command = config.command_line(run_dir, max_minutes, resume)
+    config = config_from_options(settings)
+    command = command_line(click.get_current_context())
     record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
@@ -173,7 +153,7 @@ def generate_command(**values) -> None:
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
 @click.option("--force", is_flag=True, help="Replace results already in --out.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
-@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized. Default: all (--quick: all but torch.compile).")
+@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile and the -literal rows).")
 @click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")

@@ -41,6 +41,10 @@ class InputError(VidsynthError):
         return (type(self), (str(self), self.fields))
 
 
+class StorageError(VidsynthError):
+    """Writing failed (disk full, a path that cannot be replaced); what was there is unchanged."""
+
+
 class MissingDependencyError(VidsynthError):
     """An optional package that this feature needs is not installed."""
 

@@ -22,7 +22,7 @@ from ray.serve.handle import DeploymentHandle  # noqa: E402
 
 from vidsynth.errors import InputError, VidsynthError  # noqa: E402
 from vidsynth.serve.body import BodyError, parse_body  # noqa: E402
-from vidsynth.serve.limits import LimitError, ServeLimits  # noqa: E402
+from vidsynth.serve.limits import LimitError  # noqa: E402
 from vidsynth.serve.model import VideoModel  # noqa: E402
 from vidsynth.serve.options import ServeOptions  # noqa: E402
 

@@ -181,7 +181,7 @@ def _default_workers(ray, cpus_per_worker: float) -> int:
 
 def run_batch(job: BatchJob, address: Optional[str] = None, echo: Callable[[str], None] = print) -> dict[int, dict]:
     """Makes the videos of `job` not made yet; returns the index records of all of them."""
-    from vidsynth.runtime.writers import check_output_dir
+    from vidsynth.runtime.output import check_output_dir
     from vidsynth.serve.deps import import_ray, import_ray_data
     from vidsynth.serve.server import start_ray
 

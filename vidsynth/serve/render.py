@@ -8,7 +8,6 @@ encodes into a temporary directory. Torch-free."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
