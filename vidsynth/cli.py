@@ -193,7 +193,7 @@ def serve_command(weights, artifacts, backend, device, address, replicas, cpus_p
     from vidsynth.serve.server import run_server
 
     limits = ServeLimits(max_videos=max_videos, max_total_frames=max_total_frames, max_batch=max_batch,
-                         max_ongoing=2 * max_batch, max_queued=max_queued, timeout_s=timeout_s)
+                         max_ongoing=max_batch, max_queued=max_queued, timeout_s=timeout_s)
     model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
     options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
     run_server(options, address, host, port, echo=click.echo)
