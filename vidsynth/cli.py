@@ -61,16 +61,17 @@ def info_command(weights: str) -> None:
 @cli.command("export")
 @click.option("--weights", default="default", show_default=True, help="default, demo or a weights directory.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Export directory to write.")
-@click.option("--formats", default="torchscript,onnx", show_default=True, help="Comma-separated: torchscript, onnx.")
+@click.option("--formats", default="torchscript,onnx", show_default=True, help="Comma-separated: torchscript, onnx, pt2 (AOTInductor, needs g++; compiles for minutes).")
 @click.option("--opset", type=int, default=None, help="ONNX opset (13-20; default 17).")
 @click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
+@click.option("--onnx-exporter", default=None, help="torchscript or dynamo (torch.export-based). Default: torchscript where this torch has it.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool) -> None:
-    """Write TorchScript and ONNX artifacts plus manifest.json, validated against eager PyTorch."""
+def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, onnx_exporter: str | None, force: bool) -> None:
+    """Write TorchScript, ONNX (and .pt2) artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_weights
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force)
+    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force, onnx_exporter=onnx_exporter)
     validation = manifest["validation"]
     click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
     worst = ", ".join(f"{name} {error:.2g}" for name, error in validation["max_abs"].items())

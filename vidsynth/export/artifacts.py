@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from vidsynth.atomic import atomic_directory
-from vidsynth.errors import ExportError
+from vidsynth.errors import ExportError, choice_error
 from vidsynth.export.contract import (
     EXPORT_SHAPE,
     FILES,
@@ -31,35 +31,51 @@ def export_artifacts(
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
+    onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     """Exports `model` into `out_dir` and returns the manifest written there.
 
     Options are checked first; then everything is written to a temporary directory that
     replaces `out_dir` only once every file passed onnx.checker and the validation against
     eager PyTorch. An existing non-empty `out_dir` is refused unless `force`.
+    `onnx_exporter` ("torchscript" or "dynamo", see vidsynth.export.onnx_dynamo): None picks
+    the TorchScript-based exporter where this torch has it.
     """
     if not isinstance(model, VideoGenerator):
         raise ExportError(f"export needs a vidsynth VideoGenerator, got {type(model).__name__}")
     formats, opset = check_options(formats, opset, dtype)
+    onnx_exporter = check_exporter(onnx_exporter)
     reference = deployable_copy(model)
     lowered = with_precision(model, dtype)
     config_dict = model.config.to_dict()
     started = time.perf_counter()
     with atomic_directory(out_dir, force=force) as tmp:
-        write_artifacts(lowered, tmp, formats, opset)
+        write_artifacts(lowered, tmp, formats, opset, onnx_exporter)
         written = time.perf_counter()
         from vidsynth.export.validate import validate_export
 
         validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
         validated = time.perf_counter()
         files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
-        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation)
+        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, onnx_exporter)
         manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
         write_manifest(tmp, manifest)
     return manifest
 
 
-def write_artifacts(model: VideoGenerator, directory: Path, formats: tuple[str, ...], opset: Optional[int]) -> None:
+def check_exporter(onnx_exporter: Optional[str]) -> str:
+    from vidsynth.export.onnx_dynamo import EXPORTERS, default_exporter
+
+    if onnx_exporter is None:
+        return default_exporter()
+    if onnx_exporter not in EXPORTERS:
+        raise choice_error(ExportError, "ONNX exporter", onnx_exporter, tuple(EXPORTERS))
+    return onnx_exporter
+
+
+def write_artifacts(
+    model: VideoGenerator, directory: Path, formats: tuple[str, ...], opset: Optional[int], onnx_exporter: Optional[str] = None
+) -> None:
     """Writes the requested formats' files into `directory` and checks each ONNX graph."""
     if "torchscript" in formats:
         from vidsynth.export.torchscript import save_torchscript, script_generator
@@ -68,10 +84,14 @@ def write_artifacts(model: VideoGenerator, directory: Path, formats: tuple[str, 
     if "onnx" in formats:
         from vidsynth.export.onnx import check_graph, export_graph
 
-        export_graph(model, directory / "generator.onnx", opset, streaming=False)
-        export_graph(model, directory / "generator_chunk.onnx", opset, streaming=True)
+        export_graph(model, directory / "generator.onnx", opset, streaming=False, exporter=onnx_exporter)
+        export_graph(model, directory / "generator_chunk.onnx", opset, streaming=True, exporter=onnx_exporter)
         check_graph(directory / "generator.onnx")
         check_graph(directory / "generator_chunk.onnx")
+    if "pt2" in formats:
+        from vidsynth.export.pt2 import save_pt2
+
+        save_pt2(model, directory)
 
 
 def build_manifest(
@@ -81,11 +101,13 @@ def build_manifest(
     dtype: str,
     files: dict[str, dict[str, Any]],
     validation: dict[str, Any],
+    onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     import onnx
 
     from vidsynth.config import ModelConfig
-    from vidsynth.export.onnx import EXPORTER
+    from vidsynth.export.onnx_dynamo import EXPORTERS, default_exporter
+    from vidsynth.export.pt2 import pt2_record
 
     config = ModelConfig.from_dict(config_dict)
     contract = generator_contract(config)
@@ -101,7 +123,7 @@ def build_manifest(
         },
         "formats": list(formats),
         "opset": opset,
-        "onnx_exporter": EXPORTER if "onnx" in formats else None,
+        "onnx_exporter": EXPORTERS[onnx_exporter or default_exporter()] if "onnx" in formats else None,
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
         "onnxruntime_version": _installed_version("onnxruntime") or _installed_version("onnxruntime-gpu"),
@@ -110,6 +132,7 @@ def build_manifest(
         "outputs": [spec.to_dict() for spec in contract.outputs],
         "export_shape": {"batch": EXPORT_SHAPE[0], "n_frames": EXPORT_SHAPE[1]},
         "streaming": streaming_record(config, with_onnx="onnx" in formats),
+        **({"pt2": pt2_record()} if "pt2" in formats else {}),
         "files": files,
         "validation": validation,
     }
@@ -122,12 +145,14 @@ def export_weights(
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
+    onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     """export_artifacts for weights named as on the command line: default, demo or a directory."""
     from vidsynth.weights import load_model
 
     check_options(formats, opset, dtype)  # refuse bad options before loading anything
-    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force)
+    check_exporter(onnx_exporter)
+    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, onnx_exporter)
 
 
 def _installed_version(distribution: str) -> Optional[str]:

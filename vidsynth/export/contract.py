@@ -17,7 +17,8 @@ Dim = Union[int, str]  # a fixed size, or the name of a dynamic axis
 BATCH = "batch"  # dynamic axis: videos per call
 FRAMES = "n_frames"  # dynamic axis: frames per video (or per streamed chunk)
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "pt2")
+DEFAULT_FORMATS = ("torchscript", "onnx")  # pt2 is opt-in: AOTInductor compiles C++ for minutes
 DTYPES = ("fp32", "fp16", "bf16")
 
 # ONNX opsets the TorchScript-based exporter handles for this graph: 13 is the first whose
@@ -42,6 +43,7 @@ VALIDATION_SEED = 20240  # first seed of the validation inputs; one more per sha
 FILES = {
     "torchscript": ("generator.pt",),
     "onnx": ("generator.onnx", "generator_chunk.onnx"),
+    "pt2": ("generator_motion.pt2", "generator_image.pt2"),
 }
 INITIAL_STATE_RULE = "zeros(B, state_size - d_motion) then z_motion"
 
@@ -145,6 +147,8 @@ def check_options(
             "dtype bf16 is available for the torchscript format only: ONNX Runtime has no bfloat16 "
             "ConvTranspose kernel; use --formats torchscript with bf16, or --dtype fp16 for ONNX"
         )
+    if dtype != "fp32" and "pt2" in formats:
+        raise ExportError(f"the pt2 format is exported in fp32 only, got --dtype {dtype}; drop pt2 from --formats or use fp32")
     if "onnx" not in formats:
         if opset is not None:
             raise ExportError("--opset applies to the onnx format only; add onnx to --formats or drop --opset")

@@ -92,11 +92,20 @@ def export_graph(
     opset: int,
     streaming: bool = False,
     example_shape: tuple[int, int] = EXPORT_SHAPE,
+    exporter: Optional[str] = None,
 ) -> None:
     """Writes one ONNX graph of `model` (eval mode, CPU) to `path`, signature and metadata
-    from the export contract. The only place that calls torch.onnx."""
+    from the export contract. `exporter`: "torchscript" or "dynamo" (see onnx_dynamo);
+    None: the TorchScript-based one where this torch has it."""
+    from vidsynth.export.onnx_dynamo import DYNAMO, default_exporter, export_graph_dynamo
+
     config = model.config
     contract = graph_contract(config, streaming)
+    if (exporter or default_exporter()) == DYNAMO:
+        inputs = example_inputs(model, streaming, *example_shape)
+        export_graph_dynamo(model, path, opset, contract, inputs, streaming)
+        _describe(path, contract, {"config": json.dumps(config.to_dict(), sort_keys=True), "vidsynth_version": __version__})
+        return
     conditional = config.n_categories > 0
     if streaming:
         wrapper = VideoChunkConditional(model) if conditional else VideoChunk(model)

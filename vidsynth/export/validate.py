@@ -40,7 +40,7 @@ StreamRunner = Callable[[Noise, "tuple[int, ...]"], "tuple[np.ndarray, np.ndarra
 
 @dataclass(frozen=True)
 class Comparison:
-    backend: str  # "torchscript", "onnx", "torchscript_streaming", "onnx_streaming"
+    backend: str  # "torchscript", "onnx", "pt2", or one of them + "_streaming"
     output: str  # "video" or "state_out"
     batch: int
     n_frames: int
@@ -239,8 +239,8 @@ def validate_export(
     dtype: str,
     fp32_model: Optional[VideoGenerator] = None,
 ) -> dict:
-    """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx) and
-    validates it against eager `model`; see validate_backends."""
+    """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
+    .pt2 packages) and validates it against eager `model`; see validate_backends."""
     from vidsynth.export.onnx import RANDOM_OPS, op_types, ort_session
     from vidsynth.export.torchscript import load_torchscript
 
@@ -269,6 +269,11 @@ def validate_export(
         whole["onnx"], stream["onnx_streaming"] = onnx_runners(
             sessions["generator.onnx"], sessions["generator_chunk.onnx"], config.state_size
         )
+    if "pt2" in formats:
+        from vidsynth.export.pt2 import load_pt2, pt2_runners
+
+        generator = load_pt2(directory, config, torch.__version__)
+        whole["pt2"], stream["pt2_streaming"] = pt2_runners(generator)
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
     return validate_backends(model, dtype, whole, stream, fp32_model)

@@ -13,7 +13,7 @@ from vidsynth.errors import InputError, choice_error
 from vidsynth.noise import FIX_CHOICES
 from vidsynth.runtime.devices import DEVICES
 
-BACKENDS = ("eager", "optimized", "optimized-bf16", "torchscript", "onnxruntime")
+BACKENDS = ("eager", "optimized", "optimized-bf16", "torchscript", "onnxruntime", "pt2")
 WEIGHTS_ONLY_BACKENDS = ("eager", "optimized", "optimized-bf16")  # run weights, not artifacts
 FORMATS = ("mp4", "gif", "png")
 DEFAULT_OUT = "videos"
@@ -72,6 +72,8 @@ class GenerateRequest:
                 f"the {self.resolved_backend} backend runs weights, not export artifacts; pass --weights, "
                 "or --backend torchscript|onnxruntime with --artifacts"
             )
+        if self.resolved_backend == "pt2" and self.artifacts is None:
+            problems.append("the pt2 backend runs export artifacts: `vidsynth export --formats pt2 --out DIR`, then --artifacts DIR")
         if problems:
             raise InputError("; ".join(problems))
         return self

@@ -21,6 +21,10 @@ def open_backend(request: GenerateRequest, notify: Callable[[str], None] = lambd
         from vidsynth.runtime.backends.optimized import open_optimized
 
         return open_optimized(request.weights, request.device, "bf16" if backend.endswith("bf16") else "fp32", notify)
+    if backend == "pt2":
+        from vidsynth.runtime.backends.pt2 import open_pt2
+
+        return open_pt2(request.artifacts, request.device, notify)
     if backend == "torchscript":
         from vidsynth.runtime.backends.torchscript import open_torchscript
 

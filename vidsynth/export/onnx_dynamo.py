@@ -1,0 +1,74 @@
+"""ONNX through the torch.export-based exporter (`torch.onnx.export(..., dynamo=True)`), for
+torch builds without the TorchScript-based one.
+
+It exports the while_loop formulation (vidsynth.export.while_loop), which the exporter
+writes as one ONNX Loop, so the graphs keep the contract of the TorchScript-based path:
+same input and output names, dynamic batch and frame count, no unrolling, and the same
+validation against eager PyTorch afterwards.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+
+import torch
+
+from vidsynth.errors import ExportError
+from vidsynth.export.contract import BATCH, ExportContract
+from vidsynth.export.while_loop import while_loop_module
+from vidsynth.models import VideoGenerator
+
+TORCHSCRIPT = "torchscript"
+DYNAMO = "dynamo"
+EXPORTERS = {
+    TORCHSCRIPT: "torch.onnx.export(dynamo=False) of a torch.jit.script module (TorchScript-based exporter)",
+    DYNAMO: "torch.onnx.export(dynamo=True) of the while_loop formulation (torch.export-based exporter)",
+}
+
+
+def torchscript_exporter_available() -> bool:
+    """Whether this torch still ships the TorchScript-based ONNX exporter (deprecated upstream)."""
+    if not callable(getattr(torch.jit, "script", None)):
+        return False
+    return any(
+        importlib.util.find_spec(name) is not None
+        for name in ("torch.onnx._internal.torchscript_exporter", "torch.onnx.utils")
+    )
+
+
+def default_exporter() -> str:
+    return TORCHSCRIPT if torchscript_exporter_available() else DYNAMO
+
+
+def export_graph_dynamo(
+    model: VideoGenerator,
+    path: str | os.PathLike,
+    opset: int,
+    contract: ExportContract,
+    example_inputs: tuple[torch.Tensor, ...],
+    streaming: bool,
+) -> None:
+    """Writes one ONNX graph of `model` (eval mode, CPU) with the exporter of torch.export."""
+    batch = torch.export.Dim(BATCH, min=1)
+    dynamic_shapes = tuple({0: batch} if tensor.dim() > 0 else None for tensor in example_inputs)
+    try:
+        with warnings.catch_warnings():
+            # The exporter reports its own progress and version conversions as warnings.
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                while_loop_module(model, streaming),
+                example_inputs,
+                dynamo=True,
+                opset_version=opset,
+                input_names=contract.input_names,
+                output_names=contract.output_names,
+                dynamic_shapes=dynamic_shapes,
+                optimize=True,
+                verbose=False,
+            )
+        program.save(str(path), external_data=False)
+    except Exception as exc:  # torch.onnx raises many unrelated types
+        name = "generator_chunk" if streaming else "generator"
+        raise ExportError(f"ONNX export (torch.export-based) of {name} failed (torch {torch.__version__}): {exc}") from exc
+
