@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from vidsynth.atomic import atomic_directory
-from vidsynth.errors import ExportError, choice_error
+from vidsynth.errors import ExportError
 from vidsynth.export.contract import (
     EXPORT_SHAPE,
     FILES,
@@ -19,6 +19,7 @@ from vidsynth.export.contract import (
     streaming_record,
 )
 from vidsynth.export.manifest import FORMAT_VERSION, file_record, write_manifest
+from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.models import VideoGenerator
 from vidsynth.version import __version__
@@ -43,8 +44,8 @@ def export_artifacts(
     """
     if not isinstance(model, VideoGenerator):
         raise ExportError(f"export needs a vidsynth VideoGenerator, got {type(model).__name__}")
-    formats, opset = check_options(formats, opset, dtype)
     onnx_exporter = check_exporter(onnx_exporter)
+    formats, opset = check_options(formats, check_opset(opset, onnx_exporter, formats), dtype)
     reference = deployable_copy(model)
     lowered = with_precision(model, dtype)
     config_dict = model.config.to_dict()
@@ -61,16 +62,6 @@ def export_artifacts(
         manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
         write_manifest(tmp, manifest)
     return manifest
-
-
-def check_exporter(onnx_exporter: Optional[str]) -> str:
-    from vidsynth.export.onnx_dynamo import EXPORTERS, default_exporter
-
-    if onnx_exporter is None:
-        return default_exporter()
-    if onnx_exporter not in EXPORTERS:
-        raise choice_error(ExportError, "ONNX exporter", onnx_exporter, tuple(EXPORTERS))
-    return onnx_exporter
 
 
 def write_artifacts(
@@ -106,7 +97,6 @@ def build_manifest(
     import onnx
 
     from vidsynth.config import ModelConfig
-    from vidsynth.export.onnx_dynamo import EXPORTERS, default_exporter
     from vidsynth.export.pt2 import pt2_record
 
     config = ModelConfig.from_dict(config_dict)
@@ -123,7 +113,7 @@ def build_manifest(
         },
         "formats": list(formats),
         "opset": opset,
-        "onnx_exporter": EXPORTERS[onnx_exporter or default_exporter()] if "onnx" in formats else None,
+        "onnx_exporter": EXPORTERS[check_exporter(onnx_exporter)] if "onnx" in formats else None,
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
         "onnxruntime_version": _installed_version("onnxruntime") or _installed_version("onnxruntime-gpu"),
@@ -150,8 +140,8 @@ def export_weights(
     """export_artifacts for weights named as on the command line: default, demo or a directory."""
     from vidsynth.weights import load_model
 
-    check_options(formats, opset, dtype)  # refuse bad options before loading anything
-    check_exporter(onnx_exporter)
+    exporter = check_exporter(onnx_exporter)  # refuse bad options before loading anything
+    check_options(formats, check_opset(opset, exporter, formats), dtype)
     return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, onnx_exporter)
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 
-from vidsynth.errors import ExportError
+from vidsynth.errors import ExportError, MissingDependencyError, choice_error
 from vidsynth.export.contract import BATCH, ExportContract
 from vidsynth.export.while_loop import while_loop_module
 from vidsynth.models import VideoGenerator
 
 TORCHSCRIPT = "torchscript"
 DYNAMO = "dynamo"
+MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and up (its down-conversion breaks Split)
 EXPORTERS = {
     TORCHSCRIPT: "torch.onnx.export(dynamo=False) of a torch.jit.script module (TorchScript-based exporter)",
     DYNAMO: "torch.onnx.export(dynamo=True) of the while_loop formulation (torch.export-based exporter)",
@@ -41,6 +44,36 @@ def default_exporter() -> str:
     return TORCHSCRIPT if torchscript_exporter_available() else DYNAMO
 
 
+def check_exporter(exporter: Optional[str]) -> str:
+    """The exporter to use: `exporter` if it is a known one, else default_exporter()."""
+    if exporter is None:
+        return default_exporter()
+    if exporter not in EXPORTERS:
+        raise choice_error(ExportError, "ONNX exporter", exporter, tuple(EXPORTERS))
+    return exporter
+
+
+def check_opset(requested: Optional[int], exporter: str, formats: Sequence[str]) -> Optional[int]:
+    """The opset the dynamo exporter writes: MIN_OPSET unless one at least as high was asked
+    for; lower ones are refused. Without onnx in `formats`, or with another exporter:
+    `requested` unchanged (vidsynth.export.contract.check_options checks it)."""
+    if exporter != DYNAMO or "onnx" not in formats:
+        return requested
+    if requested is None:
+        return MIN_OPSET
+    if requested < MIN_OPSET:
+        raise ExportError(f"ONNX opset {requested} is below {MIN_OPSET}, the lowest the torch.export-based exporter writes; use --opset {MIN_OPSET} or higher")
+    return requested
+
+
+def require_onnxscript() -> None:
+    """The torch.export-based exporter writes its graphs with onnxscript, an optional package."""
+    if importlib.util.find_spec("onnxscript") is None:
+        raise MissingDependencyError(
+            "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install 'vidsynth[dynamo]'"
+        )
+
+
 def export_graph_dynamo(
     model: VideoGenerator,
     path: str | os.PathLike,
@@ -50,6 +83,7 @@ def export_graph_dynamo(
     streaming: bool,
 ) -> None:
     """Writes one ONNX graph of `model` (eval mode, CPU) with the exporter of torch.export."""
+    require_onnxscript()
     batch = torch.export.Dim(BATCH, min=1)
     dynamic_shapes = tuple({0: batch} if tensor.dim() > 0 else None for tensor in example_inputs)
     try:
