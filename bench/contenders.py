@@ -17,7 +17,7 @@ import numpy as np
 from vidsynth.errors import VidsynthError
 from vidsynth.noise import Noise
 
-BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized")
+BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized", "pt2")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -245,6 +245,27 @@ def onnxruntime_contender(directory: Path, precision: str, device: str, threads:
     return Contender("onnxruntime", precision, device, provider, notes, prepare, video, first_frame, export_s)
 
 
+def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], work_dir: Path) -> Contender | Skipped:
+    """The .pt2 artifact (AOTInductor packages, CPU fp32), exported here: compiling is its setup."""
+    import torch
+
+    from vidsynth.export import export_artifacts
+    from vidsynth.export.pt2 import load_pt2
+
+    if device != "cpu" or "fp32" not in precisions:
+        return Skipped("pt2", "fp32", device, "the pt2 packages are compiled for the CPU in fp32")
+    target = work_dir / "export-pt2"
+    start = time.perf_counter()
+    try:
+        export_artifacts(model, target, formats=("pt2",), force=True)
+    except VidsynthError as exc:
+        return Skipped("pt2", "fp32", device, f"vidsynth.export refused pt2: {exc}")
+    export_s = time.perf_counter() - start
+    generator = load_pt2(target, model.config, torch.__version__)
+    notes = "vidsynth.export generator_motion.pt2 + generator_image.pt2 (AOTInductor, while_loop motion)"
+    return torch_contender("pt2", "fp32", device, generator, notes, setup_s=export_s)
+
+
 def build_contenders(
     model: Any,
     device: str,
@@ -284,6 +305,10 @@ def build_contenders(
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
         contenders += optimized_contenders(model, device, precisions)
+    if "pt2" in backends:
+        log("exporting the pt2 packages (AOTInductor compiles C++)")
+        found = pt2_contender(model, device, precisions, work_dir)
+        (contenders if isinstance(found, Contender) else skipped).append(found)
     return contenders, skipped
 
 

@@ -158,7 +158,7 @@ def generate_command(**values) -> None:
 @click.option("--quick", is_flag=True, help="Small shapes and few repeats: a smoke run in under a minute.")
 @click.option("--out", default="bench/results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
-@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized. Default: all (--quick: all but torch.compile).")
+@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized, pt2. Default: all (--quick: all but torch.compile and pt2).")
 @click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")

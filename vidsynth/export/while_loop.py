@@ -33,7 +33,12 @@ def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Te
     # Carried values must keep one layout across iterations: contiguous copies of the slices.
     cell_state = state[:, :cell_size].contiguous()
     x = state[:, cell_size:].contiguous()
-    codes = state.new_zeros(steps, state.size(0), motion.input_size)
+    # The codes travel through the loop as one flat buffer, step t at [t*B*d, (t+1)*B*d):
+    # torch 2.15's while_loop gives a carried tensor of data-dependent size a fresh symbolic
+    # stride, which then differs from the body's output unless the tensor is 1-D.
+    batch, width = state.size(0), motion.input_size
+    codes = state.new_zeros(steps * batch * width)
+    offsets = torch.arange(batch * width, device=state.device)
     feedback = motion.feedback
 
     def running(step: Tensor, cell_state: Tensor, x: Tensor, codes: Tensor) -> Tensor:
@@ -42,13 +47,13 @@ def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Te
     def advance(step: Tensor, cell_state: Tensor, x: Tensor, codes: Tensor) -> tuple[Tensor, ...]:
         cell_state, h = motion._cell_step(x, cell_state)
         y = motion.linear(h)
-        codes = codes.index_copy(0, step.reshape(1), y.unsqueeze(0))
+        codes = codes.index_copy(0, step * (batch * width) + offsets, y.reshape(-1))
         # while_loop's outputs may not alias its inputs, hence the clone of an unchanged x.
         return step + 1, cell_state, y if feedback else x.clone(), codes
 
     counter = torch.zeros((), dtype=torch.int64, device=state.device)
     _, cell_state, x, codes = while_loop(running, advance, (counter, cell_state, x, codes))
-    return motion._normalize_eval(codes), torch.cat([cell_state, x], 1)
+    return motion._normalize_eval(codes.view(steps, batch, width)), torch.cat([cell_state, x], 1)
 
 
 def chunk(
