@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results/cuda}"
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # vidsynth and bench without an install
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # vidsynth without an install
 PY="${PYTHON:-python}"
 start=$(date +%s)
 

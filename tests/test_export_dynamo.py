@@ -10,7 +10,8 @@ import torch
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError
 from vidsynth.export import export_artifacts
-from vidsynth.export.onnx import op_types, ort_session
+from vidsynth.export.onnx import op_types
+from vidsynth.optional import onnxruntime_session
 from vidsynth.export.onnx_dynamo import EXPORTERS
 from vidsynth.export.while_loop import while_loop_module
 from vidsynth.noise import sample_noise
@@ -57,7 +58,7 @@ def test_dynamo_exporter_writes_the_same_contract_and_passes_validation(family, 
     graph = onnx.load(str(tmp_path / "out" / "generator.onnx")).graph
     assert "Loop" in op_types(graph)
     # beyond the validation shapes: a long video and a batch of one
-    session = ort_session(tmp_path / "out" / "generator.onnx", threads=1)
+    session = onnxruntime_session(tmp_path / "out" / "generator.onnx", threads=1)
     noise = sample_noise(config, 1, seed=9)
     feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(40, np.int64)}
     category = None

@@ -18,7 +18,8 @@ from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
 from vidsynth.export import export_artifacts, export_weights, read_manifest
-from vidsynth.export.onnx import ort_session
+from vidsynth.optional import onnxruntime_session
+from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.export.torchscript import load_torchscript
 from vidsynth.noise import sample_noise
 from vidsynth.weights.demo import demo_model
@@ -230,7 +231,7 @@ def test_fp16_export_keeps_float32_boundary(model, tmp_path):
     assert all(35 <= value < 200 for value in validation["psnr_db_vs_fp32"].values())
     graph = onnx.load(str(tmp_path / "art" / "generator.onnx")).graph
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in graph.initializer}
-    session = ort_session(tmp_path / "art" / "generator.onnx", threads=1)
+    session = onnxruntime_session(tmp_path / "art" / "generator.onnx", threads=1)
     assert [i.type for i in session.get_inputs()][:2] == ["tensor(float)", "tensor(float)"]
     noise = sample_noise(model.config, 2, seed=5)
     video = session.run(None, {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(6, np.int64)})[0]
@@ -251,11 +252,11 @@ def test_bf16_torchscript_export(model, tmp_path):
     assert video.dtype == torch.float32
 
 
-def test_psnr_floor_fails_export(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(validate, "MIN_PSNR_DB", 500.0)
+def test_psnr_floor_fails_validation(model, tmp_path):
+    export_artifacts(model, tmp_path / "art", formats=("torchscript",), dtype="bf16")
+    lowered, fp32 = with_precision(model, "bf16"), deployable_copy(model)
     with pytest.raises(ValidationError, match=r"torchscript bf16 video is [\d.]+ dB PSNR from float32, below the 500 dB minimum"):
-        export_artifacts(model, tmp_path / "art", formats=("torchscript",), dtype="bf16")
-    assert not (tmp_path / "art").exists()
+        validate.validate_export(lowered, tmp_path / "art", ("torchscript",), "bf16", fp32, min_psnr_db=500.0)
 
 
 # -- command line -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import vidsynth.layers as layers
+from vidsynth.errors import ConfigError, InputError
 from vidsynth.layers import GRU, LSTM, MyGRUCell, MyLinear, MyLSTMCell
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "solutions_visible.json").read_text())
@@ -195,13 +196,13 @@ def test_init_hidden_zeroes_state():
 class ReferenceMotion(nn.Module):
     """The motion generators as their authors wrote them, with torch.nn modules."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, feedback: bool):
+    def __init__(self, cell: str, input_size: int, hidden_size: int, feedback: bool, bn_eps: float = 1e-5):
         super().__init__()
         self.cell_kind, self.feedback = cell, feedback
         cell_class = nn.LSTMCell if cell == "lstm" else nn.GRUCell
         setattr(self, cell, cell_class(input_size, hidden_size))
         self.linear = nn.Linear(hidden_size, input_size)
-        self.bn = nn.BatchNorm1d(input_size, affine=False)
+        self.bn = nn.BatchNorm1d(input_size, affine=False, eps=bn_eps)
 
     def forward(self, x, h, c, n_frames):
         outputs = []
@@ -222,12 +223,13 @@ class ReferenceMotion(nn.Module):
 @pytest.mark.parametrize("training", [True, False])
 def test_motion_module_matches_torch_nn_reference(module_class, cell, mode, training):
     torch.manual_seed(5)
-    mine = module_class(6, 12, motion_mode=mode)
+    eps = 0.25  # not torch's default: the motion batch norm must use the eps it is given
+    mine = module_class(6, 12, motion_mode=mode, bn_eps=eps)
     mine.initWeight()
     with torch.no_grad():  # non-trivial running statistics for eval mode
         mine.bn.running_mean.uniform_(-1, 1)
-        mine.bn.running_var.uniform_(0.5, 2)
-    ref = ReferenceMotion(cell, 6, 12, feedback=(mode == "feedback"))
+        mine.bn.running_var.uniform_(0.05, 2)
+    ref = ReferenceMotion(cell, 6, 12, feedback=(mode == "feedback"), bn_eps=eps)
     ref.load_state_dict({k: v for k, v in mine.state_dict().items()})
     mine.train(training)
     ref.train(training)
@@ -237,16 +239,49 @@ def test_motion_module_matches_torch_nn_reference(module_class, cell, mode, trai
     if cell == "lstm":
         mine.c = c
     out = mine(x, 7)
-    out_ref, h_ref, c_ref = ref(x, h, c, 7)
-    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    out_ref, h_ref, c_ref = ref(x, h, c, 10)
+    torch.testing.assert_close(out, out_ref[:7], atol=1e-5, rtol=1e-5)
+    # The stored state continues the sequence: a second call equals steps 8..10 of one run
+    # (in feedback mode too, where the second call goes on from the fed-back output).
+    more = mine(x, 3)
+    torch.testing.assert_close(more, out_ref[7:], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(mine.h, h_ref, atol=1e-6, rtol=1e-6)
     if cell == "lstm":
         torch.testing.assert_close(mine.c, c_ref, atol=1e-6, rtol=1e-6)
-    # The stored state continues the sequence: a second call equals steps 8..10 of one run.
-    more = mine(x, 3)
-    if mode == "same-input":
-        out_ref2, _, _ = ref(x, h_ref, c_ref, 3)
-        torch.testing.assert_close(more, out_ref2, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("module_class", [LSTM, GRU])
+def test_init_hidden_starts_a_new_sequence(module_class):
+    torch.manual_seed(8)
+    module = module_class(4, 8, motion_mode="feedback").eval()
+    x = torch.randn(2, 4)
+    module.initHidden(2)
+    first = module(x, 3)
+    module(x, 2)
+    module.initHidden(2)
+    torch.testing.assert_close(module(x, 3), first, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("module_class", [LSTM, GRU])
+def test_stateful_forward_misuse_gets_clear_errors(module_class):
+    module = module_class(4, 8)
+    x = torch.randn(3, 4)
+    with pytest.raises(InputError, match=r"call initHidden\(batch_size\) before forward"):
+        module(x, 2)
+    module.initHidden(2)
+    with pytest.raises(InputError, match=r"inputs hold 3 sequences: call initHidden\(3\)"):
+        module(x, 2)
+    module.initHidden(3)
+    with pytest.raises(InputError, match=r"inputs must be \(batch, 4\), got \(3, 5\)"):
+        module(torch.randn(3, 5), 2)
+    with pytest.raises(InputError, match="n_frames must be >= 1, got 0"):
+        module(x, 0)
+    assert module(x, 1).shape == (1, 3, 4)
+
+
+def test_unknown_motion_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown motion mode 'sideways'; expected one of: same-input, feedback"):
+        LSTM(4, 8, motion_mode="sideways")
 
 
 @pytest.mark.parametrize("module_class", [LSTM, GRU])

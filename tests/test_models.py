@@ -1,9 +1,12 @@
 """VideoGenerator: shapes, latent layout, scripting, streaming, conditioning."""
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from vidsynth.config import PRESETS, ModelConfig
-from vidsynth.errors import ConfigError
+from vidsynth.errors import ConfigError, InputError
 from vidsynth.models import VideoGenerator, build_model
 
 SMALL = dict(ngf=8, hidden_size=16)
@@ -39,6 +42,25 @@ def test_frame_t_is_drawn_from_motion_then_content():
     for step in range(3):
         z = torch.cat([codes[step], z_content], 1)[:, :, None, None]
         torch.testing.assert_close(video[:, step], model.image(z), atol=1e-6, rtol=1e-6)
+
+
+def test_seeded_build_leaves_every_global_generator_alone(monkeypatch):
+    """build_model(seed=...) draws its weights from a seeded CPU stream and puts the global CPU
+    generator back; CUDA generators are not reseeded (torch.manual_seed would)."""
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    before = torch.get_rng_state()
+    build_model(small(), seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert reseeded == []
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_seeded_build_leaves_the_cuda_generator_alone():
+    before = torch.cuda.get_rng_state()
+    build_model(small(), seed=3)
+    assert torch.equal(torch.cuda.get_rng_state(), before)
 
 
 def test_seed_fixes_the_initial_weights():
@@ -92,10 +114,40 @@ def test_presets():
     (dict(cell="rnn"), "unknown cell 'rnn'; expected one of: lstm, gru"),
     (dict(motion_mode="x"), "unknown motion mode"),
     (dict(image_size=128), "unknown image size 128"),
+    (dict(image_size=64.0), "image_size must be an integer, got 64.0"),
     (dict(ngf=0), "ngf must be a positive integer"),
+    (dict(ngf=True), "ngf must be an integer, got True"),
+    (dict(hidden_size="100"), "hidden_size must be an integer, got '100'"),
+    (dict(n_categories=False), "n_categories must be an integer, got False"),
+    (dict(cell=1), "cell must be a string, got 1"),
+    (dict(bn_eps=-1), "bn_eps must be a finite number > 0, got -1"),
+    (dict(bn_eps=0.0), "bn_eps must be a finite number > 0, got 0.0"),
+    (dict(bn_eps=math.nan), "bn_eps must be a finite number > 0, got nan"),
+    (dict(bn_eps=math.inf), "bn_eps must be a finite number > 0, got inf"),
+    (dict(bn_eps="abc"), "bn_eps must be a number, got 'abc'"),
+    (dict(bn_eps=True), "bn_eps must be a number, got True"),
 ])
 def test_bad_config_is_refused(changes, message):
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**changes)
-    with pytest.raises(ConfigError, match="unknown config fields"):
+
+
+def test_unknown_config_fields_are_refused():
+    with pytest.raises(ConfigError, match=r"unknown config fields \['colour'\]"):
         ModelConfig.from_dict({"colour": 1})
+
+
+def test_every_batch_norm_uses_the_configured_eps():
+    model = build_model(small(bn_eps=0.125), seed=0)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 5  # four in the image generator, one in the motion module
+    assert [m.eps for m in norms] == [0.125] * 5
+
+
+@pytest.mark.parametrize("n_frames", [0, -3])
+def test_frame_count_below_one_is_a_clear_error(n_frames):
+    model = build_model(small(), seed=0).eval()
+    with pytest.raises(InputError, match=f"n_frames must be >= 1, got {n_frames}"):
+        model(torch.randn(2, 50), torch.randn(2, 10), n_frames)
+    with pytest.raises(InputError, match="n_frames must be >= 1"):
+        model.generate_chunk(torch.randn(2, 50), model.initial_state(torch.randn(2, 10)), n_frames)

@@ -1,12 +1,12 @@
 """vidsynth.optimize: the inference copy makes the VideoGenerator's videos (fp32 up to float
 rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model family."""
-import math
 
 import pytest
 import torch
 
 from vidsynth.config import ModelConfig
 from vidsynth.errors import InputError
+from vidsynth.export.precision import psnr_db
 from vidsynth.models import build_model
 from vidsynth.optimize import optimize_for_inference
 from vidsynth.weights.demo import demo_model
@@ -18,11 +18,6 @@ FAMILIES = [
     dict(cell="gru", motion_mode="feedback", image_size=64),
     dict(cell="lstm", motion_mode="same-input", n_categories=4),
 ]
-
-
-def _psnr(a, b):
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: "-".join(str(v) for v in f.values()))
@@ -55,7 +50,7 @@ def test_bf16_stays_close_to_fp32():
         expected = model(z_content, z_motion, 8)
         video = fast(z_content, z_motion, 8)
     assert video.dtype == torch.float32
-    assert _psnr(expected, video) >= 35.0
+    assert psnr_db(expected.numpy(), video.numpy()) >= 35.0
 
 
 def test_leaves_the_model_unchanged():

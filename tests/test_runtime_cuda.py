@@ -16,7 +16,7 @@ from vidsynth.config import ModelConfig
 from vidsynth.models import build_model
 from vidsynth.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
-from vidsynth.runtime.backends import open_backend
+from vidsynth.runtime.backend import open_backend
 from vidsynth.weights.format import save_weights
 
 pytestmark = [
@@ -28,7 +28,7 @@ CONFIG = ModelConfig(ngf=8, image_size=64)
 
 
 def ort_has_cuda() -> bool:
-    from vidsynth.runtime.backends.onnx_runtime import cuda_provider_available
+    from vidsynth.runtime.onnxruntime_backend import cuda_provider_available
 
     return cuda_provider_available()
 

@@ -1,7 +1,7 @@
 """The torch-free ONNX Runtime script, conditional models, and flat memory when streaming.
 
 One conditional model (ngf=8, 64x64, GRU feedback, 3 categories) is saved and exported once.
-The script runs in subprocesses where `import torch` (and onnx, click, safetensors, tqdm) fails.
+The script runs in subprocesses where `import torch` (and onnx, safetensors) fails.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from vidsynth.export import export_artifacts
 from vidsynth.models import build_model
 from vidsynth.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
-from vidsynth.runtime.quantize import to_uint8
+from vidsynth.runtime.stream import to_uint8
 from vidsynth.weights.format import save_weights
 
 CONFIG = ModelConfig(ngf=8, image_size=64, cell="gru", motion_mode="feedback", n_categories=3)
@@ -29,7 +29,7 @@ SIZE = CONFIG.image_size
 TORCH_BLOCKER = '''
 import sys
 
-BLOCKED = ("torch", "onnx", "click", "safetensors", "tqdm")
+BLOCKED = ("torch", "onnx", "safetensors")
 
 
 class Blocker:
@@ -85,7 +85,7 @@ def reference_sheet(model, noise, n_frames: int) -> np.ndarray:
     return pixels.transpose(0, 2, 1, 3, 4).reshape(b * s, t * s, 3)
 
 
-@pytest.mark.parametrize("module", ["torch", "torch.nn", "click", "tqdm"])
+@pytest.mark.parametrize("module", ["torch", "torch.nn", "onnx", "safetensors"])
 def test_the_blocker_really_blocks(made, module):
     result = torch_free(made, "-c", f"import {module}")
     assert result.returncode != 0 and "blocked for this test" in result.stderr
@@ -126,27 +126,25 @@ def test_conditional_models_draw_a_category_per_video_unless_given(made, tmp_pat
     [
         (["--category", "3"], "category must be in [0, 2], got 3"),
         (["--frames", "0"], "frames must be a positive integer"),
-        (["--backend", "eager"], "onnxruntime backend only"),
+        (["--backend", "eager"], "the eager backend runs weights, not export artifacts"),
         (["--format", "webm"], "unknown format 'webm'"),
     ],
 )
-def test_script_bad_input_is_one_error_line(made, tmp_path, capsys, args, fragment):
-    from vidsynth.runtime.ort import main
-
+def test_script_bad_input_is_one_error_line(made, tmp_path, args, fragment):
     out = tmp_path / "out"
-    assert main(["--artifacts", made.artifacts, "--device", "cpu", "--out", str(out), *args]) == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], captured.err
+    result = torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", made.artifacts, "--device", "cpu",
+                        "--out", str(out), *args)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("--backend auto chose ")]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
     assert not out.exists()
 
 
-def test_script_needs_artifacts_and_refuses_tampered_ones(made, tmp_path):
+def test_script_names_torch_when_weights_need_it_and_refuses_tampered_artifacts(made, tmp_path):
     result = torch_free(made, "-m", "vidsynth.runtime.ort", "--out", str(tmp_path / "out"))
-    assert result.returncode == 1 and result.stderr.strip() == (
-        "Error: --artifacts DIR is required (an export directory from `vidsynth export`)"
-    )
+    chose, error = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and chose.startswith("--backend auto chose optimized: weights")
+    assert error.startswith("Error: the optimized backend cannot start (No module named 'torch'") and "pip install torch" in error
     import shutil
 
     tampered = tmp_path / "tampered"
@@ -155,17 +153,8 @@ def test_script_needs_artifacts_and_refuses_tampered_ones(made, tmp_path):
         handle.write(b"\0")
     result = torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", str(tampered), "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "generator_chunk.onnx" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr.strip().splitlines()) == 2  # what auto chose, then the one error
     assert not (tmp_path / "out").exists()
-
-
-def test_script_takes_the_options_of_generate_except_weights():
-    from vidsynth.cli import cli
-    from vidsynth.runtime.ort import build_parser
-
-    generate = {opt for param in cli.commands["generate"].params for opt in param.opts}
-    script = {opt for action in build_parser()._actions for opt in action.option_strings}
-    assert generate - {"--weights"} | {"-h", "--help"} == script
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "eager"])

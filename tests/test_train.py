@@ -1,5 +1,5 @@
-"""Training: data loading (both layouts, bad inputs), dry runs, exact resume, run export, and
-the shipped default weights."""
+"""Training: data loading (both layouts, bad inputs), dry runs, exact resume, run export, the
+command line, and the shipped default weights."""
 from __future__ import annotations
 
 import json
@@ -15,10 +15,12 @@ from safetensors.torch import load_file
 from vidsynth.cli import cli
 from vidsynth.errors import DataError, InputError
 from vidsynth.train.config import TrainConfig
-from vidsynth.train.data import load_folder, read_clip, sniff_format
-from vidsynth.train.loop import export_run, train
+from vidsynth.train.data import load_folder, read_clip, sniff_format, synthetic_dataset
+from vidsynth.train.loop import build_trainer, export_run, train, train_step
+from vidsynth.train.loss_log import LOSS_LOG, read_losses
+from vidsynth.train.options import DRY_RUN_STEPS, TrainCommand, config_from_options
 from vidsynth.train.sampler import ClipSampler
-from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
+from vidsynth.weights import load_model
 
 iio = pytest.importorskip("imageio.v3")
 
@@ -143,34 +145,35 @@ def test_sampler_takes_every_nth_frame_in_order(tmp_path):
 # -- training ---------------------------------------------------------------------------------
 
 
-def _losses(run_dir):
-    return json.loads((run_dir / "checkpoint" / "state.json").read_text())["losses"]
+def _state(run_dir):
+    return json.loads((run_dir / "checkpoint" / "state.json").read_text())
 
 
 def test_dry_run_trains_and_writes_a_loadable_run(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "train", "--dry-run", "--out", str(out), "--ngf", "4", "--ndf", "4", "--batch", "2",
-        "--clip-frames", "4", "--frame-step", "1", "--steps", "3", "--threads", "1", "--quiet",
-    ])
+    args = ["--dry-run", "--out", str(out), "--ngf", "4", "--ndf", "4", "--batch", "2",
+            "--clip-frames", "4", "--frame-step", "1", "--threads", "1", "--quiet"]
+    result = CliRunner().invoke(cli, ["train", *args])
     assert result.exit_code == 0, result.output
-    losses = _losses(out)
-    assert len(losses) == 3 and all(math.isfinite(v) for row in losses for v in row)
+    losses = read_losses(out)
+    assert [row["step"] for row in losses] == [1, 2, 3]  # --dry-run without --steps: 3
+    assert all(math.isfinite(row[name]) for row in losses for name in row)
     assert (out / "samples" / "step_000003.png").is_file()
     model = load_model(out / "weights")
     assert model.config.n_categories == 2 and model.provenance["steps"] == 3
-    assert model.provenance["command"][0].startswith("vidsynth train --dry-run --out ")
+    assert model.provenance["command"] == ["vidsynth train " + " ".join(args)]  # as given
     video = model(torch.zeros(2, 50), torch.zeros(2, 10), 5, torch.tensor([0, 1]))
     assert video.shape == (2, 5, 3, 64, 64) and torch.isfinite(video).all()
 
 
 def test_resume_continues_exactly(tmp_path):
     config = TrainConfig(data=None, dry_run=True, steps=4, checkpoint_every=2, **TINY)
-    whole = train(config, tmp_path / "whole", progress=False)
+    train(config, tmp_path / "whole", progress=False)
     train(config.replace(steps=2), tmp_path / "split", progress=False)
     resumed = train(config, tmp_path / "split", resume=True, progress=False)
     assert resumed["step"] == 4 and resumed["steps_this_call"] == 2
-    assert resumed["losses"] == whole["losses"]
+    assert [row["step"] for row in read_losses(tmp_path / "whole")] == [1, 2, 3, 4]
+    assert read_losses(tmp_path / "split") == read_losses(tmp_path / "whole")
     a = load_file(str(tmp_path / "whole" / "checkpoint" / "networks.safetensors"))
     b = load_file(str(tmp_path / "split" / "checkpoint" / "networks.safetensors"))
     assert a.keys() == b.keys()
@@ -187,14 +190,14 @@ def test_resume_on_another_device_seeds_the_noise_stream_afresh(tmp_path):
     train(config.replace(steps=2), tmp_path / "a", progress=False)
     rng_file = tmp_path / "a" / "checkpoint" / "rng.safetensors"
     states = load_file(str(rng_file))
-    assert set(states) == {"run.cpu", "noise.cpu", "torch_cpu"}
+    assert set(states) == {"run.cpu", "noise.cpu"}
     states["noise.other"] = states.pop("noise.cpu")  # as if written on another device type
     save_file(states, str(rng_file))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     first = train(config, tmp_path / "a", resume=True, progress=False)
     second = train(config, tmp_path / "b", resume=True, progress=False)
     assert first["step"] == second["step"] == 3
-    assert first["losses"] == second["losses"]  # the reseeded stream is seeded
+    assert read_losses(tmp_path / "a") == read_losses(tmp_path / "b")  # the reseeded stream is seeded
 
 
 def test_motion_norm_is_trained_as_deployed(tmp_path):
@@ -212,9 +215,9 @@ def test_motion_norm_is_trained_as_deployed(tmp_path):
 
 def test_seed_decides_the_run(tmp_path):
     config = TrainConfig(data=None, dry_run=True, steps=2, **TINY)
-    first = train(config, tmp_path / "a", progress=False)["losses"]
-    again = train(config, tmp_path / "b", progress=False)["losses"]
-    other = train(config.replace(seed=1), tmp_path / "c", progress=False)["losses"]
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(config.replace(seed=seed), tmp_path / name, progress=False)
+    first, again, other = (read_losses(tmp_path / name) for name in "abc")
     assert first == again and first != other
 
 
@@ -239,6 +242,115 @@ def test_bad_settings_are_collected_in_one_error():
         TrainConfig(data=None, batch=1, clip_frames=2)
     message = str(info.value)
     assert "batch" in message and "clip_frames" in message and "data folder" in message
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(ngf="8"), "ngf must be an integer, got '8'"),
+    (dict(batch=2.0), "batch must be an integer, got 2.0"),
+    (dict(bf16="yes"), "bf16 must be true or false, got 'yes'"),
+    (dict(data=3), "data must be a string or None, got 3"),
+    (dict(lr=math.nan), "lr must be a finite number > 0, got nan"),
+    (dict(beta1=1.0), r"beta1 must be in \[0, 1\), got 1.0"),
+    (dict(instance_noise=-0.1), "instance_noise must be a finite number >= 0, got -0.1"),
+])
+def test_bad_setting_types_and_values_name_the_field(changes, message):
+    with pytest.raises(InputError, match=message):
+        TrainConfig(**{**dict(data=None, dry_run=True), **changes})
+
+
+def _train_params(args: list[str]) -> dict:
+    from vidsynth.cli import train_command
+
+    assert isinstance(train_command, TrainCommand)
+    return train_command.make_context("train", args).params
+
+
+def test_command_line_flags_and_defaults():
+    params = _train_params(["--data", "clips", "--out", "run"])
+    run_options = {"run_dir": "run", "max_minutes": None, "resume": False, "quiet": False}
+    assert {k: params.pop(k) for k in run_options} == run_options
+    assert config_from_options(params) == TrainConfig(data="clips")
+    params = _train_params(["--dry-run", "--out", "r", "--per-step-motion-norm", "--bf16", "--image-size", "96",
+                            "--cell", "lstm", "--motion-mode", "same-input", "--ngf", "8", "--ndf", "4",
+                            "--batch", "3", "--clip-frames", "5", "--frame-step", "1", "--device", "cpu",
+                            "--seed", "7", "--threads", "1", "--checkpoint-every", "9", "--sample-every", "11"])
+    for key in ("run_dir", "max_minutes", "resume", "quiet"):
+        params.pop(key)
+    assert config_from_options(params) == TrainConfig(
+        data=None, dry_run=True, steps=DRY_RUN_STEPS, freeze_motion_norm=False, bf16=True, image_size=96,
+        cell="lstm", motion_mode="same-input", ngf=8, ndf=4, batch=3, clip_frames=5, frame_step=1, seed=7,
+        threads=1, checkpoint_every=9, sample_every=11)
+
+
+def test_state_file_does_not_grow_with_the_run(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=2, checkpoint_every=1, **TINY)
+    train(config, tmp_path / "run", progress=False)
+    size_at_2 = len((tmp_path / "run" / "checkpoint" / "state.json").read_bytes())
+    train(config.replace(steps=8), tmp_path / "run", resume=True, progress=False)
+    state = _state(tmp_path / "run")
+    assert state["step"] == 8 and "losses" not in state
+    # The same fields with other numbers in them; six more steps of losses would be ~500 bytes.
+    assert abs(len((tmp_path / "run" / "checkpoint" / "state.json").read_bytes()) - size_at_2) < 40
+    assert [row["step"] for row in read_losses(tmp_path / "run")] == list(range(1, 9))
+
+
+def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
+    """A run killed between checkpoints has logged steps its checkpoint does not hold; the
+    resumed run redoes those steps and logs each step once."""
+    config = TrainConfig(data=None, dry_run=True, steps=4, **TINY)
+    train(config, tmp_path / "whole", progress=False)
+    train(config.replace(steps=2), tmp_path / "killed", progress=False)
+    with (tmp_path / "killed" / LOSS_LOG).open("a") as log:
+        log.write(json.dumps({"step": 3, "d_image": 99.0}) + "\n")
+    train(config, tmp_path / "killed", resume=True, progress=False)
+    assert read_losses(tmp_path / "killed") == read_losses(tmp_path / "whole")
+
+
+def test_resume_of_a_checkpoint_that_holds_its_losses(tmp_path):
+    """Checkpoints written before the loss log kept every step's losses in state.json."""
+    config = TrainConfig(data=None, dry_run=True, steps=3, **TINY)
+    train(config, tmp_path / "whole", progress=False)
+    train(config.replace(steps=2), tmp_path / "old", progress=False)
+    rows = read_losses(tmp_path / "old")
+    state = _state(tmp_path / "old")
+    state["losses"] = [[row[name] for name in row if name != "step"] for row in rows]
+    (tmp_path / "old" / "checkpoint" / "state.json").write_text(json.dumps(state))
+    (tmp_path / "old" / LOSS_LOG).unlink()
+    train(config, tmp_path / "old", resume=True, progress=False)
+    assert read_losses(tmp_path / "old") == read_losses(tmp_path / "whole")
+    assert "losses" not in _state(tmp_path / "old")
+
+
+def test_train_puts_the_torch_settings_back(tmp_path):
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    seen = []
+    config = TrainConfig(data=None, dry_run=True, steps=1, **{**TINY, "threads": other})
+    train(config, tmp_path / "run", progress=False, on_step=lambda step, losses: seen.append(torch.get_num_threads()))
+    assert seen == [other] and torch.get_num_threads() == before
+
+
+def test_bf16_autocasts_the_image_generator_but_not_the_motion_recurrence():
+    """Exported artifacts run the recurrence in float32 at every precision; --bf16 training
+    must too. (A bf16 matmul plus a float32 bias still returns float32, so the check is on
+    values: each motion call equals the same call made again outside autocast.)"""
+    config = TrainConfig(data=None, dry_run=True, bf16=True, **TINY)
+    trainer = build_trainer(config, n_categories=2)
+    sampler = ClipSampler(synthetic_dataset(n_categories=2, size=64, n_frames=8), 64, config.clip_frames, 1)
+    same_as_fp32 = []
+
+    def check(module, args, output):
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            same_as_fp32.append(output.dtype == torch.float32 and torch.equal(module.forward(*args), output))
+
+    motion = trainer.generator.motion
+    for module in (motion.gru, motion.linear):
+        module.register_forward_hook(check)
+    image_dtypes = set()
+    trainer.generator.image.main[0].register_forward_hook(lambda m, a, output: image_dtypes.add(output.dtype))
+    train_step(trainer, sampler)
+    assert image_dtypes == {torch.bfloat16}
+    assert same_as_fp32 == [True] * 2 * config.clip_frames
 
 
 def test_training_on_strip_folder_learns_its_classes(tmp_path):
@@ -292,18 +404,16 @@ def test_ship_default_evaluate_only_writes_the_runs_quality_figures(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_dry_run_on_cuda(tmp_path):
     config = TrainConfig(data=None, dry_run=True, steps=2, device="cuda", **TINY)
-    record = train(config, tmp_path / "run", progress=False)
-    assert all(math.isfinite(v) for row in record["losses"] for v in row)
+    benchmark = torch.backends.cudnn.benchmark
+    cuda_rng = torch.cuda.get_rng_state()
+    train(config, tmp_path / "run", progress=False)
+    assert all(math.isfinite(row[name]) for row in read_losses(tmp_path / "run") for name in row)
+    assert torch.backends.cudnn.benchmark == benchmark  # autotuning was on for the run only
+    assert torch.equal(torch.cuda.get_rng_state(), cuda_rng)  # the run drew from its own generators
 
 
 # -- the shipped default weights ---------------------------------------------------------------
 
-needs_default = pytest.mark.skipif(
-    not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file(), reason="no default weights in this build"
-)
-
-
-@needs_default
 def test_default_weights_load_and_make_each_category():
     model = load_model()
     config = model.config
@@ -315,7 +425,6 @@ def test_default_weights_load_and_make_each_category():
     assert video[:, 1:].sub(video[:, :-1]).abs().mean() > 0  # frames change over time
 
 
-@needs_default
 def test_default_weights_export_like_any_model(tmp_path):
     export = pytest.importorskip("vidsynth.export")
     manifest = export.export_artifacts(load_model(), tmp_path / "export", formats=("torchscript",))

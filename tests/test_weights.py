@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from legacy_reference import AssignmentLSTM, DLHacksGRU, Generator_I, legacy_video, randomize_batchnorm
 from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
-from vidsynth.errors import WeightsError
+from vidsynth.errors import InputError, WeightsError
 from vidsynth.models import build_model
-from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
+from vidsynth.weights import load_model
 from vidsynth.weights.format import load_weights, save_weights
 from vidsynth.weights.legacy import import_legacy
 
@@ -71,7 +71,12 @@ def test_legacy_keys_without_batch_counters_and_with_nn_gru_suffixes(legacy_file
     stripped = {k: v for k, v in torch.load(paths["generator96"], weights_only=True).items()
                 if not k.endswith("num_batches_tracked")}
     torch.save(stripped, tmp_path / "old.model")
-    import_legacy(tmp_path / "old.model", paths["gru"])
+    model = import_legacy(tmp_path / "old.model", paths["gru"])
+    assert (model.config.cell, model.config.motion_mode) == ("gru", "feedback")
+    z_content, z_motion = inputs()
+    with torch.no_grad():  # the missing counters change nothing: same video as the originals
+        expected = legacy_video(models["generator96"], models["gru"], z_content, z_motion, 4)
+        torch.testing.assert_close(model(z_content, z_motion, 4), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_save_load_round_trip(tmp_path):
@@ -91,7 +96,7 @@ def test_save_refuses_to_clobber_without_force(tmp_path):
     model = build_model(ModelConfig(ngf=NGF), seed=0)
     save_weights(model, tmp_path / "w")
     before = (tmp_path / "w" / "model.safetensors").read_bytes()
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         save_weights(build_model(ModelConfig(ngf=NGF), seed=1), tmp_path / "w")
     assert (tmp_path / "w" / "model.safetensors").read_bytes() == before
     save_weights(build_model(ModelConfig(ngf=NGF), seed=1), tmp_path / "w", force=True)
@@ -107,13 +112,11 @@ def test_demo_weights_are_deterministic_and_not_flat():
     assert a.provenance["source"] == "demo"
 
 
-def test_default_weights_load_or_say_why():
-    if (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
-        model = load_model()
-        assert model.config.image_size in (64, 96)
-    else:
-        with pytest.raises(WeightsError, match="ships no default weights"):
-            load_model()
+def test_default_weights_load_with_their_provenance():
+    model = load_model()
+    assert not model.training
+    assert model.config.image_size in (64, 96)
+    assert model.provenance["source"] == "vidsynth train" and model.provenance["steps"] > 0
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Torch-free on purpose: the ONNX Runtime script reads configs from export manifes
 """
 from __future__ import annotations
 
+import functools
+import math
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -12,6 +15,45 @@ from vidsynth.errors import ConfigError, choice_error
 CELLS = ("lstm", "gru")
 MOTION_MODES = ("same-input", "feedback")
 IMAGE_SIZES = (64, 96)
+
+
+_EXPECTED = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def field_type_problems(instance: Any) -> list[str]:
+    """One line for each field of a dataclass instance whose value is not of the field's
+    declared type (int, float, str, bool, or Optional of one). A bool is not an integer here,
+    and an integer is a valid float."""
+    problems = []
+    for name, (kind, optional) in field_kinds(type(instance)).items():
+        value = getattr(instance, name)
+        if (value is None and optional) or _is_kind(value, kind):
+            continue
+        expected = _EXPECTED[kind] + (" or None" if optional else "")
+        problems.append(f"{name} must be {expected}, got {value!r}")
+    return problems
+
+
+@functools.lru_cache(maxsize=None)
+def field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
+    """Each field's declared type and whether it is Optional: {name: (type, optional)}."""
+    hints = typing.get_type_hints(cls)
+    return {field.name: _unwrap_optional(hints[field.name]) for field in fields(cls)}
+
+
+def _unwrap_optional(hint: Any) -> tuple[type, bool]:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        return args[0], True
+    return hint, False
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 @dataclass(frozen=True)
@@ -28,6 +70,9 @@ class ModelConfig:
     bn_eps: float = 1e-5  # BatchNorm epsilon, as torch.nn's default
 
     def __post_init__(self) -> None:
+        problems = field_type_problems(self)
+        if problems:
+            raise ConfigError("bad model config: " + "; ".join(problems))
         if self.cell not in CELLS:
             raise choice_error(ConfigError, "cell", self.cell, CELLS)
         if self.motion_mode not in MOTION_MODES:
@@ -36,10 +81,12 @@ class ModelConfig:
             raise choice_error(ConfigError, "image size", self.image_size, [str(s) for s in IMAGE_SIZES])
         for name in ("ngf", "nc", "d_content", "d_motion", "hidden_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ConfigError(f"config field {name} must be a positive integer, got {value!r}")
-        if not isinstance(self.n_categories, int) or self.n_categories < 0:
+        if self.n_categories < 0:
             raise ConfigError(f"config field n_categories must be >= 0, got {self.n_categories!r}")
+        if not (math.isfinite(self.bn_eps) and self.bn_eps > 0):
+            raise ConfigError(f"config field bn_eps must be a finite number > 0, got {self.bn_eps!r}")
 
     @property
     def nz(self) -> int:
@@ -75,9 +122,3 @@ PRESETS: dict[str, ModelConfig] = {
     # The original MoCoGAN's 64x64 layout.
     "mocogan64": ModelConfig(image_size=64),
 }
-
-
-def preset(name: str) -> ModelConfig:
-    if name not in PRESETS:
-        raise choice_error(ConfigError, "preset", name, sorted(PRESETS))
-    return PRESETS[name]

@@ -30,7 +30,12 @@ class DataError(VidsynthError):
 
 
 class InputError(VidsynthError):
-    """A bad argument value (frame count, batch size, output path, ...)."""
+    """A bad argument value (frame count, batch size, output path, ...). `fields` names the
+    request fields at fault, for callers that report per field (the HTTP server)."""
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class MissingDependencyError(VidsynthError):

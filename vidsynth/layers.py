@@ -12,7 +12,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-MOTION_MODES = ("same-input", "feedback")
+from vidsynth.config import MOTION_MODES
+from vidsynth.errors import ConfigError, InputError, choice_error
+
+
+def check_n_frames(n_frames: int) -> None:
+    """A clear error for a frame count the recurrence cannot make (torch's own is an empty
+    stack deep in the loop). Symbolic sizes (torch.export) are left to the tracer."""
+    if isinstance(n_frames, int) and not isinstance(n_frames, bool) and n_frames < 1:
+        raise InputError(f"n_frames must be >= 1, got {n_frames}")
 
 
 def _uniform_(tensor: Tensor, bound: float) -> None:
@@ -107,10 +115,12 @@ class _MotionRNN(nn.Module):
     thin wrapper around it.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, motion_mode: str, n_cell_states: int) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, motion_mode: str, n_cell_states: int, bn_eps: float = 1e-5
+    ) -> None:
         super().__init__()
         if motion_mode not in MOTION_MODES:
-            raise ValueError(f"unknown motion mode {motion_mode!r}; expected one of {MOTION_MODES}")
+            raise choice_error(ConfigError, "motion mode", motion_mode, MOTION_MODES)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.motion_mode = motion_mode
@@ -118,14 +128,14 @@ class _MotionRNN(nn.Module):
         self.cell_state_size = n_cell_states * hidden_size
         self.state_size = self.cell_state_size + input_size
         self.linear = MyLinear(hidden_size, input_size)
-        self.bn = nn.BatchNorm1d(input_size, affine=False)
+        self.bn = nn.BatchNorm1d(input_size, affine=False, eps=bn_eps)
         self.h = torch.zeros(0)
+        # Feedback mode: the fed-back output the next forward() call starts from, so that
+        # consecutive calls continue one sequence; empty at the start of a sequence.
+        self.next_input = torch.zeros(0)
 
     def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
         """One recurrent step: (next cell state, h)."""
-        raise NotImplementedError
-
-    def _cell_parameters(self) -> list[Tensor]:
         raise NotImplementedError
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
@@ -174,17 +184,41 @@ class _MotionRNN(nn.Module):
                     if name.endswith(("bias_ih", "bias_hh")):
                         param[H : 2 * H] = init_forget_bias
 
-    init_weight = initWeight
-
     def forward(self, inputs: Tensor, n_frames: int) -> Tensor:
         """Runs n_frames steps from the stored hidden state (see initHidden) and stores the
-        final state back, as the assignment's module does. Returns (n_frames, B, input_size)."""
-        state = torch.cat([self._stored_cell_state(), inputs], 1)
-        codes, state = self.rollout(state, n_frames)
+        final state back, as the assignment's module does, so consecutive calls continue one
+        sequence. In feedback mode `inputs` is the first step's input of a sequence only;
+        later calls go on from the last step's output, exactly as one longer call would.
+        Returns (n_frames, B, input_size)."""
+        if not torch.jit.is_scripting():
+            self._check_call(inputs, n_frames)
+        x = inputs
+        if self.feedback and self.next_input.numel() > 0:
+            x = self.next_input
+        codes, state = self.rollout(torch.cat(self._hidden() + [x], 1), n_frames)
         self._store_cell_state(state[:, : self.cell_state_size])
+        self.next_input = state[:, self.cell_state_size :]
         return codes
 
-    def _stored_cell_state(self) -> Tensor:
+    @torch.jit.unused
+    def _check_call(self, inputs: Tensor, n_frames: int) -> None:
+        check_n_frames(n_frames)
+        if inputs.dim() != 2 or inputs.size(1) != self.input_size:
+            raise InputError(f"inputs must be (batch, {self.input_size}), got {tuple(inputs.shape)}")
+        for held in self._hidden():
+            if held.dim() != 2:
+                raise InputError("no hidden state yet: call initHidden(batch_size) before forward")
+            if held.shape != (inputs.size(0), self.hidden_size):
+                raise InputError(
+                    f"the hidden state is {tuple(held.shape)} but inputs hold {inputs.size(0)} sequences: "
+                    f"call initHidden({inputs.size(0)})"
+                )
+
+    def _start_sequence(self) -> None:
+        self.next_input = torch.zeros(0)
+
+    def _hidden(self) -> list[Tensor]:
+        """The stored cell state's parts: [h, c] (LSTM) or [h] (GRU)."""
         raise NotImplementedError
 
     def _store_cell_state(self, cell_state: Tensor) -> None:
@@ -194,8 +228,10 @@ class _MotionRNN(nn.Module):
 class LSTM(_MotionRNN):
     """The assignment's motion module: MyLSTMCell, then linear hidden->input, then BatchNorm."""
 
-    def __init__(self, input_size: int, hidden_size: int, motion_mode: str = "same-input") -> None:
-        super().__init__(input_size, hidden_size, motion_mode, n_cell_states=2)
+    def __init__(
+        self, input_size: int, hidden_size: int, motion_mode: str = "same-input", bn_eps: float = 1e-5
+    ) -> None:
+        super().__init__(input_size, hidden_size, motion_mode, n_cell_states=2, bn_eps=bn_eps)
         self.lstm = MyLSTMCell(input_size, hidden_size)
         self.c = torch.zeros(0)
 
@@ -204,13 +240,13 @@ class LSTM(_MotionRNN):
         return torch.cat([h, c], 1), h
 
     def initHidden(self, batch_size: int) -> None:
+        """Zero state for batch_size sequences: the next forward() starts a new sequence."""
         self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
         self.c = self.linear.weight.new_zeros(batch_size, self.hidden_size)
+        self._start_sequence()
 
-    init_hidden = initHidden
-
-    def _stored_cell_state(self) -> Tensor:
-        return torch.cat([self.h, self.c], 1)
+    def _hidden(self) -> list[Tensor]:
+        return [self.h, self.c]
 
     def _store_cell_state(self, cell_state: Tensor) -> None:
         self.h = cell_state[:, : self.hidden_size]
@@ -220,8 +256,10 @@ class LSTM(_MotionRNN):
 class GRU(_MotionRNN):
     """DLHacks/mocogan's motion module with MyGRUCell; same interface as LSTM."""
 
-    def __init__(self, input_size: int, hidden_size: int, motion_mode: str = "feedback") -> None:
-        super().__init__(input_size, hidden_size, motion_mode, n_cell_states=1)
+    def __init__(
+        self, input_size: int, hidden_size: int, motion_mode: str = "feedback", bn_eps: float = 1e-5
+    ) -> None:
+        super().__init__(input_size, hidden_size, motion_mode, n_cell_states=1, bn_eps=bn_eps)
         self.gru = MyGRUCell(input_size, hidden_size)
 
     def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
@@ -229,12 +267,12 @@ class GRU(_MotionRNN):
         return h, h
 
     def initHidden(self, batch_size: int) -> None:
+        """Zero state for batch_size sequences: the next forward() starts a new sequence."""
         self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
+        self._start_sequence()
 
-    init_hidden = initHidden
-
-    def _stored_cell_state(self) -> Tensor:
-        return self.h
+    def _hidden(self) -> list[Tensor]:
+        return [self.h]
 
     def _store_cell_state(self, cell_state: Tensor) -> None:
         self.h = cell_state

@@ -1,13 +1,14 @@
 """The MoCoGAN video generator: a recurrent motion module feeding a DCGAN image generator."""
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
 
 from vidsynth.config import ModelConfig
-from vidsynth.layers import GRU, LSTM
+from vidsynth.layers import GRU, LSTM, check_n_frames
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -58,7 +59,7 @@ class ImageGenerator(nn.Module):
 
 def build_motion(config: ModelConfig) -> nn.Module:
     motion_class = LSTM if config.cell == "lstm" else GRU
-    motion = motion_class(config.d_motion, config.hidden_size, config.motion_mode)
+    motion = motion_class(config.d_motion, config.hidden_size, config.motion_mode, bn_eps=config.bn_eps)
     motion.initWeight()
     return motion
 
@@ -103,10 +104,15 @@ class VideoGenerator(nn.Module):
         self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
     ) -> tuple[Tensor, Tensor]:
         """The next n_frames frames (B, n_frames, nc, H, W) and the state to continue from."""
+        if not torch.jit.is_scripting():
+            check_n_frames(n_frames)
         codes, state = self.motion.rollout(state, n_frames)  # (T, B, d_motion)
+        return self.render(codes, z_content, category), state
+
+    def render(self, codes: Tensor, z_content: Tensor, category: Optional[Tensor] = None) -> Tensor:
+        """Frames (B, T, nc, H, W) for motion codes (T, B, d_motion): the image generator's half."""
         frames = self.image(frame_latents(codes, z_content, self.n_categories, category))
-        video = frames.view(z_content.size(0), n_frames, self.nc, self.image_size, self.image_size)
-        return video, state
+        return frames.view(z_content.size(0), codes.size(0), self.nc, self.image_size, self.image_size)
 
     def forward(
         self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None
@@ -118,10 +124,19 @@ class VideoGenerator(nn.Module):
         return video
 
 
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Module constructors draw their initial weights from torch's global CPU generator: this
+    seeds it for the block and restores it afterwards. No other device's generator is touched
+    (torch.manual_seed would reseed every CUDA generator too)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
 def build_model(config: ModelConfig, seed: Optional[int] = None) -> VideoGenerator:
     """A freshly initialised generator; with `seed`, the same weights on every machine."""
     if seed is None:
         return VideoGenerator(config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         return VideoGenerator(config)

@@ -14,6 +14,9 @@ from vidsynth.errors import ExportError
 from vidsynth.export.contract import (
     EXPORT_SHAPE,
     FILES,
+    ONNX_CHUNK_FILE,
+    ONNX_FILE,
+    TORCHSCRIPT_FILE,
     check_options,
     generator_contract,
     streaming_record,
@@ -71,14 +74,14 @@ def write_artifacts(
     if "torchscript" in formats:
         from vidsynth.export.torchscript import save_torchscript, script_generator
 
-        save_torchscript(script_generator(model), directory / "generator.pt", model.config.to_dict())
+        save_torchscript(script_generator(model), directory / TORCHSCRIPT_FILE, model.config.to_dict())
     if "onnx" in formats:
         from vidsynth.export.onnx import check_graph, export_graph
 
-        export_graph(model, directory / "generator.onnx", opset, streaming=False, exporter=onnx_exporter)
-        export_graph(model, directory / "generator_chunk.onnx", opset, streaming=True, exporter=onnx_exporter)
-        check_graph(directory / "generator.onnx")
-        check_graph(directory / "generator_chunk.onnx")
+        export_graph(model, directory / ONNX_FILE, opset, streaming=False, exporter=onnx_exporter)
+        export_graph(model, directory / ONNX_CHUNK_FILE, opset, streaming=True, exporter=onnx_exporter)
+        check_graph(directory / ONNX_FILE)
+        check_graph(directory / ONNX_CHUNK_FILE)
     if "pt2" in formats:
         from vidsynth.export.pt2 import save_pt2
 

@@ -1,13 +1,17 @@
 """The generator's export contract: names, dtypes and shapes of every input and output, the
 dynamic axes, the opsets, the precisions and the tolerances, all derived from the ModelConfig.
 
-Like optimum's OnnxConfig, the exporters and the validator read names and dynamic axes from
-here instead of branching per model. Torch-free: the ONNX Runtime script reads it too.
+This is the artifact ABI, defined here only: file names, input/output names and order, dynamic
+axes, and the first streaming state. Like optimum's OnnxConfig, the exporters, the validator,
+the runtime backends, the benchmark and the tests read it instead of spelling it out. Torch-free:
+the ONNX Runtime and OpenVINO backends read it without torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Union
+
+import numpy as np
 
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, choice_error
@@ -17,7 +21,7 @@ Dim = Union[int, str]  # a fixed size, or the name of a dynamic axis
 BATCH = "batch"  # dynamic axis: videos per call
 FRAMES = "n_frames"  # dynamic axis: frames per video (or per streamed chunk)
 
-FORMATS = ("torchscript", "onnx", "pt2")
+EXPORT_FORMATS = ("torchscript", "onnx", "pt2")
 DEFAULT_FORMATS = ("torchscript", "onnx")  # pt2 is opt-in: AOTInductor compiles C++ for minutes
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -40,12 +44,26 @@ VALIDATION_SHAPES = ((1, 7), (4, 13))
 VALIDATION_CHUNKS = (5, 8)  # streamed chunks adding up to the last shape's 13 frames, vs one call
 VALIDATION_SEED = 20240  # first seed of the validation inputs; one more per shape
 
+MANIFEST_FILE = "manifest.json"
+TORCHSCRIPT_FILE = "generator.pt"
+ONNX_FILE = "generator.onnx"  # one whole video per call
+ONNX_CHUNK_FILE = "generator_chunk.onnx"  # streaming: the next frames from a carried state
+PT2_MOTION_FILE = "generator_motion.pt2"  # AOTInductor: (state, n_frames) -> (codes, state_out)
+PT2_IMAGE_FILE = "generator_image.pt2"  # AOTInductor: (B*T, nz, 1, 1) latents -> frames
 FILES = {
-    "torchscript": ("generator.pt",),
-    "onnx": ("generator.onnx", "generator_chunk.onnx"),
-    "pt2": ("generator_motion.pt2", "generator_image.pt2"),
+    "torchscript": (TORCHSCRIPT_FILE,),
+    "onnx": (ONNX_FILE, ONNX_CHUNK_FILE),
+    "pt2": (PT2_MOTION_FILE, PT2_IMAGE_FILE),
 }
 INITIAL_STATE_RULE = "zeros(B, state_size - d_motion) then z_motion"
+
+
+def initial_state(z_motion: np.ndarray, state_size: int) -> np.ndarray:
+    """The state a streamed video starts from, as INITIAL_STATE_RULE says: a zero cell state,
+    then z_motion as the first step's input. Every later chunk takes the previous state_out."""
+    z_motion = np.asarray(z_motion, dtype=np.float32)
+    zeros = np.zeros((z_motion.shape[0], state_size - z_motion.shape[1]), dtype=np.float32)
+    return np.concatenate([zeros, z_motion], axis=1)
 
 
 @dataclass(frozen=True)
@@ -86,29 +104,24 @@ def _video_spec(config: ModelConfig) -> TensorSpec:
     return TensorSpec("video", "float32", (BATCH, FRAMES, config.nc, size, size))
 
 
-def _category_specs(config: ModelConfig) -> tuple[TensorSpec, ...]:
-    return (TensorSpec("category", "int64", (BATCH,)),) if config.n_categories > 0 else ()
+def _inputs(config: ModelConfig, recurrent: TensorSpec) -> tuple[TensorSpec, ...]:
+    """z_content, the recurrence's input (z_motion or a carried state), n_frames [, category]."""
+    content = TensorSpec("z_content", "float32", (BATCH, config.d_content))
+    category = (TensorSpec("category", "int64", (BATCH,)),) if config.n_categories > 0 else ()
+    return (content, recurrent, TensorSpec("n_frames", "int64", ())) + category
 
 
 def generator_contract(config: ModelConfig) -> ExportContract:
     """generator.onnx and generator.pt's forward: one whole video per call."""
-    inputs = (
-        TensorSpec("z_content", "float32", (BATCH, config.d_content)),
-        TensorSpec("z_motion", "float32", (BATCH, config.d_motion)),
-        TensorSpec("n_frames", "int64", ()),
-    ) + _category_specs(config)
+    inputs = _inputs(config, TensorSpec("z_motion", "float32", (BATCH, config.d_motion)))
     return ExportContract(inputs, (_video_spec(config),))
 
 
 def chunk_contract(config: ModelConfig) -> ExportContract:
     """generator_chunk.onnx: the next n_frames frames from a carried recurrent state."""
-    inputs = (
-        TensorSpec("z_content", "float32", (BATCH, config.d_content)),
-        TensorSpec("state", "float32", (BATCH, config.state_size)),
-        TensorSpec("n_frames", "int64", ()),
-    ) + _category_specs(config)
+    state = TensorSpec("state", "float32", (BATCH, config.state_size))
     outputs = (_video_spec(config), TensorSpec("state_out", "float32", (BATCH, config.state_size)))
-    return ExportContract(inputs, outputs)
+    return ExportContract(_inputs(config, state), outputs)
 
 
 def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:
@@ -121,7 +134,7 @@ def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:
     if with_onnx:
         contract = chunk_contract(config)
         record = {
-            "file": "generator_chunk.onnx",
+            "file": ONNX_CHUNK_FILE,
             **record,
             "inputs": [spec.to_dict() for spec in contract.inputs],
             "outputs": [spec.to_dict() for spec in contract.outputs],
@@ -136,10 +149,10 @@ def check_options(
     onnx). Bad options are refused before anything is exported or written."""
     formats = tuple(dict.fromkeys(formats))
     if not formats:
-        raise ExportError(f"no export format given; expected one or more of: {', '.join(FORMATS)}")
+        raise ExportError(f"no export format given; expected one or more of: {', '.join(EXPORT_FORMATS)}")
     for fmt in formats:
-        if fmt not in FORMATS:
-            raise choice_error(ExportError, "export format", fmt, FORMATS)
+        if fmt not in EXPORT_FORMATS:
+            raise choice_error(ExportError, "export format", fmt, EXPORT_FORMATS)
     if dtype not in DTYPES:
         raise choice_error(ExportError, "dtype", dtype, DTYPES)
     if dtype == "bf16" and "onnx" in formats:

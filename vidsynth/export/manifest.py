@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from vidsynth.errors import RuntimeBackendError
+from vidsynth.export.contract import MANIFEST_FILE
 
 FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 REQUIRED_KEYS = ("format_version", "config", "dtype", "inputs", "outputs", "files")
 
 

@@ -173,16 +173,3 @@ def op_types(graph: onnx.GraphProto) -> list[str]:
             for subgraph in attribute.graphs:
                 found.extend(op_types(subgraph))
     return found
-
-
-def ort_session(path: str | os.PathLike, providers: Optional[list[str]] = None, threads: int = 0):
-    """An onnxruntime session (CPU unless told otherwise; `threads` 0: onnxruntime's default),
-    warnings below error level muted."""
-    from vidsynth.optional import import_onnxruntime
-
-    ort = import_onnxruntime()
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])

@@ -32,14 +32,14 @@ from torch import Tensor
 
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
-from vidsynth.export.contract import BATCH, EXPORT_SHAPE
+from vidsynth.export.contract import BATCH, EXPORT_SHAPE, initial_state
+from vidsynth.export.contract import PT2_IMAGE_FILE as IMAGE_FILE
+from vidsynth.export.contract import PT2_MOTION_FILE as MOTION_FILE
 from vidsynth.export.while_loop import MotionRollout
 from vidsynth.models import VideoGenerator, frame_latents
 from vidsynth.noise import Noise, sample_noise
 from vidsynth.version import __version__
 
-MOTION_FILE = "generator_motion.pt2"
-IMAGE_FILE = "generator_image.pt2"
 PACKAGER = "torch._inductor.aoti_compile_and_package of torch.export.export programs (motion: while_loop)"
 MAX_BATCH = 1 << 16  # torch.export needs an upper bound for a dynamic dimension
 MAX_FRAMES_TIMES_BATCH = 1 << 24
@@ -142,9 +142,8 @@ class Pt2Generator:
         return self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)[0]
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
-        """The contract's initial state: zero cell state, then z_motion as the first input."""
-        zeros = z_motion.new_zeros(z_motion.size(0), self.config.state_size - z_motion.size(1))
-        return torch.cat([zeros, z_motion], 1)
+        """The contract's initial state (export.contract.initial_state)."""
+        return torch.from_numpy(initial_state(z_motion.numpy(), self.config.state_size))
 
     def generate_chunk(
         self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None

@@ -18,13 +18,17 @@ import torch
 from vidsynth.errors import ValidationError
 from vidsynth.export.contract import (
     MIN_PSNR_DB,
+    ONNX_CHUNK_FILE,
+    ONNX_FILE,
     TOLERANCE,
+    TORCHSCRIPT_FILE,
     VALIDATION_CHUNKS,
     VALIDATION_SEED,
     VALIDATION_SHAPES,
     ExportContract,
     chunk_contract,
     generator_contract,
+    initial_state,
 )
 from vidsynth.export.precision import psnr_db
 from vidsynth.models import VideoGenerator
@@ -75,12 +79,6 @@ def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.
     return torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), category
 
 
-def _initial_state_numpy(z_motion: np.ndarray, state_size: int) -> np.ndarray:
-    """The streaming contract's first state: zeros(B, state_size - d_motion) then z_motion."""
-    zeros = np.zeros((z_motion.shape[0], state_size - z_motion.shape[1]), np.float32)
-    return np.concatenate([zeros, z_motion], axis=1)
-
-
 def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Eager PyTorch's video and final recurrent state: the reference."""
     z_content, z_motion, category = _as_torch(noise)
@@ -120,7 +118,7 @@ def onnx_runners(whole_session, chunk_session, state_size: int) -> tuple[WholeRu
 
     def stream(noise: Noise, chunks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         names = [i.name for i in chunk_session.get_inputs()]
-        state = _initial_state_numpy(noise.z_motion, state_size)
+        state = initial_state(noise.z_motion, state_size)
         parts = []
         for n_frames in chunks:
             video, state = chunk_session.run(None, dict(zip(names, feed(noise.z_content, state, n_frames, noise.category))))
@@ -163,10 +161,11 @@ def validate_backends(
     whole: dict[str, WholeRunner],
     stream: dict[str, StreamRunner],
     fp32_model: Optional[VideoGenerator] = None,
+    min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
     """Compares each backend with eager `model` at the validation shapes, and each streaming
     backend (chunks VALIDATION_CHUNKS) with one eager call of the same total length.
-    Lower precisions are also held to MIN_PSNR_DB against `fp32_model`. Raises one
+    Lower precisions are also held to `min_psnr_db` against `fp32_model`. Raises one
     ValidationError listing every problem; returns the figures."""
     problems: list[str] = []
     tolerance = TOLERANCE[dtype]
@@ -200,15 +199,15 @@ def validate_backends(
                 psnr[backend] = min(psnr.get(backend, math.inf), psnr_db(fp32_video, video))
     problems += [c.describe() for c in comparisons if not c.ok]
     for backend, value in psnr.items():
-        if value < MIN_PSNR_DB:
-            problems.append(f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {MIN_PSNR_DB:g} dB minimum")
+        if value < min_psnr_db:
+            problems.append(f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {min_psnr_db:g} dB minimum")
     if problems:
         header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"
         raise ValidationError("\n  - ".join([header] + problems))
-    return _figures(dtype, tolerance, shapes, comparisons, psnr)
+    return _figures(dtype, tolerance, shapes, comparisons, psnr, min_psnr_db)
 
 
-def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict) -> dict:
+def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict, min_psnr_db: float) -> dict:
     max_abs: dict[str, float] = {}
     max_rel: dict[str, float] = {}
     for c in comparisons:
@@ -228,7 +227,7 @@ def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Compa
     }
     if psnr:
         figures["psnr_db_vs_fp32"] = {k: (round(v, 2) if math.isfinite(v) else "inf") for k, v in psnr.items()}
-        figures["min_psnr_db"] = MIN_PSNR_DB
+        figures["min_psnr_db"] = min_psnr_db
     return figures
 
 
@@ -238,10 +237,12 @@ def validate_export(
     formats: tuple[str, ...],
     dtype: str,
     fp32_model: Optional[VideoGenerator] = None,
+    min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
-    from vidsynth.export.onnx import RANDOM_OPS, op_types, ort_session
+    from vidsynth.export.onnx import RANDOM_OPS, op_types
+    from vidsynth.optional import onnxruntime_session
     from vidsynth.export.torchscript import load_torchscript
 
     config = model.config
@@ -249,16 +250,16 @@ def validate_export(
     whole: dict[str, WholeRunner] = {}
     stream: dict[str, StreamRunner] = {}
     if "torchscript" in formats:
-        module, extra = load_torchscript(directory / "generator.pt")
+        module, extra = load_torchscript(directory / TORCHSCRIPT_FILE)
         whole["torchscript"], stream["torchscript_streaming"] = torchscript_runners(module)
         if "prim::Loop" not in str(module.motion.rollout.graph):
-            problems.append("generator.pt: the motion recurrence is not a loop")
+            problems.append(f"{TORCHSCRIPT_FILE}: the motion recurrence is not a loop")
     if "onnx" in formats:
         import onnx
 
         sessions = {}
-        for file, contract in (("generator.onnx", generator_contract(config)), ("generator_chunk.onnx", chunk_contract(config))):
-            sessions[file] = ort_session(directory / file, [ORT_PROVIDER])
+        for file, contract in ((ONNX_FILE, generator_contract(config)), (ONNX_CHUNK_FILE, chunk_contract(config))):
+            sessions[file] = onnxruntime_session(directory / file, [ORT_PROVIDER])
             problems += check_session_signature(file, sessions[file], contract)
             ops = op_types(onnx.load(str(directory / file)).graph)
             if "Loop" not in ops and "Scan" not in ops:
@@ -267,7 +268,7 @@ def validate_export(
             if random:
                 problems.append(f"{file} holds random ops {random}")
         whole["onnx"], stream["onnx_streaming"] = onnx_runners(
-            sessions["generator.onnx"], sessions["generator_chunk.onnx"], config.state_size
+            sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config.state_size
         )
     if "pt2" in formats:
         from vidsynth.export.pt2 import load_pt2, pt2_runners
@@ -276,4 +277,4 @@ def validate_export(
         whole["pt2"], stream["pt2_streaming"] = pt2_runners(generator)
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
-    return validate_backends(model, dtype, whole, stream, fp32_model)
+    return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)

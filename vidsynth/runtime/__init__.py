@@ -1,8 +1,14 @@
-"""Make videos from a generator: backends (eager, TorchScript, ONNX Runtime), device choice,
-memory planning, chunked streaming and video writing.
+"""Make videos from a generator: request -> plan -> backend -> stream -> writer.
 
-Importing this package stays torch-free: `python -m vidsynth.runtime.ort` runs without torch.
-The torch backends are imported only when asked for.
+request.py    GenerateRequest: every option, validated once
+plan.py       how much memory a request needs and how to split it
+backend.py    the Backend interface, devices, export directories, the registry of backends
+*_backend(s).py  torch (eager, optimized, torchscript), ONNX Runtime and .pt2 (AOTInductor)
+stream.py     the chunked generation loop and the float -> uint8 conversion
+writers.py    mp4 / gif / png writers and the all-or-nothing output directory
+generate.py   generate_videos, the public function
+
+Importing this package stays torch-free; the torch backends are imported only when asked for.
 """
 from __future__ import annotations
 

@@ -1,19 +1,16 @@
-"""`generate_videos`: the one public function behind `vidsynth generate` and the torch-free
-`python -m vidsynth.runtime.ort`. Torch is imported only by the torch backends."""
+"""`generate_videos`: the one public function behind `vidsynth generate` and the server.
+Torch is imported only by the torch backends."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from vidsynth.noise import sample_noise
-from vidsynth.runtime.backends import open_backend
-from vidsynth.runtime.memory import Plan, plan_generation
-from vidsynth.runtime.output import check_output_dir, staged_output
-from vidsynth.runtime.quantize import check_channels
+from vidsynth.runtime.backend import Notify, open_backend
+from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import GenerateRequest
-from vidsynth.runtime.stream import stream_videos
-from vidsynth.runtime.writers import open_writer
+from vidsynth.runtime.stream import check_channels, stream_videos
+from vidsynth.runtime.writers import check_output_dir, open_writer, staged_output
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,7 @@ class GenerateResult:
     plan: Plan
 
 
-def generate_videos(request: GenerateRequest, notify: Callable[[str], None] = lambda message: None) -> GenerateResult:
+def generate_videos(request: GenerateRequest, notify: Notify = lambda message: None) -> GenerateResult:
     """Makes request.num_videos videos of request.frames frames and writes them to
     request.out (video_000.mp4, ... or one sheet.png). Bad input raises a VidsynthError
     before anything is written; a failure part-way leaves no partial files."""

@@ -1,79 +1,82 @@
-"""What a user asks `vidsynth generate` for, checked in one place.
+"""What a user asks `vidsynth generate` (or the server) for, declared and checked in one place.
 
+Each field carries its command-line help, so the CLI's options are built from this class.
 `GenerateRequest.validate()` collects every bad value and raises one InputError naming them
-all, before any model is loaded or any file is written. Torch-free.
+all (its `fields` lists the offending field names), before any model is loaded or any file is
+written. Torch-free.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from vidsynth.errors import InputError, choice_error
+from vidsynth.errors import InputError
 from vidsynth.noise import FIX_CHOICES
-from vidsynth.runtime.devices import DEVICES
+from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
 
-BACKENDS = ("eager", "optimized", "optimized-bf16", "torchscript", "onnxruntime", "pt2")
-WEIGHTS_ONLY_BACKENDS = ("eager", "optimized", "optimized-bf16")  # run weights, not artifacts
-FORMATS = ("mp4", "gif", "png")
-DEFAULT_OUT = "videos"
-DEFAULT_CHUNK_FRAMES = 64
+VIDEO_FORMATS = ("mp4", "gif", "png")
+
+
+def _option(default, help: str, metavar: Optional[str] = None):
+    return field(default=default, metadata={"help": help, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    artifacts: Optional[str] = None  # export directory (manifest.json, generator.pt/.onnx)
-    weights: Optional[str] = None  # "default", "demo" or a weights directory; None: default
-    backend: Optional[str] = None  # None: eager for weights, onnxruntime for artifacts
-    device: str = "auto"  # cpu | cuda | auto (cuda when usable, else cpu, and says so)
-    seed: int = 0  # the one seed every noise code is drawn from
-    num_videos: int = 4  # videos, one batch row each
-    frames: int = 16  # frames per video; long videos stream in chunks
-    fps: float = 8.0  # playback rate written into mp4/gif
-    format: str = "mp4"  # mp4 (H.264 yuv420p) | gif | png (one contact sheet)
-    out: str = DEFAULT_OUT  # output directory; created if missing
-    fix: Optional[str] = None  # "content": one content code, N motions; "motion": the reverse
-    category: Optional[int] = None  # conditional models: the action category for every video
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES  # frames per streamed chunk (bounds memory)
-    progress: bool = False  # tqdm progress bar while streaming
-
-    @property
-    def resolved_backend(self) -> str:
-        if self.backend is not None:
-            return self.backend
-        return "onnxruntime" if self.artifacts is not None else "eager"
+    artifacts: Optional[str] = _option(None, "export directory from `vidsynth export` (manifest.json, generator.pt/.onnx)", "DIR")
+    weights: Optional[str] = _option(None, "weights: default, demo or a weights directory [default: the shipped default weights]", "NAME|PATH")
+    backend: str = _option(AUTO, f"{' | '.join(BACKENDS)}; auto picks the fastest for this machine and source and says which", "NAME")
+    device: str = _option("auto", f"{' | '.join(DEVICES)}: auto uses CUDA when usable and says when it falls back", "NAME")
+    seed: int = _option(0, "seed of all noise codes: same seed and options, same files", "S")
+    num_videos: int = _option(4, "number of videos", "N")
+    frames: int = _option(16, "frames per video; long videos stream in chunks", "T")
+    fps: float = _option(8.0, "frames per second written into mp4/gif", "F")
+    format: str = _option("mp4", f"{' | '.join(VIDEO_FORMATS)} (png: one sheet.png, a row per video, a column per frame)", "NAME")
+    out: str = _option("videos", "output directory (video_000.mp4, ... or sheet.png); created if missing", "DIR")
+    fix: Optional[str] = _option(None, "content: one content code, a motion per video; motion: one motion, a content per video", "content|motion")
+    category: Optional[int] = _option(None, "conditional models: the action category of every video", "K")
+    chunk_frames: int = _option(64, "frames per video per model call when streaming (bounds memory)", "N")
+    threads: int = _option(0, "intra-op threads of an onnxruntime or openvino session (0: its default, one per core)", "N")
+    progress: bool = False  # a progress bar while streaming long runs
 
     @property
     def out_path(self) -> Path:
         return Path(self.out)
 
     def validate(self) -> "GenerateRequest":
-        problems: list[str] = []
-        if self.backend is not None and self.backend not in BACKENDS:
-            problems.append(str(choice_error(InputError, "backend", self.backend, BACKENDS)))
-        if self.device not in DEVICES:
-            problems.append(str(choice_error(InputError, "device", self.device, DEVICES)))
-        if self.format not in FORMATS:
-            problems.append(str(choice_error(InputError, "format", self.format, FORMATS)))
-        if self.fix is not None and self.fix not in FIX_CHOICES:
-            problems.append(str(choice_error(InputError, "--fix value", self.fix, FIX_CHOICES)))
+        problems: dict[str, str] = {}
+
+        def choice(name: str, value: object, valid: tuple[str, ...]) -> None:
+            if value not in valid:
+                problems[name] = f"unknown {name} {value!r}; expected one of: {', '.join(valid)}"
+
+        choice("backend", self.backend, BACKENDS)
+        choice("device", self.device, DEVICES)
+        choice("format", self.format, VIDEO_FORMATS)
+        if self.fix is not None:
+            choice("fix", self.fix, FIX_CHOICES)
         for name in ("num_videos", "frames", "chunk_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not isinstance(self.fps, (int, float)) or not self.fps > 0:
-            problems.append(f"fps must be > 0, got {self.fps!r}")
+                problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not (math.isfinite(self.fps) and self.fps > 0):
+            problems["fps"] = f"fps must be a finite number > 0, got {self.fps!r}"
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
+            problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
+        if self.category is not None and (isinstance(self.category, bool) or not isinstance(self.category, int)):
+            problems["category"] = f"category must be an integer, got {self.category!r}"
         if self.artifacts is not None and self.weights is not None:
-            problems.append("pass either --artifacts DIR or --weights NAME|PATH, not both")
-        if self.resolved_backend in WEIGHTS_ONLY_BACKENDS and self.artifacts is not None:
-            problems.append(
-                f"the {self.resolved_backend} backend runs weights, not export artifacts; pass --weights, "
-                "or --backend torchscript|onnxruntime with --artifacts"
+            problems["artifacts"] = "pass either --artifacts DIR or --weights NAME|PATH, not both"
+        spec = REGISTRY.get(self.backend)
+        if spec is not None and not spec.runs_artifacts and self.artifacts is not None:
+            problems["backend"] = (
+                f"the {self.backend} backend runs weights, not export artifacts; pass --weights, "
+                "or an artifact backend (" + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts) + ") with --artifacts"
             )
-        if self.resolved_backend == "pt2" and self.artifacts is None:
-            problems.append("the pt2 backend runs export artifacts: `vidsynth export --formats pt2 --out DIR`, then --artifacts DIR")
         if problems:
-            raise InputError("; ".join(problems))
+            raise InputError("; ".join(problems.values()), fields=tuple(problems))
         return self

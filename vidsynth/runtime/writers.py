@@ -1,18 +1,25 @@
-"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet.
+"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet, and the output
+directory they land in.
 
 Writers take frames as they are made, batch by batch and chunk by chunk, so an mp4 of any
-length streams to its encoder. They write into a staging directory (see output.py); the
-caller renames the finished files into place. Torch-free (imageio, imageio-ffmpeg).
+length streams to its encoder. They write into a hidden staging directory inside the output
+directory; the finished files are renamed into place only when every one of them is complete,
+so a failure leaves nothing half-written (and leaves files from earlier runs untouched).
+Torch-free (imageio, imageio-ffmpeg).
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from vidsynth.errors import InputError, choice_error
-from vidsynth.optional import import_imageio_ffmpeg
 
 SHEET_NAME = "sheet.png"
 
@@ -53,7 +60,8 @@ class Mp4Writer(VideoWriter):
         self._names: list[str] = []
 
     def _encoder(self, index: int):
-        imageio_ffmpeg = import_imageio_ffmpeg()
+        import imageio_ffmpeg
+
         if index not in self._open:
             name = video_name(index, "mp4")
             encoder = imageio_ffmpeg.write_frames(
@@ -155,3 +163,61 @@ def open_writer(fmt: str, directory: Path, n_videos: int, n_frames: int, fps: fl
     if fmt not in WRITERS:
         raise choice_error(InputError, "format", fmt, sorted(WRITERS))
     return WRITERS[fmt](directory, n_videos, n_frames, fps, size)
+
+
+def check_output_dir(directory: Path) -> None:
+    """Fails early, before any work, when `directory` cannot hold the output."""
+    directory = Path(directory)
+    if directory.exists():
+        if not directory.is_dir():
+            raise InputError(f"output {directory} exists and is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise InputError(f"output directory {directory} is not writable")
+        return
+    ancestor = directory.resolve().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot create output directory {directory}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create output directory {directory}: {ancestor} is not writable")
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """The directories that must be made for `directory` to exist, deepest first."""
+    missing = []
+    path = directory.resolve()
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+@contextmanager
+def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
+    """Yields (staging directory, names list). On success the files named in the list are
+    renamed from staging into `directory`; on failure staging is removed, and so is
+    `directory` if this call created it."""
+    directory = Path(directory)
+    check_output_dir(directory)
+    created = _missing_dirs(directory)
+    if created:
+        try:
+            directory.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output directory {directory}: {exc.strerror}") from None
+    staging = Path(tempfile.mkdtemp(prefix=".vidsynth-tmp-", dir=directory))
+    names: list[str] = []
+    try:
+        yield staging, names
+        for name in names:
+            os.replace(staging / name, directory / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for made in created:  # deepest first; only while still empty
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(staging, ignore_errors=True)

@@ -4,8 +4,9 @@ and JSON for the rest. Written atomically, so a run killed mid-save keeps the pr
 RUN_DIR/checkpoint/
   networks.safetensors   generator.*, image_critic.*, video_critic.*
   optimizers.safetensors <name>.<param index>.<state key> (Adam's step, exp_avg, exp_avg_sq)
-  rng.safetensors        the run's torch.Generator states (<name>.<device type>) and torch's global CPU state
-  state.json             step, wall time, TrainConfig, ModelConfig, optimizer param groups, losses
+  rng.safetensors        the run's torch.Generator states (<name>.<device type>)
+  state.json             step, wall time, TrainConfig, ModelConfig, optimizer param groups
+(The per-step losses are appended to RUN_DIR/losses.jsonl instead: see loss_log.py.)
 """
 from __future__ import annotations
 
@@ -55,7 +56,6 @@ def save_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
         opt_tensors.update(tensors)
         opt_meta[name] = meta
     rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
-    rng["torch_cpu"] = torch.get_rng_state()
     target = run_dir / CHECKPOINT_DIR
     with atomic_directory(target, force=True) as tmp:
         save_file(net_tensors, str(tmp / "networks.safetensors"))
@@ -100,7 +100,6 @@ def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
             missing.append(name)
         else:
             g.set_state(state)
-    torch.set_rng_state(rng["torch_cpu"])
     return record, missing
 
 

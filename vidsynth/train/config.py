@@ -1,51 +1,72 @@
 """TrainConfig: every setting of a training run, in one frozen dataclass stored with its
-checkpoints, so `--resume` needs no flags that must match."""
+checkpoints, so `--resume` needs no flags that must match.
+
+Each field is declared once, here: a field with `help` is also a `vidsynth train` option
+(vidsynth/train/options.py derives the flags from these declarations).
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Optional
 
-from vidsynth.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig
+from vidsynth.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
 from vidsynth.errors import InputError, choice_error
 
 DEVICES = ("cpu", "cuda")
 
 
+def setting(default: Any = None, help: Optional[str] = None, *, flag: Optional[str] = None,
+            directory: bool = False) -> Any:
+    """A TrainConfig field. With `help` it is a command-line option too: `--field-name`
+    (or `flag`); a bool is a flag that sets the opposite of its default; `directory` makes
+    the option a directory path."""
+    metadata = {"help": help, "flag": flag, "directory": directory}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    data: Optional[str]  # folder of clips (one class per subfolder); None with dry_run
-    image_size: int = 64  # frame size the generator makes; data are resized to it
-    cell: str = "gru"  # motion cell: "gru" (DLHacks) or "lstm" (assignment)
-    motion_mode: str = "feedback"  # step input of the motion RNN
-    ngf: int = 32  # generator width
-    ndf: int = 32  # width of both discriminators
-    d_content: int = 50  # content code (MoCoGAN: 50)
-    d_motion: int = 10  # motion code per frame (MoCoGAN: 10)
-    hidden_size: int = 100  # motion RNN state
-    steps: int = 10000  # total generator updates
-    batch: int = 16  # videos per batch, and as many single frames for the image critic
-    clip_frames: int = 16  # T: frames per training clip
-    frame_step: int = 2  # take every n-th frame of the real clips (MoCoGAN's every_nth)
-    lr: float = 2e-4  # Adam, as DCGAN and MoCoGAN
-    beta1: float = 0.5
-    beta2: float = 0.999
-    real_label: float = 0.9  # one-sided label smoothing for real samples
-    instance_noise: float = 0.1  # std of Gaussian noise added to every critic input
-    category_weight: float = 1.0  # weight of the action-classification losses
+    data: Optional[str] = setting(
+        None, "Folder of clips (videos or image strips), one class per subfolder.", directory=True)
+    # Frame size the generator makes; data are resized to it.
+    image_size: int = setting(64, f"Frame size ({' or '.join(map(str, IMAGE_SIZES))}).")
+    cell: str = setting("gru", f"Motion cell: {' or '.join(CELLS)}.")  # gru (DLHacks), lstm (assignment)
+    motion_mode: str = setting("feedback", f"Step input of the motion RNN: {' or '.join(MOTION_MODES)}.")
+    ngf: int = setting(32, "Generator width.")
+    ndf: int = setting(32, "Critic width (both critics).")
+    d_content: int = setting(50)  # content code (MoCoGAN: 50)
+    d_motion: int = setting(10)  # motion code per frame (MoCoGAN: 10)
+    hidden_size: int = setting(100)  # motion RNN state
+    steps: int = setting(10000, "Total generator updates (with --resume: the new total).")
+    batch: int = setting(16, "Videos per batch (and as many single frames for the image critic).")
+    clip_frames: int = setting(16, "Frames per training clip.")
+    frame_step: int = setting(2, "Use every n-th frame of the real clips.")  # MoCoGAN's every_nth
+    lr: float = setting(2e-4)  # Adam, as DCGAN and MoCoGAN
+    beta1: float = setting(0.5)
+    beta2: float = setting(0.999)
+    real_label: float = setting(0.9)  # one-sided label smoothing for real samples
+    instance_noise: float = setting(0.1)  # std of Gaussian noise added to every critic input
+    category_weight: float = setting(1.0)  # weight of the action-classification losses
     # Normalise motion codes with the motion module's stored statistics during training too
     # (its eval mode), exactly as deployed models do. Per-step batch statistics (the
     # assignment's training mode) cannot be reproduced at deployment, where one set of
     # running statistics serves every step, and feedback motion drifts from step to step.
-    freeze_motion_norm: bool = True
-    device: str = "cpu"
-    bf16: bool = False  # bfloat16 autocast (AMX on recent Xeons)
-    seed: int = 0
-    checkpoint_every: int = 250  # steps between checkpoints (and at the end)
-    sample_every: int = 500  # steps between sample sheets
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    dry_run: bool = False  # a few steps on synthetic data, no files needed
+    freeze_motion_norm: bool = setting(
+        True, "Normalise motion codes with per-step batch statistics in training (deployment cannot).",
+        flag="--per-step-motion-norm")
+    device: str = setting("cpu", f"{' or '.join(DEVICES)}.")
+    bf16: bool = setting(False, "bfloat16 autocast of the image generator and critics (the motion RNN stays fp32).")
+    seed: int = setting(0, "Seed of every random draw of the run.")
+    checkpoint_every: int = setting(250, "Steps between checkpoints (and at the end).")
+    sample_every: int = setting(500, "Steps between sample sheets.")
+    threads: int = setting(0, "torch CPU threads while training (0: torch's default).")
+    dry_run: bool = setting(False, "A few steps on synthetic data (no --data needed).")
 
     def __post_init__(self) -> None:
+        problems = field_type_problems(self)
+        if problems:
+            raise InputError("bad training settings: " + "; ".join(problems))
         if self.cell not in CELLS:
             raise choice_error(InputError, "cell", self.cell, CELLS)
         if self.motion_mode not in MOTION_MODES:
@@ -65,6 +86,16 @@ class TrainConfig:
             problems.append(f"clip_frames must be >= 4 (the video critic's time kernels), got {self.clip_frames}")
         if self.threads < 0:
             problems.append(f"threads must be >= 0, got {self.threads}")
+        if not 0 < self.lr < math.inf:
+            problems.append(f"lr must be a finite number > 0, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.real_label <= 1:
+            problems.append(f"real_label must be in (0, 1], got {self.real_label}")
+        for name in ("instance_noise", "category_weight"):
+            if not 0 <= getattr(self, name) < math.inf:
+                problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.data is None and not self.dry_run:
             problems.append("a data folder is needed unless dry_run")
         if problems:
@@ -81,21 +112,6 @@ class TrainConfig:
     def span(self) -> int:
         """Real frames one training clip covers."""
         return (self.clip_frames - 1) * self.frame_step + 1
-
-    def command_line(self, run_dir: str, max_minutes: Optional[float] = None, resume: bool = False) -> str:
-        """The `vidsynth train` command that makes this run, every setting spelled out."""
-        import shlex
-
-        words = ["vidsynth", "train"]
-        words += ["--dry-run"] if self.dry_run else ["--data", str(self.data)]
-        words += ["--out", str(run_dir)] + (["--resume"] if resume else [])
-        for name in ("image_size", "cell", "motion_mode", "ngf", "ndf", "batch", "clip_frames", "frame_step",
-                     "steps", "device", "seed", "threads", "checkpoint_every", "sample_every"):
-            words += ["--" + name.replace("_", "-"), str(getattr(self, name))]
-        words += ["--bf16"] if self.bf16 else []
-        words += [] if self.freeze_motion_norm else ["--per-step-motion-norm"]
-        words += ["--max-minutes", f"{max_minutes:g}"] if max_minutes else []
-        return " ".join(shlex.quote(w) for w in words)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,29 +11,33 @@ All randomness comes from two seeded torch.Generators: one on the CPU for every 
 data or codes, and one on the training device for the critics' instance noise (on a GPU, drawing
 tens of MB of noise per step on the CPU would be the bottleneck). Their states, the networks and
 the Adam moments are checkpointed, so a resumed run reproduces an uninterrupted one exactly.
+
+With --bf16 autocast covers the image generator and the critics; the motion recurrence runs in
+float32, as every exported artifact runs it. `train()` puts back the process-wide torch settings
+it changes (thread count, cudnn autotuning) when it returns.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vidsynth.errors import InputError, RuntimeBackendError
-from vidsynth.models import VideoGenerator, build_model
+from vidsynth.models import VideoGenerator, build_model, seeded_init
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
 from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
+from vidsynth.train.loss_log import LossLog
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.train.sheets import render_videos, sheet, write_png
 
@@ -82,8 +86,7 @@ def build_trainer(config: TrainConfig, n_categories: int) -> Trainer:
     device = resolve_device(config.device)
     model_config = config.model_config(n_categories)
     generator = build_model(model_config, seed=config.seed).to(device).train()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 1)
+    with seeded_init(config.seed + 1):
         image_critic = ImageDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(device)
         video_critic = VideoDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(device)
     betas = (config.beta1, config.beta2)
@@ -142,8 +145,10 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     sigma, w = c.instance_noise, c.category_weight
 
     set_train_modes(t)
+    g = t.generator
+    codes, _ = g.motion.rollout(g.initial_state(z_motion.to(dev)), c.clip_frames)  # float32 always
     with _autocast(c, dev):
-        fake_video = t.generator(z_content.to(dev), z_motion.to(dev), c.clip_frames, category)
+        fake_video = g.render(codes, z_content.to(dev), category)
     fake_image = fake_video[rows, frame_pick]  # one frame of each generated video
 
     # Critics.
@@ -226,6 +231,22 @@ def _describe_data(config: TrainConfig, data: ClipDataset) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _torch_settings(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """The run's torch thread count and, on CUDA, cudnn autotuning (fixed shapes: the fastest
+    convolutions are picked once), both put back on exit."""
+    threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    try:
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
+
+
 class _StopFlag:
     """Set by SIGTERM/SIGINT so the loop checkpoints and leaves cleanly."""
 
@@ -262,37 +283,49 @@ def train(
 
     With `resume` the stored TrainConfig is used, except `steps` (the new total) and
     `device`/`threads`. `max_minutes` stops the run early (after a checkpoint) once that much
-    wall time has passed in this call.
+    wall time has passed in this call. `command`, the command line that started this call, is
+    kept in the run's provenance. Per-step losses go to RUN_DIR/losses.jsonl (see read_losses).
     """
     run_dir = Path(run_dir)
     if resume:
-        record = read_checkpoint_record(run_dir)
-        stored = TrainConfig.from_dict(record["train_config"])
+        stored = TrainConfig.from_dict(read_checkpoint_record(run_dir)["train_config"])
         config = stored.replace(steps=config.steps, device=config.device, threads=config.threads)
     elif (run_dir / CHECKPOINT_DIR).exists():
         raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    with _torch_settings(config, resolve_device(config.device)):
+        return _run(config, run_dir, resume, max_minutes, command, progress, on_step)
+
+
+def _run(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    max_minutes: Optional[float],
+    command: Optional[str],
+    progress: bool,
+    on_step: Optional[Callable[[int, dict[str, float]], None]],
+) -> dict[str, Any]:
     data = _dataset(config)
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
     t = build_trainer(config, data.n_categories)
     sampler.to(t.device)
-    if t.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
-    command = command or config.command_line(str(run_dir), max_minutes, resume)
+    commands = [command] if command else []
     if resume:
         record, unseeded = load_checkpoint(run_dir, t.networks, t.optimizers, t.generators)
         for name in unseeded:  # the run moved to another device: a fresh stream, still seeded
             t.generators[name].manual_seed(config.seed + NOISE_SEED_OFFSET + record["step"])
         record["train_config"] = config.to_dict()
-        record["command"] = record.get("command", []) + [command]
+        record["command"] = record.get("command", []) + commands
+        # Checkpoints written before the loss log held every step's losses themselves.
+        log = LossLog(run_dir, resume_step=record["step"], legacy_rows=record.pop("losses", None), names=LOSS_NAMES)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "step": 0, "elapsed_s": 0.0, "train_config": config.to_dict(),
             "model_config": t.generator.config.to_dict(), "data": _describe_data(config, data),
-            "hardware": _hardware(t.device), "command": [command], "losses": [],
+            "command": commands,
         }
+        log = LossLog(run_dir)
     record["hardware"] = _hardware(t.device)
 
     start_step = record["step"]
@@ -305,13 +338,13 @@ def train(
 
         bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True, mininterval=2.0)
     step = start_step
-    with _StopFlag() as flag:
+    with _StopFlag() as flag, log:
         while step < config.steps:
             tick = time.monotonic()
             losses = train_step(t, sampler)
             step += 1
             seconds = time.monotonic() - tick
-            record["losses"].append([round(losses[n], 6) for n in LOSS_NAMES])
+            log.append(step, losses)
             if on_step is not None:
                 on_step(step, losses)
             bad = [n for n, v in losses.items() if v != v or v in (float("inf"), float("-inf"))]
@@ -358,6 +391,3 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool =
     provenance.pop("saved_at", None)
     return save_weights(model, out, provenance, force=force)
 
-
-def dump_json(record: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in record.items() if k not in ("losses", "optimizers")}, indent=2)

@@ -113,6 +113,12 @@ def _summary_shape(results: dict) -> tuple[int, int]:
     return max(shapes, key=lambda s: s[0] * s[1]) if shapes else SUMMARY_SHAPE
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table after a blank line and its title; the first column left-aligned."""
+    lines = ["", title, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown(results: dict, plot: str | None = None) -> str:
     machine = results["machine"]
     limit = results["limit"]["matmul"]
@@ -123,9 +129,6 @@ def markdown(results: dict, plot: str | None = None) -> str:
         f"torch {machine['torch']}, onnxruntime {machine.get('onnxruntime')}; "
         f"{machine['threads']['torch_intra_op']} threads for torch and onnxruntime (intra-op); "
         f"load average {machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end')} at end"
-        + (f"; other processes used {machine['other_cpu_cores_during_run']} cores on average during the run"
-           if machine.get("other_cpu_cores_during_run") is not None else "")
-        + ("; the training process was paused while measuring" if machine.get("paused_pid") else "")
         + "."
     )
     peaks = ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in limit.items())
@@ -153,7 +156,6 @@ def markdown(results: dict, plot: str | None = None) -> str:
     interleaved = all("peak_fraction_interleaved" in r for r in rows) and rows
     lines.append("| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak" + (" (interleaved)" if interleaved else "") + " | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    others = {r.get("other_cpu_cores") for r in rows}
     for r in sorted(rows, key=lambda r: r["p50_ms"], reverse=True):
         fraction = r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]
         pct = None if fraction is None else 100 * fraction
@@ -163,9 +165,6 @@ def markdown(results: dict, plot: str | None = None) -> str:
             f"| {r['backend']} | {r['precision']} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['p99_ms'])} | {r['n']} | "
             f"{_fmt(r['frames_per_s'])} | {_fmt(r['gflop_per_s'])} | {_fmt(pct)} | {_fmt(speed)} | {_fmt(r['ttff_ms'])} | {_fmt(rss)} | {_fmt(r['psnr_db'])} |"
         )
-    if others and None not in others:
-        lines.append("")
-        lines.append(f"Other processes used {max(others):.2f} cores on average while this shape was timed.")
     lines.append("")
     shapes = sorted({(r["batch"], r["frames"]) for r in results["rows"]})
     labels = sorted({r["label"] for r in results["rows"]}, key=lambda l: [r["label"] for r in results["rows"]].index(l))
@@ -184,23 +183,21 @@ def markdown(results: dict, plot: str | None = None) -> str:
     lines.append("¹ one timed call (large shapes get fewer repeats to fit the run's time budget).")
     motion = results.get("motion") or {}
     if motion:
-        lines.append("")
-        lines.append(f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:")
-        lines.append("")
-        lines.append("| motion backend | µs per step | max abs diff vs eager |")
-        lines.append("|---|---:|---:|")
         errors = motion.get("max_abs_err_vs_eager", {})
-        for name, us in motion["us_per_step"].items():
-            lines.append(f"| {name} | {us:.2f} | {_fmt(errors.get(name), 1) if errors.get(name) is None else f'{errors[name]:.1e}'} |")
+        lines += _table(
+            f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:",
+            ["motion backend", "µs per step", "max abs diff vs eager"],
+            [[name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+             for name, us in motion["us_per_step"].items()],
+        )
     levers = results.get("levers") or {}
     if levers:
-        lines.append("")
-        lines.append(f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):")
-        lines.append("")
-        lines.append("| lever | ms | GFLOP/s | % of matmul peak | max abs diff vs eager |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for r in levers["rows"]:
-            lines.append(f"| {r['lever']} | {r['p50_ms']:,.0f} | {r['gflop_per_s']:,.0f} | {100 * r['peak_fraction']:.0f} | {r['max_abs_err_vs_eager']:.1e} |")
+        lines += _table(
+            f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):",
+            ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
+            [[r["lever"], f"{r['p50_ms']:,.0f}", f"{r['gflop_per_s']:,.0f}", f"{100 * r['peak_fraction']:.0f}",
+              f"{r['max_abs_err_vs_eager']:.1e}"] for r in levers["rows"]],
+        )
     if results.get("skipped"):
         lines.append("")
         lines.append("Not measured:")
@@ -246,53 +243,3 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def readme_section(results: dict, results_dir: str = "bench/results") -> str:
-    """The README's "## Benchmarks" section, from a results.json."""
-    command = results.get("command") or "vidsynth bench"
-    limit = results["limit"]
-    fp32_values = [limit["matmul"]["fp32"]["flops_per_s"]] + [
-        v["flops_per_s"] for v in ((limit.get("interleaved_at_focus") or {}).get("fp32"), limit.get("fp32_after_run")) if v]
-    spread = f"{min(fp32_values) / 1e9:,.0f} to {max(fp32_values) / 1e9:,.0f} GFLOP/s"
-    caveat = [
-        "",
-        "Reading these numbers: the machine is a 2-vCPU VM. Its fp32 matmul peak measured",
-        f"{spread} within this one run (start, between the repeats at 8x64, end), so each row's",
-        "share of the peak is against the limit measured at the start, and at 8x64 also against",
-        "the limit timed between the repeats (what the targets use). Large shapes get one timed",
-        "call; the fp32 whole-video calls at 32x256 need ~16 GB and are skipped on this 23 GB",
-        "machine, while `optimized` (32-frame chunks) runs them in flat memory. The onnxruntime",
-        "motion row is a motion-only graph with ONNX's fused LSTM operator, built by the benchmark",
-        "from the same weights (bench/motion_onnx.py); `vidsynth.export` writes the recurrence as",
-        "an ONNX Loop, which is not timed alone.",
-        "",
-    ]
-    head = [
-        "## Benchmarks",
-        "",
-        "`vidsynth bench` times every backend (eager PyTorch, TorchScript, ONNX Runtime, `torch.compile`",
-        "and `vidsynth.optimize`'s inference copy) at fp32 and bf16 against the code users run today (the",
-        "public scripts' `nn.LSTMCell` loop + `nn.Sequential` generator, same weights, same noise) and",
-        "against this machine's measured matmul peak, on the assignment's 96x96 model (ngf=64, demo weights).",
-        "",
-        "```bash",
-        "pip install -e '.[bench]'            # matplotlib, for the plot",
-        "vidsynth bench --quick --out /tmp/bench   # smoke run, under a minute",
-        "vidsynth bench                           # the full matrix (10-15 minutes on 2 cores)",
-        "bash bench/device_check.sh               # on a CUDA machine: cuda tests + CUDA benchmark into $OUT",
-        "```",
-        "",
-        f"The numbers below are {results_dir}/results.json, made with `{command}`",
-        "(`--pause-pid-file` stops a background job while measuring and always continues it, even",
-        "if the benchmark is killed; `--wait-quiet` waits for other processes to go idle).",
-        "Full tables: [bench/results/results.md](bench/results/results.md).",
-    ] + caveat
-    return "\n".join(head) + "\n" + markdown(results, plot=f"{results_dir}/latency.png") + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
-    print(readme_section(json.loads((directory / "results.json").read_text()), str(directory)), end="")

@@ -17,13 +17,13 @@ import numpy as np
 from vidsynth.errors import VidsynthError
 from vidsynth.noise import Noise
 
-BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized", "pt2")
-PRECISIONS = ("fp32", "bf16", "fp16")
+BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized", "pt2")
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
 class Contender:
-    backend: str  # one of BACKENDS
+    backend: str  # one of BENCH_BACKENDS
     precision: str  # fp32, bf16 or fp16 (the image generator's compute precision)
     device: str  # cpu or cuda
     provider: str  # what executes it
@@ -92,7 +92,9 @@ def torch_contender(
 
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast or "")
+    from vidsynth.export.precision import TORCH_DTYPES
+
+    dtype = TORCH_DTYPES.get(autocast) if autocast else None
 
     def context():
         stack = contextlib.ExitStack()
@@ -127,7 +129,7 @@ def torch_contender(
 
 
 def reference_contender(model: Any, device: str) -> Contender:
-    from bench.reference import ReferenceGenerator
+    from vidsynth.bench.reference import ReferenceGenerator
 
     start = time.perf_counter()
     reference = ReferenceGenerator.from_model(model).to(device)
@@ -200,57 +202,27 @@ def export_dir(model: Any, work_dir: Path, dtype: str) -> tuple[Optional[Path], 
     return target, None, time.perf_counter() - start
 
 
-def torchscript_contender(directory: Path, precision: str, device: str, export_s: float) -> Contender:
-    import torch
+def artifact_contender(backend: str, directory: Path, precision: str, device: str, threads: int, export_s: float) -> Contender:
+    """An exported artifact run exactly as `vidsynth generate --artifacts` runs it: the
+    runtime's backend, its whole-video call, its first streamed chunk."""
+    from vidsynth.runtime.backend import open_backend
+    from vidsynth.runtime.request import GenerateRequest
 
-    module = torch.jit.load(str(directory / "generator.pt"), map_location=device).eval()
-    notes = "vidsynth.export generator.pt (torch.jit.script)" + ("" if precision == "fp32" else f", image generator in {precision}")
-    return torch_contender("torchscript", precision, device, module, notes, setup_s=export_s)
-
-
-def onnxruntime_contender(directory: Path, precision: str, device: str, threads: int, export_s: float, config: Any) -> Contender:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    video_session = ort.InferenceSession(str(directory / "generator.onnx"), options, providers=providers)
-    chunk_session = ort.InferenceSession(str(directory / "generator_chunk.onnx"), options, providers=providers)
-    if device == "cuda" and video_session.get_providers()[0] != "CUDAExecutionProvider":
-        raise RuntimeError("CUDAExecutionProvider did not start")
-    state_zeros = config.state_size - config.d_motion
-
-    def prepare(noise: Noise) -> dict:
-        feeds = {"z_content": noise.z_content, "z_motion": noise.z_motion}
-        if noise.category is not None:
-            feeds["category"] = noise.category
-        return feeds
-
-    def video(feeds: dict, n_frames: int) -> np.ndarray:
-        return video_session.run(["video"], {**feeds, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
-
-    def first_frame(feeds: dict) -> np.ndarray:
-        z_motion = feeds["z_motion"]
-        state = np.concatenate([np.zeros((z_motion.shape[0], state_zeros), np.float32), z_motion], 1)
-        chunk_feeds = {k: v for k, v in feeds.items() if k != "z_motion"}
-        chunk_feeds.update(state=state, n_frames=np.array(1, dtype=np.int64))
-        return chunk_session.run(["video"], chunk_feeds)[0]
-
-    provider = f"onnxruntime {ort.__version__} {video_session.get_providers()[0]}"
-    notes = f"vidsynth.export generator.onnx ({precision}), intra_op={threads}, inter_op=1, ORT_ENABLE_ALL, default CPU memory arena"
-    return Contender("onnxruntime", precision, device, provider, notes, prepare, video, first_frame, export_s)
+    runner = open_backend(GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads).validate())
+    notes = f"vidsynth.export artifacts ({precision}) through vidsynth.runtime's {backend} backend"
+    return Contender(
+        backend, precision, device, runner.detail, notes,
+        prepare=lambda noise: noise,
+        video=runner.generate,
+        first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
+        setup_s=export_s,
+    )
 
 
-def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], work_dir: Path) -> Contender | Skipped:
-    """The .pt2 artifact (AOTInductor packages, CPU fp32), exported here: compiling is its setup."""
-    import torch
-
+def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], threads: int, work_dir: Path) -> Contender | Skipped:
+    """The .pt2 packages (AOTInductor, CPU fp32), exported here (compiling is their setup) and
+    run through the runtime's pt2 backend."""
     from vidsynth.export import export_artifacts
-    from vidsynth.export.pt2 import load_pt2
 
     if device != "cpu" or "fp32" not in precisions:
         return Skipped("pt2", "fp32", device, "the pt2 packages are compiled for the CPU in fp32")
@@ -260,10 +232,7 @@ def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], work_dir
         export_artifacts(model, target, formats=("pt2",), force=True)
     except VidsynthError as exc:
         return Skipped("pt2", "fp32", device, f"vidsynth.export refused pt2: {exc}")
-    export_s = time.perf_counter() - start
-    generator = load_pt2(target, model.config, torch.__version__)
-    notes = "vidsynth.export generator_motion.pt2 + generator_image.pt2 (AOTInductor, while_loop motion)"
-    return torch_contender("pt2", "fp32", device, generator, notes, setup_s=export_s)
+    return artifact_contender("pt2", target, "fp32", device, threads, time.perf_counter() - start)
 
 
 def build_contenders(
@@ -292,22 +261,22 @@ def build_contenders(
                 skipped.append(Skipped(backend, precision, device, problem or "no artifacts"))
             continue
         if "torchscript" in backends and not (device == "cpu" and precision == "fp16"):
-            contenders.append(torchscript_contender(directory, precision, device, export_s))
+            contenders.append(artifact_contender("torchscript", directory, precision, device, threads, export_s))
         if "onnxruntime" in backends:
             if problem is not None:
                 skipped.append(Skipped("onnxruntime", precision, device, problem))
             else:
                 try:
-                    contenders.append(onnxruntime_contender(directory, precision, device, threads, export_s, model.config))
-                except Exception as exc:  # onnxruntime's own error types
-                    skipped.append(Skipped("onnxruntime", precision, device, f"session failed: {exc}"))
+                    contenders.append(artifact_contender("onnxruntime", directory, precision, device, threads, export_s))
+                except VidsynthError as exc:
+                    skipped.append(Skipped("onnxruntime", precision, device, str(exc)))
     if "torch.compile" in backends:
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
         contenders += optimized_contenders(model, device, precisions)
     if "pt2" in backends:
         log("exporting the pt2 packages (AOTInductor compiles C++)")
-        found = pt2_contender(model, device, precisions, work_dir)
+        found = pt2_contender(model, device, precisions, threads, work_dir)
         (contenders if isinstance(found, Contender) else skipped).append(found)
     return contenders, skipped
 
@@ -317,7 +286,7 @@ def build_contenders(
 
 def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
-    from bench.reference import ReferenceGenerator
+    from vidsynth.bench.reference import ReferenceGenerator
     from vidsynth.optimize import ScriptedMotion, optimize_for_inference
 
     reference = ReferenceGenerator.from_model(model).motion
@@ -344,7 +313,7 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
         contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
     if model.config.motion_mode == "same-input":
-        from bench.motion_onnx import ort_motion
+        from vidsynth.bench.motion_onnx import ort_motion
 
         op = "LSTM" if model.config.cell == "lstm" else "GRU"
         contenders[f"onnxruntime (ONNX {op} op, motion-only graph)"] = ort_motion(model, threads)

@@ -19,21 +19,18 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from vidsynth.errors import InputError, choice_error
+from vidsynth.export.precision import psnr_db
 from vidsynth.noise import sample_noise
 
-from bench.contenders import BACKENDS, PRECISIONS, Contender, build_contenders, motion_contenders
-from bench.flops import generator_flops_per_frame, matmul_peak
-from bench.measure import (
-    OtherCpu,
+from vidsynth.bench.contenders import BENCH_BACKENDS, BENCH_PRECISIONS, Contender, build_contenders, motion_contenders
+from vidsynth.bench.flops import generator_flops_per_frame, matmul_peak
+from vidsynth.bench.measure import (
     load_average,
     machine_description,
     mem_available_mib,
-    paused_process,
     percentiles,
-    psnr_db,
     timed,
     timed_with_memory,
-    wait_until_quiet,
 )
 
 SEED = 0
@@ -43,7 +40,7 @@ DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
-class Plan:
+class Schedule:
     batches: tuple[int, ...]
     frames: tuple[int, ...]
     max_repeats: int  # timed calls per contender and shape, at most
@@ -59,8 +56,8 @@ class Plan:
     lever_repeats: int
 
 
-FULL = Plan((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16), 512, 3)
-QUICK = Plan((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4), 8, 1)
+FULL = Schedule((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16), 512, 3)
+QUICK = Schedule((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4), 8, 1)
 QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "optimized")
 QUICK_PRECISIONS = ("fp32", "bf16")
 
@@ -74,7 +71,7 @@ def _check(values: Sequence[str], valid: Sequence[str], what: str) -> tuple[str,
 
 def run_benchmark(
     weights: Optional[str] = "demo",
-    out: str | Path = "bench/results",
+    out: str | Path = "bench-results",
     quick: bool = False,
     backends: Optional[Sequence[str]] = None,
     precisions: Optional[Sequence[str]] = None,
@@ -82,18 +79,16 @@ def run_benchmark(
     threads: int = 2,
     batches: Optional[Sequence[int]] = None,
     frames: Optional[Sequence[int]] = None,
-    pause_pid_file: Optional[str] = None,
-    wait_quiet_s: float = 0.0,
+    force: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Runs the benchmark and writes results.json, results.md and latency.png into `out`.
-    Returns the results dictionary."""
+    """Runs the benchmark and writes results.json, results.md and latency.png into `out`
+    (refusing to replace earlier results there unless `force`). Returns the results dictionary.
+    torch's thread count is set to `threads` while measuring and restored afterwards."""
     import torch
 
-    from vidsynth.weights import load_model
-
-    backends = _check(backends or (QUICK_BACKENDS if quick else BACKENDS), BACKENDS, "backend")
-    precisions = _check(precisions or (QUICK_PRECISIONS if quick else PRECISIONS), PRECISIONS, "precision")
+    backends = _check(backends or (QUICK_BACKENDS if quick else BENCH_BACKENDS), BENCH_BACKENDS, "backend")
+    precisions = _check(precisions or (QUICK_PRECISIONS if quick else BENCH_PRECISIONS), BENCH_PRECISIONS, "precision")
     if device not in DEVICES:
         raise choice_error(InputError, "device", device, DEVICES)
     if device == "cuda" and not torch.cuda.is_available():
@@ -102,23 +97,31 @@ def run_benchmark(
         raise InputError(f"threads must be >= 1, got {threads}")
     plan = QUICK if quick else FULL
     if batches or frames:
-        plan = Plan(**{**asdict(plan), "batches": tuple(batches or plan.batches), "frames": tuple(frames or plan.frames)})
+        plan = Schedule(**{**asdict(plan), "batches": tuple(batches or plan.batches), "frames": tuple(frames or plan.frames)})
     if min(plan.batches) < 1 or min(plan.frames) < 1:
         raise InputError("batch sizes and frame counts must be >= 1")
     if device == "cuda":  # a GPU reaches its matmul peak only at larger sizes
-        plan = Plan(**{**asdict(plan), "peak_sizes": (4096, 8192), "peak_repeats": 10})
+        plan = Schedule(**{**asdict(plan), "peak_sizes": (4096, 8192), "peak_repeats": 10})
     out = Path(out)
+    if (out / "results.json").exists() and not force:
+        raise InputError(f"{out} already holds benchmark results; pass --force to replace them, or another --out")
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _run(weights, out, quick, backends, precisions, device, threads, plan, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(weights, out, quick, backends, precisions, device, threads, plan, log) -> dict[str, Any]:
+    from vidsynth.weights import load_model
+
     model = load_model(weights)
     config = model.config
     started = time.time()
-    with paused_process(pause_pid_file) as paused_pid, tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
+    with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
-        machine["paused_pid"] = paused_pid
-        if wait_quiet_s > 0:
-            machine["other_cpu_cores_before_start"] = wait_until_quiet(wait_quiet_s, log=log)
-        whole_run = OtherCpu()
         log(f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}")
         contenders, skipped = build_contenders(model, device, backends, precisions, threads, Path(work), log)
         limit = measure_limit(plan, precisions, device, log)
@@ -132,7 +135,6 @@ def run_benchmark(
         levers = measure_levers(model, plan, limit, log) if device == "cpu" else {}
         limit_after = measure_limit(plan, precisions, device, log, only_fp32=True)
         machine["load_average_at_end"] = load_average()
-        machine["other_cpu_cores_during_run"] = whole_run.cores()
     flops = generator_flops_per_frame(config)
     finish_rows(rows, contenders, flops, limit, ttff, accuracy, focus_limit)
     results = {
@@ -170,7 +172,7 @@ def run_benchmark(
         "seconds": round(time.time() - started, 1),
         "command": command_line(),
     }
-    from bench.report import write_results
+    from vidsynth.bench.report import write_results
 
     write_results(results, out)
     log(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
@@ -178,19 +180,15 @@ def run_benchmark(
 
 
 def command_line() -> Optional[str]:
-    """The `vidsynth bench ...` invocation, with the paused process's PID file left generic."""
+    """The `vidsynth bench ...` invocation as given, when run from the command line."""
     import sys
 
-    if not sys.argv or not sys.argv[0].endswith("vidsynth") and "vidsynth" not in sys.argv[0]:
+    if not sys.argv or "vidsynth" not in sys.argv[0]:
         return None
-    args = list(sys.argv[1:])
-    for i, arg in enumerate(args[:-1]):
-        if arg == "--pause-pid-file":
-            args[i + 1] = "PID_FILE"
-    return " ".join(["vidsynth"] + args)
+    return " ".join(["vidsynth"] + sys.argv[1:])
 
 
-def measure_limit(plan: Plan, precisions: Sequence[str], device: str, log: Callable[[str], None], only_fp32: bool = False) -> dict:
+def measure_limit(plan: Schedule, precisions: Sequence[str], device: str, log: Callable[[str], None], only_fp32: bool = False) -> dict:
     limit = {}
     for name in ("fp32",) + (() if only_fp32 else tuple(p for p in ("bf16", "fp16") if p in precisions)):
         limit[name] = matmul_peak(name, plan.peak_sizes, plan.peak_repeats, device)
@@ -198,7 +196,7 @@ def measure_limit(plan: Plan, precisions: Sequence[str], device: str, log: Calla
     return limit
 
 
-def measure_accuracy(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None]) -> dict[str, dict]:
+def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]) -> dict[str, dict]:
     batch, n_frames = plan.accuracy_shape
     noise = sample_noise(config, batch, seed=SEED + 1)
     outputs = {}
@@ -232,12 +230,13 @@ def interleaved_peaks(precisions: tuple[str, ...], device: str) -> dict[str, tup
     contenders' repeats: name -> (call, FLOPs per call)."""
     import torch
 
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    from vidsynth.export.precision import TORCH_DTYPES
+
     n = 3072 if device == "cpu" else 8192
     calls = {}
     for name in ("fp32",) + tuple(p for p in precisions if p != "fp32"):
-        a = torch.randn(n, n, device=device).to(dtypes[name])
-        b = torch.randn(n, n, device=device).to(dtypes[name])
+        a = torch.randn(n, n, device=device).to(TORCH_DTYPES[name])
+        b = torch.randn(n, n, device=device).to(TORCH_DTYPES[name])
         count = 4 if name == "bf16" or (name == "fp16" and device == "cuda") else 1  # ~0.1-0.3 s per timing
 
         def run(a=a, b=b, count=count) -> Any:
@@ -252,7 +251,7 @@ def interleaved_peaks(precisions: tuple[str, ...], device: str) -> dict[str, tup
     return calls
 
 
-def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None], focus_limit: dict) -> tuple[list[dict], list[dict]]:
+def measure_grid(contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None], focus_limit: dict) -> tuple[list[dict], list[dict]]:
     shapes = sorted(((b, t) for b in plan.batches for t in plan.frames), key=lambda s: (s[0] * s[1], s[0]))
     seconds_per_frame: dict[str, float] = {}
     mib_per_frame: dict[str, float] = {}
@@ -287,7 +286,6 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Call
             if (batch, n_frames) == FOCUS_SHAPE:
                 repeats[c.label] = max(repeats[c.label], FOCUS_REPEATS)
             samples[c.label], memory[c.label] = [], []
-        meter = OtherCpu()
         # At the focus shape the limit is measured again, interleaved with the contenders, so
         # that rows and limit see the same machine state (shared cores vary from minute to minute).
         peaks = interleaved_peaks(precisions_of(active), c_device(active)) if (batch, n_frames) == FOCUS_SHAPE else {}
@@ -302,7 +300,6 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Call
                 peak_samples[name].append(flop / timed(run, lambda: None)[0])
         if peaks:
             focus_limit.update({name: {"flops_per_s": float(np.median(v)), "repeats": len(v)} for name, v in peak_samples.items()})
-        other_cores = meter.cores()
         for c, _ in active:
             stats = percentiles(samples[c.label])
             seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
@@ -315,13 +312,12 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Plan, log: Call
                 "batch": batch, "frames": n_frames, **stats,
                 "peak_rss_mib": peak["peak_rss_mib"], "peak_rss_delta_mib": peak["peak_rss_delta_mib"],
                 "peak_cuda_mib": max((m.get("peak_cuda_mib", 0.0) for m in memory[c.label]), default=None) if c.device == "cuda" else None,
-                "other_cpu_cores": other_cores,
             })
             log(f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}")
     return rows, skips
 
 
-def measure_ttff(contenders: list[Contender], config: Any, plan: Plan, log: Callable[[str], None]) -> dict[str, dict[int, float]]:
+def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]) -> dict[str, dict[int, float]]:
     ttff: dict[str, dict[int, float]] = {c.label: {} for c in contenders}
     for batch in plan.batches:
         noise = sample_noise(config, batch, seed=SEED)
@@ -338,7 +334,7 @@ def measure_ttff(contenders: list[Contender], config: Any, plan: Plan, log: Call
     return ttff
 
 
-def measure_motion(model: Any, plan: Plan, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+def measure_motion(model: Any, plan: Schedule, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Microseconds per recurrent step at batch 1, motion module only."""
     import torch
 
@@ -361,11 +357,11 @@ def measure_motion(model: Any, plan: Plan, threads: int, log: Callable[[str], No
     return {"batch": 1, "frames": n, "repeats": plan.motion_repeats, "us_per_step": per_step, "max_abs_err_vs_eager": errors}
 
 
-def measure_levers(model: Any, plan: Plan, limit: dict, log: Callable[[str], None]) -> dict[str, Any]:
+def measure_levers(model: Any, plan: Schedule, limit: dict, log: Callable[[str], None]) -> dict[str, Any]:
     """The image generator alone at batch x frames = plan.lever_frames, one lever at a time."""
     import torch
 
-    from bench.levers import image_levers
+    from vidsynth.bench.levers import image_levers
 
     levers = image_levers(model)
     config = model.config

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from vidsynth.config import ModelConfig
+from vidsynth.models import ImageGenerator
 
 
 class ReferenceMotion(nn.Module):
@@ -51,33 +52,13 @@ class ReferenceMotion(nn.Module):
         return torch.stack(outputs)  # (n_frames, B, d_motion)
 
 
-def reference_image_generator(config: ModelConfig) -> nn.Sequential:
-    """DCGAN's Generator_I.main, as in the public training scripts."""
-    nz, ngf, nc = config.nz, config.ngf, config.nc
-    return nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, config.image_size // 16, 1, 0, bias=False),
-        nn.BatchNorm2d(ngf * 8, eps=config.bn_eps),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
-        nn.BatchNorm2d(ngf * 4, eps=config.bn_eps),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
-        nn.BatchNorm2d(ngf * 2, eps=config.bn_eps),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
-        nn.BatchNorm2d(ngf, eps=config.bn_eps),
-        nn.ReLU(True),
-        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
-        nn.Tanh(),
-    )
-
-
 class ReferenceGenerator(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.motion = ReferenceMotion(config)
-        self.main = reference_image_generator(config)
+        # The public Generator_I is the same nn.Sequential of torch.nn layers as ours.
+        self.main = ImageGenerator(config).main
 
     @classmethod
     def from_model(cls, model: nn.Module) -> "ReferenceGenerator":

@@ -4,28 +4,25 @@ generator_chunk.onnx for streaming with the state carried between chunks.
 Runs go through IO binding on every device: on CUDA (onnxruntime-gpu's
 CUDAExecutionProvider) the codes are copied to the GPU once per batch, the carried state
 never leaves it, and only the finished frames come back to the host for writing.
+Given weights instead of artifacts, it exports them to a temporary directory first (torch).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from vidsynth.config import ModelConfig
 from vidsynth.errors import RuntimeBackendError
+from vidsynth.export.contract import ONNX_CHUNK_FILE, ONNX_FILE, ExportContract, chunk_contract, generator_contract, initial_state
 from vidsynth.noise import Noise
-from vidsynth.optional import import_onnxruntime
-from vidsynth.runtime.backends.artifacts import Artifacts
-from vidsynth.runtime.backends.base import Backend
-from vidsynth.runtime.devices import choose_device
+from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
+from vidsynth.runtime.backend import Artifacts, Backend, Notify, choose_device, exported_weights
+from vidsynth.runtime.request import GenerateRequest
 
 ort = import_onnxruntime()
 
-VIDEO_FILE = "generator.onnx"
-CHUNK_FILE = "generator_chunk.onnx"
 CUDA_PROVIDER = "CUDAExecutionProvider"
-CPU_PROVIDER = "CPUExecutionProvider"
 
 
 def _installed(distribution: str) -> bool:
@@ -49,32 +46,23 @@ def no_cuda_provider_reason() -> str:
     return f"onnxruntime {ort.__version__} is a CPU build without {CUDA_PROVIDER}; for CUDA: {swap} (README, GPU)"
 
 
-def _expected_io(config: ModelConfig, first: str, outputs: tuple[str, ...]) -> tuple[set[str], set[str]]:
-    inputs = {"z_content", first, "n_frames"} | ({"category"} if config.n_categories > 0 else set())
-    return inputs, set(outputs)
+def cuda_provider_available() -> bool:
+    return CUDA_PROVIDER in ort.get_available_providers()
 
 
-def _open_session(path: Path, device: str, config: ModelConfig, first: str, outputs: tuple[str, ...]):
+def _open_session(path: Path, device: str, contract: ExportContract, threads: int) -> Any:
     providers = [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER]
-    options = ort.SessionOptions()
-    # This session only: errors still show; the graph optimiser's notes about the Loop
-    # body's shared initialisers are warnings that concern no user.
-    options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = onnxruntime_session(path, providers, threads)
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         raise RuntimeBackendError(f"onnxruntime cannot load {path}: {exc}") from None
     if device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
+        raise RuntimeBackendError(f"onnxruntime could not start {CUDA_PROVIDER} for {path.name} (no usable GPU or CUDA libraries)")
+    got_in = [i.name for i in session.get_inputs()]
+    got_out = [o.name for o in session.get_outputs()]
+    if got_in != contract.input_names or got_out != contract.output_names:
         raise RuntimeBackendError(
-            f"onnxruntime could not start {CUDA_PROVIDER} for {path.name} (no usable GPU or CUDA libraries)"
-        )
-    want_in, want_out = _expected_io(config, first, outputs)
-    got_in = {i.name for i in session.get_inputs()}
-    got_out = {o.name for o in session.get_outputs()}
-    if got_in != want_in or got_out != want_out:
-        raise RuntimeBackendError(
-            f"{path} has inputs {sorted(got_in)} and outputs {sorted(got_out)}; "
-            f"expected {sorted(want_in)} and {sorted(want_out)}"
+            f"{path} has inputs {got_in} and outputs {got_out}; expected {contract.input_names} and {contract.output_names}"
         )
     return session
 
@@ -82,24 +70,21 @@ def _open_session(path: Path, device: str, config: ModelConfig, first: str, outp
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, artifacts: Artifacts, device: str) -> None:
+    def __init__(self, artifacts: Artifacts, device: str, threads: int = 0) -> None:
         self.config = artifacts.config
         self.device = device
         self._ort_device = "cuda" if device == "cuda" else "cpu"
-        self.video_session = _open_session(
-            artifacts.path(VIDEO_FILE, "onnx"), device, self.config, "z_motion", ("video",)
-        )
+        self.video_session = _open_session(artifacts.path(ONNX_FILE, "onnx"), device, generator_contract(self.config), threads)
         self.chunk_session = None
-        if artifacts.has(CHUNK_FILE):
-            self.chunk_session = _open_session(
-                artifacts.path(CHUNK_FILE, "onnx"), device, self.config, "state", ("video", "state_out")
-            )
+        if artifacts.has(ONNX_CHUNK_FILE):
+            path = artifacts.path(ONNX_CHUNK_FILE, "onnx")
+            self.chunk_session = _open_session(path, device, chunk_contract(self.config), threads)
         self.detail = f"onnxruntime {ort.__version__} {self.video_session.get_providers()[0]}"
 
-    def _value(self, array: np.ndarray) -> ort.OrtValue:
+    def _value(self, array: np.ndarray) -> Any:
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._ort_device, 0)
 
-    def _run(self, session, inputs: dict[str, Any], outputs: tuple[str, ...]) -> list[ort.OrtValue]:
+    def _run(self, session: Any, inputs: dict[str, Any], outputs: list[str]) -> list[Any]:
         binding = session.io_binding()
         for name, value in inputs.items():
             if isinstance(value, ort.OrtValue):
@@ -123,37 +108,38 @@ class OnnxRuntimeBackend(Backend):
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
         inputs = self._codes(noise, n_frames)
         inputs["z_motion"] = self._value(noise.z_motion.astype(np.float32, copy=False))
-        (video,) = self._run(self.video_session, inputs, ("video",))
+        (video,) = self._run(self.video_session, inputs, generator_contract(self.config).output_names)
         return video.numpy()
 
-    def initial_state(self, noise: Noise) -> ort.OrtValue:
-        batch = noise.z_motion.shape[0]
-        zeros = np.zeros((batch, self.config.state_size - self.config.d_motion), dtype=np.float32)
-        return self._value(np.concatenate([zeros, noise.z_motion.astype(np.float32, copy=False)], axis=1))
+    def initial_state(self, noise: Noise) -> Any:
+        return self._value(initial_state(noise.z_motion, self.config.state_size))
 
-    def generate_chunk(self, noise: Noise, state: ort.OrtValue, n_frames: int) -> tuple[np.ndarray, ort.OrtValue]:
+    def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
         if self.chunk_session is None:
-            raise RuntimeBackendError(f"streaming needs {CHUNK_FILE}, which these artifacts do not have; re-export them")
+            raise RuntimeBackendError(f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them")
         inputs = self._codes(noise, n_frames)
         inputs["state"] = state
-        video, state_out = self._run(self.chunk_session, inputs, ("video", "state_out"))
+        video, state_out = self._run(self.chunk_session, inputs, chunk_contract(self.config).output_names)
         return video.numpy(), state_out  # state_out stays on the device
 
 
-def cuda_provider_available() -> bool:
-    return CUDA_PROVIDER in ort.get_available_providers()
-
-
-def open_onnxruntime(artifacts: str | Path, device: str, notify: Callable[[str], None]) -> OnnxRuntimeBackend:
-    exported = Artifacts(artifacts)
+def _open(artifacts: Artifacts, request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
+    device = request.device
     choice = choose_device(device, cuda_provider_available(), no_cuda_provider_reason())
     try:
-        backend = OnnxRuntimeBackend(exported, choice.name)
+        backend = OnnxRuntimeBackend(artifacts, choice.name, request.threads)
     except RuntimeBackendError as exc:
         if device != "auto" or choice.name != "cuda":
             raise
         notify(f"--device auto: {exc}; running on cpu")
-        return OnnxRuntimeBackend(exported, "cpu")
+        return OnnxRuntimeBackend(artifacts, "cpu", request.threads)
     if choice.note:
         notify(choice.note)
     return backend
+
+
+def open_onnxruntime(request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
+    if request.artifacts is not None:
+        return _open(Artifacts(request.artifacts), request, notify)
+    with exported_weights(request.weights, ("onnx",), notify) as artifacts:
+        return _open(artifacts, request, notify)

@@ -27,7 +27,9 @@ def matmul_peak(dtype_name: str, sizes: tuple[int, ...], repeats: int, device: s
     """Median FLOP/s of square matmuls at each size; the peak is the best median."""
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    from vidsynth.export.precision import TORCH_DTYPES
+
+    dtype = TORCH_DTYPES[dtype_name]
     per_size = {}
     for n in sizes:
         a = torch.randn(n, n, device=device).to(dtype)

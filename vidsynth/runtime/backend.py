@@ -1,0 +1,163 @@
+"""The backends behind one interface, the device choice they share, the export directory as
+they read it, and the registry that opens one by name.
+
+Inputs are the numpy codes from vidsynth.noise.sample_noise; outputs are numpy float32 videos
+(B, T, nc, H, W) in [-1, 1]. The recurrent state between chunks is opaque to callers (a tensor
+or an ONNX Runtime value that may live on the GPU). Torch-free: `open_backend` imports only the
+backend asked for, so the ONNX Runtime path never imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
+from vidsynth.export.contract import MANIFEST_FILE
+from vidsynth.noise import Noise
+from vidsynth.optional import ONNXRUNTIME_HINT
+
+if TYPE_CHECKING:
+    from vidsynth.runtime.request import GenerateRequest
+
+Notify = Callable[[str], None]
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    module: str  # imported only when this backend is opened
+    opener: str  # module function (request, notify) -> Backend
+    runs_artifacts: bool  # False: it runs weights only
+    install: str  # what to install when the module's runtime is missing
+
+
+_TORCH = "vidsynth.runtime.torch_backends"
+_ORT = "vidsynth.runtime.onnxruntime_backend"
+_TORCH_INSTALL = "pip install torch (the CPU build: pip install torch==2.13.0)"
+REGISTRY: dict[str, BackendSpec] = {
+    "eager": BackendSpec(_TORCH, "open_eager", False, _TORCH_INSTALL),
+    "optimized": BackendSpec(_TORCH, "open_optimized", False, _TORCH_INSTALL),
+    "optimized-bf16": BackendSpec(_TORCH, "open_optimized", False, _TORCH_INSTALL),
+    "torchscript": BackendSpec(_TORCH, "open_torchscript", True, _TORCH_INSTALL),
+    "onnxruntime": BackendSpec(_ORT, "open_onnxruntime", True, ONNXRUNTIME_HINT),
+    "pt2": BackendSpec("vidsynth.runtime.pt2_backend", "open_pt2", True, _TORCH_INSTALL),
+}
+AUTO = "auto"  # the fastest backend for this machine and source (runtime/hardware.py)
+BACKENDS = (AUTO, *REGISTRY)
+
+
+class Backend(ABC):
+    name: str  # a REGISTRY key
+    device: str  # "cpu" or "cuda"
+    config: ModelConfig
+    detail: str = ""  # library and provider, for messages
+
+    @abstractmethod
+    def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
+        """Whole videos in one call: (B, n_frames, nc, H, W) float32."""
+
+    @abstractmethod
+    def initial_state(self, noise: Noise) -> Any:
+        """The state a video starts from (export.contract.initial_state)."""
+
+    @abstractmethod
+    def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
+        """The next n_frames frames and the state to continue from."""
+
+    def device_memory_available(self) -> Optional[int]:
+        """Free bytes on the compute device when it is not host memory; None otherwise."""
+        return None
+
+
+def resolve_backend(request: "GenerateRequest", notify: Notify = lambda message: None) -> str:
+    """The backend `request` names; for `auto`, the one chosen for this machine, said in one line."""
+    if request.backend != AUTO:
+        return request.backend
+    from vidsynth.runtime.hardware import auto_backend, probe_hardware
+
+    name, why = auto_backend(request.artifacts is not None, request.device, probe_hardware())
+    notify(f"--backend auto chose {name}: {why}")
+    return name
+
+
+def open_backend(request: "GenerateRequest", notify: Notify = lambda message: None) -> Backend:
+    """The backend `request` names, opened on its device (the request is validated already)."""
+    name = resolve_backend(request, notify)
+    request = replace(request, backend=name)
+    spec = REGISTRY[name]
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise MissingDependencyError(f"the {name} backend cannot start ({exc}): {spec.install}") from None
+    return getattr(module, spec.opener)(request, notify)
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    name: str  # "cpu" or "cuda"
+    note: Optional[str] = None  # set when `auto` fell back to the CPU
+
+
+def choose_device(requested: str, cuda_usable: bool, why_not: str) -> DeviceChoice:
+    """`cuda` without a usable GPU is an error; only `auto` falls back to the CPU, and the note
+    says so. `why_not` explains what is missing for CUDA."""
+    if requested not in DEVICES:
+        raise choice_error(RuntimeBackendError, "device", requested, DEVICES)
+    if requested == "cpu":
+        return DeviceChoice("cpu")
+    if cuda_usable:
+        return DeviceChoice("cuda")
+    if requested == "cuda":
+        raise RuntimeBackendError(f"--device cuda is not usable: {why_not}; use --device cpu or auto")
+    return DeviceChoice("cpu", note=f"--device auto: no usable CUDA ({why_not}); running on cpu")
+
+
+class Artifacts:
+    """An export directory, its manifest checked (sha256 of every file it lists) before any
+    artifact is loaded, so tampered or mixed files are refused."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from vidsynth.export.manifest import read_manifest
+
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise RuntimeBackendError(f"artifacts directory {self.directory} does not exist; make one with `vidsynth export`")
+        self.manifest: dict[str, Any] = read_manifest(self.directory, verify_hashes=True)
+        try:
+            self.config = ModelConfig.from_dict(self.manifest["config"])
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise RuntimeBackendError(f"{self.directory / MANIFEST_FILE} has no valid model config: {exc}") from None
+
+    def has(self, filename: str) -> bool:
+        return filename in self.manifest.get("files", {})
+
+    def path(self, filename: str, made_by: str) -> Path:
+        """The verified path of `filename`; `made_by` names the export format that writes it."""
+        if not self.has(filename):
+            raise RuntimeBackendError(f"artifacts in {self.directory} have no {filename}; export with the {made_by} format")
+        return self.directory / filename
+
+
+@contextmanager
+def exported_weights(weights: Optional[str], formats: tuple[str, ...], notify: Notify) -> Iterator[Artifacts]:
+    """Weights (default, demo or a directory) exported to `formats` in a temporary directory,
+    for artifact backends given weights. Open what you need inside the block: the directory is
+    removed after it. Needs torch."""
+    from vidsynth.export import export_artifacts
+    from vidsynth.weights import load_model
+
+    model = load_model(weights)
+    notify(f"exporting the weights ({', '.join(formats)}) for this run; `vidsynth export` once and --artifacts skip this")
+    with tempfile.TemporaryDirectory(prefix="vidsynth-export-") as tmp:
+        directory = Path(tmp) / "artifacts"
+        export_artifacts(model, directory, formats=formats)
+        yield Artifacts(directory)

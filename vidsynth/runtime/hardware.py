@@ -1,0 +1,110 @@
+"""What this machine offers a generator, found without importing the runtimes themselves:
+CPU model and flags (native bf16 only with AMX or AVX512-BF16), the installed runtimes and
+their versions, and a CUDA GPU when torch can use one. `auto_backend` picks the fastest
+backend for a source (weights or artifacts) from these facts. Torch-free unless a GPU driver
+is present, when torch (if installed) is asked whether it can use the GPU."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Optional
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}  # module -> distribution
+# Measured on a 2-core CPU without native bf16 (AMD EPYC, AVX2 only), demo model 96x96 ngf=64,
+# B=8 x T=64: the optimized backend at bf16 took this many times as long as at fp32.
+EMULATED_BF16_SLOWDOWN = 5.5
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cpu_model: str
+    cpu_count: int
+    cpu_flags: frozenset[str]
+    runtimes: dict[str, Optional[str]]  # module -> installed version, None when missing
+    cuda_device: Optional[str]  # the GPU torch can use, None otherwise
+
+    @property
+    def native_bf16(self) -> bool:
+        return any(flag in self.cpu_flags for flag in NATIVE_BF16_FLAGS)
+
+    def has(self, runtime: str) -> bool:
+        return self.runtimes.get(runtime) is not None
+
+    def describe(self) -> dict:
+        return {
+            "cpu": self.cpu_model,
+            "cpu_count": self.cpu_count,
+            "native_bf16": self.native_bf16,
+            "cpu_flags": sorted(f for f in self.cpu_flags if f.startswith(("avx", "amx", "fma", "sse4"))),
+            "runtimes": self.runtimes,
+            "cuda_device": self.cuda_device,
+        }
+
+
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    model, flags = "unknown CPU", frozenset()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = frozenset(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def _installed(module: str, distribution: str) -> Optional[str]:
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+        return version(distribution)
+    except (ImportError, ValueError, PackageNotFoundError):
+        if distribution == "onnxruntime":
+            return _installed_distribution("onnxruntime-gpu")
+        return None
+
+
+def _installed_distribution(distribution: str) -> Optional[str]:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _cuda_device(torch_installed: bool) -> Optional[str]:
+    if not torch_installed or not os.path.exists("/proc/driver/nvidia"):
+        return None  # no driver: no need to import torch to know
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+@lru_cache(maxsize=1)
+def probe_hardware() -> Hardware:
+    model, flags = _cpuinfo()
+    runtimes = {module: _installed(module, dist) for module, dist in RUNTIMES.items()}
+    return Hardware(model, os.cpu_count() or 1, flags, runtimes, _cuda_device(runtimes["torch"] is not None))
+
+
+def auto_backend(artifacts: bool, device: str, hardware: Hardware) -> tuple[str, str]:
+    """(backend name, why) for a source of export artifacts or of weights on `device`
+    (cpu, cuda or auto). The order comes from the benchmarks (README, Benchmarks)."""
+    if device == "cuda" or (device == "auto" and hardware.cuda_device is not None):
+        return "torchscript", f"CUDA GPU {hardware.cuda_device}: TorchScript was the fastest fp32 path there"
+    if artifacts:
+        if hardware.has("onnxruntime"):
+            return "onnxruntime", "export artifacts on the CPU: onnxruntime runs generator.onnx"
+        if hardware.has("torch"):
+            return "torchscript", "export artifacts on the CPU, onnxruntime not installed: TorchScript runs generator.pt"
+        return "onnxruntime", "export artifacts, and neither onnxruntime nor torch is installed"
+    if hardware.native_bf16:
+        return "optimized-bf16", f"weights on a CPU with native bf16 ({', '.join(f for f in NATIVE_BF16_FLAGS if f in hardware.cpu_flags)})"
+    return "optimized", "weights on a CPU without native bf16 (no amx_bf16/avx512_bf16): the fp32 inference copy"

@@ -1,0 +1,120 @@
+"""The torch backends: `eager` (the VideoGenerator from weights), `optimized` and
+`optimized-bf16` (vidsynth.optimize's CPU inference copy of them) and `torchscript`
+(generator.pt from an export, or the weights scripted in process). One body runs them all:
+a module with forward and generate_chunk, without autograd, on the chosen device."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import RuntimeBackendError
+from vidsynth.export.contract import TORCHSCRIPT_FILE, initial_state
+from vidsynth.noise import Noise
+from vidsynth.runtime.backend import Artifacts, Backend, DeviceChoice, Notify, choose_device
+from vidsynth.runtime.request import GenerateRequest
+
+
+def torch_device(requested: str) -> DeviceChoice:
+    usable = torch.cuda.is_available()
+    why_not = "torch sees no CUDA GPU" + ("" if torch.version.cuda else " (this torch is a CPU-only build)")
+    return choose_device(requested, usable, why_not)
+
+
+class TorchBackend(Backend):
+    def __init__(self, name: str, module: Any, config: ModelConfig, device: str) -> None:
+        self.name = name
+        self.config = config
+        self.device = device
+        self.detail = f"torch {torch.__version__}"
+        self.module = module
+        self._device = torch.device(device)
+
+    def _tensor(self, array: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+        return None if array is None else torch.from_numpy(array).to(self._device)
+
+    @staticmethod
+    def _to_numpy(video: torch.Tensor) -> np.ndarray:
+        return video.detach().float().cpu().numpy()
+
+    def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
+        codes = [self._tensor(noise.z_content), self._tensor(noise.z_motion)]
+        extra = () if noise.category is None else (self._tensor(noise.category),)
+        with torch.no_grad():
+            return self._to_numpy(self.module(*codes, n_frames, *extra))
+
+    def initial_state(self, noise: Noise) -> torch.Tensor:
+        return self._tensor(initial_state(noise.z_motion, self.config.state_size))
+
+    def generate_chunk(self, noise: Noise, state: torch.Tensor, n_frames: int) -> tuple[np.ndarray, torch.Tensor]:
+        extra = () if noise.category is None else (self._tensor(noise.category),)
+        with torch.no_grad():
+            video, state = self.module.generate_chunk(self._tensor(noise.z_content), state, n_frames, *extra)
+        return self._to_numpy(video), state  # the state stays on the device
+
+    def device_memory_available(self) -> Optional[int]:
+        if self.device != "cuda":
+            return None
+        free, _total = torch.cuda.mem_get_info(self._device)
+        return int(free)
+
+
+def _chosen(request: GenerateRequest, notify: Notify) -> str:
+    choice = torch_device(request.device)
+    if choice.note:
+        notify(choice.note)
+    return choice.name
+
+
+def warn_if_bf16_is_emulated(notify: Notify) -> None:
+    from vidsynth.runtime.hardware import EMULATED_BF16_SLOWDOWN, NATIVE_BF16_FLAGS, probe_hardware
+
+    if not probe_hardware().native_bf16:
+        notify(
+            f"warning: this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)}), so bf16 is emulated: "
+            f"measured {EMULATED_BF16_SLOWDOWN:g}x slower than fp32 on such a CPU; --backend auto picks fp32 here"
+        )
+
+
+def open_eager(request: GenerateRequest, notify: Notify) -> TorchBackend:
+    from vidsynth.weights import load_model
+
+    model = load_model(request.weights)
+    device = _chosen(request, notify)
+    return TorchBackend("eager", model.to(device).eval(), model.config, device)
+
+
+def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
+    from vidsynth.optimize import optimize_for_inference
+    from vidsynth.weights import load_model
+
+    if request.device == "cuda":
+        raise RuntimeBackendError("the optimized backend runs on the CPU; on CUDA use --backend eager or torchscript")
+    if request.device == "auto" and torch.cuda.is_available():
+        notify("the optimized backend runs on the CPU, not on the GPU")
+    precision = "bf16" if request.backend == "optimized-bf16" else "fp32"
+    if precision == "bf16":
+        warn_if_bf16_is_emulated(notify)
+    model = optimize_for_inference(load_model(request.weights), precision)
+    backend = TorchBackend(request.backend, model, model.config, "cpu")
+    backend.detail += f", {precision}, motion: {model.motion_kind}"
+    return backend
+
+
+def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
+    device = _chosen(request, notify)
+    if request.artifacts is not None:
+        exported = Artifacts(request.artifacts)
+        if device == "cpu" and exported.manifest.get("dtype") == "bf16":
+            warn_if_bf16_is_emulated(notify)
+        module = torch.jit.load(str(exported.path(TORCHSCRIPT_FILE, "torchscript")), map_location=device)
+        config = exported.config
+    else:
+        from vidsynth.weights import load_model
+
+        model = load_model(request.weights).eval()
+        module = torch.jit.script(model).to(device)
+        config = model.config
+    return TorchBackend("torchscript", module.eval(), config, device)

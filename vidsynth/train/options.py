@@ -1,0 +1,81 @@
+"""`vidsynth train`'s options, derived from TrainConfig's field declarations, plus the
+options of one invocation (where the run lives, how long this call may take, ...).
+
+Torch-free: the CLI imports it to build its commands.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import MISSING, fields
+from typing import Any, Callable
+
+import click
+
+from vidsynth.config import field_kinds
+from vidsynth.train.config import TrainConfig
+
+DRY_RUN_STEPS = 3  # --steps when --dry-run is given without it
+_ARGV = "vidsynth.train.argv"
+
+# Options of one invocation, not settings of the run (a resumed run keeps its settings).
+RUN_OPTIONS = (
+    click.Option(["--out", "run_dir"], required=True, type=click.Path(file_okay=False),
+                 help="Run directory: checkpoint/, weights/, samples/, losses.jsonl."),
+    click.Option(["--max-minutes"], type=float, help="Checkpoint and stop after this much wall time."),
+    click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings)."),
+    click.Option(["--quiet"], is_flag=True, help="No progress bar."),
+)
+
+
+class TrainCommand(click.Command):
+    """`vidsynth train`: its parameters are TrainConfig's options and RUN_OPTIONS, and it keeps
+    its arguments as given (see `command_line`) for the run's provenance."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params = [*config_options(), *RUN_OPTIONS, *self.params]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def command_line(ctx: click.Context) -> str:
+    """The invocation exactly as typed (shell-quoted), e.g. `vidsynth train --dry-run --out r`."""
+    return shlex.join(["vidsynth", ctx.info_name or "train", *ctx.meta[_ARGV]])
+
+
+def config_options() -> list[click.Option]:
+    """One click option per TrainConfig field declared with a help text."""
+    kinds = field_kinds(TrainConfig)
+    options = []
+    for f in fields(TrainConfig):
+        help_text = f.metadata.get("help")
+        if help_text is None:
+            continue
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        kind, _ = kinds[f.name]
+        if kind is bool:  # a flag sets the opposite of the default
+            options.append(click.Option([flag, f.name], is_flag=True, help=help_text))
+        elif f.name == "steps":
+            default = f"{f.default}; {DRY_RUN_STEPS} with --dry-run"
+            options.append(click.Option([flag, f.name], type=int, help=f"{help_text} [default: {default}]"))
+        else:
+            kind = click.Path(file_okay=False) if f.metadata["directory"] else kind
+            show = f.default is not None and f.default is not MISSING
+            options.append(click.Option([flag, f.name], type=kind, default=f.default, show_default=show,
+                                        help=help_text))
+    return options
+
+
+def config_from_options(values: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from the values click parsed for `config_options()`."""
+    settings = dict(values)
+    kinds = field_kinds(TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name == "steps" and settings.get("steps") is None:
+            settings["steps"] = DRY_RUN_STEPS if settings.get("dry_run") else f.default
+        elif f.name in settings and kinds[f.name][0] is bool:
+            settings[f.name] = not f.default if settings[f.name] else f.default
+    return TrainConfig(**settings)
+
