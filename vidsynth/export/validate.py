@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -87,7 +87,10 @@ def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.
     return video.numpy(), state.numpy()
 
 
-def torchscript_runners(module: torch.jit.ScriptModule) -> tuple[WholeRunner, StreamRunner]:
+def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
+    """Runners over a torch module with the generator's interface: forward, initial_state and
+    generate_chunk (the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
+
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
         z_content, z_motion, category = _as_torch(noise)
         with torch.inference_mode():
@@ -271,10 +274,9 @@ def validate_export(
             sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config.state_size
         )
     if "pt2" in formats:
-        from vidsynth.export.pt2 import load_pt2, pt2_runners
+        from vidsynth.export.pt2 import load_pt2
 
-        generator = load_pt2(directory, config, torch.__version__)
-        whole["pt2"], stream["pt2_streaming"] = pt2_runners(generator)
+        whole["pt2"], stream["pt2_streaming"] = torchscript_runners(load_pt2(directory, config, torch.__version__))
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
     return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)
