@@ -1,6 +1,7 @@
 """The benchmark: the reference code makes vidsynth's videos from the same weights, the quick
 mode runs end to end on a tiny model and writes its three files, bad options fail cleanly.
 No timing is asserted anywhere."""
+import importlib.util
 import json
 
 import pytest
@@ -49,6 +50,8 @@ def test_quick_run_writes_results(tiny_weights, tmp_path):
     saved = json.loads((out / "results.json").read_text())
     labels = {c["label"] for c in saved["contenders"]}
     assert {"reference fp32", "eager fp32", "eager bf16", "torchscript fp32", "onnxruntime fp32", "optimized fp32", "optimized bf16"} <= labels
+    if importlib.util.find_spec("openvino") is not None:
+        assert "openvino fp32" in labels
     shapes = {(b, t) for b in (1, 2) for t in (4, 8)}
     for label in labels:
         measured = {(r["batch"], r["frames"]) for r in saved["rows"] if r["label"] == label}

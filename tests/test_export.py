@@ -1,7 +1,9 @@
-"""Export: eager PyTorch = TorchScript = ONNX Runtime on every model family and shape, graphs
+"""Export: eager PyTorch = TorchScript = ONNX Runtime = OpenVINO on every model family and
+shape, for the optimized graphs (the default) and the literal ones (--no-optimize); graphs
 that loop instead of unrolling, streaming = one-shot, and self-describing artifacts.
 
 Each model is exported once (module-scoped fixtures); every shape then runs against it.
+The OpenVINO numbers need the openvino package (the dev extra installs it).
 """
 import hashlib
 import itertools
@@ -15,7 +17,7 @@ import torch
 from vidsynth.config import ModelConfig
 from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.export.contract import ONNX_CHUNK_FILE, ONNX_FILE, TORCHSCRIPT_FILE, initial_state
-from vidsynth.export.onnx import export_graph, op_types
+from vidsynth.export.onnx import RECURRENT_OPS, export_graph, op_types
 from vidsynth.export.torchscript import load_torchscript
 from vidsynth.noise import sample_noise
 from vidsynth.optional import onnxruntime_session
@@ -42,16 +44,40 @@ def small_model(**changes):
     return demo_model(ModelConfig(ngf=8, hidden_size=16, **changes))
 
 
+def openvino_backend(directory):
+    """OpenVINO over an export directory, one thread; skips with the reason when not installed."""
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'vidsynth[openvino]'); CI installs it")
+    from vidsynth.runtime.backend import Artifacts
+    from vidsynth.runtime.openvino_backend import OpenVinoBackend
+
+    return OpenVinoBackend(Artifacts(directory), threads=1)
+
+
 class Exported:
     """One model exported once: its eager copy, the loaded TorchScript and ORT sessions."""
 
-    def __init__(self, model, directory):
+    def __init__(self, model, directory, optimize=True):
         self.model = model
         self.directory = directory
-        self.manifest = export_artifacts(model, directory)
+        self.manifest = export_artifacts(model, directory, optimize=optimize)
         self.scripted, self.extra = load_torchscript(directory / TORCHSCRIPT_FILE)
         self.whole = onnxruntime_session(directory / ONNX_FILE, threads=1)
         self.chunk = onnxruntime_session(directory / ONNX_CHUNK_FILE, threads=1)
+        self._openvino = None
+
+    @property
+    def openvino(self):
+        if self._openvino is None:
+            self._openvino = openvino_backend(self.directory)
+        return self._openvino
+
+    def openvino_stream(self, noise, chunks):
+        state = self.openvino.initial_state(noise)
+        parts = []
+        for n in chunks:
+            video, state = self.openvino.generate_chunk(noise, state, n)
+            parts.append(video)
+        return np.concatenate(parts, axis=1), state
 
     def eager(self, noise, n_frames):
         category = None if noise.category is None else torch.from_numpy(noise.category)
@@ -88,6 +114,16 @@ def exported(request, tmp_path_factory):
     return Exported(model, tmp_path_factory.mktemp(family_id(request.param)) / "art")
 
 
+# --no-optimize: one family per cell and motion mode, the sizes alternating
+LITERAL_FAMILIES = [family for family in FAMILIES if (family["cell"] == "lstm") == (family["image_size"] == 96)]
+
+
+@pytest.fixture(scope="module", params=LITERAL_FAMILIES, ids=family_id)
+def literal_export(request, tmp_path_factory):
+    model = small_model(**request.param)
+    return Exported(model, tmp_path_factory.mktemp("literal-" + family_id(request.param)) / "art", optimize=False)
+
+
 @pytest.fixture(scope="module")
 def lstm_export(tmp_path_factory):
     return Exported(small_model(), tmp_path_factory.mktemp("lstm") / "art")
@@ -115,6 +151,32 @@ def test_eager_torchscript_onnxruntime_agree(exported, batch, n_frames):
     assert max_abs(eager, ort_video) <= ATOL
 
 
+@pytest.mark.parametrize("batch,n_frames", SHAPES)
+def test_openvino_agrees_with_eager(exported, batch, n_frames):
+    noise = sample_noise(exported.model.config, batch, seed=1000 * batch + n_frames)
+    eager = exported.eager(noise, n_frames)
+    video = exported.openvino.generate(noise, n_frames)
+    assert video.shape == eager.shape and video.dtype == np.float32
+    assert max_abs(eager, video) <= ATOL
+
+
+@pytest.mark.parametrize("batch,n_frames", SHAPES)
+def test_literal_graphs_agree_on_both_runtimes(literal_export, batch, n_frames):
+    assert literal_export.manifest["rewrites"] == []
+    noise = sample_noise(literal_export.model.config, batch, seed=1000 * batch + n_frames)
+    eager = literal_export.eager(noise, n_frames)
+    assert max_abs(eager, literal_export.onnx(noise, n_frames)) <= ATOL
+    assert max_abs(eager, literal_export.openvino.generate(noise, n_frames)) <= ATOL
+
+
+def test_literal_streaming_equals_one_shot(literal_export):
+    noise = sample_noise(literal_export.model.config, 2, seed=8)
+    chunks = (1, 6, 13)
+    one_shot = literal_export.eager(noise, sum(chunks))
+    assert max_abs(one_shot, literal_export.onnx_stream(noise, chunks)[0]) <= ATOL
+    assert max_abs(one_shot, literal_export.openvino_stream(noise, chunks)[0]) <= ATOL
+
+
 def test_validation_figures_recorded_at_unseen_shapes(exported):
     validation = exported.manifest["validation"]
     export_shape = exported.manifest["export_shape"]
@@ -130,21 +192,27 @@ def test_validation_figures_recorded_at_unseen_shapes(exported):
 # -- graphs -------------------------------------------------------------------------------
 
 
-def count_nodes(path) -> int:
-    return len(op_types(onnx.load(str(path)).graph))
+def graph_size(path) -> tuple[int, int]:
+    """(nodes, initializer bytes): node and tensor names aside (the exporter prefixes them
+    with the module scope on a module's first export only), what a graph holds."""
+    graph = onnx.load(str(path)).graph
+    return len(op_types(graph)), sum(len(tensor.raw_data) for tensor in graph.initializer)
 
 
+@pytest.mark.parametrize("optimize", [False, True], ids=["literal", "optimized"])
 @pytest.mark.parametrize("streaming", [False, True], ids=["whole", "chunk"])
-def test_onnx_graph_loops_and_does_not_grow_with_frames(lstm_export, tmp_path, streaming):
-    model = lstm_export.model
+def test_onnx_graph_loops_and_does_not_grow_with_frames(lstm_export, tmp_path, streaming, optimize):
+    from vidsynth.export.rewrites import rewrite_for_export
+
+    model = rewrite_for_export(lstm_export.model)[0] if optimize else lstm_export.model
     sizes = {}
     for batch, n_frames in ((1, 2), (4, 9), (2, 40)):
         path = tmp_path / f"g_{batch}_{n_frames}.onnx"
         export_graph(model, path, opset=17, streaming=streaming, example_shape=(batch, n_frames))
         ops = op_types(onnx.load(str(path)).graph)
-        assert "Loop" in ops or "Scan" in ops
+        assert RECURRENT_OPS.intersection(ops)
         assert not {op for op in ops if op.startswith(("Random", "Bernoulli", "Multinomial"))}
-        sizes[(batch, n_frames)] = (count_nodes(path), path.stat().st_size)
+        sizes[(batch, n_frames)] = graph_size(path)
     assert len(set(sizes.values())) == 1, sizes
 
 
@@ -155,6 +223,7 @@ def test_onnx_files_describe_themselves(lstm_export):
         meta = {p.key: p.value for p in model.metadata_props}
         assert json.loads(meta["config"]) == config.to_dict()
         assert meta["vidsynth_version"] == lstm_export.manifest["vidsynth_version"]
+        assert meta["rewrites"] == ",".join(lstm_export.manifest["rewrites"])
         video = next(o for o in model.graph.output if o.name == "video")
         dims = [d.dim_param or d.dim_value for d in video.type.tensor_type.shape.dim]
         assert dims == ["batch", "n_frames", 3, config.image_size, config.image_size]
@@ -201,6 +270,19 @@ def test_chunked_streaming_equals_one_shot(exported):
     assert max_abs(one_shot, np.concatenate(parts, axis=1)) <= ATOL
 
 
+def test_openvino_streaming_equals_one_shot(exported):
+    noise = sample_noise(exported.model.config, 3, seed=7)
+    chunks = (1, 7, 16, 13)
+    one_shot = exported.eager(noise, sum(chunks))
+    with torch.inference_mode():
+        _, eager_state = exported.model.generate_chunk(
+            torch.from_numpy(noise.z_content), exported.model.initial_state(torch.from_numpy(noise.z_motion)), sum(chunks)
+        )
+    video, state = exported.openvino_stream(noise, chunks)
+    assert max_abs(one_shot, video) <= ATOL
+    assert max_abs(eager_state.numpy(), state) <= ATOL
+
+
 # -- conditional models -------------------------------------------------------------------
 
 
@@ -217,6 +299,8 @@ def test_conditional_model_takes_category(tmp_path):
     assert max_abs(eager, exported.onnx(other, 9)) > 10 * ATOL  # the category reaches the frames
     video, _ = exported.onnx_stream(noise, (4, 5))
     assert max_abs(eager, video) <= ATOL
+    assert max_abs(eager, exported.openvino.generate(noise, 9)) <= ATOL
+    assert max_abs(eager, exported.openvino_stream(noise, (4, 5))[0]) <= ATOL
 
 
 # -- manifest -----------------------------------------------------------------------------
@@ -230,6 +314,7 @@ def test_manifest_follows_the_contract(lstm_export):
     assert manifest["config"] == config.to_dict()
     assert manifest["dtype"] == "fp32" and manifest["opset"] == 17
     assert "dynamo=False" in manifest["onnx_exporter"]
+    assert manifest["rewrites"] == ["fold-motion-bn", "fold-image-bn", "fused-recurrence", "sub-pixel-last"]
     assert manifest["torch_version"] == torch.__version__
     assert manifest["inputs"] == [
         {"name": "z_content", "dtype": "float32", "shape": ["batch", config.d_content]},

@@ -53,6 +53,8 @@ def test_dynamo_exporter_writes_the_same_contract_and_passes_validation(family, 
     model = demo_model(config)
     manifest = export_artifacts(model, tmp_path / "out", formats=("onnx",), onnx_exporter="dynamo")
     assert manifest["onnx_exporter"] == EXPORTERS["dynamo"]
+    # the image generator's rewrites apply; the while_loop steps the literal motion cells
+    assert manifest["rewrites"] == ["fold-image-bn", "sub-pixel-last"]
     assert max(manifest["validation"]["max_abs"].values()) <= ATOL
     assert set(manifest["validation"]["max_abs"]) == {"onnx", "onnx_streaming"}
     graph = onnx.load(str(tmp_path / "out" / "generator.onnx")).graph

@@ -108,13 +108,16 @@ def test_unwritable_output_refused(model, tmp_path):
 
 def test_force_replaces_a_previous_export(model, tmp_path):
     out = tmp_path / "art"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    export_artifacts(model, out, formats=("onnx",))
     manifest = export_artifacts(model, out, formats=("torchscript",), force=True)
     assert sorted(p.name for p in out.iterdir()) == ["generator.pt", "manifest.json"]
     assert set(manifest["files"]) == {"generator.pt"} and manifest["opset"] is None
     assert manifest["onnx_exporter"] is None
     assert leftovers(out) == []
+    (out / "stale.txt").write_text("mine")  # not vidsynth's: --force must not delete it
+    with pytest.raises(InputError, match="also holds stale.txt"):
+        export_artifacts(model, out, formats=("torchscript",), force=True)
+    assert (out / "stale.txt").read_text() == "mine"
 
 
 def test_current_directory_as_output(model, tmp_path, monkeypatch):

@@ -279,8 +279,8 @@ def assert_one_error_line(result, *fragments: str) -> None:
         (["--device", "tpu"], ["unknown device 'tpu'", "cpu, cuda, auto"]),
         (["--format", "avi"], ["unknown format 'avi'", "mp4, gif, png"]),
         (["--fix", "both"], ["unknown fix 'both'"]),
-        (["--fps", "0"], ["fps must be a finite number > 0"]),
-        (["--fps", "inf"], ["fps must be a finite number > 0"]),
+        (["--fps", "0"], ["fps must be between 0.01 and 1000, got 0"]),
+        (["--fps", "inf"], ["fps must be a finite number, got inf"]),
         (["--frames", "0", "--format", "avi"], ["frames must be", "unknown format"]),  # all at once
         (["--format", "png", "--frames", "100000", "--num-videos", "100000"], ["need an estimated", "contact sheet"]),
         (["--category", "1"], ["this model has no categories"]),

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from vidsynth.checksums import SUMS_FILE
 from vidsynth.cli import cli
 from vidsynth.errors import DataError, InputError
 from vidsynth.train.config import TrainConfig
@@ -186,6 +187,8 @@ def test_resume_on_another_device_seeds_the_noise_stream_afresh(tmp_path):
     CPU draws (data, codes) and starts a fresh, seeded instance-noise stream."""
     from safetensors.torch import save_file
 
+    from vidsynth.checksums import write_sums
+
     config = TrainConfig(data=None, dry_run=True, steps=3, checkpoint_every=1, **TINY)
     train(config.replace(steps=2), tmp_path / "a", progress=False)
     rng_file = tmp_path / "a" / "checkpoint" / "rng.safetensors"
@@ -193,6 +196,7 @@ def test_resume_on_another_device_seeds_the_noise_stream_afresh(tmp_path):
     assert set(states) == {"run.cpu", "noise.cpu"}
     states["noise.other"] = states.pop("noise.cpu")  # as if written on another device type
     save_file(states, str(rng_file))
+    write_sums(rng_file.parent, ("networks.safetensors", "optimizers.safetensors", "rng.safetensors", "state.json"))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     first = train(config, tmp_path / "a", resume=True, progress=False)
     second = train(config, tmp_path / "b", resume=True, progress=False)
@@ -315,6 +319,7 @@ def test_resume_of_a_checkpoint_that_holds_its_losses(tmp_path):
     state = _state(tmp_path / "old")
     state["losses"] = [[row[name] for name in row if name != "step"] for row in rows]
     (tmp_path / "old" / "checkpoint" / "state.json").write_text(json.dumps(state))
+    (tmp_path / "old" / "checkpoint" / SUMS_FILE).unlink()  # older checkpoints had no checksums either
     (tmp_path / "old" / LOSS_LOG).unlink()
     train(config, tmp_path / "old", resume=True, progress=False)
     assert read_losses(tmp_path / "old") == read_losses(tmp_path / "whole")

@@ -89,7 +89,7 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded(z_content, z_motion, 3), model(z_content, z_motion, 3), atol=0, rtol=0)
     record = json.loads((tmp_path / "w" / "config.json").read_text())
     assert record["model"]["cell"] == "gru"
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["SHA256SUMS", "config.json", "model.safetensors"]
 
 
 def test_save_refuses_to_clobber_without_force(tmp_path):
@@ -220,5 +220,8 @@ def test_bad_weights_directories(tmp_path):
     save_weights(build_model(ModelConfig(ngf=NGF), seed=0), tmp_path / "w")
     tensors = tmp_path / "w" / "model.safetensors"
     tensors.write_bytes(tensors.read_bytes()[:100])
+    with pytest.raises(WeightsError, match="does not match its sha256 in SHA256SUMS"):
+        load_weights(tmp_path / "w")
+    (tmp_path / "w" / "SHA256SUMS").unlink()  # as written by an older vidsynth
     with pytest.raises(WeightsError, match="not a readable safetensors file"):
         load_weights(tmp_path / "w")

@@ -1,26 +1,61 @@
 """Write files and directories so that a failure never leaves half an artifact behind and
-never clobbers a good one: everything is written to a temporary sibling, then renamed."""
+never clobbers a good one: everything is written to a temporary sibling, then renamed.
+
+Temporary siblings carry the writer's PID (`.NAME.tmp-PID-xxxx`, `.NAME.old-PID`), so the
+next run can sweep what a killed one left behind. A directory is replaced with one atomic
+exchange (Linux renameat2 RENAME_EXCHANGE) where the filesystem supports it; elsewhere with
+two renames, rolled back if the second fails and restored by the next run if the process died
+between them. `--force` only ever replaces a directory its caller recognises as its own.
+"""
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
-from vidsynth.errors import InputError
+from vidsynth.errors import InputError, StorageError
+
+Recogniser = Callable[[Path], Optional[str]]  # None: vidsynth wrote it; else why it is not ours
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _default_mode(base: int) -> int:
-    """`base` less the process umask: what a plain open()/mkdir() would have given."""
-    umask = os.umask(0)
+def current_umask() -> int:
+    """The process umask, read without changing it (setting it to read it races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)  # no /proc: the racy way is the only one
     os.umask(umask)
-    return base & ~umask
+    return umask
+
+
+def default_mode(base: int) -> int:
+    """`base` less the process umask: what a plain open()/mkdir() would have given."""
+    return base & ~current_umask()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a write that failed for lack of space (OSError or a library's wrapped error)."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def check_writable_parent(target: Path) -> None:
-    parent = target.resolve().parent
+    parent = Path(os.path.realpath(target)).parent
     if not parent.exists():
         try:
             parent.mkdir(parents=True)
@@ -30,50 +65,219 @@ def check_writable_parent(target: Path) -> None:
         raise InputError(f"output location {parent} is not writable")
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def sweep_stale(parent: Path, name: str, kinds: str = "tmp|old") -> None:
+    """Removes `.NAME.tmp-PID-*` and `.NAME.old-PID` entries in `parent` whose writer is no
+    longer running; an `.old-PID` whose replacement never arrived is renamed back to NAME."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.({kinds})-(\d+)(-.*)?$")
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return
+    target = parent / name
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or _pid_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not os.path.lexists(target):
+            try:
+                os.rename(entry, target)  # killed between the two renames: put the old one back
+                continue
+            except OSError:
+                pass
+        _remove(entry)
+
+
+def _refuse_working_directory(target: Path) -> None:
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if target == cwd or target in cwd.parents:
+        raise InputError(f"refusing to replace {target}: it is the current directory or one of its parents")
+
+
+def _unexpected_entries(directory: Path, allowed: set[str], required: str) -> Optional[str]:
+    """For recognisers: None if `directory` holds `required` and nothing outside `allowed`."""
+    names = {entry.name for entry in directory.iterdir()}
+    if required not in names:
+        return f"it has no {required}"
+    extra = sorted(names - allowed)
+    if extra:
+        return f"it also holds {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
+    return None
+
+
+def owned_directory(allowed: set[str], required: str) -> Recogniser:
+    """A recogniser: a directory holding `required` and no entry outside `allowed`."""
+    return lambda directory: _unexpected_entries(directory, allowed, required)
+
+
+def _check_replaceable(target: Path, force: bool, recognise: Optional[Recogniser]) -> None:
+    if os.path.lexists(target) and not target.is_dir():
+        raise InputError(f"{target} exists and is not a directory")
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    if not force:
+        raise InputError(f"{target} already exists and is not empty; pass --force to replace it")
+    _refuse_working_directory(target)
+    why = "it was not written by vidsynth" if recognise is None else recognise(target)
+    if why is not None:
+        raise InputError(
+            f"refusing to replace {target} even with --force: {why}. --force only replaces a directory "
+            "vidsynth wrote; choose a new or empty directory"
+        )
+
+
+def _make_modes_consistent(directory: Path) -> None:
+    """Files get 0666 and directories 0777 less the umask, whoever created them (mkdtemp and
+    safetensors create 0600/0700, which breaks sharing beside a 0644 config.json)."""
+    file_mode, dir_mode = default_mode(0o666), default_mode(0o777)
+    for root, dirs, files in os.walk(directory):
+        os.chmod(root, dir_mode)
+        for name in files:
+            path = os.path.join(root, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.chmod(path, file_mode)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swaps two paths (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Puts `tmp` at `target`; the previous `target` (if any) ends up removed."""
+    if not os.path.lexists(target):
+        os.rename(tmp, target)
+        return
+    if _exchange(tmp, target):
+        _remove(tmp)  # now holds the previous contents
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        os.rename(old, target)  # roll back: the previous directory stays in place
+        raise
+    _remove(old)
+
+
+def _swap_contents(staging: Path, target: Path) -> None:
+    """For a mount point, which cannot be renamed: moves the old entries aside inside it, the
+    new ones in, and rolls back if a move fails. Not atomic, but never leaves a mix."""
+    old = target / f".{target.name}.old-{os.getpid()}"
+    old.mkdir()
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for entry in sorted(target.iterdir()):
+            if entry not in (old, staging):
+                os.rename(entry, old / entry.name)
+                moved_out.append(entry.name)
+        for entry in sorted(staging.iterdir()):
+            os.rename(entry, target / entry.name)
+            moved_in.append(entry.name)
+    except OSError:
+        for name in moved_in:
+            os.rename(target / name, staging / name)
+        for name in moved_out:
+            os.rename(old / name, target / name)
+        raise
+    finally:
+        _remove(staging)
+        _remove(old)
+
+
 @contextmanager
-def atomic_directory(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    target: str | os.PathLike, force: bool = False, recognise: Optional[Recogniser] = None
+) -> Iterator[Path]:
     """Yields an empty temporary directory that replaces `target` when the block succeeds.
 
-    An existing non-empty `target` is refused unless `force`; with `force` it is swapped out
-    only after the new contents are complete.
+    An existing non-empty `target` is refused unless `force`, and even then unless
+    `recognise(target)` says vidsynth wrote it (returns None). A symlinked `target` is
+    followed: the directory it points to is replaced, the link stays. A full disk raises
+    StorageError and leaves `target` as it was.
     """
-    target = Path(os.path.abspath(target))  # "." or "out/" still name the directory itself
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target} exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise InputError(f"{target} already exists and is not empty; pass --force to replace it")
+    target = Path(os.path.realpath(target))  # ".", "out/" or a link name the real directory
+    parent = target.parent
+    sweep_stale(parent, target.name)
+    _check_replaceable(target, force, recognise)
     check_writable_parent(target)
+    mount_point = target.is_dir() and os.path.ismount(target)
+    if mount_point:
+        sweep_stale(target, target.name, kinds="tmp")  # an inner .old-PID holds user data: kept
+    stage_in = target if mount_point else parent
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.resolve().parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=stage_in))
     except OSError as exc:
-        raise InputError(f"cannot write into {target.resolve().parent}: {exc.strerror}") from None
-    os.chmod(tmp, _default_mode(0o777))  # mkdtemp makes 0700; artifacts are meant to be shared
+        raise InputError(f"cannot write into {stage_in}: {exc.strerror}") from None
     try:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _make_modes_consistent(tmp)
+        if mount_point:
+            _swap_contents(tmp, target)
+        else:
+            _swap_in(tmp, target)
+    except BaseException as exc:
+        _remove(tmp)
+        if is_disk_full(exc):
+            raise StorageError(f"no space left on the device while writing {target}; it was left as it was") from None
+        if isinstance(exc, OSError) and exc.errno in (errno.EXDEV, errno.EBUSY, errno.EACCES, errno.EPERM):
+            raise StorageError(f"cannot replace {target}: {exc.strerror}; it was left as it was") from None
         raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
 def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path (same directory and suffix) renamed onto `target` on success."""
-    target = Path(target)
+    target = Path(os.path.realpath(target))
     check_writable_parent(target)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.resolve().parent)
+    sweep_stale(target.parent, target.name)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
-    os.chmod(tmp, _default_mode(0o666))  # mkstemp makes 0600
+    os.chmod(tmp, default_mode(0o666))  # mkstemp makes 0600
     try:
         yield tmp
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise StorageError(f"no space left on the device while writing {target}; it was left as it was") from None
         raise
-    os.replace(tmp, target)

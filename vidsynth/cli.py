@@ -14,13 +14,20 @@ from vidsynth.train.options import TrainCommand, command_line, config_from_optio
 
 
 class _Group(click.Group):
-    """Turns any VidsynthError into one `Error: ...` line and exit status 1."""
+    """Turns any VidsynthError into one `Error: ...` line and exit status 1; SIGTERM cleans up
+    like Ctrl-C and exits 143."""
 
     def invoke(self, ctx: click.Context):
+        from vidsynth.signals import EXIT_STATUS, Terminated, sigterm_as_interrupt
+
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except VidsynthError as exc:
             raise click.ClickException(str(exc)) from None
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); partial output was removed", err=True)
+            ctx.exit(EXIT_STATUS)
 
 
 @click.group(cls=_Group)
@@ -79,14 +86,22 @@ def info_command(weights: str, hardware: bool) -> None:
 @click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
 @click.option("--onnx-exporter", default=None, help="torchscript or dynamo (torch.export-based). Default: torchscript where this torch has it.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, onnx_exporter: str | None, force: bool) -> None:
+@click.option("--no-optimize", is_flag=True,
+              help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).")
+def export_command(
+    weights: str, out: str, formats: str, opset: int | None, dtype: str, onnx_exporter: str | None, force: bool, no_optimize: bool
+) -> None:
     """Write TorchScript, ONNX (and .pt2) artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_weights
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force, onnx_exporter=onnx_exporter)
+    manifest = export_weights(
+        weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize, onnx_exporter=onnx_exporter
+    )
     validation = manifest["validation"]
     click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
+    if manifest["rewrites"]:
+        click.echo(f"ONNX graph rewrites: {', '.join(manifest['rewrites'])}")
     worst = ", ".join(f"{name} {error:.2g}" for name, error in validation["max_abs"].items())
     click.echo(f"max abs error vs eager (tolerance {validation['tolerance']['max_abs']:g}): {worst}")
     if "psnr_db_vs_fp32" in validation:
@@ -143,7 +158,7 @@ def generate_command(**values) -> None:
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
 @click.option("--force", is_flag=True, help="Replace results already in --out.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
-@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, torch.compile, optimized, pt2. Default: all (--quick: all but torch.compile and pt2).")
+@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized, pt2 (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile, pt2 and the -literal rows).")
 @click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")
@@ -157,6 +172,65 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
         weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions or None, device=device,
         threads=threads, batches=batches or None, frames=frames or None, force=force, log=click.echo,
     )
+
+
+@cli.command("serve")
+@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights.")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--address", default=None, metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
+@click.option("--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster).")
+@click.option("--cpus-per-replica", default=1.0, show_default=True, type=float, help="CPUs (and intra-op threads) per replica.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--max-videos", default=16, show_default=True, type=int, help="Most num_videos per request.")
+@click.option("--max-total-frames", default=4096, show_default=True, type=int, help="Most frames x num_videos per request.")
+@click.option("--max-batch", default=8, show_default=True, type=int, help="Requests grouped into one model call.")
+@click.option("--max-queued", default=32, show_default=True, type=int, help="Requests waiting for a replica before 503.")
+@click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=float, help="Seconds before a request gets 504.")
+def serve_command(weights, artifacts, backend, device, address, replicas, cpus_per_replica, host, port, max_videos,
+                  max_total_frames, max_batch, max_queued, timeout_s) -> None:
+    """Serve videos over HTTP (Ray Serve): POST /v1/videos, GET /v1/model, a web page at /."""
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.limits import ServeLimits
+    from vidsynth.serve.options import ServeOptions
+    from vidsynth.serve.server import run_server
+
+    limits = ServeLimits(max_videos=max_videos, max_total_frames=max_total_frames, max_batch=max_batch,
+                         max_ongoing=2 * max_batch, max_queued=max_queued, timeout_s=timeout_s)
+    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
+    run_server(options, address, host, port, echo=click.echo)
+
+
+@cli.command("batch")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the videos and index.jsonl.")
+@click.option("--count", required=True, type=int, help="Videos in the dataset (video i uses seed + i).")
+@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to run instead of weights.")
+@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of video 0.")
+@click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")
+@click.option("--fps", default=8.0, show_default=True, type=float, help="Frames per second written into mp4.")
+@click.option("--format", "fmt", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays.")
+@click.option("--category", default=None, type=int, help="Conditional models: every video's category [default: drawn per video].")
+@click.option("--videos-per-call", default=8, show_default=True, type=int, help="Videos per model call.")
+@click.option("--workers", default=None, type=int, help="Actors [default: the cluster's CPUs less one per node].")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
+@click.option("--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray.")
+def batch_command(out, count, weights, artifacts, backend, device, seed, frames, fps, fmt, category, videos_per_call,
+                  workers, cpus_per_worker, address) -> None:
+    """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.batch import INDEX_NAME, BatchJob, run_batch
+
+    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    job = BatchJob(out=out, count=count, model=model, seed=seed, frames=frames, fps=fps, format=fmt, category=category,
+                   videos_per_call=videos_per_call, workers=workers, cpus_per_worker=cpus_per_worker)
+    done = run_batch(job, address, echo=click.echo)
+    click.echo(f"{len(done)} videos in {out}, listed in {Path(out) / INDEX_NAME}")
 
 
 def main() -> None:

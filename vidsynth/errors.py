@@ -35,7 +35,14 @@ class InputError(VidsynthError):
 
     def __init__(self, message: str, fields: tuple[str, ...] = ()) -> None:
         super().__init__(message)
-        self.fields = fields
+        self.fields = tuple(fields)
+
+    def __reduce__(self):  # keep `fields` when pickled across processes (Ray replicas)
+        return (type(self), (str(self), self.fields))
+
+
+class StorageError(VidsynthError):
+    """Writing failed (disk full, a path that cannot be replaced); what was there is unchanged."""
 
 
 class MissingDependencyError(VidsynthError):

@@ -33,9 +33,9 @@ def sample_noise(
     `category` for every video, or a seeded random category per video when it is None.
     """
     if batch < 1:
-        raise InputError(f"batch must be >= 1, got {batch}")
+        raise InputError(f"batch must be >= 1, got {batch}", fields=["num_videos"])
     if fix is not None and fix not in FIX_CHOICES:
-        raise choice_error(InputError, "--fix value", fix, FIX_CHOICES)
+        raise InputError(str(choice_error(InputError, "--fix value", fix, FIX_CHOICES)), fields=["fix"])
     rng = np.random.default_rng(seed)
     z_content = rng.standard_normal((batch, config.d_content), dtype=np.float32)
     z_motion = rng.standard_normal((batch, config.d_motion), dtype=np.float32)
@@ -48,9 +48,9 @@ def sample_noise(
         if category is None:
             labels = rng.integers(0, config.n_categories, size=batch, dtype=np.int64)
         elif not 0 <= category < config.n_categories:
-            raise InputError(f"category must be in [0, {config.n_categories - 1}], got {category}")
+            raise InputError(f"category must be in [0, {config.n_categories - 1}], got {category}", fields=["category"])
         else:
             labels = np.full(batch, category, dtype=np.int64)
     elif category is not None:
-        raise InputError("this model has no categories; drop --category")
+        raise InputError("this model has no categories; drop --category", fields=["category"])
     return Noise(z_content, z_motion, labels)

@@ -36,7 +36,7 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_FRAME_CHUNK = 32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)
 
 
-def _folded_motion_output(motion: nn.Module) -> tuple[Tensor, Tensor]:
+def folded_motion_output(motion: nn.Module) -> tuple[Tensor, Tensor]:
     """Linear layer and eval BatchNorm1d as one affine map: (weight, bias)."""
     scale = torch.rsqrt(motion.bn.running_var + motion.bn.eps)
     weight = motion.linear.weight * scale[:, None]
@@ -55,7 +55,7 @@ class FusedMotion(nn.Module):
         self.cell_state_size = motion.cell_state_size
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             self.register_buffer(name, getattr(cell_module, name).detach().clone())
-        weight, bias = _folded_motion_output(motion)
+        weight, bias = folded_motion_output(motion)
         self.register_buffer("out_weight", weight)
         self.register_buffer("out_bias", bias)
 
@@ -79,6 +79,78 @@ class FusedMotion(nn.Module):
             cell_state = h[0]
         codes = torch.addmm(self.out_bias, hs.reshape(n_frames * batch, self.hidden_size), self.out_weight.t())
         return codes.view(n_frames, batch, -1), torch.cat([cell_state, x], 1)
+
+
+class LeanFeedbackMotion(nn.Module):
+    """A feedback LSTM/GRU motion module whose loop does one matrix product per step.
+
+    In feedback mode the next input is the linear layer's output, x' = W_l h' + b_l, so its
+    input projection W_ih x' + b_ih is an affine map of h' too. Both projections of h' are
+    precomputed as one matrix (in float64, then rounded once), and the loop carries the next
+    step's pre-activations instead of x. The batch-norm-folded output map runs once on all
+    steps after the loop, and the carried input x is rebuilt from the last h.
+    """
+
+    def __init__(self, motion: nn.Module, cell: str) -> None:
+        super().__init__()
+        self.is_lstm = cell == "lstm"
+        self.hidden_size = motion.hidden_size
+        self.cell_state_size = motion.cell_state_size
+        cell_module = motion.lstm if self.is_lstm else motion.gru
+        w_ih, w_hh = cell_module.weight_ih.detach().double(), cell_module.weight_hh.detach().double()
+        b_ih, b_hh = cell_module.bias_ih.detach().double(), cell_module.bias_hh.detach().double()
+        w_l, b_l = motion.linear.weight.detach().double(), motion.linear.bias.detach().double()
+        fed_weight, fed_bias = w_ih @ w_l, w_ih @ b_l + b_ih  # h' -> W_ih x' + b_ih
+        if self.is_lstm:  # the gates only ever see the sum of both projections
+            step_weight, step_bias = fed_weight + w_hh, fed_bias + b_hh
+        else:  # GRU keeps the candidate's two halves apart: n = tanh(x_n + r * h_n)
+            h2 = 2 * self.hidden_size
+            step_weight = torch.cat([fed_weight[:h2] + w_hh[:h2], fed_weight[h2:], w_hh[h2:]])
+            step_bias = torch.cat([fed_bias[:h2] + b_hh[:h2], fed_bias[h2:], b_hh[h2:]])
+        for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh),
+                            ("step_weight", step_weight.t()), ("step_bias", step_bias),
+                            ("feedback_weight", w_l.t()), ("feedback_bias", b_l)):
+            self.register_buffer(name, value.float().contiguous())
+        weight, bias = folded_motion_output(motion)
+        self.register_buffer("out_weight", weight.t().contiguous())
+        self.register_buffer("out_bias", bias)
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
+        return torch.cat([zeros, z_motion], 1)
+
+    def _first_preactivations(self, x: Tensor, h: Tensor) -> Tensor:
+        from_x = torch.addmm(self.bias_ih, x, self.weight_ih.t())
+        from_h = torch.addmm(self.bias_hh, h, self.weight_hh.t())
+        if self.is_lstm:
+            return from_x + from_h
+        h2 = 2 * self.hidden_size
+        return torch.cat([from_x[:, :h2] + from_h[:, :h2], from_x[:, h2:], from_h[:, h2:]], 1)
+
+    def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
+        """(n_frames, B, d_motion) normalised motion codes and the state after the last step."""
+        hidden = self.hidden_size
+        h = state[:, :hidden]
+        c = state[:, hidden : self.cell_state_size]  # empty for a GRU
+        pre = self._first_preactivations(state[:, self.cell_state_size :], h)
+        hs = []
+        for _ in range(n_frames):
+            if self.is_lstm:
+                i, f, g, o = pre.chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            else:
+                rz, x_n, h_n = pre.split([2 * hidden, hidden, hidden], 1)
+                r, z = torch.sigmoid(rz).chunk(2, 1)
+                n = torch.tanh(x_n + r * h_n)
+                h = (1.0 - z) * n + z * h
+            hs.append(h)
+            pre = torch.addmm(self.step_bias, h, self.step_weight)
+        stacked = torch.stack(hs)
+        codes = torch.addmm(self.out_bias, stacked.flatten(0, 1), self.out_weight).view(n_frames, h.size(0), -1)
+        x = torch.addmm(self.feedback_bias, h, self.feedback_weight)
+        cell_state = torch.cat([h, c], 1) if self.is_lstm else h
+        return codes, torch.cat([cell_state, x], 1)
 
 
 class _Rollout(nn.Module):
@@ -164,7 +236,12 @@ class SubPixelConvTranspose(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         y = nn.functional.conv2d(x, self.weight, self.bias, padding=1).view(n, 2, 2, self.out_channels, h + 1, w + 1)
-        phases = [y[:, a, b, :, a : a + h, b : b + w] for a in (0, 1) for b in (0, 1)]
+        phases = [  # written out: TorchScript (and so the ONNX export) takes one generator per comprehension
+            y[:, 0, 0, :, 0:h, 0:w],
+            y[:, 0, 1, :, 0:h, 1 : w + 1],
+            y[:, 1, 0, :, 1 : h + 1, 0:w],
+            y[:, 1, 1, :, 1 : h + 1, 1 : w + 1],
+        ]
         out = torch.stack(phases, 0).view(2, 2, n, self.out_channels, h, w)
         return out.permute(2, 3, 4, 0, 5, 1).reshape(n, self.out_channels, 2 * h, 2 * w)
 

@@ -7,6 +7,7 @@ numpy array, so the cost of handing frames back is counted alike for all.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,10 @@ import numpy as np
 from vidsynth.errors import VidsynthError
 from vidsynth.noise import Noise
 
-BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "torch.compile", "optimized", "pt2")
+# onnxruntime / openvino run the exported graphs with their inference rewrites (the default
+# export); the -literal rows run the same weights exported with --no-optimize.
+BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino",
+                  "openvino-literal", "torch.compile", "optimized", "pt2", "auto", "auto-artifacts")
 BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -182,17 +186,22 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
     return out
 
 
-# -- exported artifacts: TorchScript and ONNX Runtime -------------------------------------
+# -- exported artifacts: TorchScript, ONNX Runtime and OpenVINO -------------------------------------
 
 
-def export_dir(model: Any, work_dir: Path, dtype: str) -> tuple[Optional[Path], Optional[str], float]:
-    """vidsynth.export's artifacts for `dtype`, or the reason there are none."""
+@functools.cache  # several rows run one export
+def export_dir(
+    model: Any, work_dir: Path, dtype: str, optimize: bool = True
+) -> tuple[Optional[Path], Optional[str], float]:
+    """vidsynth.export's artifacts for `dtype` (ONNX graphs rewritten unless not `optimize`),
+    or the reason there are none."""
     from vidsynth.export import export_artifacts
 
-    target = work_dir / f"export-{dtype}"
+    target = work_dir / (f"export-{dtype}" if optimize else f"export-{dtype}-literal")
     start = time.perf_counter()
     try:
-        export_artifacts(model, target, formats=("torchscript", "onnx"), dtype=dtype, force=True)
+        formats = ("torchscript", "onnx") if optimize else ("onnx",)
+        export_artifacts(model, target, formats=formats, dtype=dtype, force=True, optimize=optimize)
     except VidsynthError as exc:
         try:  # a precision that onnxruntime cannot validate may still script
             export_artifacts(model, target, formats=("torchscript",), dtype=dtype, force=True)
@@ -202,16 +211,41 @@ def export_dir(model: Any, work_dir: Path, dtype: str) -> tuple[Optional[Path], 
     return target, None, time.perf_counter() - start
 
 
-def artifact_contender(backend: str, directory: Path, precision: str, device: str, threads: int, export_s: float) -> Contender:
+def artifact_contender(
+    backend: str, directory: Path, precision: str, device: str, threads: int, export_s: float, row: Optional[str] = None
+) -> Contender:
     """An exported artifact run exactly as `vidsynth generate --artifacts` runs it: the
-    runtime's backend, its whole-video call, its first streamed chunk."""
+    runtime's backend, its whole-video call, its first streamed chunk. `row` names the row
+    when it is not the backend's name (the -literal rows)."""
+    from vidsynth.export import read_manifest
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.request import GenerateRequest
 
     runner = open_backend(GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads).validate())
     notes = f"vidsynth.export artifacts ({precision}) through vidsynth.runtime's {backend} backend"
+    if backend in ("onnxruntime", "openvino"):
+        rewrites = read_manifest(directory, verify_hashes=False)["rewrites"]
+        notes += f"; ONNX rewrites: {', '.join(rewrites)}" if rewrites else "; --no-optimize: the literal ONNX graph"
     return Contender(
-        backend, precision, device, runner.detail, notes,
+        row or backend, precision, device, runner.detail, notes,
+        prepare=lambda noise: noise,
+        video=runner.generate,
+        first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
+        setup_s=export_s,
+    )
+
+
+def auto_contender(source: dict[str, str], device: str, threads: int, export_s: float = 0.0) -> Contender:
+    """What `vidsynth generate` runs by default (`--backend auto`) for weights or artifacts."""
+    from vidsynth.runtime.backend import open_backend
+    from vidsynth.runtime.request import GenerateRequest
+
+    chosen: list[str] = []
+    runner = open_backend(GenerateRequest(**source, backend="auto", device=device, threads=threads).validate(), chosen.append)
+    row = "auto" if "weights" in source else "auto-artifacts"
+    precision = "bf16" if runner.name.endswith("bf16") else "fp32"
+    return Contender(
+        row, precision, runner.device, runner.detail, "; ".join(chosen),
         prepare=lambda noise: noise,
         video=runner.generate,
         first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
@@ -237,6 +271,7 @@ def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], threads:
 
 def build_contenders(
     model: Any,
+    weights: str,
     device: str,
     backends: tuple[str, ...],
     precisions: tuple[str, ...],
@@ -250,7 +285,7 @@ def build_contenders(
         contenders.append(reference_contender(model, device))
     if "eager" in backends:
         contenders += eager_contenders(model, device, precisions)
-    wants_export = {"torchscript", "onnxruntime"} & set(backends)
+    wants_export = {"torchscript", "onnxruntime", "openvino"} & set(backends)
     for precision in precisions if wants_export else ():
         if device == "cpu" and precision == "fp16" and "onnxruntime" not in backends:
             continue
@@ -270,6 +305,18 @@ def build_contenders(
                     contenders.append(artifact_contender("onnxruntime", directory, precision, device, threads, export_s))
                 except VidsynthError as exc:
                     skipped.append(Skipped("onnxruntime", precision, device, str(exc)))
+        if "openvino" in backends and precision == "fp32" and problem is None:
+            _add_artifact_row(contenders, skipped, "openvino", directory, device, threads, export_s)
+    if {"onnxruntime-literal", "openvino-literal"} & set(backends) and "fp32" in precisions:
+        log("exporting fp32 artifacts with --no-optimize")
+        literal, problem, export_s = export_dir(model, work_dir, "fp32", optimize=False)
+        for row in ("onnxruntime-literal", "openvino-literal"):
+            if row not in backends:
+                continue
+            if literal is None or problem is not None:
+                skipped.append(Skipped(row, "fp32", device, problem or "no artifacts"))
+            else:
+                _add_artifact_row(contenders, skipped, row, literal, device, threads, export_s)
     if "torch.compile" in backends:
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
@@ -278,7 +325,29 @@ def build_contenders(
         log("exporting the pt2 packages (AOTInductor compiles C++)")
         found = pt2_contender(model, device, precisions, threads, work_dir)
         (contenders if isinstance(found, Contender) else skipped).append(found)
+    if "auto" in backends:
+        contenders.append(auto_contender({"weights": weights}, device, threads))
+    if "auto-artifacts" in backends:
+        directory, problem, export_s = export_dir(model, work_dir, "fp32")
+        if directory is None or problem is not None:
+            skipped.append(Skipped("auto-artifacts", "fp32", device, problem or "no artifacts"))
+        else:
+            contenders.append(auto_contender({"artifacts": str(directory)}, device, threads, export_s))
     return contenders, skipped
+
+
+def _add_artifact_row(
+    contenders: list[Contender], skipped: list[Skipped], row: str, directory: Path, device: str, threads: int, export_s: float
+) -> None:
+    """An ONNX runtime's row at fp32 (openvino: CPU only), or why it is skipped."""
+    backend = row.removesuffix("-literal")
+    if backend == "openvino" and device != "cpu":
+        skipped.append(Skipped(row, "fp32", device, "the openvino backend runs on the CPU"))
+        return
+    try:
+        contenders.append(artifact_contender(backend, directory, "fp32", device, threads, export_s, row=row))
+    except VidsynthError as exc:  # the runtime not installed, or a graph it cannot load
+        skipped.append(Skipped(row, "fp32", device, str(exc)))
 
 
 # -- motion recurrence alone ---------------------------------------------------------------
@@ -312,11 +381,9 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
     if model.config.motion_mode == "same-input":
         contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
-    if model.config.motion_mode == "same-input":
-        from vidsynth.bench.motion_onnx import ort_motion
+    from vidsynth.bench.motion_onnx import motion_kind, ort_motion
 
-        op = "LSTM" if model.config.cell == "lstm" else "GRU"
-        contenders[f"onnxruntime (ONNX {op} op, motion-only graph)"] = ort_motion(model, threads)
+    contenders[f"onnxruntime ({motion_kind(model)} as exported, motion-only graph)"] = ort_motion(model, threads)
     return contenders
 
 

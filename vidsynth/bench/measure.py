@@ -1,16 +1,11 @@
 """Timing, memory and machine-state helpers for the benchmark."""
 from __future__ import annotations
 
-import atexit
-import math
 import os
 import platform
-import signal
 import subprocess
 import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 

@@ -1,65 +1,46 @@
-"""A motion-only ONNX graph whose recurrence is ONNX's fused LSTM / GRU operator, built here
-from a model's weights: what onnxruntime's recurrent kernels make of the motion generator.
-(vidsynth.export writes the recurrence as an ONNX Loop of small ops; this graph is a
-benchmark of the alternative, not an export artifact.) Same-input models only."""
+"""The motion recurrence alone as an ONNX graph, written the way `vidsynth export` writes it
+in generator.onnx: vidsynth.export.rewrites' motion module (ONNX's LSTM/GRU operator for
+same-input models, the one-matmul-per-step Loop for feedback ones), exported by the same
+TorchScript-based exporter. What onnxruntime's kernels make of the motion generator alone."""
 from __future__ import annotations
 
+import io
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 
 
-def _reorder(matrix: np.ndarray, hidden: int, order: list[int]) -> np.ndarray:
-    blocks = [matrix[i * hidden : (i + 1) * hidden] for i in range(len(order))]
-    return np.concatenate([blocks[i] for i in order], 0)
+def motion_graph(model: Any) -> bytes:
+    """Serialized ONNX: inputs state (B, state_size) f32, n_frames int64 scalar -> codes (T, B, d_motion)."""
+    import torch
+    from torch import Tensor, nn
+
+    from vidsynth.export.rewrites import rewrite_for_export
+
+    class Rollout(nn.Module):
+        def __init__(self, motion: nn.Module) -> None:
+            super().__init__()
+            self.motion = motion
+
+        def forward(self, state: Tensor, n_frames: Tensor) -> Tensor:
+            return self.motion.rollout(state, int(n_frames))[0]
+
+    rewritten, _ = rewrite_for_export(model)
+    example = rewritten.initial_state(torch.zeros(2, model.config.d_motion))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and batch-size notes
+        torch.onnx.export(
+            torch.jit.script(Rollout(rewritten.motion)), (example, torch.tensor(3)), buffer, dynamo=False,
+            opset_version=17, input_names=["state", "n_frames"], output_names=["codes"],
+            dynamic_axes={"state": {0: "batch"}, "codes": {0: "n_frames", 1: "batch"}},
+        )
+    return buffer.getvalue()
 
 
-def motion_graph(model: Any):
-    """onnx ModelProto: inputs z_motion (B, d_motion) f32, n_frames int64 scalar -> codes (T, B, d_motion)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    config = model.config
-    if config.motion_mode != "same-input":
-        raise ValueError("the fused ONNX recurrent operators take one input per step, given in advance: same-input models only")
-    motion = model.motion
-    hidden = config.hidden_size
-    is_lstm = config.cell == "lstm"
-    cell = motion.lstm if is_lstm else motion.gru
-    # torch gate order -> ONNX gate order: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
-    order = [0, 3, 1, 2] if is_lstm else [1, 0, 2]
-    w = _reorder(cell.weight_ih.detach().numpy(), hidden, order)[None]
-    r = _reorder(cell.weight_hh.detach().numpy(), hidden, order)[None]
-    b = np.concatenate([_reorder(cell.bias_ih.detach().numpy(), hidden, order),
-                        _reorder(cell.bias_hh.detach().numpy(), hidden, order)])[None]
-    scale = 1.0 / np.sqrt(motion.bn.running_var.numpy() + motion.bn.eps)
-    out_w = (motion.linear.weight.detach().numpy() * scale[:, None]).T.astype(np.float32)
-    out_b = ((motion.linear.bias.detach().numpy() - motion.bn.running_mean.numpy()) * scale).astype(np.float32)
-    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in ((w, "W"), (r, "R"), (b, "B"), (out_w, "out_w"), (out_b, "out_b"))]
-    inits += [numpy_helper.from_array(np.array([0], np.int64), "axis0"), numpy_helper.from_array(np.array([1], np.int64), "axis1"),
-              numpy_helper.from_array(np.array([1], np.int64), "one")]
-    nodes = [
-        helper.make_node("Shape", ["z_motion"], ["bd"]),
-        helper.make_node("Reshape", ["n_frames", "one"], ["t"]),
-        helper.make_node("Concat", ["t", "bd"], ["tbd"], axis=0),
-        helper.make_node("Unsqueeze", ["z_motion", "axis0"], ["z1"]),
-        helper.make_node("Expand", ["z1", "tbd"], ["x"]),
-        helper.make_node("LSTM" if is_lstm else "GRU", ["x", "W", "R", "B"], ["y"], hidden_size=hidden,
-                         **({} if is_lstm else {"linear_before_reset": 1})),
-        helper.make_node("Squeeze", ["y", "axis1"], ["h"]),
-        helper.make_node("MatMul", ["h", "out_w"], ["lin"]),
-        helper.make_node("Add", ["lin", "out_b"], ["codes"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "motion",
-        [helper.make_tensor_value_info("z_motion", TensorProto.FLOAT, ["batch", config.d_motion]),
-         helper.make_tensor_value_info("n_frames", TensorProto.INT64, [])],
-        [helper.make_tensor_value_info("codes", TensorProto.FLOAT, ["n_frames", "batch", config.d_motion])],
-        inits,
-    )
-    graph_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(graph_model)
-    return graph_model
+def motion_kind(model: Any) -> str:
+    return f"ONNX {model.config.cell.upper()} op" if model.config.motion_mode == "same-input" else "one-matmul Loop"
 
 
 def ort_motion(model: Any, threads: int) -> Callable[[Any, int], np.ndarray]:
@@ -70,10 +51,12 @@ def ort_motion(model: Any, threads: int) -> Callable[[Any, int], np.ndarray]:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(motion_graph(model).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(motion_graph(model), options, providers=["CPUExecutionProvider"])
+    zeros = model.config.state_size - model.config.d_motion
 
     def run(z_motion: Any, n_frames: int) -> np.ndarray:
-        feeds = {"z_motion": z_motion.numpy(), "n_frames": np.array(n_frames, dtype=np.int64)}
-        return session.run(["codes"], feeds)[0]
+        z = z_motion.numpy()
+        state = np.concatenate([np.zeros((z.shape[0], zeros), np.float32), z], 1)
+        return session.run(["codes"], {"state": state, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
 
     return run

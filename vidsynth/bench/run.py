@@ -58,7 +58,7 @@ class Schedule:
 
 FULL = Schedule((1, 8, 32), (16, 64, 256), 5, 3.0, 1.5, 5, 256, 7, (1024, 2048, 3072), 5, (2, 16), 512, 3)
 QUICK = Schedule((1, 2), (4, 8), 2, 0.5, 1.5, 2, 32, 3, (512, 1024), 3, (1, 4), 8, 1)
-QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "optimized")
+QUICK_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "openvino", "optimized")
 QUICK_PRECISIONS = ("fp32", "bf16")
 
 
@@ -123,7 +123,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
         log(f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}")
-        contenders, skipped = build_contenders(model, device, backends, precisions, threads, Path(work), log)
+        contenders, skipped = build_contenders(model, weights, device, backends, precisions, threads, Path(work), log)
         limit = measure_limit(plan, precisions, device, log)
         accuracy = measure_accuracy(contenders, config, plan, log)
         focus_limit: dict = {}

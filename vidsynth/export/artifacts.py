@@ -21,8 +21,8 @@ from vidsynth.export.contract import (
     generator_contract,
     streaming_record,
 )
-from vidsynth.export.manifest import FORMAT_VERSION, file_record, write_manifest
-from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset
+from vidsynth.export.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
+from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.models import VideoGenerator
 from vidsynth.version import __version__
@@ -35,13 +35,16 @@ def export_artifacts(
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
+    optimize: bool = True,
     onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     """Exports `model` into `out_dir` and returns the manifest written there.
 
     Options are checked first; then everything is written to a temporary directory that
     replaces `out_dir` only once every file passed onnx.checker and the validation against
-    eager PyTorch. An existing non-empty `out_dir` is refused unless `force`.
+    eager PyTorch. An existing non-empty `out_dir` is refused unless `force`. With `optimize`
+    the ONNX graphs carry the inference rewrites of vidsynth.export.rewrites (recorded in the
+    manifest); without it they are the literal model. generator.pt is always the literal model.
     `onnx_exporter` ("torchscript" or "dynamo", see vidsynth.export.onnx_dynamo): None picks
     the TorchScript-based exporter where this torch has it.
     """
@@ -51,41 +54,63 @@ def export_artifacts(
     formats, opset = check_options(formats, check_opset(opset, onnx_exporter, formats), dtype)
     reference = deployable_copy(model)
     lowered = with_precision(model, dtype)
+    graph_model, rewrites = lowered, ()
+    if optimize and "onnx" in formats:
+        from vidsynth.export.rewrites import rewrite_for_export
+
+        rewritten, rewrites = rewrite_for_export(reference, exporter_rewrites(onnx_exporter))
+        graph_model = with_precision(rewritten, dtype)
     config_dict = model.config.to_dict()
     started = time.perf_counter()
-    with atomic_directory(out_dir, force=force) as tmp:
-        write_artifacts(lowered, tmp, formats, opset, onnx_exporter)
+    with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
+        operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites, onnx_exporter)
         written = time.perf_counter()
         from vidsynth.export.validate import validate_export
 
         validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
         validated = time.perf_counter()
         files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
-        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, onnx_exporter)
+        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, rewrites, onnx_exporter)
+        if operators is not None:
+            manifest["torchscript_ops"] = operators
         manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
         write_manifest(tmp, manifest)
     return manifest
 
 
 def write_artifacts(
-    model: VideoGenerator, directory: Path, formats: tuple[str, ...], opset: Optional[int], onnx_exporter: Optional[str] = None
-) -> None:
-    """Writes the requested formats' files into `directory` and checks each ONNX graph."""
+    model: VideoGenerator,
+    directory: Path,
+    formats: tuple[str, ...],
+    opset: Optional[int],
+    graph_model: Optional[VideoGenerator] = None,
+    rewrites: tuple[str, ...] = (),
+    onnx_exporter: Optional[str] = None,
+) -> Optional[list[str]]:
+    """Writes the requested formats' files into `directory` and checks each ONNX graph.
+    The ONNX graphs are exported from `graph_model` (the rewritten model) when given.
+    Returns the TorchScript graph's operator set (None without TorchScript)."""
+    operators = None
     if "torchscript" in formats:
         from vidsynth.export.torchscript import save_torchscript, script_generator
+        from vidsynth.export.torchscript_ops import recorded_operators
 
-        save_torchscript(script_generator(model), directory / TORCHSCRIPT_FILE, model.config.to_dict())
+        scripted = script_generator(model)
+        operators = recorded_operators(scripted)
+        save_torchscript(scripted, directory / TORCHSCRIPT_FILE, model.config.to_dict())
     if "onnx" in formats:
         from vidsynth.export.onnx import check_graph, export_graph
 
-        export_graph(model, directory / ONNX_FILE, opset, streaming=False, exporter=onnx_exporter)
-        export_graph(model, directory / ONNX_CHUNK_FILE, opset, streaming=True, exporter=onnx_exporter)
+        source = model if graph_model is None else graph_model
+        export_graph(source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites, exporter=onnx_exporter)
+        export_graph(source, directory / ONNX_CHUNK_FILE, opset, streaming=True, rewrites=rewrites, exporter=onnx_exporter)
         check_graph(directory / ONNX_FILE)
         check_graph(directory / ONNX_CHUNK_FILE)
     if "pt2" in formats:
         from vidsynth.export.pt2 import save_pt2
 
         save_pt2(model, directory)
+    return operators
 
 
 def build_manifest(
@@ -95,6 +120,7 @@ def build_manifest(
     dtype: str,
     files: dict[str, dict[str, Any]],
     validation: dict[str, Any],
+    rewrites: Sequence[str] = (),
     onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     import onnx
@@ -117,6 +143,7 @@ def build_manifest(
         "formats": list(formats),
         "opset": opset,
         "onnx_exporter": EXPORTERS[check_exporter(onnx_exporter)] if "onnx" in formats else None,
+        "rewrites": list(rewrites),  # names from vidsynth.export.contract.GRAPH_REWRITES
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
         "onnxruntime_version": _installed_version("onnxruntime") or _installed_version("onnxruntime-gpu"),
@@ -138,6 +165,7 @@ def export_weights(
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
+    optimize: bool = True,
     onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     """export_artifacts for weights named as on the command line: default, demo or a directory."""
@@ -145,7 +173,7 @@ def export_weights(
 
     exporter = check_exporter(onnx_exporter)  # refuse bad options before loading anything
     check_options(formats, check_opset(opset, exporter, formats), dtype)
-    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, onnx_exporter)
+    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, optimize, onnx_exporter)
 
 
 def _installed_version(distribution: str) -> Optional[str]:

@@ -57,6 +57,18 @@ FILES = {
 }
 INITIAL_STATE_RULE = "zeros(B, state_size - d_motion) then z_motion"
 
+# Inference rewrites an ONNX graph may carry (the manifest's "rewrites" lists those applied).
+# Each computes the same video up to float rounding; a reader refuses a name it does not know.
+GRAPH_REWRITES = {
+    "fold-motion-bn": "the motion BatchNorm1d folded into the linear layer",
+    "fold-image-bn": "each image BatchNorm2d folded into the ConvTranspose2d weights and bias before it",
+    "fused-recurrence": "the same-input recurrence as ONNX's LSTM/GRU operator",
+    "lean-feedback-loop": "the feedback recurrence as a Loop of one matrix product per step",
+    "latent-matmul": "the first ConvTranspose2d (on a 1x1 latent) as one matrix product",
+    "sub-pixel-last": "the last ConvTranspose2d as a 2x2 convolution and depth-to-space",
+    "sub-pixel-upsampling": "every stride-2 ConvTranspose2d as a 2x2 convolution and depth-to-space",
+}
+
 
 def initial_state(z_motion: np.ndarray, state_size: int) -> np.ndarray:
     """The state a streamed video starts from, as INITIAL_STATE_RULE says: a zero cell state,

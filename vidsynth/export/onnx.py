@@ -9,8 +9,9 @@ Python loop unless the model were rewritten around `while_loop`; the TorchScript
 the very code that runs eagerly. It is deprecated upstream: pyproject pins the torch range it
 was tested on, and the manifest records which path wrote each file (`EXPORTER`).
 
-A later optimisation of the graph (another exporter, rewritten layers, graph passes) belongs
-in `export_graph` and is checked by the same validation.
+The inference rewrites (folded batch norms, the fused or lean recurrence) are made on the
+torch model before export (vidsynth.export.rewrites); `export_graph` records their names in
+the graph's metadata, and the same validation checks the result against the literal model.
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def export_graph(
     opset: int,
     streaming: bool = False,
     example_shape: tuple[int, int] = EXPORT_SHAPE,
+    rewrites: tuple[str, ...] = (),
     exporter: Optional[str] = None,
 ) -> None:
     """Writes one ONNX graph of `model` (eval mode, CPU) to `path`, signature and metadata
@@ -102,11 +104,22 @@ def export_graph(
     config = model.config
     contract = graph_contract(config, streaming)
     if (exporter or default_exporter()) == DYNAMO:
-        inputs = example_inputs(model, streaming, *example_shape)
-        export_graph_dynamo(model, path, opset, contract, inputs, streaming)
-        _describe(path, contract, {"config": json.dumps(config.to_dict(), sort_keys=True), "vidsynth_version": __version__})
-        return
-    conditional = config.n_categories > 0
+        export_graph_dynamo(model, path, opset, contract, example_inputs(model, streaming, *example_shape), streaming)
+    else:
+        _export_scripted(model, path, opset, contract, streaming, example_shape)
+    metadata = {
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "vidsynth_version": __version__,
+        "rewrites": ",".join(rewrites),
+    }
+    _describe(path, contract, metadata)
+
+
+def _export_scripted(
+    model: VideoGenerator, path: str | os.PathLike, opset: int, contract: ExportContract, streaming: bool, example_shape: tuple[int, int]
+) -> None:
+    """The TorchScript-based exporter on the scripted wrapper (see the module docstring)."""
+    conditional = model.config.n_categories > 0
     if streaming:
         wrapper = VideoChunkConditional(model) if conditional else VideoChunk(model)
     else:
@@ -116,6 +129,9 @@ def export_graph(
         with warnings.catch_warnings():
             # The deprecation notice of this exporter: the choice is deliberate (see above).
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*")
+            # The fused LSTM/GRU initial state is a graph input (sliced from `state`), which is
+            # what this warning asks for; validation runs other batch sizes than the example.
+            warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
             torch.onnx.export(
                 scripted,
                 example_inputs(model, streaming, *example_shape),
@@ -129,7 +145,6 @@ def export_graph(
             )
     except Exception as exc:  # torch.onnx raises many unrelated types
         raise ExportError(f"ONNX export of {'generator_chunk' if streaming else 'generator'} failed: {exc}") from exc
-    _describe(path, contract, {"config": json.dumps(config.to_dict(), sort_keys=True), "vidsynth_version": __version__})
 
 
 def _describe(path: str | os.PathLike, contract: ExportContract, metadata: dict[str, str]) -> None:
@@ -159,6 +174,7 @@ def check_graph(path: str | os.PathLike) -> None:
         raise ExportError(f"{os.path.basename(path)} fails onnx.checker: {exc}") from None
 
 
+RECURRENT_OPS = frozenset({"Loop", "Scan", "LSTM", "GRU"})  # a recurrence that is not unrolled
 RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"})
 
 

@@ -40,6 +40,20 @@ def torchscript_exporter_available() -> bool:
     )
 
 
+# Rewrites that replace the motion module: the while_loop formulation steps the literal cells.
+MOTION_REWRITES = ("fold-motion-bn", "fused-recurrence", "lean-feedback-loop")
+
+
+def exporter_rewrites(exporter: str) -> tuple[str, ...]:
+    """The default graph rewrites (vidsynth.export.rewrites) an exporter's graphs carry: all of
+    them with the TorchScript-based exporter, the image generator's with the dynamo one."""
+    from vidsynth.export.rewrites import DEFAULT_REWRITES
+
+    if exporter != DYNAMO:
+        return DEFAULT_REWRITES
+    return tuple(name for name in DEFAULT_REWRITES if name not in MOTION_REWRITES)
+
+
 def default_exporter() -> str:
     return TORCHSCRIPT if torchscript_exporter_available() else DYNAMO
 

@@ -6,6 +6,7 @@ n_frames)` for streaming. The config and vidsynth version ride along as extra fi
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -31,7 +32,12 @@ def save_torchscript(scripted: torch.jit.ScriptModule, path: str | os.PathLike, 
         "config.json": json.dumps(config_dict, indent=2, sort_keys=True),
         "vidsynth_version": __version__,
     }
-    torch.jit.save(scripted, str(path), _extra_files=extra)
+    # Serialised in memory, then written from Python: torch.jit.save onto a full disk aborts
+    # the whole process (a C++ enforce in the zip writer), where a Python write raises OSError.
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer, _extra_files=extra)
+    with open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, str]]:

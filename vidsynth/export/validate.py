@@ -244,7 +244,7 @@ def validate_export(
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
-    from vidsynth.export.onnx import RANDOM_OPS, op_types
+    from vidsynth.export.onnx import RANDOM_OPS, RECURRENT_OPS, op_types
     from vidsynth.optional import onnxruntime_session
     from vidsynth.export.torchscript import load_torchscript
 
@@ -265,8 +265,8 @@ def validate_export(
             sessions[file] = onnxruntime_session(directory / file, [ORT_PROVIDER])
             problems += check_session_signature(file, sessions[file], contract)
             ops = op_types(onnx.load(str(directory / file)).graph)
-            if "Loop" not in ops and "Scan" not in ops:
-                problems.append(f"{file}: the recurrence is not an ONNX Loop or Scan")
+            if not RECURRENT_OPS.intersection(ops):
+                problems.append(f"{file}: the recurrence is not an ONNX Loop, Scan, LSTM or GRU")
             random = sorted(RANDOM_OPS.intersection(ops))
             if random:
                 problems.append(f"{file} holds random ops {random}")

@@ -9,6 +9,7 @@ backend asked for, so the ONNX Runtime path never imports torch.
 from __future__ import annotations
 
 import importlib
+import json
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from vidsynth.config import ModelConfig
 from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
 from vidsynth.export.contract import MANIFEST_FILE
 from vidsynth.noise import Noise
-from vidsynth.optional import ONNXRUNTIME_HINT
+from vidsynth.optional import ONNXRUNTIME_HINT, OPENVINO_HINT
 
 if TYPE_CHECKING:
     from vidsynth.runtime.request import GenerateRequest
@@ -42,6 +43,7 @@ class BackendSpec:
 
 _TORCH = "vidsynth.runtime.torch_backends"
 _ORT = "vidsynth.runtime.onnxruntime_backend"
+_OPENVINO = "vidsynth.runtime.openvino_backend"
 _TORCH_INSTALL = "pip install torch (the CPU build: pip install torch==2.13.0)"
 REGISTRY: dict[str, BackendSpec] = {
     "eager": BackendSpec(_TORCH, "open_eager", False, _TORCH_INSTALL),
@@ -49,6 +51,7 @@ REGISTRY: dict[str, BackendSpec] = {
     "optimized-bf16": BackendSpec(_TORCH, "open_optimized", False, _TORCH_INSTALL),
     "torchscript": BackendSpec(_TORCH, "open_torchscript", True, _TORCH_INSTALL),
     "onnxruntime": BackendSpec(_ORT, "open_onnxruntime", True, ONNXRUNTIME_HINT),
+    "openvino": BackendSpec(_OPENVINO, "open_openvino", True, OPENVINO_HINT),
     "pt2": BackendSpec("vidsynth.runtime.pt2_backend", "open_pt2", True, _TORCH_INSTALL),
 }
 AUTO = "auto"  # the fastest backend for this machine and source (runtime/hardware.py)
@@ -161,3 +164,40 @@ def exported_weights(weights: Optional[str], formats: tuple[str, ...], notify: N
         directory = Path(tmp) / "artifacts"
         export_artifacts(model, directory, formats=formats)
         yield Artifacts(directory)
+
+
+# The manifest is not trusted on its own: its model config must match what each graph carries
+# (ONNX metadata_props, the TorchScript config.json extra file), and every output a backend
+# returns must have the shape the request asked for.
+
+
+def check_graph_config(manifest_config: ModelConfig, carried: Optional[str], where: str) -> None:
+    """`carried`: the config JSON a graph holds (None or "" if it holds none)."""
+    if not carried:
+        raise RuntimeBackendError(f"{where} carries no model config; it was not written by vidsynth export")
+    try:
+        graph_config = ModelConfig.from_dict(json.loads(carried))
+    except (json.JSONDecodeError, TypeError, ValueError, RecursionError, ConfigError) as exc:
+        raise RuntimeBackendError(f"{where} carries an unreadable model config: {exc}") from None
+    if graph_config != manifest_config:
+        ours, theirs = manifest_config.to_dict(), graph_config.to_dict()
+        differ = [f"{key}: manifest {ours[key]!r}, graph {theirs.get(key)!r}" for key in ours if ours[key] != theirs.get(key)]
+        raise RuntimeBackendError(
+            f"{where} was exported for another model than manifest.json describes ({'; '.join(differ)}); "
+            "artifacts are mixed or edited: re-export them"
+        )
+
+
+def check_onnx_session(session: Any, manifest_config: ModelConfig, path: Any) -> None:
+    check_graph_config(manifest_config, session.get_modelmeta().custom_metadata_map.get("config"), f"{path}")
+
+
+def check_video_shape(video: Any, n_videos: int, n_frames: int, config: ModelConfig, backend: str) -> None:
+    """A backend's output must be (videos, frames, nc, H, W) as requested."""
+    expected = (n_videos, n_frames, config.nc, config.image_size, config.image_size)
+    shape = tuple(np.shape(video))
+    if shape != expected:
+        raise RuntimeBackendError(
+            f"the {backend} backend returned videos of shape {shape}, expected {expected} "
+            "(videos, frames, channels, height, width): the model does not match its config"
+        )

@@ -10,7 +10,8 @@ from vidsynth.runtime.backend import Notify, open_backend
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.stream import check_channels, stream_videos
-from vidsynth.runtime.writers import check_output_dir, open_writer, staged_output
+from vidsynth.runtime.output import check_output_dir, staged_output
+from vidsynth.runtime.writers import open_writer
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,16 @@ class OnnxRuntimeBackend(Backend):
         self.config = artifacts.config
         self.device = device
         self._ort_device = "cuda" if device == "cuda" else "cpu"
-        self.video_session = _open_session(artifacts.path(ONNX_FILE, "onnx"), device, generator_contract(self.config), threads)
+        from vidsynth.runtime.backend import check_onnx_session
+
+        video_path = artifacts.path(ONNX_FILE, "onnx")
+        self.video_session = _open_session(video_path, device, generator_contract(self.config), threads)
+        check_onnx_session(self.video_session, self.config, video_path)
         self.chunk_session = None
         if artifacts.has(ONNX_CHUNK_FILE):
             path = artifacts.path(ONNX_CHUNK_FILE, "onnx")
             self.chunk_session = _open_session(path, device, chunk_contract(self.config), threads)
+            check_onnx_session(self.chunk_session, self.config, path)
         self.detail = f"onnxruntime {ort.__version__} {self.video_session.get_providers()[0]}"
 
     def _value(self, array: np.ndarray) -> Any:
@@ -93,7 +98,14 @@ class OnnxRuntimeBackend(Backend):
                 binding.bind_cpu_input(name, value)
         for name in outputs:
             binding.bind_output(name, self._ort_device, 0)
-        session.run_with_iobinding(binding)
+        try:
+            session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime's own types (InvalidArgument, Fail, ...), from its C++ side
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeBackendError(
+                f"onnxruntime refused to run the graph ({type(exc).__name__}: {first}); "
+                "the graph does not fit the manifest's config: re-export the artifacts"
+            ) from None
         return binding.get_outputs()
 
     def _codes(self, noise: Noise, n_frames: int) -> dict[str, Any]:

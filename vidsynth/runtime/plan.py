@@ -49,6 +49,12 @@ def frame_compute_bytes(config: ModelConfig) -> int:
     return _FLOAT * (3 * max(stages) + 3 * pixels)
 
 
+def noise_bytes(config: ModelConfig, n_videos: int) -> int:
+    """The noise codes of the whole run, drawn before the first call (plus their labels)."""
+    labels = 8 if config.n_categories > 0 else 0
+    return n_videos * (_FLOAT * (config.d_content + config.d_motion) + labels)
+
+
 def frame_pixel_bytes(config: ModelConfig) -> int:
     """One written frame as uint8 RGB."""
     return 3 * config.image_size**2
@@ -96,19 +102,26 @@ def plan_generation(
     held = {"png": n_videos * n_frames * pixels, "gif": group * n_frames * pixels}.get(fmt, 0)
     if fmt == "gif":
         held *= 2  # the frames, and the palette images the gif encoder makes from them
-    estimate = compute + held if device_available is None else max(compute, held)
+    codes = noise_bytes(config, n_videos)
+    estimate = (compute + held if device_available is None else max(compute, held)) + codes
 
     too_big = []
     if compute > MEMORY_FRACTION * compute_available:
         where = "GPU" if device_available is not None else "host"
         too_big.append(f"{format_bytes(compute)} of {where} memory per call, {format_bytes(compute_available)} free")
-    if held + (0 if device_available is not None else compute) > MEMORY_FRACTION * host_available:
-        kept = "the contact sheet" if fmt == "png" else "each gif until it is complete"
-        too_big.append(f"{format_bytes(held)} of host memory for {kept}, {format_bytes(host_available)} available")
+    if codes + held + (0 if device_available is not None else compute) > MEMORY_FRACTION * host_available:
+        kept = []
+        if held:
+            kept.append(f"{format_bytes(held)} of host memory for " + ("the contact sheet" if fmt == "png" else "each gif until it is complete"))
+        if codes >= held:
+            kept.append(f"{format_bytes(codes)} of host memory for the noise codes of {n_videos} video(s)")
+        too_big.append(f"{' and '.join(kept)}, {format_bytes(host_available)} available")
     if too_big:
+        advice = "use fewer videos or frames, or a smaller --chunk-frames"
+        if fmt != "mp4" and held:
+            advice += ", or --format mp4, which streams"
         raise InputError(
             f"{n_videos} video(s) of {n_frames} frames as {fmt} need an estimated "
-            f"{'; '.join(too_big)} (planning uses at most {MEMORY_FRACTION:.0%}); "
-            "use fewer frames or videos, a smaller --chunk-frames, or --format mp4, which streams"
+            f"{'; '.join(too_big)} (planning uses at most {MEMORY_FRACTION:.0%}); {advice}"
         )
     return Plan(group, chunk, streaming, estimate, host_available)

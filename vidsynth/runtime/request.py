@@ -17,6 +17,23 @@ from vidsynth.noise import FIX_CHOICES
 from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
 
 VIDEO_FORMATS = ("mp4", "gif", "png")
+# Frame rates a file can carry. GIF stores frame delays in whole hundredths of a second
+# (Pillow truncates the milliseconds it is given), so above 100 fps a delay would become 0,
+# which players show at an arbitrary speed.
+MIN_FPS = 0.01  # one frame per 100 s
+MAX_FPS = 1000.0
+MAX_GIF_FPS = 100.0  # a 10 ms delay, the shortest GIF stores
+
+
+def fps_problem(fps: object, fmt: str) -> Optional[str]:
+    """Why `fps` cannot be written as `fmt`, or None."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
+        return f"fps must be a finite number, got {fps!r}"
+    if not MIN_FPS <= fps <= MAX_FPS:
+        return f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}"
+    if fmt == "gif" and fps > MAX_GIF_FPS:
+        return f"gif frame delays are whole hundredths of a second: fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
+    return None
 
 
 def _option(default, help: str, metavar: Optional[str] = None):
@@ -63,8 +80,9 @@ class GenerateRequest:
                 problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not (math.isfinite(self.fps) and self.fps > 0):
-            problems["fps"] = f"fps must be a finite number > 0, got {self.fps!r}"
+        fps_problem_text = fps_problem(self.fps, self.format)
+        if fps_problem_text:
+            problems["fps"] = fps_problem_text
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
         if self.category is not None and (isinstance(self.category, bool) or not isinstance(self.category, int)):

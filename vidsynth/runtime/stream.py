@@ -12,6 +12,7 @@ from tqdm import tqdm
 from vidsynth.errors import InputError
 from vidsynth.noise import Noise
 from vidsynth.runtime.backend import Backend
+from vidsynth.runtime.backend import check_video_shape
 from vidsynth.runtime.plan import Plan
 from vidsynth.runtime.writers import VideoWriter
 
@@ -53,12 +54,15 @@ def stream_videos(
             stop = min(n_videos, start + plan.group_size)
             rows = noise_rows(noise, start, stop)
             if not plan.streaming:
-                writer.append(start, 0, to_uint8(backend.generate(rows, n_frames)))
+                video = backend.generate(rows, n_frames)
+                check_video_shape(video, stop - start, n_frames, backend.config, backend.name)
+                writer.append(start, 0, to_uint8(video))
             else:
                 state = backend.initial_state(rows)
                 for first in range(0, n_frames, plan.chunk_frames):
                     count = min(plan.chunk_frames, n_frames - first)
                     video, state = backend.generate_chunk(rows, state, count)
+                    check_video_shape(video, stop - start, count, backend.config, backend.name)
                     writer.append(start, first, to_uint8(video))
                     bar.update((stop - start) * count)
             writer.end_videos(start, stop)

@@ -106,10 +106,15 @@ def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
 def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
     device = _chosen(request, notify)
     if request.artifacts is not None:
+        from vidsynth.export.torchscript_ops import load_checked
+        from vidsynth.runtime.backend import check_graph_config
+
         exported = Artifacts(request.artifacts)
         if device == "cpu" and exported.manifest.get("dtype") == "bf16":
             warn_if_bf16_is_emulated(notify)
-        module = torch.jit.load(str(exported.path(TORCHSCRIPT_FILE, "torchscript")), map_location=device)
+        path = exported.path(TORCHSCRIPT_FILE, "torchscript")
+        module, carried_config = load_checked(path, exported.manifest.get("torchscript_ops"), device)
+        check_graph_config(exported.config, carried_config, str(path))
         config = exported.config
     else:
         from vidsynth.weights import load_model

@@ -1,20 +1,12 @@
-"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet, and the output
-directory they land in.
+"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet.
 
 Writers take frames as they are made, batch by batch and chunk by chunk, so an mp4 of any
-length streams to its encoder. They write into a hidden staging directory inside the output
-directory; the finished files are renamed into place only when every one of them is complete,
-so a failure leaves nothing half-written (and leaves files from earlier runs untouched).
-Torch-free (imageio, imageio-ffmpeg).
+length streams to its encoder. They write into the staging directory that output.py commits
+all or nothing. Torch-free (imageio, imageio-ffmpeg).
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +14,11 @@ import numpy as np
 from vidsynth.errors import InputError, choice_error
 
 SHEET_NAME = "sheet.png"
+
+
+def gif_frame_ms(fps: float) -> int:
+    """The delay per gif frame: 1000/fps rounded to the nearest 10 ms, at least 10 ms."""
+    return 10 * max(1, round(100.0 / fps))
 
 
 def video_name(index: int, fmt: str) -> str:
@@ -60,23 +57,11 @@ class Mp4Writer(VideoWriter):
         self._names: list[str] = []
 
     def _encoder(self, index: int):
-        import imageio_ffmpeg
+        from vidsynth.runtime.ffmpeg import FfmpegEncoder
 
         if index not in self._open:
             name = video_name(index, "mp4")
-            encoder = imageio_ffmpeg.write_frames(
-                str(self.directory / name),
-                (self.size, self.size),
-                pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p",
-                fps=self.fps,
-                codec="libx264",
-                quality=8,
-                macro_block_size=16,
-                ffmpeg_log_level="error",
-            )
-            encoder.send(None)  # start the process
-            self._open[index] = encoder
+            self._open[index] = FfmpegEncoder(self.directory / name, self.size, self.fps)
             self._names.append(name)
         return self._open[index]
 
@@ -102,10 +87,7 @@ class Mp4Writer(VideoWriter):
 
     def abort(self) -> None:
         for encoder in self._open.values():
-            try:
-                encoder.close()
-            except Exception:  # the failure being handled matters more than this one
-                pass
+            encoder.kill()  # its partial file goes with the staging directory
         self._open.clear()
 
 
@@ -127,7 +109,8 @@ class GifWriter(VideoWriter):
         for index in range(first_video, stop_video):
             frames = np.concatenate(self._frames.pop(index))
             name = video_name(index, "gif")
-            iio.imwrite(self.directory / name, frames, extension=".gif", duration=1000.0 / self.fps, loop=0)
+            encoded = iio.imwrite("<bytes>", frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0)
+            _write_bytes(self.directory / name, encoded)
             self._names.append(name)
 
     def finish(self) -> list[str]:
@@ -152,8 +135,15 @@ class SheetWriter(VideoWriter):
     def finish(self) -> list[str]:
         import imageio.v3 as iio
 
-        iio.imwrite(self.directory / SHEET_NAME, self._sheet, extension=".png")
+        _write_bytes(self.directory / SHEET_NAME, iio.imwrite("<bytes>", self._sheet, extension=".png"))
         return [SHEET_NAME]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Encoded in memory, written here: a full disk is then a plain OSError, where imageio
+    writing the file itself leaves a half-closed plugin that fails again when collected."""
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
@@ -163,61 +153,3 @@ def open_writer(fmt: str, directory: Path, n_videos: int, n_frames: int, fps: fl
     if fmt not in WRITERS:
         raise choice_error(InputError, "format", fmt, sorted(WRITERS))
     return WRITERS[fmt](directory, n_videos, n_frames, fps, size)
-
-
-def check_output_dir(directory: Path) -> None:
-    """Fails early, before any work, when `directory` cannot hold the output."""
-    directory = Path(directory)
-    if directory.exists():
-        if not directory.is_dir():
-            raise InputError(f"output {directory} exists and is not a directory")
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise InputError(f"output directory {directory} is not writable")
-        return
-    ancestor = directory.resolve().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise InputError(f"cannot create output directory {directory}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"cannot create output directory {directory}: {ancestor} is not writable")
-
-
-def _missing_dirs(directory: Path) -> list[Path]:
-    """The directories that must be made for `directory` to exist, deepest first."""
-    missing = []
-    path = directory.resolve()
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-@contextmanager
-def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
-    """Yields (staging directory, names list). On success the files named in the list are
-    renamed from staging into `directory`; on failure staging is removed, and so is
-    `directory` if this call created it."""
-    directory = Path(directory)
-    check_output_dir(directory)
-    created = _missing_dirs(directory)
-    if created:
-        try:
-            directory.mkdir(parents=True)
-        except OSError as exc:
-            raise InputError(f"cannot create output directory {directory}: {exc.strerror}") from None
-    staging = Path(tempfile.mkdtemp(prefix=".vidsynth-tmp-", dir=directory))
-    names: list[str] = []
-    try:
-        yield staging, names
-        for name in names:
-            os.replace(staging / name, directory / name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for made in created:  # deepest first; only while still empty
-            try:
-                made.rmdir()
-            except OSError:
-                break
-        raise
-    shutil.rmtree(staging, ignore_errors=True)

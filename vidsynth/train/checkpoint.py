@@ -18,11 +18,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vidsynth.atomic import atomic_directory
+from vidsynth.atomic import atomic_directory, owned_directory
+from vidsynth.checksums import SUMS_FILE, verify_sums, write_sums
 from vidsynth.errors import InputError
+from vidsynth.files import read_small_file
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
+TENSOR_FILES = ("networks.safetensors", "optimizers.safetensors", "rng.safetensors")
+MAX_STATE_BYTES = 256 << 20
+RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers")
+recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
 
 def flatten_optimizer(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -57,11 +63,12 @@ def save_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
         opt_meta[name] = meta
     rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
     target = run_dir / CHECKPOINT_DIR
-    with atomic_directory(target, force=True) as tmp:
+    with atomic_directory(target, force=True, recognise=recognise_checkpoint) as tmp:
         save_file(net_tensors, str(tmp / "networks.safetensors"))
         save_file(opt_tensors, str(tmp / "optimizers.safetensors"))
         save_file(rng, str(tmp / "rng.safetensors"))
         (tmp / STATE_FILE).write_text(json.dumps({**record, "optimizers": opt_meta}, indent=1) + "\n")
+        write_sums(tmp, (*TENSOR_FILES, STATE_FILE))
     return target
 
 
@@ -69,10 +76,17 @@ def read_checkpoint_record(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CHECKPOINT_DIR / STATE_FILE
     if not path.is_file():
         raise InputError(f"no checkpoint to resume in {run_dir} (expected {path})")
+    verify_sums(path.parent, InputError)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
+        record = json.loads(read_small_file(path, MAX_STATE_BYTES, InputError, "a checkpoint state.json"))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"{path} is damaged (not valid JSON: {exc}); the checkpoint cannot be resumed") from None
+    missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise InputError(f"{path} is damaged or not a vidsynth checkpoint: it lacks {missing}")
+    if not isinstance(record["step"], int) or isinstance(record["step"], bool) or record["step"] < 0:
+        raise InputError(f"{path} is damaged: step is {str(record['step'])[:40]}, expected a count of steps")
+    return record
 
 
 def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -88,11 +102,18 @@ def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
         rng = load_file(str(folder / "rng.safetensors"))
     except (SafetensorError, OSError) as exc:
         raise InputError(f"checkpoint in {folder} is damaged: {exc}") from None
-    for name, module in networks.items():
-        prefix = name + "."
-        module.load_state_dict({k[len(prefix):]: v for k, v in net_tensors.items() if k.startswith(prefix)})
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(unflatten_optimizer(name, opt_tensors, record["optimizers"][name]))
+    try:
+        for name, module in networks.items():
+            prefix = name + "."
+            module.load_state_dict({k[len(prefix):]: v for k, v in net_tensors.items() if k.startswith(prefix)})
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(unflatten_optimizer(name, opt_tensors, record["optimizers"][name]))
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"the checkpoint in {folder} does not fit the run its state.json describes (files from another "
+            f"run or damaged): {first}"
+        ) from None
     missing = []
     for name, g in generators.items():
         state = rng.get(_rng_key(name, g))

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidsynth.errors import InputError, RuntimeBackendError
+from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.models import VideoGenerator, build_model, seeded_init
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import TrainConfig
@@ -288,10 +288,19 @@ def train(
     """
     run_dir = Path(run_dir)
     if resume:
-        stored = TrainConfig.from_dict(read_checkpoint_record(run_dir)["train_config"])
+        record = read_checkpoint_record(run_dir)
+        try:
+            stored = TrainConfig.from_dict(record["train_config"])
+        except (AttributeError, KeyError, TypeError, ValueError, VidsynthError) as exc:
+            raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
         config = stored.replace(steps=config.steps, device=config.device, threads=config.threads)
     elif (run_dir / CHECKPOINT_DIR).exists():
         raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    elif (run_dir / WEIGHTS_DIR).exists() and any((run_dir / WEIGHTS_DIR).iterdir()):
+        raise InputError(
+            f"{run_dir / WEIGHTS_DIR} already exists and is not from a run (no checkpoint); "
+            "training would replace it: choose another --out"
+        )
     with _torch_settings(config, resolve_device(config.device)):
         return _run(config, run_dir, resume, max_minutes, command, progress, on_step)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import MISSING, fields
-from typing import Any, Callable
+from typing import Any
 
 import click
 

@@ -23,6 +23,8 @@ def load_model(name_or_path: Optional[str | os.PathLike] = None):
     if name_or_path == "demo":
         return demo_model()
     path = Path(name_or_path)
+    if path.is_file():
+        raise WeightsError(f"weights {str(name_or_path)!r} is a file; pass its directory (the one holding config.json)")
     if not path.exists():
         raise WeightsError(f"unknown weights {str(name_or_path)!r}: expected 'default', 'demo' or a weights directory")
     return load_weights(path)

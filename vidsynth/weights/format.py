@@ -8,18 +8,23 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from vidsynth.atomic import atomic_directory
+from vidsynth.atomic import atomic_directory, owned_directory
+from vidsynth.checksums import SUMS_FILE, verify_sums, write_sums
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ConfigError, WeightsError
+from vidsynth.files import read_small_file
 from vidsynth.models import VideoGenerator
 from vidsynth.version import __version__
-from vidsynth.weights.state import load_state_strict
+from vidsynth.weights.state import check_shapes, load_state_strict
 
 TENSORS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+MAX_CONFIG_BYTES = 1 << 20
+# What `--force` may replace: a weights directory as save_weights writes it.
+recognise_weights = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE}, CONFIG_FILE)
 
 
 def save_weights(
@@ -39,9 +44,10 @@ def save_weights(
         },
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_directory(directory, force=force) as tmp:
+    with atomic_directory(directory, force=force, recognise=recognise_weights) as tmp:
         save_file(tensors, str(tmp / TENSORS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        write_sums(tmp, (TENSORS_FILE, CONFIG_FILE))
     return Path(directory)
 
 
@@ -49,11 +55,11 @@ def read_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict[str, An
     """The ModelConfig and provenance stored in a weights directory."""
     path = Path(directory) / CONFIG_FILE
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(read_small_file(path, MAX_CONFIG_BYTES, WeightsError, "a weights config.json"))
         return ModelConfig.from_dict(record["model"]), dict(record.get("provenance", {}))
     except FileNotFoundError:
         raise WeightsError(f"{directory} is not a vidsynth weights directory: no {CONFIG_FILE}") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise WeightsError(f"{path} is not a valid weights config: {exc}") from None
     except ConfigError as exc:
         raise WeightsError(f"{path}: {exc}") from None
@@ -62,12 +68,16 @@ def read_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict[str, An
 def load_weights(directory: str | os.PathLike) -> VideoGenerator:
     """A VideoGenerator in eval mode with the weights stored in `directory`."""
     directory = Path(directory)
+    if directory.is_file():
+        raise WeightsError(f"weights {directory} is a file; pass its directory (the one holding {CONFIG_FILE})")
     if not directory.is_dir():
         raise WeightsError(f"weights directory {directory} does not exist")
     config, provenance = read_config(directory)
     tensors_path = directory / TENSORS_FILE
     if not tensors_path.is_file():
         raise WeightsError(f"{directory} is not a vidsynth weights directory: no {TENSORS_FILE}")
+    verify_sums(directory, WeightsError)
+    check_shapes(config, stored_shapes(tensors_path), str(tensors_path))
     try:
         state = load_file(str(tensors_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -76,6 +86,15 @@ def load_weights(directory: str | os.PathLike) -> VideoGenerator:
     load_state_strict(model, state, str(tensors_path))
     model.provenance = provenance
     return model.eval()
+
+
+def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header, without reading the tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
 def parameter_count(model: torch.nn.Module) -> int:

@@ -4,6 +4,7 @@ Generator_I + GRU. Modules built from torch.nn.LSTMCell / GRUCell save the same 
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from vidsynth.config import ModelConfig
 from vidsynth.errors import WeightsError
 from vidsynth.models import VideoGenerator
-from vidsynth.weights.state import load_state_strict
+from vidsynth.weights.state import check_shapes, load_state_strict
 
 # Generator_I: ConvTranspose2d at main.0/3/6/9/12, BatchNorm2d at main.1/4/7/10.
 _GENERATOR_CONVS = (0, 3, 6, 9, 12)
@@ -25,6 +26,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist")
+    _check_zip_crcs(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the restricted unpickler raises many kinds on damaged input
@@ -34,7 +36,35 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
+    for key, tensor in state.items():
+        _check_backed(tensor, key, path)
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _check_zip_crcs(path: Path) -> None:
+    """torch.load skips the zip CRCs, so a flipped byte would load as a silently wrong weight."""
+    if not zipfile.is_zipfile(path):
+        return  # the pre-1.6 (non-zip) format carries no checksums
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+        raise WeightsError(f"{path} is a damaged checkpoint archive: {exc}") from None
+    if bad is not None:
+        raise WeightsError(f"{path} is damaged: {bad} fails its CRC check (the file was corrupted)")
+
+
+def _check_backed(tensor: torch.Tensor, key: str, path: Path) -> None:
+    """Refuses a tensor that declares more elements than the file stores (stride 0 or
+    overlapping views): its sizes would build a model far larger than the checkpoint."""
+    if tensor.numel() == 0:
+        return
+    extent = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    if any(stride == 0 for size, stride in zip(tensor.shape, tensor.stride()) if size > 1) or extent < tensor.numel():
+        raise WeightsError(
+            f"{path}: {key} declares shape {tuple(tensor.shape)} with strides {tensor.stride()}, "
+            "more elements than the file stores; refusing it"
+        )
 
 
 def _generator_layout(state: dict[str, torch.Tensor], path: Path) -> dict[str, int]:
@@ -82,13 +112,13 @@ def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathL
         image_size=layout["image_size"], ngf=layout["ngf"], nc=layout["nc"], d_content=d_content,
         d_motion=d_motion, hidden_size=hidden_size, cell=cell_name, motion_mode=motion_mode,
     )
-    model = VideoGenerator(config)
-    expected = model.state_dict()
+    source = f"{generator_path} + {motion_path}"
     state = {f"image.{k}": v for k, v in generator_state.items()}
     state.update({f"motion.{k}": v for k, v in motion_state.items()})
     # Checkpoints from torch < 0.4 have no BatchNorm batch counters; they are unused at inference.
-    for key in expected:
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros((), dtype=torch.long)
-    load_state_strict(model, state, f"{generator_path} + {motion_path}")
+    for key in [k for k in state if k.endswith(".running_mean")]:
+        state.setdefault(key.replace("running_mean", "num_batches_tracked"), torch.zeros((), dtype=torch.long))
+    check_shapes(config, {k: tuple(v.shape) for k, v in state.items()}, source)  # before allocating the model
+    model = VideoGenerator(config)
+    load_state_strict(model, state, source)
     return model.eval()

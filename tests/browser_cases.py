@@ -1,0 +1,65 @@
+"""The web page in a real browser (Debian's chromium, headless, driven by playwright) against
+a real server with the default weights. Run by tests/test_serve_ray.py inside `unshare -n`;
+saves docs/serve-page.png."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from serve_support import REPO, require_netns
+
+require_netns()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("no chromium: apt-get install -y chromium", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
+
+from vidsynth.runtime.request import GenerateRequest  # noqa: E402
+from vidsynth.serve.options import ServeOptions  # noqa: E402
+
+PORT = 8341
+SCREENSHOT = REPO / "docs" / "serve-page.png"
+
+
+@pytest.fixture(scope="module")
+def url():
+    import ray
+    from ray import serve
+
+    from vidsynth.serve.server import deploy, start_ray
+
+    start_ray(None, num_cpus=2)
+    try:
+        yield deploy(ServeOptions(model=GenerateRequest(backend="onnxruntime", device="cpu")), "127.0.0.1", PORT)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_the_page_plays_a_generated_video(url):
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 640})
+            page.goto(url + "/")
+            page.wait_for_selector("#card dt:text('Training data')", timeout=60_000)
+            page.select_option("#category", "2")
+            page.fill("#seed", "7")
+            page.fill("#frames", "32")
+            page.click("#generate")
+            page.wait_for_function(
+                "() => { const v = document.getElementById('video'); return v.readyState >= 2 && v.videoWidth > 0; }",
+                timeout=120_000,
+            )
+            first = page.evaluate("document.getElementById('video').currentTime")
+            page.wait_for_timeout(1500)
+            later = page.evaluate("document.getElementById('video').currentTime")
+            assert later != first  # playing (it loops, so compare, not order)
+            assert page.evaluate("document.getElementById('video').videoWidth") == 64
+            page.wait_for_function("() => document.getElementById('sheet').naturalWidth === 32 * 64", timeout=60_000)
+            assert "32 frames" in page.inner_text("#status")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()

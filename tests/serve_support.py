@@ -1,0 +1,89 @@
+"""Shared by the serving tests: small weights, loopback HTTP, and running Ray scenarios in a
+private network namespace (Ray 2.60 rewrites 127.0.0.1 to the host's address; inside
+`unshare -n` only loopback exists, so every connection stays on it)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NETNS_ENV = "VIDSYNTH_TEST_NETNS"  # set in the scenario subprocess
+
+
+def small_weights(directory: Path, n_categories: int = 2) -> str:
+    """64x64 ngf=8 conditional demo-style weights: fast, and with categories to check."""
+    from vidsynth.config import ModelConfig
+    from vidsynth.weights.demo import demo_model
+    from vidsynth.weights.format import save_weights
+
+    model = demo_model(ModelConfig(image_size=64, ngf=8, n_categories=n_categories))
+    save_weights(model, directory, {"source": "test weights", "note": "seeded random, untrained"})
+    return str(directory)
+
+
+def http(method: str, url: str, body: bytes | str | None = None, timeout: float = 120) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of one loopback request; error statuses are returned, not raised."""
+    assert url.startswith("http://127.0.0.1:"), url
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def post_json(url: str, payload) -> tuple[int, dict, bytes]:
+    return http("POST", url, json.dumps(payload))
+
+
+def unshare_problem() -> str | None:
+    """Why Ray scenarios cannot run here, or None."""
+    for module in ("ray", "fastapi"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (pip install -e '.[serve,batch]')"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare/ip not found: Ray tests need a private network namespace (util-linux, iproute2)"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace ({probe.stderr.strip() or 'unshare -n failed'}); run the tests as root"
+    return None
+
+
+def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
+    """Runs tests/`case_file` with pytest in a private network namespace (loopback only)."""
+    problem = unshare_problem()
+    if problem:
+        pytest.skip(problem)
+    env = {**os.environ, NETNS_ENV: "1", "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1",
+           **(extra_env or {})}
+    command = (
+        "ip link set lo up && exec "
+        f"{sys.executable} -m pytest -q -x -p no:cacheprovider -p no:warnings -rs tests/{case_file}"
+    )
+    try:
+        result = subprocess.run(["unshare", "-n", "sh", "-c", command], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{case_file} ran past {timeout_s} s:\n{(exc.stdout or '')[-4000:]}")
+    output = result.stdout[-6000:] + result.stderr[-3000:]
+    if result.returncode == 5 or ("skipped" in result.stdout and "passed" not in result.stdout):
+        pytest.skip(f"{case_file}: {result.stdout.strip().splitlines()[-1]}")
+    assert result.returncode == 0, f"{case_file} failed:\n{output}"
+    print(output)
+
+
+def require_netns() -> None:
+    """Scenario files run only inside run_scenarios's namespace."""
+    if os.environ.get(NETNS_ENV) != "1":
+        pytest.skip("run through tests/test_serve_ray.py (private network namespace)")

@@ -1,0 +1,174 @@
+"""Serving pieces that need no Ray: request bodies, limits, batched rendering, batch jobs.
+The Ray Serve app, the 2-node cluster and the page in a browser: test_serve_ray.py."""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from serve_support import small_weights
+from vidsynth.cli import cli
+from vidsynth.errors import InputError
+from vidsynth.runtime.generate import generate_videos
+from vidsynth.runtime.request import GenerateRequest
+from vidsynth.serve.batch import BatchJob, NpyWriter, read_index
+from vidsynth.serve.body import BodyError, package, parse_body
+from vidsynth.serve.limits import LimitError, ServeLimits
+from vidsynth.serve.render import render_requests, shares_model_calls
+
+SERVER = GenerateRequest(weights="demo", backend="onnxruntime", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    return small_weights(tmp_path_factory.mktemp("serve-unit") / "weights")
+
+
+@pytest.fixture(scope="module")
+def backend(weights, one_thread):
+    from vidsynth.runtime.backend import open_backend
+
+    return open_backend(GenerateRequest(weights=weights, backend="onnxruntime", device="cpu"))
+
+
+def test_a_body_becomes_the_servers_request_with_one_video_by_default():
+    request = parse_body(b'{"seed": 5, "frames": 9, "format": "gif", "fix": "motion", "category": 1}', SERVER)
+    assert request == replace(SERVER, seed=5, frames=9, format="gif", fix="motion", category=1, num_videos=1)
+    assert parse_body(b"", SERVER).num_videos == 1
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[]", b"3", b"\xff"])
+def test_a_body_that_is_not_a_json_object_is_a_body_error(raw):
+    with pytest.raises(BodyError, match="JSON"):
+        parse_body(raw, SERVER)
+
+
+def test_fields_the_client_may_not_set_are_named():
+    with pytest.raises(InputError) as caught:
+        parse_body(b'{"weights": "/etc", "out": "/tmp/x"}', SERVER)
+    assert caught.value.fields == ("out", "weights") and "expected some of" in str(caught.value)
+
+
+def test_every_bad_field_is_named_in_one_error():
+    with pytest.raises(InputError) as caught:
+        parse_body(json.dumps({"frames": 0, "fps": float("inf"), "seed": 1.5, "category": "x", "format": "avi"}).encode(), SERVER)
+    assert set(caught.value.fields) == {"frames", "fps", "seed", "category", "format"}
+
+
+def test_input_errors_keep_their_fields_when_pickled():
+    error = pickle.loads(pickle.dumps(InputError("bad", fields=["frames"])))
+    assert type(error) is InputError and error.fields == ("frames",) and str(error) == "bad"
+    limit = pickle.loads(pickle.dumps(LimitError("big", fields=["num_videos"])))
+    assert type(limit) is LimitError and limit.fields == ("num_videos",)
+
+
+def test_limits_name_the_field_over_them():
+    limits = ServeLimits(max_videos=4, max_total_frames=100)
+    limits.check(replace(SERVER, num_videos=4, frames=25))
+    with pytest.raises(LimitError) as caught:
+        limits.check(replace(SERVER, num_videos=5, frames=25))
+    assert set(caught.value.fields) == {"num_videos", "frames"} and "125" in str(caught.value)
+    with pytest.raises(InputError, match="max_queued"):
+        ServeLimits(max_queued=0).validate()
+
+
+def test_several_files_are_zipped_in_order_without_dates():
+    one = package({"video_000.mp4": b"a"})
+    assert (one.filename, one.media_type, one.data) == ("video_000.mp4", "video/mp4", b"a")
+    several = package({"video_000.gif": b"a", "video_001.gif": b"bb"})
+    assert several.media_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(several.data)) as archive:
+        assert archive.namelist() == ["video_000.gif", "video_001.gif"] and archive.read("video_001.gif") == b"bb"
+    assert package({"video_000.gif": b"a", "video_001.gif": b"bb"}).data == several.data
+
+
+def test_requests_sharing_model_calls_get_the_bytes_generate_writes(backend, weights, tmp_path):
+    assert shares_model_calls(backend)  # onnxruntime on CPU: stacking videos changes no value
+    requests = [
+        replace(SERVER, weights=weights, seed=3, frames=10, format="mp4"),
+        replace(SERVER, weights=weights, seed=4, frames=10, format="gif", num_videos=2, fix="content"),
+        replace(SERVER, weights=weights, seed=5, frames=10, format="png", num_videos=3, category=0),
+        replace(SERVER, weights=weights, seed=6, frames=7, format="mp4"),
+        replace(SERVER, weights=weights, seed=7, frames=10, category=9),
+    ]
+    outcomes = render_requests(backend, requests)
+    assert isinstance(outcomes[4], InputError) and outcomes[4].fields == ("category",)
+    for number, (request, rendered) in enumerate(zip(requests[:4], outcomes)):
+        assert files_of(rendered) == generated(request, tmp_path / str(number))
+
+
+def test_a_request_made_alone_streams_as_generate_does(backend, weights, tmp_path):
+    request = replace(SERVER, weights=weights, seed=1, frames=40, chunk_frames=16, format="gif", num_videos=3)
+    (rendered,) = render_requests(backend, [request], share_calls=False)
+    assert files_of(rendered) == generated(request, tmp_path)
+
+
+def generated(request: GenerateRequest, out) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in generate_videos(replace(request, out=str(out))).paths}
+
+
+def files_of(rendered) -> dict[str, bytes]:
+    if rendered.media_type != "application/zip":
+        return {rendered.filename: rendered.data}
+    with zipfile.ZipFile(io.BytesIO(rendered.data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_npy_writer_fills_each_video_chunk_by_chunk(tmp_path):
+    writer = NpyWriter(tmp_path, 2, 5, 8.0, 4)
+    pixels = np.arange(2 * 5 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 5, 4, 4, 3)
+    writer.append(0, 0, pixels[:, :3])
+    writer.append(0, 3, pixels[:, 3:])
+    writer.end_videos(0, 2)
+    assert writer.finish() == ["video_000.npy", "video_001.npy"]
+    assert np.array_equal(np.load(tmp_path / "video_001.npy"), pixels[1])
+
+
+def test_the_index_counts_only_videos_whose_file_exists(tmp_path):
+    (tmp_path / "video_000000.mp4").write_bytes(b"x")
+    lines = [json.dumps({"id": 0, "file": "video_000000.mp4"}), json.dumps({"id": 1, "file": "video_000001.mp4"}), '{"id": 2, "fi']
+    (tmp_path / "index.jsonl").write_text("\n".join(lines))
+    assert list(read_index(tmp_path)) == [0]
+
+
+def test_a_batch_job_checks_its_options_before_any_work():
+    with pytest.raises(InputError) as caught:
+        BatchJob(out="x", count=0, format="gif", frames=0).validate()
+    assert set(caught.value.fields) == {"count", "format"}
+    with pytest.raises(InputError, match="frames"):
+        BatchJob(out="x", count=1, frames=0).validate()
+    assert BatchJob(out="x", count=2, seed=5).request(1).seed == 6
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["serve", "--replicas", "0"], "replicas"), (["serve", "--fps-typo"], "No such option"),
+     (["serve", "--max-queued", "0"], "max_queued"), (["serve", "--backend", "nope"], "unknown backend"),
+     (["batch", "--out", "x", "--count", "2", "--format", "gif"], "unknown format")],
+)
+def test_bad_command_options_fail_before_ray_starts(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend, weights, tmp_path):
+    from vidsynth.export.artifacts import export_weights
+    from vidsynth.serve.card import model_card
+    from vidsynth.weights import load_model
+    from vidsynth.weights.format import parameter_count
+
+    card = model_card(GenerateRequest(weights=weights), backend)
+    assert card["parameters"] == parameter_count(load_model(weights))
+    assert card["provenance"]["source"] == "test weights" and card["config"]["ngf"] == 8
+    assert (card["backend"], card["device"]) == ("onnxruntime", "cpu")
+    default = model_card(GenerateRequest(), backend)
+    assert default["parameters"] == parameter_count(load_model()) and default["provenance"]["training_data"]["clips"] == 72
+    export_weights(weights, tmp_path / "artifacts", formats=("onnx",))
+    exported = model_card(GenerateRequest(artifacts=str(tmp_path / "artifacts")), backend)
+    assert exported["provenance"]["dtype"] == "fp32" and "export artifacts" in exported["provenance"]["source"]

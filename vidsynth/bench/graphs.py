@@ -1,0 +1,97 @@
+"""Which ONNX graph rewrites make runtimes faster: the same weights exported with each set of
+rewrites (vidsynth.export.rewrites), timed on onnxruntime and OpenVINO side by side.
+
+    python -m vidsynth.bench.graphs [--weights demo] [--batch 8] [--frames 64] [--threads 0] [--repeats 5]
+
+Prints one row per (rewrites, runtime): best and median seconds per call, the contenders
+timed in turn (round robin) so that load from elsewhere hits all of them alike. The defaults in
+vidsynth.export.rewrites.DEFAULT_REWRITES keep only what won here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {
+    "literal (--no-optimize)": None,
+    "default": "default",
+    "default + latent-matmul": ("latent-matmul",),
+    "default + sub-pixel-last": ("sub-pixel-last",),
+    "default + sub-pixel-upsampling": ("sub-pixel-upsampling",),
+}
+
+
+def export_variant(model, directory: Path, extra) -> Path:
+    from vidsynth.export.contract import DEFAULT_OPSET
+    from vidsynth.export.onnx import export_graph
+    from vidsynth.export.rewrites import DEFAULT_REWRITES, rewrite_for_export
+
+    path = directory / "generator.onnx"
+    if extra is None:
+        export_graph(model, path, DEFAULT_OPSET)
+        return path
+    rewritten, applied = rewrite_for_export(model, DEFAULT_REWRITES + (() if extra == "default" else extra))
+    export_graph(rewritten, path, DEFAULT_OPSET, rewrites=applied)
+    return path
+
+
+def runners(path: Path, threads: int) -> dict:
+    from vidsynth.optional import onnxruntime_session
+    from vidsynth.runtime.openvino_backend import compile_graph
+
+    session = onnxruntime_session(path, threads=threads)
+    compiled = compile_graph(path, threads)
+    return {
+        "onnxruntime": lambda feed: session.run(["video"], feed)[0],
+        "openvino": lambda feed: compiled(feed)["video"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="demo")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="0: each runtime's default")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    from vidsynth.noise import sample_noise
+    from vidsynth.weights import load_model
+
+    model = load_model(args.weights)
+    noise = sample_noise(model.config, args.batch, seed=0)
+    feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(args.frames, np.int64)}
+    print(f"{args.weights} {model.config.image_size}x{model.config.image_size} ngf={model.config.ngf}, "
+          f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        contenders, errors, reference = {}, {}, None
+        for index, (label, extra) in enumerate(VARIANTS.items()):
+            directory = Path(tmp) / str(index)
+            directory.mkdir()
+            path = export_variant(model, directory, extra)
+            for runtime, run in runners(path, args.threads).items():
+                video = run(feed)  # warm-up
+                reference = video if reference is None else reference
+                contenders[(label, runtime)] = run
+                errors[(label, runtime)] = float(np.abs(video - reference).max())
+        # Round robin, so that a burst of load from elsewhere hits every contender alike.
+        times: dict = {key: [] for key in contenders}
+        for _ in range(args.repeats):
+            for key, run in contenders.items():
+                start = time.perf_counter()
+                run(feed)
+                times[key].append(time.perf_counter() - start)
+    for (label, runtime), measured in times.items():
+        print(f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median {statistics.median(measured):.3f} s  "
+              f"max abs vs the first {errors[(label, runtime)]:.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""A bounded load test of `vidsynth serve` on loopback, against offline throughput.
+
+    unshare -n sh -c 'ip link set lo up && python -m vidsynth.bench.serve_load'
+
+(Ray 2.60 rewrites 127.0.0.1 to the host's address; a private network namespace keeps every
+connection on loopback. Run as root.) Each scenario runs in its own process:
+- offline: the runtime's generate pipeline (model + mp4 encoding, backend already open)
+  making N videos in one run, and the bare model at batch 8, on the same CPUs;
+- 1 replica with every CPU, 2 replicas with half each, and 2 replicas on a simulated 2-node
+  cluster: N requests (16-frame mp4, distinct seeds) at C concurrent, after a warm-up.
+Writes results.json and results.md (requests/s, p50/p99 latency, CPU use, load average).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+PORT = 8351
+SCENARIOS = ("offline", "1-replica", "2-replicas", "2-nodes")
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def offline(args) -> dict:
+    """The same backend on the same CPUs without a server: the bare model at batch 8, and
+    the runtime's pipeline (noise, model calls, mp4 encoding: what `generate` runs once its
+    backend is open) making all N videos in one run."""
+    from vidsynth.noise import sample_noise
+    from vidsynth.runtime.backend import open_backend
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.render import render_requests
+
+    request = GenerateRequest(weights=args.weights, backend=args.backend, device="cpu", threads=os.cpu_count() or 1,
+                              frames=args.frames, num_videos=args.requests)
+    backend = open_backend(request)
+    noise = sample_noise(backend.config, 8, seed=0)
+    backend.generate(noise, args.frames)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        backend.generate(noise, args.frames)
+        times.append(time.perf_counter() - started)
+    render_requests(backend, [replace(request, num_videos=8)], share_calls=False)  # warm-up
+    busy0, total0 = cpu_busy()
+    started = time.perf_counter()
+    render_requests(backend, [request], share_calls=False)
+    wall = time.perf_counter() - started
+    busy1, total1 = cpu_busy()
+    return {
+        "scenario": "offline", "backend": backend.name, "detail": backend.detail,
+        "model_videos_per_s_batch8": round(8 / statistics.median(times), 2),
+        "generate_videos_per_s": round(args.requests / wall, 2),
+        "cpu_use": round((busy1 - busy0) / (total1 - total0), 2),
+    }
+
+
+def load(args, url: str) -> dict:
+    from vidsynth.serve.server import wait_ready
+
+    wait_ready(url)
+    import urllib.request
+
+    def one(seed: int) -> tuple[int, float, str]:
+        body = json.dumps({"seed": seed, "frames": args.frames}).encode()
+        started = time.perf_counter()
+        request = urllib.request.Request(f"{url}/v1/videos", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=300) as response:
+            response.read()
+            return response.status, time.perf_counter() - started, response.headers["X-Vidsynth-Batch"]
+
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        list(pool.map(one, range(10_000, 10_000 + args.concurrency)))  # warm-up
+        busy0, total0 = cpu_busy()
+        started = time.perf_counter()
+        answers = list(pool.map(one, range(args.requests)))
+        wall = time.perf_counter() - started
+        busy1, total1 = cpu_busy()
+    latencies = [latency for _, latency, _ in answers]
+    return {
+        "requests": args.requests, "concurrency": args.concurrency, "frames": args.frames,
+        "ok": sum(status == 200 for status, _, _ in answers),
+        "requests_per_s": round(args.requests / wall, 2),
+        "p50_s": round(percentile(latencies, 50), 3), "p99_s": round(percentile(latencies, 99), 3),
+        "mean_batch": round(statistics.mean(int(b) for _, _, b in answers), 2),
+        "cpu_use": round((busy1 - busy0) / (total1 - total0), 2),
+    }
+
+
+def served(args, scenario: str) -> dict:
+    import ray
+    from ray import serve
+
+    from vidsynth.runtime.request import GenerateRequest
+    from vidsynth.serve.deps import WORKER_ENV
+    from vidsynth.serve.options import ServeOptions
+    from vidsynth.serve.server import deploy, start_ray
+
+    cpus = os.cpu_count() or 1
+    replicas = 1 if scenario == "1-replica" else 2
+    model = GenerateRequest(weights=args.weights, backend=args.backend, device="cpu")
+    options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=max(1, cpus // replicas))
+    cluster = None
+    if scenario == "2-nodes":
+        from ray.cluster_utils import Cluster
+
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus // 2 + 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=cpus // 2 + 1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
+    else:
+        start_ray(None, num_cpus=cpus + 1)  # + the ingress's share
+    try:
+        url = deploy(options, "127.0.0.1", PORT)
+        return {"scenario": scenario, "replicas": replicas, "cpus_per_replica": options.cpus_per_replica, **load(args, url)}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+
+
+def write_report(results: list[dict], out: Path, args) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": " ".join(sys.argv), "cpus": os.cpu_count(), "load_average_before": args.load_before,
+        "load_average_after": list(os.getloadavg()), "results": results,
+    }
+    (out / "serve.json").write_text(json.dumps(record, indent=2) + "\n")
+    base = next((r for r in results if r["scenario"] == "offline"), None)
+    lines = [
+        "# vidsynth serve: load test", "",
+        f"`{record['command']}` on {record['cpus']} CPUs; load average before {args.load_before}, "
+        f"after {[round(x, 2) for x in record['load_average_after']]}. {args.requests} requests of "
+        f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend {args.backend}.", "",
+    ]
+    if base:
+        lines += [f"Offline: {base['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, backend open), "
+                  f"{base['model_videos_per_s_batch8']} videos/s for the bare model at batch 8 ({base['detail']}).", ""]
+    lines += ["| scenario | replicas x CPUs | ok | requests/s | vs offline generate | p50 s | p99 s | p99/p50 | mean batch | CPU use |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if r["scenario"] == "offline":
+            continue
+        share = f"{r['requests_per_s'] / base['generate_videos_per_s']:.0%}" if base else "-"
+        lines.append(
+            f"| {r['scenario']} | {r['replicas']} x {r['cpus_per_replica']:g} | {r['ok']}/{r['requests']} | {r['requests_per_s']} | {share} "
+            f"| {r['p50_s']} | {r['p99_s']} | {r['p99_s'] / r['p50_s']:.2f} | {r['mean_batch']} | {r['cpu_use']:.0%} |"
+        )
+    (out / "serve.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--scenario", choices=SCENARIOS, help="run one scenario and print its JSON (used internally)")
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    if args.scenario:
+        result = offline(args) if args.scenario == "offline" else served(args, args.scenario)
+        print("RESULT " + json.dumps(result))
+        return
+    args.load_before = [round(x, 2) for x in os.getloadavg()]
+    results = []
+    for scenario in SCENARIOS:
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1"}
+        if scenario == "2-nodes":
+            env["RAY_AUTH_MODE"] = "token"
+        command = [sys.executable, "-m", "vidsynth.bench.serve_load", "--scenario", scenario, "--weights", args.weights,
+                   "--backend", args.backend, "--requests", str(args.requests), "--concurrency", str(args.concurrency),
+                   "--frames", str(args.frames)]
+        run = subprocess.run(command, env=env, capture_output=True, text=True)
+        line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{scenario} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+        results.append(json.loads(line[len("RESULT "):]))
+        print(json.dumps(results[-1]), flush=True)
+    write_report(results, Path(args.out), args)
+
+
+if __name__ == "__main__":
+    main()

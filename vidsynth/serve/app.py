@@ -1,0 +1,122 @@
+"""The HTTP ingress (FastAPI on Ray Serve) and the application that ties it to VideoModel.
+
+Routes: `POST /v1/videos` (a JSON body of CLIENT_FIELDS -> the encoded file, or a zip of
+several), `GET /v1/model`, `GET /healthz`, and the web page at `/`. Validation is the
+runtime's (GenerateRequest.validate, sample_noise); this layer maps errors to status codes:
+400 body not a JSON object, 422 a bad field, 413 over the server's limits, 503 queue full,
+504 timed out. Every error body is JSON: {"error": message, "fields": [names]}."""
+
+import asyncio
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+from vidsynth.serve.deps import import_serve
+
+serve = import_serve()
+
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
+from ray.serve.exceptions import BackPressureError  # noqa: E402
+from ray.serve.handle import DeploymentHandle  # noqa: E402
+
+from vidsynth.errors import InputError, VidsynthError  # noqa: E402
+from vidsynth.serve.body import BodyError, parse_body  # noqa: E402
+from vidsynth.serve.limits import LimitError  # noqa: E402
+from vidsynth.serve.model import VideoModel  # noqa: E402
+from vidsynth.serve.options import ServeOptions  # noqa: E402
+
+RETRY_AFTER_S = 1
+
+
+def error_response(status: int, message: str, fields: tuple[str, ...] = (), headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "fields": list(fields)}, status_code=status, headers=headers)
+
+
+api = FastAPI(title="vidsynth", summary="MoCoGAN videos over HTTP")
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, model: DeploymentHandle, options: ServeOptions) -> None:
+        self.model = model
+        self.options = options
+        self.page = resources.files("vidsynth.serve").joinpath("page.html").read_text()
+        self.card: dict[str, Any] | None = None
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        await self._card()
+        return {"status": "ready"}
+
+    @api.get("/v1/model")
+    async def model_info(self) -> dict:
+        return {**await self._card(), "limits": vars(self.options.limits), "replicas": self.options.replicas}
+
+    @api.get("/", response_class=HTMLResponse)
+    async def page(self) -> str:
+        return self.page
+
+    @api.post("/v1/videos")
+    async def videos(self, request: Request) -> Response:
+        limits = self.options.limits
+        try:
+            generate = parse_body(await request.body(), self.options.model)
+            limits.check(generate)
+        except BodyError as exc:
+            return error_response(400, str(exc))
+        except LimitError as exc:
+            return error_response(413, str(exc), exc.fields)
+        except InputError as exc:
+            return error_response(422, str(exc), exc.fields)
+        try:
+            rendered = await asyncio.wait_for(self.model.generate.remote(generate), timeout=limits.timeout_s)
+        except BackPressureError:
+            return error_response(503, "the server is busy (request queue full); retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
+        except asyncio.TimeoutError:
+            return error_response(504, f"the request took longer than the server's limit of {limits.timeout_s:g} s; ask for fewer frames or videos")
+        except VidsynthError as exc:  # raised in the replica: Ray wraps it, .cause is ours
+            cause = getattr(exc, "cause", exc)
+            if isinstance(cause, InputError):
+                return error_response(422, str(cause), cause.fields)
+            return error_response(500, str(cause))
+        except Exception as exc:  # a replica that died or a bug: still one JSON answer
+            return error_response(500, f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return Response(
+            rendered.data,
+            media_type=rendered.media_type,
+            headers={
+                "Content-Disposition": f'inline; filename="{rendered.filename}"',
+                "X-Vidsynth-Replica": rendered.replica,
+                "X-Vidsynth-Batch": str(rendered.batch),
+            },
+        )
+
+    async def _card(self) -> dict[str, Any]:
+        if self.card is None:
+            card = await self.model.info.remote()
+            self.card = {key: value for key, value in card.items() if key not in ("node_id", "pid")}
+        return self.card
+
+
+def build_app(options: ServeOptions):
+    """The Ray Serve application for `options` (validated first)."""
+    options.validate()
+    limits = options.limits
+    threads = max(1, round(options.cpus_per_replica))  # intra-op threads matched to the replica's CPUs
+    model = serve.deployment(
+        VideoModel,
+        name="VideoModel",
+        num_replicas=options.replicas,
+        ray_actor_options={"num_cpus": options.cpus_per_replica},
+        max_ongoing_requests=limits.max_ongoing,
+        max_queued_requests=limits.max_queued,
+    ).bind(replace(options.model, threads=options.model.threads or threads), limits, threads)
+    # The ingress only parses and forwards, so it takes little CPU and holds many requests:
+    # the bounded queue that answers 503 in JSON is the model's. Past the ingress's own bound
+    # (far beyond it), Ray's proxy answers 503 in plain text.
+    ingress_capacity = max(100, 4 * (options.replicas * limits.max_ongoing + limits.max_queued))
+    return Ingress.options(
+        ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=ingress_capacity, max_queued_requests=ingress_capacity
+    ).bind(model, options)

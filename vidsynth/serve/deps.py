@@ -1,0 +1,40 @@
+"""The optional packages of serving, imported on first use with an error naming the extra."""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from vidsynth.errors import MissingDependencyError
+
+SERVE_HINT = "pip install 'vidsynth[serve]' (ray[serve], fastapi)"
+BATCH_HINT = "pip install 'vidsynth[batch]' (ray[data])"
+
+# Set in every Ray process we start. The ffmpeg writer of imageio-ffmpeg broke its pipe
+# under Ray's worker threads unless it leaves SIGINT alone; usage statistics stay off.
+WORKER_ENV = {"IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _import(name: str, hint: str) -> ModuleType:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise MissingDependencyError(f"{name.split('.')[0]} is not installed: {hint}") from None
+
+
+def import_ray() -> ModuleType:
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    return _import("ray", SERVE_HINT)
+
+
+def import_serve() -> ModuleType:
+    import_ray()
+    _import("fastapi", SERVE_HINT)
+    return _import("ray.serve", SERVE_HINT)
+
+
+def import_ray_data() -> ModuleType:
+    import_ray()
+    return _import("ray.data", BATCH_HINT)

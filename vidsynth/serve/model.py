@@ -1,0 +1,71 @@
+"""The Ray Serve deployment that holds a backend: one per replica, batching concurrent
+requests into shared model calls (`@serve.batch`)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+from vidsynth.serve.deps import import_serve
+
+serve = import_serve()
+
+from vidsynth.runtime.request import GenerateRequest  # noqa: E402
+from vidsynth.serve.body import Rendered  # noqa: E402
+from vidsynth.serve.limits import ServeLimits  # noqa: E402
+
+
+class VideoModel:
+    """Opens the server's backend once; `generate` takes one validated GenerateRequest and
+    returns its Rendered file, or raises the request's VidsynthError."""
+
+    def __init__(self, server: GenerateRequest, limits: ServeLimits, threads: int) -> None:
+        from vidsynth.runtime.backend import open_backend
+        from vidsynth.serve.card import model_card
+        from vidsynth.serve.render import shares_model_calls
+
+        self.backend = open_backend(server)
+        _limit_torch_threads(threads)
+        self.share_calls = shares_model_calls(self.backend)
+        self.card = {**model_card(server, self.backend), "threads": threads, "shares_model_calls": self.share_calls}
+        self._batch.set_max_batch_size(limits.max_batch)
+        self._batch.set_batch_wait_timeout_s(limits.batch_wait_s)
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        context = ray.get_runtime_context()
+        return {**self.card, "node_id": context.get_node_id(), "pid": os.getpid()}
+
+    async def generate(self, request: GenerateRequest) -> Rendered:
+        outcome = await self._batch(request)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _batch(self, requests: list[GenerateRequest]) -> list:
+        import ray
+
+        from vidsynth.serve.render import render_requests
+
+        # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
+        outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
+        replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
+        shapes = Counter((r.frames, r.chunk_frames) for r in requests)  # what render_requests grouped
+        return [
+            replace(o, replica=replica, batch=shapes[(r.frames, r.chunk_frames)] if self.share_calls else 1)
+            if isinstance(o, Rendered) else o
+            for o, r in zip(outcomes, requests)
+        ]
+
+
+def _limit_torch_threads(threads: int) -> None:
+    """One intra-op thread per CPU the replica was given. onnxruntime and openvino take it
+    from GenerateRequest.threads; torch, when a backend loaded it, is process-wide."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)

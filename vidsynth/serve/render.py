@@ -1,0 +1,161 @@
+"""Requests to finished files, several requests per model call.
+
+Requests that ask for the same number of frames share model calls: their noise codes (each
+drawn from its own request's seed, exactly as `vidsynth generate` draws them) are stacked
+into one batch, the runtime's stream_videos makes the frames chunk by chunk with the state
+carried, and a FanOutWriter hands each request's rows to that request's own writer, which
+encodes into a temporary directory. Torch-free."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from vidsynth.errors import InputError, VidsynthError
+from vidsynth.noise import Noise, sample_noise
+from vidsynth.runtime.backend import Backend
+from vidsynth.runtime.plan import plan_generation
+from vidsynth.runtime.request import GenerateRequest
+from vidsynth.runtime.stream import stream_videos
+from vidsynth.runtime.writers import VideoWriter, open_writer
+from vidsynth.serve.body import Rendered, package
+
+Outcome = Union[Rendered, VidsynthError]
+
+
+class FanOutWriter(VideoWriter):
+    """Looks like one writer for a stacked batch; writes each request's rows to its own."""
+
+    def __init__(self, writers: list[VideoWriter]) -> None:
+        self.writers = writers
+        self.offsets = np.cumsum([0] + [w.n_videos for w in writers]).tolist()
+
+    def _parts(self, start: int, stop: int):
+        """(writer, row offset of that writer, first row, stop row) overlapping [start, stop)."""
+        for writer, offset, end in zip(self.writers, self.offsets, self.offsets[1:]):
+            lo, hi = max(start, offset), min(stop, end)
+            if lo < hi:
+                yield writer, offset, lo, hi
+
+    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        for writer, offset, lo, hi in self._parts(first_video, first_video + len(pixels)):
+            writer.append(lo - offset, first_frame, pixels[lo - first_video : hi - first_video])
+
+    def end_videos(self, first_video: int, stop_video: int) -> None:
+        for writer, offset, lo, hi in self._parts(first_video, stop_video):
+            writer.end_videos(lo - offset, hi - offset)
+
+    def finish(self) -> list[str]:
+        return [name for writer in self.writers for name in writer.finish()]
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
+
+
+def stack(noises: list[Noise]) -> Noise:
+    category = None if noises[0].category is None else np.concatenate([n.category for n in noises])
+    return Noise(
+        np.concatenate([n.z_content for n in noises]), np.concatenate([n.z_motion for n in noises]), category
+    )
+
+
+def prepare(backend: Backend, request: GenerateRequest) -> Noise:
+    """The request's noise, after the checks that need the model (category, memory)."""
+    config = backend.config
+    noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
+    try:
+        plan_generation(
+            config, request.num_videos, request.frames, request.format, request.chunk_frames,
+            device_available=backend.device_memory_available(),
+        )
+    except InputError as exc:
+        raise InputError(str(exc), fields=["frames", "num_videos"]) from None
+    return noise
+
+
+def render_group(backend: Backend, requests: list[GenerateRequest]) -> list[Outcome]:
+    """Renders requests that all ask for the same frames and chunk size. A request whose
+    input is bad gets its error; the others are made together."""
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    ready: list[tuple[int, Noise]] = []
+    for index, request in enumerate(requests):
+        try:
+            ready.append((index, prepare(backend, request)))
+        except VidsynthError as exc:
+            outcomes[index] = exc
+    if ready:
+        chosen = [requests[i] for i, _ in ready]
+        for index, rendered in zip((i for i, _ in ready), _render_together(backend, chosen, [n for _, n in ready])):
+            outcomes[index] = rendered
+    return outcomes  # type: ignore[return-value]
+
+
+def _render_together(backend: Backend, requests: list[GenerateRequest], noises: list[Noise]) -> list[Rendered]:
+    first = requests[0]
+    noise = stack(noises)
+    total = len(noise.z_content)
+    # A lone request is planned as `generate` plans it; a shared batch keeps mp4's bound on
+    # open encoders whatever its formats.
+    fmt = first.format if len(requests) == 1 else "mp4"
+    plan = plan_generation(
+        backend.config, total, first.frames, fmt, first.chunk_frames, device_available=backend.device_memory_available()
+    )
+    with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
+        writers = []
+        for number, request in enumerate(requests):
+            directory = Path(tmp) / str(number)
+            directory.mkdir()
+            writers.append(
+                open_writer(request.format, directory, request.num_videos, request.frames, request.fps, backend.config.image_size)
+            )
+        fan_out = FanOutWriter(writers)
+        try:
+            stream_videos(backend, noise, first.frames, plan, fan_out)
+        except BaseException:
+            fan_out.abort()
+            raise
+        return [
+            package({name: (writer.directory / name).read_bytes() for name in writer.finish()}) for writer in writers
+        ]
+
+
+def render_requests(backend: Backend, requests: list[GenerateRequest], share_calls: bool = True) -> list[Outcome]:
+    """Outcomes in the order of `requests`. With share_calls, requests of the same shape
+    share model calls; without, each is made as `vidsynth generate` would make it."""
+    groups: dict[object, list[int]] = {}
+    for index, request in enumerate(requests):
+        key = (request.frames, request.chunk_frames) if share_calls else index
+        groups.setdefault(key, []).append(index)
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    for indices in groups.values():
+        for index, outcome in zip(indices, render_group(backend, [requests[i] for i in indices])):
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+PROBE_SIZES = (2, 3, 8, 16)  # batch sizes checked against videos made one by one
+
+
+def shares_model_calls(backend: Backend) -> bool:
+    """Whether stacking videos into one model call leaves every video's values exactly as
+    they are when it is made alone, for whole videos and for streamed chunks. Only then may
+    requests share calls and still get the bytes `vidsynth generate` writes (ONNX Runtime's
+    CPU kernels pass here; torch's batched CPU convolutions round differently). Checked at a
+    few batch sizes, not all: a kernel whose rounding changed only at other sizes would pass."""
+    from vidsynth.runtime.stream import noise_rows
+
+    noise = sample_noise(backend.config, max(PROBE_SIZES), seed=0)
+
+    def both(rows: Noise) -> tuple[np.ndarray, np.ndarray]:
+        return backend.generate(rows, 2), backend.generate_chunk(rows, backend.initial_state(rows), 2)[0]
+
+    alone = [both(noise_rows(noise, i, i + 1)) for i in range(max(PROBE_SIZES))]
+    for size in PROBE_SIZES:
+        together = both(noise_rows(noise, 0, size))
+        for i in range(size):
+            if not all(np.array_equal(made[i : i + 1], single) for made, single in zip(together, alone[i])):
+                return False
+    return True

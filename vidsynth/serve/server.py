@@ -1,0 +1,83 @@
+"""`vidsynth serve`: start (or join) Ray, deploy the app, print the URL, and on Ctrl-C or
+SIGTERM take down what this process started."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import urllib.request
+from typing import Callable, Optional
+
+from vidsynth.errors import VidsynthError
+from vidsynth.serve.deps import WORKER_ENV, import_ray, import_serve
+
+APP_NAME = "vidsynth"
+READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
+
+
+def start_ray(address: Optional[str], num_cpus: Optional[float] = None) -> None:
+    """A local Ray instance (address None) or the cluster at `address`; every worker gets
+    WORKER_ENV."""
+    ray = import_ray()
+    kwargs = {"runtime_env": {"env_vars": dict(WORKER_ENV)}, "log_to_driver": False}
+    if address is None:
+        kwargs.update(include_dashboard=False, num_cpus=num_cpus)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
+
+
+def deploy(options, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:
+    """Deploys the app on the running Ray instance; returns its URL once /healthz answers.
+    Serve's HTTP options are set by the first app deployed on an instance."""
+    from vidsynth.serve.app import build_app
+
+    serve = import_serve()
+    app = build_app(options)
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": options.limits.timeout_s + 30})
+    serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
+    url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
+    wait_ready(url)
+    return url
+
+
+def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise VidsynthError(f"the server at {url} did not become ready within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def run_server(options, address: Optional[str], host: str, port: int, echo: Callable[[str], None] = print) -> None:
+    """Serves until SIGINT or SIGTERM, then shuts down Serve and (if it started it) Ray."""
+    ray = import_ray()
+    serve = import_serve()
+    options.validate()
+    stop = threading.Event()
+    start_ray(address)
+    # ray.init installs its own SIGTERM handler: ours goes in after it. A background job of a
+    # non-interactive shell starts with SIGINT ignored, so SIGINT is set explicitly too.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        url = deploy(options, host, port)
+        echo(f"vidsynth serving {url} (POST /v1/videos, GET /v1/model, the page at /); Ctrl-C stops")
+        while not stop.wait(0.5):
+            pass
+        echo("stopping")
+    finally:
+        if address is None:
+            serve.shutdown()
+        else:  # a shared cluster: remove our app, leave Serve to whoever runs the cluster
+            serve.delete(APP_NAME)
+        ray.shutdown()
