@@ -12,6 +12,7 @@ import torch
 from vidsynth.atomic import atomic_directory
 from vidsynth.errors import ExportError
 from vidsynth.export.contract import (
+    DEFAULT_FORMATS,
     EXPORT_SHAPE,
     FILES,
     ONNX_CHUNK_FILE,
@@ -31,7 +32,7 @@ from vidsynth.version import __version__
 def export_artifacts(
     model: VideoGenerator,
     out_dir: str | os.PathLike,
-    formats: Sequence[str] = ("torchscript", "onnx"),
+    formats: Sequence[str] = DEFAULT_FORMATS,
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
@@ -161,7 +162,7 @@ def build_manifest(
 def export_weights(
     weights: Optional[str],
     out_dir: str | os.PathLike,
-    formats: Sequence[str] = ("torchscript", "onnx"),
+    formats: Sequence[str] = DEFAULT_FORMATS,
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,

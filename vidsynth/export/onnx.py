@@ -5,9 +5,10 @@ The torch.onnx path is chosen in one place, `export_graph`: the TorchScript-base
 scalar tensor. Scripting keeps the motion recurrence's `for _ in range(n_frames)` a loop, which
 that exporter writes as one ONNX Loop, so one file serves any batch and any frame count and
 its size does not depend on them. The torch.export path (dynamo=True) would unroll that
-Python loop unless the model were rewritten around `while_loop`; the TorchScript path exports
-the very code that runs eagerly. It is deprecated upstream: pyproject pins the torch range it
-was tested on, and the manifest records which path wrote each file (`EXPORTER`).
+Python loop, so it exports the model's while_loop formulation instead (onnx_dynamo.py, for a
+torch without the TorchScript-based exporter, or `exporter="dynamo"`); the TorchScript path
+exports the very code that runs eagerly. It is deprecated upstream; the manifest records which
+path wrote each file.
 
 The inference rewrites (folded batch norms, the fused or lean recurrence) are made on the
 torch model before export (vidsynth.export.rewrites); `export_graph` records their names in
@@ -31,7 +32,6 @@ from vidsynth.models import VideoGenerator
 from vidsynth.noise import sample_noise
 from vidsynth.version import __version__
 
-EXPORTER = "torch.onnx.export(dynamo=False) of a torch.jit.script module (TorchScript-based exporter)"
 EXAMPLE_SEED = 1  # the example inputs' seed; validation uses other seeds and other shapes
 
 

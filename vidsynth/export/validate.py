@@ -90,7 +90,6 @@ def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.
 def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
     """Runners over a torch module with the generator's interface: forward, initial_state and
     generate_chunk (the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
-
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
         z_content, z_motion, category = _as_torch(noise)
         with torch.inference_mode():
