@@ -212,13 +212,14 @@ def plant_graph(made, art: Path, source: str, claim_config: bool) -> None:
 def test_another_exports_graph_is_refused_by_its_metadata(made, tmp_path):
     art = copy_export(made, tmp_path)
     plant_graph(made, art, "art96", claim_config=False)
-    one_error(generate("--artifacts", str(art), "--out", str(tmp_path / "o")), "image_size: manifest 64, graph 96")
+    one_error(generate("--artifacts", str(art), "--backend", "onnxruntime", "--out", str(tmp_path / "o")),
+              "image_size: manifest 64, graph 96")
 
 
 def test_a_graph_lying_about_its_config_is_caught_by_the_output_shape(made, tmp_path):
     art = copy_export(made, tmp_path)
     plant_graph(made, art, "art96", claim_config=True)
-    one_error(generate("--artifacts", str(art), "--frames", "3", "--out", str(tmp_path / "o")),
+    one_error(generate("--artifacts", str(art), "--backend", "onnxruntime", "--frames", "3", "--out", str(tmp_path / "o")),
               "returned videos of shape (1, 3, 3, 96, 96), expected (1, 3, 3, 64, 64)")
     assert not (tmp_path / "o").exists()
 
@@ -226,7 +227,7 @@ def test_a_graph_lying_about_its_config_is_caught_by_the_output_shape(made, tmp_
 def test_onnxruntime_invalid_argument_is_one_clear_error(made, tmp_path):
     art = copy_export(made, tmp_path)
     plant_graph(made, art, "art_dm12", claim_config=True)  # expects z_motion of 12, is fed 10
-    one_error(generate("--artifacts", str(art), "--frames", "3", "--out", str(tmp_path / "o")),
+    one_error(generate("--artifacts", str(art), "--backend", "onnxruntime", "--frames", "3", "--out", str(tmp_path / "o")),
               "onnxruntime refused to run the graph", "invalid dimensions for input: z_motion")
 
 

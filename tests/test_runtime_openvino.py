@@ -32,7 +32,7 @@ BLOCK_TORCH = """
 import sys
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "onnx", "click", "safetensors"):
+        if name.split(".")[0] in ("torch", "onnx", "safetensors"):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)")
 sys.meta_path.insert(0, Blocker())
 """

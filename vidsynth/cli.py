@@ -81,18 +81,23 @@ def info_command(weights: str, hardware: bool) -> None:
 @cli.command("export")
 @click.option("--weights", default="default", show_default=True, help="default, demo or a weights directory.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Export directory to write.")
-@click.option("--formats", default="torchscript,onnx", show_default=True, help="Comma-separated: torchscript, onnx.")
+@click.option("--formats", default="torchscript,onnx", show_default=True, help="Comma-separated: torchscript, onnx, pt2 (AOTInductor, needs g++; compiles for minutes).")
 @click.option("--opset", type=int, default=None, help="ONNX opset (13-20; default 17).")
 @click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
+@click.option("--onnx-exporter", default=None, help="torchscript or dynamo (torch.export-based). Default: torchscript where this torch has it.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--no-optimize", is_flag=True,
               help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).")
-def export_command(weights: str, out: str, formats: str, opset: int | None, dtype: str, force: bool, no_optimize: bool) -> None:
-    """Write TorchScript and ONNX artifacts plus manifest.json, validated against eager PyTorch."""
+def export_command(
+    weights: str, out: str, formats: str, opset: int | None, dtype: str, onnx_exporter: str | None, force: bool, no_optimize: bool
+) -> None:
+    """Write TorchScript, ONNX (and .pt2) artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_weights
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_weights(weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize)
+    manifest = export_weights(
+        weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize, onnx_exporter=onnx_exporter
+    )
     validation = manifest["validation"]
     click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
     if manifest["rewrites"]:
@@ -153,7 +158,7 @@ def generate_command(**values) -> None:
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
 @click.option("--force", is_flag=True, help="Replace results already in --out.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
-@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile and the -literal rows).")
+@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized, pt2 (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile, pt2 and the -literal rows).")
 @click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")
@@ -193,7 +198,7 @@ def serve_command(weights, artifacts, backend, device, address, replicas, cpus_p
     from vidsynth.serve.server import run_server
 
     limits = ServeLimits(max_videos=max_videos, max_total_frames=max_total_frames, max_batch=max_batch,
-                         max_ongoing=2 * max_batch, max_queued=max_queued, timeout_s=timeout_s)
+                         max_ongoing=max_batch, max_queued=max_queued, timeout_s=timeout_s)
     model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
     options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
     run_server(options, address, host, port, echo=click.echo)

@@ -21,7 +21,7 @@ from vidsynth.noise import Noise
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
 BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino",
-                  "openvino-literal", "torch.compile", "optimized", "auto", "auto-artifacts")
+                  "openvino-literal", "torch.compile", "optimized", "pt2", "auto", "auto-artifacts")
 BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -253,6 +253,22 @@ def auto_contender(source: dict[str, str], device: str, threads: int, export_s: 
     )
 
 
+def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], threads: int, work_dir: Path) -> Contender | Skipped:
+    """The .pt2 packages (AOTInductor, CPU fp32), exported here (compiling is their setup) and
+    run through the runtime's pt2 backend."""
+    from vidsynth.export import export_artifacts
+
+    if device != "cpu" or "fp32" not in precisions:
+        return Skipped("pt2", "fp32", device, "the pt2 packages are compiled for the CPU in fp32")
+    target = work_dir / "export-pt2"
+    start = time.perf_counter()
+    try:
+        export_artifacts(model, target, formats=("pt2",), force=True)
+    except VidsynthError as exc:
+        return Skipped("pt2", "fp32", device, f"vidsynth.export refused pt2: {exc}")
+    return artifact_contender("pt2", target, "fp32", device, threads, time.perf_counter() - start)
+
+
 def build_contenders(
     model: Any,
     weights: str,
@@ -305,6 +321,10 @@ def build_contenders(
         contenders += compile_contenders(model, device, precisions)
     if "optimized" in backends:
         contenders += optimized_contenders(model, device, precisions)
+    if "pt2" in backends:
+        log("exporting the pt2 packages (AOTInductor compiles C++)")
+        found = pt2_contender(model, device, precisions, threads, work_dir)
+        (contenders if isinstance(found, Contender) else skipped).append(found)
     if "auto" in backends:
         contenders.append(auto_contender({"weights": weights}, device, threads))
     if "auto-artifacts" in backends:

@@ -12,6 +12,7 @@ import torch
 from vidsynth.atomic import atomic_directory
 from vidsynth.errors import ExportError
 from vidsynth.export.contract import (
+    DEFAULT_FORMATS,
     EXPORT_SHAPE,
     FILES,
     ONNX_CHUNK_FILE,
@@ -22,6 +23,7 @@ from vidsynth.export.contract import (
     streaming_record,
 )
 from vidsynth.export.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
+from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.models import VideoGenerator
 from vidsynth.version import __version__
@@ -30,11 +32,12 @@ from vidsynth.version import __version__
 def export_artifacts(
     model: VideoGenerator,
     out_dir: str | os.PathLike,
-    formats: Sequence[str] = ("torchscript", "onnx"),
+    formats: Sequence[str] = DEFAULT_FORMATS,
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
     optimize: bool = True,
+    onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     """Exports `model` into `out_dir` and returns the manifest written there.
 
@@ -43,29 +46,32 @@ def export_artifacts(
     eager PyTorch. An existing non-empty `out_dir` is refused unless `force`. With `optimize`
     the ONNX graphs carry the inference rewrites of vidsynth.export.rewrites (recorded in the
     manifest); without it they are the literal model. generator.pt is always the literal model.
+    `onnx_exporter` ("torchscript" or "dynamo", see vidsynth.export.onnx_dynamo): None picks
+    the TorchScript-based exporter where this torch has it.
     """
     if not isinstance(model, VideoGenerator):
         raise ExportError(f"export needs a vidsynth VideoGenerator, got {type(model).__name__}")
-    formats, opset = check_options(formats, opset, dtype)
+    onnx_exporter = check_exporter(onnx_exporter)
+    formats, opset = check_options(formats, check_opset(opset, onnx_exporter, formats), dtype)
     reference = deployable_copy(model)
     lowered = with_precision(model, dtype)
     graph_model, rewrites = lowered, ()
     if optimize and "onnx" in formats:
         from vidsynth.export.rewrites import rewrite_for_export
 
-        rewritten, rewrites = rewrite_for_export(reference)
+        rewritten, rewrites = rewrite_for_export(reference, exporter_rewrites(onnx_exporter))
         graph_model = with_precision(rewritten, dtype)
     config_dict = model.config.to_dict()
     started = time.perf_counter()
     with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
-        operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites)
+        operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites, onnx_exporter)
         written = time.perf_counter()
         from vidsynth.export.validate import validate_export
 
         validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
         validated = time.perf_counter()
         files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
-        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, rewrites)
+        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, rewrites, onnx_exporter)
         if operators is not None:
             manifest["torchscript_ops"] = operators
         manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
@@ -80,6 +86,7 @@ def write_artifacts(
     opset: Optional[int],
     graph_model: Optional[VideoGenerator] = None,
     rewrites: tuple[str, ...] = (),
+    onnx_exporter: Optional[str] = None,
 ) -> Optional[list[str]]:
     """Writes the requested formats' files into `directory` and checks each ONNX graph.
     The ONNX graphs are exported from `graph_model` (the rewritten model) when given.
@@ -96,10 +103,14 @@ def write_artifacts(
         from vidsynth.export.onnx import check_graph, export_graph
 
         source = model if graph_model is None else graph_model
-        export_graph(source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites)
-        export_graph(source, directory / ONNX_CHUNK_FILE, opset, streaming=True, rewrites=rewrites)
+        export_graph(source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites, exporter=onnx_exporter)
+        export_graph(source, directory / ONNX_CHUNK_FILE, opset, streaming=True, rewrites=rewrites, exporter=onnx_exporter)
         check_graph(directory / ONNX_FILE)
         check_graph(directory / ONNX_CHUNK_FILE)
+    if "pt2" in formats:
+        from vidsynth.export.pt2 import save_pt2
+
+        save_pt2(model, directory)
     return operators
 
 
@@ -111,11 +122,12 @@ def build_manifest(
     files: dict[str, dict[str, Any]],
     validation: dict[str, Any],
     rewrites: Sequence[str] = (),
+    onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     import onnx
 
     from vidsynth.config import ModelConfig
-    from vidsynth.export.onnx import EXPORTER
+    from vidsynth.export.pt2 import pt2_record
 
     config = ModelConfig.from_dict(config_dict)
     contract = generator_contract(config)
@@ -131,7 +143,7 @@ def build_manifest(
         },
         "formats": list(formats),
         "opset": opset,
-        "onnx_exporter": EXPORTER if "onnx" in formats else None,
+        "onnx_exporter": EXPORTERS[check_exporter(onnx_exporter)] if "onnx" in formats else None,
         "rewrites": list(rewrites),  # names from vidsynth.export.contract.GRAPH_REWRITES
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
@@ -141,6 +153,7 @@ def build_manifest(
         "outputs": [spec.to_dict() for spec in contract.outputs],
         "export_shape": {"batch": EXPORT_SHAPE[0], "n_frames": EXPORT_SHAPE[1]},
         "streaming": streaming_record(config, with_onnx="onnx" in formats),
+        **({"pt2": pt2_record()} if "pt2" in formats else {}),
         "files": files,
         "validation": validation,
     }
@@ -149,17 +162,19 @@ def build_manifest(
 def export_weights(
     weights: Optional[str],
     out_dir: str | os.PathLike,
-    formats: Sequence[str] = ("torchscript", "onnx"),
+    formats: Sequence[str] = DEFAULT_FORMATS,
     opset: Optional[int] = None,
     dtype: str = "fp32",
     force: bool = False,
     optimize: bool = True,
+    onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
     """export_artifacts for weights named as on the command line: default, demo or a directory."""
     from vidsynth.weights import load_model
 
-    check_options(formats, opset, dtype)  # refuse bad options before loading anything
-    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, optimize)
+    exporter = check_exporter(onnx_exporter)  # refuse bad options before loading anything
+    check_options(formats, check_opset(opset, exporter, formats), dtype)
+    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, optimize, onnx_exporter)
 
 
 def _installed_version(distribution: str) -> Optional[str]:

@@ -21,7 +21,8 @@ Dim = Union[int, str]  # a fixed size, or the name of a dynamic axis
 BATCH = "batch"  # dynamic axis: videos per call
 FRAMES = "n_frames"  # dynamic axis: frames per video (or per streamed chunk)
 
-EXPORT_FORMATS = ("torchscript", "onnx")
+EXPORT_FORMATS = ("torchscript", "onnx", "pt2")
+DEFAULT_FORMATS = ("torchscript", "onnx")  # pt2 is opt-in: AOTInductor compiles C++ for minutes
 DTYPES = ("fp32", "fp16", "bf16")
 
 # ONNX opsets the TorchScript-based exporter handles for this graph: 13 is the first whose
@@ -47,9 +48,12 @@ MANIFEST_FILE = "manifest.json"
 TORCHSCRIPT_FILE = "generator.pt"
 ONNX_FILE = "generator.onnx"  # one whole video per call
 ONNX_CHUNK_FILE = "generator_chunk.onnx"  # streaming: the next frames from a carried state
+PT2_MOTION_FILE = "generator_motion.pt2"  # AOTInductor: (state, n_frames) -> (codes, state_out)
+PT2_IMAGE_FILE = "generator_image.pt2"  # AOTInductor: (B*T, nz, 1, 1) latents -> frames
 FILES = {
     "torchscript": (TORCHSCRIPT_FILE,),
     "onnx": (ONNX_FILE, ONNX_CHUNK_FILE),
+    "pt2": (PT2_MOTION_FILE, PT2_IMAGE_FILE),
 }
 INITIAL_STATE_RULE = "zeros(B, state_size - d_motion) then z_motion"
 
@@ -168,6 +172,8 @@ def check_options(
             "dtype bf16 is available for the torchscript format only: ONNX Runtime has no bfloat16 "
             "ConvTranspose kernel; use --formats torchscript with bf16, or --dtype fp16 for ONNX"
         )
+    if dtype != "fp32" and "pt2" in formats:
+        raise ExportError(f"the pt2 format is exported in fp32 only, got --dtype {dtype}; drop pt2 from --formats or use fp32")
     if "onnx" not in formats:
         if opset is not None:
             raise ExportError("--opset applies to the onnx format only; add onnx to --formats or drop --opset")

@@ -5,9 +5,10 @@ The torch.onnx path is chosen in one place, `export_graph`: the TorchScript-base
 scalar tensor. Scripting keeps the motion recurrence's `for _ in range(n_frames)` a loop, which
 that exporter writes as one ONNX Loop, so one file serves any batch and any frame count and
 its size does not depend on them. The torch.export path (dynamo=True) would unroll that
-Python loop unless the model were rewritten around `while_loop`; the TorchScript path exports
-the very code that runs eagerly. It is deprecated upstream: pyproject pins the torch range it
-was tested on, and the manifest records which path wrote each file (`EXPORTER`).
+Python loop, so it exports the model's while_loop formulation instead (onnx_dynamo.py, for a
+torch without the TorchScript-based exporter, or `exporter="dynamo"`); the TorchScript path
+exports the very code that runs eagerly. It is deprecated upstream; the manifest records which
+path wrote each file.
 
 The inference rewrites (folded batch norms, the fused or lean recurrence) are made on the
 torch model before export (vidsynth.export.rewrites); `export_graph` records their names in
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from typing import Optional
 
 import onnx
 import torch
@@ -30,7 +32,6 @@ from vidsynth.models import VideoGenerator
 from vidsynth.noise import sample_noise
 from vidsynth.version import __version__
 
-EXPORTER = "torch.onnx.export(dynamo=False) of a torch.jit.script module (TorchScript-based exporter)"
 EXAMPLE_SEED = 1  # the example inputs' seed; validation uses other seeds and other shapes
 
 
@@ -93,12 +94,32 @@ def export_graph(
     streaming: bool = False,
     example_shape: tuple[int, int] = EXPORT_SHAPE,
     rewrites: tuple[str, ...] = (),
+    exporter: Optional[str] = None,
 ) -> None:
     """Writes one ONNX graph of `model` (eval mode, CPU) to `path`, signature and metadata
-    from the export contract. The only place that calls torch.onnx."""
+    from the export contract. `exporter`: "torchscript" or "dynamo" (see onnx_dynamo);
+    None: the TorchScript-based one where this torch has it."""
+    from vidsynth.export.onnx_dynamo import DYNAMO, default_exporter, export_graph_dynamo
+
     config = model.config
     contract = graph_contract(config, streaming)
-    conditional = config.n_categories > 0
+    if (exporter or default_exporter()) == DYNAMO:
+        export_graph_dynamo(model, path, opset, contract, example_inputs(model, streaming, *example_shape), streaming)
+    else:
+        _export_scripted(model, path, opset, contract, streaming, example_shape)
+    metadata = {
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "vidsynth_version": __version__,
+        "rewrites": ",".join(rewrites),
+    }
+    _describe(path, contract, metadata)
+
+
+def _export_scripted(
+    model: VideoGenerator, path: str | os.PathLike, opset: int, contract: ExportContract, streaming: bool, example_shape: tuple[int, int]
+) -> None:
+    """The TorchScript-based exporter on the scripted wrapper (see the module docstring)."""
+    conditional = model.config.n_categories > 0
     if streaming:
         wrapper = VideoChunkConditional(model) if conditional else VideoChunk(model)
     else:
@@ -124,12 +145,6 @@ def export_graph(
             )
     except Exception as exc:  # torch.onnx raises many unrelated types
         raise ExportError(f"ONNX export of {'generator_chunk' if streaming else 'generator'} failed: {exc}") from exc
-    metadata = {
-        "config": json.dumps(config.to_dict(), sort_keys=True),
-        "vidsynth_version": __version__,
-        "rewrites": ",".join(rewrites),
-    }
-    _describe(path, contract, metadata)
 
 
 def _describe(path: str | os.PathLike, contract: ExportContract, metadata: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ StreamRunner = Callable[[Noise, "tuple[int, ...]"], "tuple[np.ndarray, np.ndarra
 
 @dataclass(frozen=True)
 class Comparison:
-    backend: str  # "torchscript", "onnx", "torchscript_streaming", "onnx_streaming"
+    backend: str  # "torchscript", "onnx", "pt2", or one of them + "_streaming"
     output: str  # "video" or "state_out"
     batch: int
     n_frames: int
@@ -87,7 +87,9 @@ def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.
     return video.numpy(), state.numpy()
 
 
-def torchscript_runners(module: torch.jit.ScriptModule) -> tuple[WholeRunner, StreamRunner]:
+def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
+    """Runners over a torch module with the generator's interface: forward, initial_state and
+    generate_chunk (the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
         z_content, z_motion, category = _as_torch(noise)
         with torch.inference_mode():
@@ -239,8 +241,8 @@ def validate_export(
     fp32_model: Optional[VideoGenerator] = None,
     min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
-    """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx) and
-    validates it against eager `model`; see validate_backends."""
+    """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
+    .pt2 packages) and validates it against eager `model`; see validate_backends."""
     from vidsynth.export.onnx import RANDOM_OPS, RECURRENT_OPS, op_types
     from vidsynth.optional import onnxruntime_session
     from vidsynth.export.torchscript import load_torchscript
@@ -270,6 +272,10 @@ def validate_export(
         whole["onnx"], stream["onnx_streaming"] = onnx_runners(
             sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config.state_size
         )
+    if "pt2" in formats:
+        from vidsynth.export.pt2 import load_pt2
+
+        whole["pt2"], stream["pt2_streaming"] = torchscript_runners(load_pt2(directory, config, torch.__version__))
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
     return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)

@@ -3,7 +3,7 @@
 request.py    GenerateRequest: every option, validated once
 plan.py       how much memory a request needs and how to split it
 backend.py    the Backend interface, devices, export directories, the registry of backends
-*_backend(s).py  torch (eager, optimized, torchscript) and ONNX Runtime
+*_backend(s).py  torch (eager, optimized, torchscript), ONNX Runtime and .pt2 (AOTInductor)
 stream.py     the chunked generation loop and the float -> uint8 conversion
 writers.py    mp4 / gif / png writers and the all-or-nothing output directory
 generate.py   generate_videos, the public function

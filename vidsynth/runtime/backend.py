@@ -52,6 +52,7 @@ REGISTRY: dict[str, BackendSpec] = {
     "torchscript": BackendSpec(_TORCH, "open_torchscript", True, _TORCH_INSTALL),
     "onnxruntime": BackendSpec(_ORT, "open_onnxruntime", True, ONNXRUNTIME_HINT),
     "openvino": BackendSpec(_OPENVINO, "open_openvino", True, OPENVINO_HINT),
+    "pt2": BackendSpec("vidsynth.runtime.pt2_backend", "open_pt2", True, _TORCH_INSTALL),
 }
 AUTO = "auto"  # the fastest backend for this machine and source (runtime/hardware.py)
 BACKENDS = (AUTO, *REGISTRY)

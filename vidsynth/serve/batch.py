@@ -126,7 +126,8 @@ class VideoMaker:
                 writer = NpyWriter(staging, len(ids), job.frames, job.fps, config.image_size)
             else:
                 writer = open_writer(job.format, staging, len(ids), job.frames, job.fps, config.image_size)
-            plan = plan_generation(config, len(ids), job.frames, job.format if job.format != "npy" else "mp4", job.request(0).chunk_frames)
+            like = job.request(0)  # npy is planned as mp4: both stream to disk
+            plan = plan_generation(config, len(ids), job.frames, like.format, like.chunk_frames)
             try:
                 stream_videos(self.backend, noise, job.frames, plan, writer)
                 names = writer.finish()

@@ -20,7 +20,7 @@ class ServeLimits:
     max_total_frames: int = 4096  # frames x num_videos per request
     max_batch: int = 8  # requests one replica groups into a model call
     batch_wait_s: float = 0.01  # how long a replica waits for more requests to group
-    max_ongoing: int = 8  # requests a replica holds at once (its batch plus the next)
+    max_ongoing: int = 8  # requests a replica holds at once (`vidsynth serve`: max_batch)
     max_queued: int = 32  # requests waiting for a replica; beyond this: 503
     timeout_s: float = 120.0  # a request still unanswered after this gets 504
 

@@ -50,5 +50,6 @@ def sheet(videos: np.ndarray, gap: int = 2) -> np.ndarray:
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
     import imageio.v3 as iio
 
+    encoded = iio.imwrite("<bytes>", image, extension=".png")  # a full disk is then a plain OSError
     with atomic_file(path) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+        tmp.write_bytes(encoded)

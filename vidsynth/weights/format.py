@@ -23,8 +23,9 @@ from vidsynth.weights.state import check_shapes, load_state_strict
 TENSORS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 1 << 20
-# What `--force` may replace: a weights directory as save_weights writes it.
-recognise_weights = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE}, CONFIG_FILE)
+SHIPPED_EXTRAS = ("MODEL_CARD.md", "quality.json")  # beside the shipped default weights (scripts/ship_default.py)
+# What `--force` may replace: a weights directory as save_weights (and ship_default) write it.
+recognise_weights = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE, *SHIPPED_EXTRAS}, CONFIG_FILE)
 
 
 def save_weights(

@@ -1,0 +1,161 @@
+"""generator_motion.pt2 and generator_image.pt2: AOTInductor packages of torch.export programs.
+
+Two programs, each compiled ahead of time into a shared library zipped with its weights
+(`torch._inductor.aoti_compile_and_package`; loaded with `aoti_load_package`, no tracing):
+- the motion recurrence, `(state, n_frames) -> (codes, state_out)`: the while_loop
+  formulation (vidsynth.export.while_loop) with a dynamic batch and the frame count as an
+  int64 scalar whose value sizes the codes;
+- the image generator, `(B*T, nz, 1, 1) latents -> frames`, with a dynamic first dimension.
+`Pt2Generator` joins them with the model's own `frame_latents` into the artifacts' contract:
+whole videos (z_content, z_motion, n_frames) and chunks with a carried state.
+
+Why two programs: on torch 2.13.0 (CPU) AOTInductor compiles the single whole-video program
+(while_loop, then the image generator on B*n_frames latents), but its videos are wrong
+(max abs error ~3e-4 on videos whose values peak at ~3e-4, ngf=8) although the torch.export
+program itself matches eager exactly. The image generator compiled alone on latents whose
+count is data-dependent (B * n_frames.item(), an unbacked size) is just as wrong; with a
+dynamic input dimension instead it matches to 1e-10, and the motion program alone to 2e-7.
+
+A package is native code for the exporting machine's torch and CPU: the torch version is
+stored in each package and in the manifest, and a package from another torch version is
+refused with both versions named. Like TorchScript files, load `.pt2` files from trusted
+sources only.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from vidsynth.config import ModelConfig
+from vidsynth.errors import ExportError, RuntimeBackendError
+from vidsynth.export.contract import BATCH, EXPORT_SHAPE, initial_state
+from vidsynth.export.contract import PT2_IMAGE_FILE as IMAGE_FILE
+from vidsynth.export.contract import PT2_MOTION_FILE as MOTION_FILE
+from vidsynth.export.onnx import EXAMPLE_SEED
+from vidsynth.export.while_loop import MotionRollout
+from vidsynth.models import VideoGenerator, frame_latents
+from vidsynth.noise import sample_noise
+from vidsynth.version import __version__
+
+PACKAGER = "torch._inductor.aoti_compile_and_package of torch.export.export programs (motion: while_loop)"
+MAX_BATCH = 1 << 16  # torch.export needs an upper bound for a dynamic dimension
+MAX_LATENTS = 1 << 24  # videos x frames per image-generator call
+
+
+def motion_program(model: VideoGenerator) -> torch.export.ExportedProgram:
+    """The motion recurrence with a dynamic batch and a data-dependent frame count."""
+    batch, n_frames = EXPORT_SHAPE
+    noise = sample_noise(model.config, batch, seed=EXAMPLE_SEED)
+    state = model.initial_state(torch.from_numpy(noise.z_motion))
+    inputs = (state, torch.tensor(n_frames, dtype=torch.int64))
+    dynamic = ({0: torch.export.Dim(BATCH, min=1, max=MAX_BATCH)}, None)
+    return _export(MotionRollout(model.motion).eval(), inputs, dynamic, MOTION_FILE)
+
+
+def image_program(model: VideoGenerator) -> torch.export.ExportedProgram:
+    """The image generator with a dynamic number of latents (videos x frames)."""
+    batch, n_frames = EXPORT_SHAPE
+    latents = torch.randn(batch * n_frames, model.config.nz, 1, 1, generator=torch.Generator().manual_seed(EXAMPLE_SEED))
+    dynamic = ({0: torch.export.Dim("latents", min=1, max=MAX_LATENTS)},)
+    return _export(model.image.eval(), (latents,), dynamic, IMAGE_FILE)
+
+
+def _export(module: torch.nn.Module, inputs: tuple, dynamic: tuple, file: str) -> torch.export.ExportedProgram:
+    try:
+        return torch.export.export(module, inputs, dynamic_shapes=dynamic, strict=False)
+    except Exception as exc:  # torch.export raises many unrelated types
+        raise ExportError(f"torch.export for {file} failed (torch {torch.__version__}): {exc}") from exc
+
+
+def package_metadata(config: ModelConfig) -> dict[str, str]:
+    return {
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "vidsynth_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def compile_package(program: torch.export.ExportedProgram, path: Path, config: ModelConfig) -> None:
+    options = {"aot_inductor.metadata": package_metadata(config)}
+    try:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=options)
+    except Exception as exc:  # inductor and the C++ toolchain raise many unrelated types
+        raise ExportError(
+            f"AOTInductor could not compile {path.name} (torch {torch.__version__}; a C++ compiler such as g++ "
+            f"must be installed): {exc}"
+        ) from exc
+
+
+def save_pt2(model: VideoGenerator, directory: Path) -> None:
+    """Exports and compiles both packages of `model` (eval mode, CPU) into `directory`."""
+    compile_package(motion_program(model), directory / MOTION_FILE, model.config)
+    compile_package(image_program(model), directory / IMAGE_FILE, model.config)
+
+
+def pt2_record() -> dict[str, Any]:
+    """The manifest's description of the .pt2 packages."""
+    return {
+        "files": [MOTION_FILE, IMAGE_FILE],
+        "packager": PACKAGER,
+        "torch_version": torch.__version__,
+        "device": "cpu",
+        "motion": "(state, n_frames) -> (codes (n_frames, B, d_motion), state_out)",
+        "image": "(B*n_frames, nz, 1, 1) latents -> (B*n_frames, nc, H, W) frames",
+        "latents": "cat(codes transposed to batch-major, z_content[, one-hot category]), as vidsynth.models.frame_latents",
+    }
+
+
+def check_torch_version(made_with: Optional[str], path: str | os.PathLike) -> None:
+    """Refuses a package compiled by another torch: its native code calls that torch's ABI."""
+    if made_with != torch.__version__:
+        raise RuntimeBackendError(
+            f"{path} was compiled by torch {made_with or 'of unknown version'}, but this is torch {torch.__version__}; "
+            f"install torch=={made_with} or re-export with `vidsynth export --formats pt2`"
+        )
+
+
+def load_package(path: Path, made_with: Optional[str]) -> Callable[..., Any]:
+    """One compiled package (CPU), after checking which torch compiled it."""
+    check_torch_version(made_with, path)
+    try:
+        runner = torch._inductor.aoti_load_package(str(path))
+    except Exception as exc:  # a bad zip, a missing library or symbol: many types
+        raise RuntimeBackendError(f"{path} is not a loadable AOTInductor package: {exc}") from None
+    check_torch_version(runner.get_metadata().get("torch_version"), path)
+    return runner
+
+
+class Pt2Generator:
+    """The two packages behind the interface the torch backends call: forward (whole videos),
+    `initial_state` and `generate_chunk` with a carried state."""
+
+    def __init__(self, motion: Callable[..., Any], image: Callable[..., Any], config: ModelConfig) -> None:
+        self.motion = motion
+        self.image = image
+        self.config = config
+
+    def __call__(self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None) -> Tensor:
+        return self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)[0]
+
+    def initial_state(self, z_motion: Tensor) -> Tensor:
+        """The contract's initial state (export.contract.initial_state)."""
+        return torch.from_numpy(initial_state(z_motion.numpy(), self.config.state_size))
+
+    def generate_chunk(
+        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        codes, state = self.motion(state, torch.tensor(n_frames, dtype=torch.int64))
+        frames = self.image(frame_latents(codes, z_content, self.config.n_categories, category))
+        size = self.config.image_size
+        return frames.view(z_content.size(0), n_frames, self.config.nc, size, size), state
+
+
+def load_pt2(directory: str | os.PathLike, config: ModelConfig, made_with: Optional[str]) -> Pt2Generator:
+    directory = Path(directory)
+    return Pt2Generator(load_package(directory / MOTION_FILE, made_with), load_package(directory / IMAGE_FILE, made_with), config)
+

@@ -1,0 +1,111 @@
+"""The generator written for torch.export: the motion recurrence as one
+`torch._higher_order_ops.while_loop` over a loop counter, so a single exported program
+serves any batch and any frame count.
+
+torch.export traces Python, so the model's `for _ in range(n_frames)` would be unrolled
+at the example frame count. Here `n_frames` is an int64 scalar tensor: its value (read
+with `.item()`, an unbacked size to the tracer) sizes the buffer of motion codes, and the
+loop runs while the counter is below it, writing one step's code per iteration with
+`index_copy`. The steps themselves are the model's own `_cell_step` and `linear`, so there
+is one source for the recurrence. Eval mode only (batch norm from running statistics).
+
+Both the `.pt2` artifact and the torch.export-based ONNX exporter read these wrappers.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from vidsynth.models import VideoGenerator, frame_latents
+
+
+def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Tensor, Tensor]:
+    """`motion.rollout` as a while_loop: (n_frames, B, d_motion) eval-mode codes and the
+    state after the last step. `n_frames` is a 0-d int64 tensor."""
+    from torch._higher_order_ops import while_loop
+
+    steps = n_frames.item()
+    # At least one frame: lets the tracer prove the image generator's inputs are never empty.
+    torch._check(steps >= 1)
+    cell_size = motion.cell_state_size
+    # Carried values must keep one layout across iterations: contiguous copies of the slices.
+    cell_state = state[:, :cell_size].contiguous()
+    x = state[:, cell_size:].contiguous()
+    # The codes travel through the loop as one flat buffer, step t at [t*B*d, (t+1)*B*d):
+    # torch 2.15's while_loop gives a carried tensor of data-dependent size a fresh symbolic
+    # stride, which then differs from the body's output unless the tensor is 1-D.
+    batch, width = state.size(0), motion.input_size
+    codes = state.new_zeros(steps * batch * width)
+    offsets = torch.arange(batch * width, device=state.device)
+    feedback = motion.feedback
+
+    def running(step: Tensor, cell_state: Tensor, x: Tensor, codes: Tensor) -> Tensor:
+        return step < n_frames
+
+    def advance(step: Tensor, cell_state: Tensor, x: Tensor, codes: Tensor) -> tuple[Tensor, ...]:
+        cell_state, h = motion._cell_step(x, cell_state)
+        y = motion.linear(h)
+        codes = codes.index_copy(0, step * (batch * width) + offsets, y.reshape(-1))
+        # while_loop's outputs may not alias its inputs, hence the clone of an unchanged x.
+        return step + 1, cell_state, y if feedback else x.clone(), codes
+
+    counter = torch.zeros((), dtype=torch.int64, device=state.device)
+    _, cell_state, x, codes = while_loop(running, advance, (counter, cell_state, x, codes))
+    return motion._normalize_eval(codes.view(steps, batch, width)), torch.cat([cell_state, x], 1)
+
+
+def chunk(
+    generator: VideoGenerator, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Optional[Tensor]
+) -> tuple[Tensor, Tensor]:
+    """`generator.generate_chunk` with the while_loop recurrence."""
+    codes, state = motion_codes(generator.motion, state, n_frames)
+    frames = generator.image(frame_latents(codes, z_content, generator.n_categories, category))
+    size = generator.image_size
+    video = frames.view(z_content.size(0), codes.size(0), generator.nc, size, size)
+    return video, state
+
+
+class MotionRollout(nn.Module):
+    """(state, n_frames) -> (codes, state_out): the motion recurrence alone, codes
+    (n_frames, B, d_motion) as `VideoGenerator.motion.rollout` returns them in eval mode."""
+
+    def __init__(self, motion: nn.Module) -> None:
+        super().__init__()
+        self.motion = motion
+
+    def forward(self, state: Tensor, n_frames: Tensor) -> tuple[Tensor, Tensor]:
+        return motion_codes(self.motion, state, n_frames)
+
+
+class WhileLoopVideo(nn.Module):
+    """(z_content, z_motion, n_frames[, category]) -> video, as generator.onnx and generator.pt."""
+
+    def __init__(self, generator: VideoGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z_content: Tensor, z_motion: Tensor, n_frames: Tensor, category: Optional[Tensor] = None) -> Tensor:
+        state = self.generator.initial_state(z_motion)
+        return chunk(self.generator, z_content, state, n_frames, category)[0]
+
+
+class WhileLoopChunk(nn.Module):
+    """(z_content, state, n_frames[, category]) -> (video, state_out), as generator_chunk.onnx."""
+
+    def __init__(self, generator: VideoGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(
+        self, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        return chunk(self.generator, z_content, state, n_frames, category)
+
+
+def while_loop_module(generator: VideoGenerator, streaming: bool) -> nn.Module:
+    """The eval-mode wrapper torch.export traces for the whole-video or the chunk signature."""
+    if generator.training:
+        raise ValueError("the while_loop formulation exports eval-mode generators only")
+    return (WhileLoopChunk if streaming else WhileLoopVideo)(generator).eval()
