@@ -13,7 +13,7 @@ from vidsynth.runtime.hardware import Hardware, auto_backend, probe_hardware
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
 
-ALL = {"torch": "2.13.0", "onnxruntime": "1.32.0", "openvino": None}
+ALL = {"torch": "2.13.0", "onnxruntime": "1.32.0", "openvino": "2026.4.1"}
 
 
 def machine(flags=("avx2",), runtimes=ALL, gpu=None) -> Hardware:
@@ -28,8 +28,9 @@ def machine(flags=("avx2",), runtimes=ALL, gpu=None) -> Hardware:
         (False, "auto", machine(flags=("avx512_bf16",)), "optimized-bf16"),
         (False, "cpu", machine(gpu="H200"), "optimized"),
         (False, "auto", machine(gpu="H200"), "torchscript"),
-        (True, "auto", machine(), "onnxruntime"),
-        (True, "auto", machine(runtimes={**ALL, "onnxruntime": None}), "torchscript"),
+        (True, "auto", machine(), "openvino"),
+        (True, "auto", machine(runtimes={**ALL, "openvino": None}), "onnxruntime"),
+        (True, "auto", machine(runtimes={**ALL, "openvino": None, "onnxruntime": None}), "torchscript"),
         (True, "auto", machine(gpu="H200"), "torchscript"),
     ],
 )

@@ -21,10 +21,13 @@ from vidsynth.export.contract import GRAPH_REWRITES
 from vidsynth.models import VideoGenerator
 from vidsynth.optimize import FusedMotion, LatentProjection, LeanFeedbackMotion, SubPixelConvTranspose, fold_image_generator
 
-# Measured with bench/graphs.py (demo 96x96 ngf=64, one thread, best of 9, 2-core machine
-# under load): the sub-pixel last layer took OpenVINO from 0.75 s to 0.54 s per 32 frames and
-# left onnxruntime unchanged within noise (0.57-0.61 s); latent-matmul was slower on both
-# (0.70 s / 0.79 s) and sub-pixel-upsampling no faster than sub-pixel-last, so they stay off.
+# Measured with `python -m vidsynth.bench.graphs` (demo 96x96 ngf=64, AVX2-only 2-core machine
+# shared with other jobs). One thread, B=2 x T=16, best of 9, load ~9: the sub-pixel last layer
+# took OpenVINO from 0.75 s to 0.54 s and left onnxruntime unchanged within noise (0.57-0.61 s);
+# latent-matmul was slower on both (0.70 s / 0.79 s), so it stays off. Two threads, B=8 x T=64,
+# best of 3, load ~4.5: literal -> these defaults took onnxruntime from 6.29 s to 5.76 s and
+# OpenVINO from 3.82 s to 3.21 s; sub-pixel-upsampling helped onnxruntime further (4.93 s) but
+# slowed OpenVINO (4.13 s), so it stays off while one file serves both runtimes.
 DEFAULT_REWRITES = ("fold-motion-bn", "fold-image-bn", "fused-recurrence", "lean-feedback-loop", "sub-pixel-last")
 
 

@@ -100,8 +100,10 @@ def auto_backend(artifacts: bool, device: str, hardware: Hardware) -> tuple[str,
     if device == "cuda" or (device == "auto" and hardware.cuda_device is not None):
         return "torchscript", f"CUDA GPU {hardware.cuda_device}: TorchScript was the fastest fp32 path there"
     if artifacts:
+        if hardware.has("openvino"):
+            return "openvino", "export artifacts on the CPU: OpenVINO ran the optimized generator.onnx fastest"
         if hardware.has("onnxruntime"):
-            return "onnxruntime", "export artifacts on the CPU: onnxruntime runs generator.onnx"
+            return "onnxruntime", "export artifacts on the CPU, OpenVINO not installed: onnxruntime runs generator.onnx"
         if hardware.has("torch"):
             return "torchscript", "export artifacts on the CPU, onnxruntime not installed: TorchScript runs generator.pt"
         return "onnxruntime", "export artifacts, and neither onnxruntime nor torch is installed"
