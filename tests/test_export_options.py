@@ -17,7 +17,7 @@ import vidsynth.export.validate as validate
 from vidsynth.cli import cli
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
-from vidsynth.export import export_artifacts, export_weights, read_manifest
+from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.optional import onnxruntime_session
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.export.torchscript import load_torchscript
@@ -86,7 +86,7 @@ def test_not_a_generator_refused(tmp_path):
 
 def test_unknown_weights_refused(tmp_path):
     with pytest.raises(WeightsError, match="unknown weights 'no-such-weights'"):
-        export_weights("no-such-weights", tmp_path / "art")
+        export_artifacts("no-such-weights", tmp_path / "art")
     assert not (tmp_path / "art").exists()
 
 

@@ -158,7 +158,7 @@ def test_bad_command_options_fail_before_ray_starts(args, message):
 
 
 def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend, weights, tmp_path):
-    from vidsynth.export.artifacts import export_weights
+    from vidsynth.export.artifacts import export_artifacts
     from vidsynth.serve.card import model_card
     from vidsynth.weights import load_model
     from vidsynth.weights.format import parameter_count
@@ -169,6 +169,6 @@ def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend
     assert (card["backend"], card["device"]) == ("onnxruntime", "cpu")
     default = model_card(GenerateRequest(), backend)
     assert default["parameters"] == parameter_count(load_model()) and default["provenance"]["training_data"]["clips"] == 72
-    export_weights(weights, tmp_path / "artifacts", formats=("onnx",))
+    export_artifacts(weights, tmp_path / "artifacts", formats=("onnx",))
     exported = model_card(GenerateRequest(artifacts=str(tmp_path / "artifacts")), backend)
     assert exported["provenance"]["dtype"] == "fp32" and "export artifacts" in exported["provenance"]["source"]

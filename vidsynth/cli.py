@@ -92,10 +92,10 @@ def export_command(
     weights: str, out: str, formats: str, opset: int | None, dtype: str, onnx_exporter: str | None, force: bool, no_optimize: bool
 ) -> None:
     """Write TorchScript, ONNX (and .pt2) artifacts plus manifest.json, validated against eager PyTorch."""
-    from vidsynth.export import export_weights
+    from vidsynth.export import export_artifacts
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_weights(
+    manifest = export_artifacts(
         weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize, onnx_exporter=onnx_exporter
     )
     validation = manifest["validation"]

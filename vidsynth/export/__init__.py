@@ -5,11 +5,11 @@ Importing this package stays torch-free (the ONNX Runtime script reads manifests
 """
 from vidsynth.export.manifest import read_manifest
 
-__all__ = ["export_artifacts", "export_weights", "read_manifest"]
+__all__ = ["export_artifacts", "read_manifest"]
 
 
 def __getattr__(name: str):
-    if name in ("export_artifacts", "export_weights"):
+    if name == "export_artifacts":
         from vidsynth.export import artifacts
 
         return getattr(artifacts, name)

@@ -5,7 +5,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -30,7 +30,7 @@ from vidsynth.version import __version__
 
 
 def export_artifacts(
-    model: VideoGenerator,
+    model: Union[VideoGenerator, str, None],
     out_dir: str | os.PathLike,
     formats: Sequence[str] = DEFAULT_FORMATS,
     opset: Optional[int] = None,
@@ -39,7 +39,9 @@ def export_artifacts(
     optimize: bool = True,
     onnx_exporter: Optional[str] = None,
 ) -> dict[str, Any]:
-    """Exports `model` into `out_dir` and returns the manifest written there.
+    """Exports `model` into `out_dir` and returns the manifest written there. `model` is a
+    VideoGenerator, or weights named as on the command line (None or "default", "demo", a
+    weights directory), loaded once the options are checked.
 
     Options are checked first; then everything is written to a temporary directory that
     replaces `out_dir` only once every file passed onnx.checker and the validation against
@@ -49,10 +51,14 @@ def export_artifacts(
     `onnx_exporter` ("torchscript" or "dynamo", see vidsynth.export.onnx_dynamo): None picks
     the TorchScript-based exporter where this torch has it.
     """
-    if not isinstance(model, VideoGenerator):
-        raise ExportError(f"export needs a vidsynth VideoGenerator, got {type(model).__name__}")
     onnx_exporter = check_exporter(onnx_exporter)
     formats, opset = check_options(formats, check_opset(opset, onnx_exporter, formats), dtype)
+    if model is None or isinstance(model, str):
+        from vidsynth.weights import load_model
+
+        model = load_model(model)
+    if not isinstance(model, VideoGenerator):
+        raise ExportError(f"export needs a vidsynth VideoGenerator or weights, got {type(model).__name__}")
     reference = deployable_copy(model)
     lowered = with_precision(model, dtype)
     graph_model, rewrites = lowered, ()
@@ -157,24 +163,6 @@ def build_manifest(
         "files": files,
         "validation": validation,
     }
-
-
-def export_weights(
-    weights: Optional[str],
-    out_dir: str | os.PathLike,
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    opset: Optional[int] = None,
-    dtype: str = "fp32",
-    force: bool = False,
-    optimize: bool = True,
-    onnx_exporter: Optional[str] = None,
-) -> dict[str, Any]:
-    """export_artifacts for weights named as on the command line: default, demo or a directory."""
-    from vidsynth.weights import load_model
-
-    exporter = check_exporter(onnx_exporter)  # refuse bad options before loading anything
-    check_options(formats, check_opset(opset, exporter, formats), dtype)
-    return export_artifacts(load_model(weights), out_dir, formats, opset, dtype, force, optimize, onnx_exporter)
 
 
 def _installed_version(distribution: str) -> Optional[str]:
