@@ -80,7 +80,7 @@ def test_bad_options_refused_before_writing(model, tmp_path, options, message):
 
 
 def test_not_a_generator_refused(tmp_path):
-    with pytest.raises(ExportError, match="needs a vidsynth VideoGenerator, got Linear"):
+    with pytest.raises(ExportError, match="needs a vidsynth VideoGenerator or weights, got Linear"):
         export_artifacts(torch.nn.Linear(2, 2), tmp_path / "art")
 
 
