@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 import vidsynth.layers as layers
+from vidsynth.bench.reference import ReferenceMotion
+from vidsynth.config import ModelConfig
 from vidsynth.errors import ConfigError, InputError
 from vidsynth.layers import GRU, LSTM, MyGRUCell, MyLinear, MyLSTMCell
 
@@ -193,31 +195,6 @@ def test_init_hidden_zeroes_state():
     assert gru.h.shape == (3, 20) and torch.count_nonzero(gru.h) == 0
 
 
-class ReferenceMotion(nn.Module):
-    """The motion generators as their authors wrote them, with torch.nn modules."""
-
-    def __init__(self, cell: str, input_size: int, hidden_size: int, feedback: bool, bn_eps: float = 1e-5):
-        super().__init__()
-        self.cell_kind, self.feedback = cell, feedback
-        cell_class = nn.LSTMCell if cell == "lstm" else nn.GRUCell
-        setattr(self, cell, cell_class(input_size, hidden_size))
-        self.linear = nn.Linear(hidden_size, input_size)
-        self.bn = nn.BatchNorm1d(input_size, affine=False, eps=bn_eps)
-
-    def forward(self, x, h, c, n_frames):
-        outputs = []
-        for _ in range(n_frames):
-            if self.cell_kind == "lstm":
-                h, c = self.lstm(x, (h, c))
-            else:
-                h = self.gru(x, h)
-            y = self.linear(h)
-            if self.feedback:
-                x = y
-            outputs.append(self.bn(y))
-        return torch.stack(outputs), h, c
-
-
 @pytest.mark.parametrize("module_class,cell", [(LSTM, "lstm"), (GRU, "gru")])
 @pytest.mark.parametrize("mode", ["same-input", "feedback"])
 @pytest.mark.parametrize("training", [True, False])
@@ -229,7 +206,7 @@ def test_motion_module_matches_torch_nn_reference(module_class, cell, mode, trai
     with torch.no_grad():  # non-trivial running statistics for eval mode
         mine.bn.running_mean.uniform_(-1, 1)
         mine.bn.running_var.uniform_(0.05, 2)
-    ref = ReferenceMotion(cell, 6, 12, feedback=(mode == "feedback"), bn_eps=eps)
+    ref = ReferenceMotion(ModelConfig(d_motion=6, hidden_size=12, cell=cell, motion_mode=mode, bn_eps=eps))
     ref.load_state_dict({k: v for k, v in mine.state_dict().items()})
     mine.train(training)
     ref.train(training)
@@ -239,7 +216,9 @@ def test_motion_module_matches_torch_nn_reference(module_class, cell, mode, trai
     if cell == "lstm":
         mine.c = c
     out = mine(x, 7)
-    out_ref, h_ref, c_ref = ref(x, h, c, 10)
+    ref.h, ref.c = h, c
+    out_ref = ref(x, 10)
+    h_ref, c_ref = ref.h, ref.c
     torch.testing.assert_close(out, out_ref[:7], atol=1e-5, rtol=1e-5)
     # The stored state continues the sequence: a second call equals steps 8..10 of one run
     # (in feedback mode too, where the second call goes on from the fed-back output).

@@ -9,12 +9,7 @@ import torch
 from vidsynth.atomic import atomic_file
 from vidsynth.models import VideoGenerator
 from vidsynth.noise import sample_noise
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(B, T, 3, H, W) in [-1, 1] -> (B, T, H, W, 3) uint8."""
-    array = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return array.permute(0, 1, 3, 4, 2).cpu().numpy()
+from vidsynth.runtime.stream import to_uint8
 
 
 def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int) -> np.ndarray:
@@ -34,7 +29,7 @@ def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int
                           n_frames, category)
     finally:
         model.train(was_training)
-    return to_uint8(video)
+    return to_uint8(video.detach().float().cpu().numpy())
 
 
 def sheet(videos: np.ndarray, gap: int = 2) -> np.ndarray:
