@@ -10,7 +10,7 @@ import torch
 from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError
 from vidsynth.export import export_artifacts
-from vidsynth.export.onnx import op_types
+from vidsynth.export.onnx_export import op_types
 from vidsynth.optional import onnxruntime_session
 from vidsynth.export.onnx_dynamo import EXPORTERS
 from vidsynth.export.while_loop import while_loop_module

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import vidsynth.export.onnx as export_onnx
+import vidsynth.export.onnx_export as export_onnx
 import vidsynth.export.torchscript as export_torchscript
 import vidsynth.export.validate as validate
 from vidsynth.cli import cli

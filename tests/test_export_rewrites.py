@@ -19,7 +19,7 @@ from vidsynth.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.export.contract import GRAPH_REWRITES
-from vidsynth.export.onnx import export_graph, op_types
+from vidsynth.export.onnx_export import export_graph, op_types
 from vidsynth.optional import onnxruntime_session
 from vidsynth.export.rewrites import DEFAULT_REWRITES, applicable_rewrites, rewrite_for_export
 from vidsynth.noise import sample_noise

@@ -29,7 +29,7 @@ VARIANTS = {
 
 def export_variant(model, directory: Path, extra) -> Path:
     from vidsynth.export.contract import DEFAULT_OPSET
-    from vidsynth.export.onnx import export_graph
+    from vidsynth.export.onnx_export import export_graph
     from vidsynth.export.rewrites import DEFAULT_REWRITES, rewrite_for_export
 
     path = directory / "generator.onnx"

@@ -106,7 +106,7 @@ def write_artifacts(
         operators = recorded_operators(scripted)
         save_torchscript(scripted, directory / TORCHSCRIPT_FILE, model.config.to_dict())
     if "onnx" in formats:
-        from vidsynth.export.onnx import check_graph, export_graph
+        from vidsynth.export.onnx_export import check_graph, export_graph
 
         source = model if graph_model is None else graph_model
         export_graph(source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites, exporter=onnx_exporter)

@@ -36,7 +36,7 @@ from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export.contract import BATCH, EXPORT_SHAPE, initial_state
 from vidsynth.export.contract import PT2_IMAGE_FILE as IMAGE_FILE
 from vidsynth.export.contract import PT2_MOTION_FILE as MOTION_FILE
-from vidsynth.export.onnx import EXAMPLE_SEED
+from vidsynth.export.onnx_export import EXAMPLE_SEED
 from vidsynth.export.while_loop import MotionRollout
 from vidsynth.models import VideoGenerator, frame_latents
 from vidsynth.noise import sample_noise

@@ -243,7 +243,7 @@ def validate_export(
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
-    from vidsynth.export.onnx import RANDOM_OPS, RECURRENT_OPS, op_types
+    from vidsynth.export.onnx_export import RANDOM_OPS, RECURRENT_OPS, op_types
     from vidsynth.optional import onnxruntime_session
     from vidsynth.export.torchscript import load_torchscript
 

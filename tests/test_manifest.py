@@ -1,4 +1,4 @@
-"""Hardening, classes 3 and 4: a manifest cannot point outside its export directory or crash
+"""A manifest cannot point outside its export directory or crash
 the reader, and a generator.pt is code, checked against the operators its export recorded
 before it runs."""
 from __future__ import annotations

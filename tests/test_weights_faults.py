@@ -1,4 +1,4 @@
-"""Hardening, classes 6, 7 and 9 for weights, checkpoints and export: sizes are checked before
+"""Weights, checkpoints and export under faults: sizes are checked before
 anything is allocated, config files are read only when regular and small, bad values and
 flipped bytes are refused on load, and a full disk or a damaged run is one clear error."""
 from __future__ import annotations

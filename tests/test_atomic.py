@@ -1,4 +1,4 @@
-"""Hardening, classes 1, 2 and 8: --force never deletes what vidsynth did not write; the
+"""--force never deletes what vidsynth did not write; the
 directory swap survives mount points, cross-filesystem links, failed renames and kills; SIGTERM
 cleans up like SIGINT; stale temporaries of dead runs are swept. Faults are real: tmpfs mounts,
 signals sent to real processes, real files."""

@@ -1,4 +1,4 @@
-"""Hardening of `vidsynth generate` (classes 1, 5, 6 and 9): ffmpeg's exit status, fps limits,
+"""`vidsynth generate` under faults: ffmpeg's exit status, fps limits,
 an all-or-nothing commit under a lock, the memory plan counting the noise codes, and the
 manifest cross-checked against the graphs and the outputs. Real faults: a full tmpfs, a
 directory in the way, a second process holding the lock, graphs from another export."""
