@@ -11,16 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vidsynth.errors import MissingDependencyError, StorageError
+from vidsynth.errors import StorageError
 
 CRF = 10  # imageio-ffmpeg's quality=8 for libx264, kept so files stay byte-identical
 
 
 def ffmpeg_exe() -> str:
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise MissingDependencyError("mp4 output needs imageio-ffmpeg: pip install imageio-ffmpeg") from None
+    import imageio_ffmpeg  # a dependency of vidsynth: it ships the ffmpeg binary
+
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
