@@ -83,6 +83,14 @@ def targets(results: dict) -> dict:
     return out
 
 
+def _met(target: dict) -> str:
+    return "met" if target["met"] else "NOT met"
+
+
+def _pct(fraction: Any) -> str:
+    return _fmt(None if fraction is None else 100 * fraction, 0)
+
+
 def targets_markdown(results: dict) -> list[str]:
     t = targets(results)
     lines = []
@@ -92,28 +100,28 @@ def targets_markdown(results: dict) -> list[str]:
         speedup = "no reference measured" if x["speedup_vs_reference"] is None else f"{x['speedup_vs_reference']:.2f}x the reference"
         lines.append(f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 {x['against']} "
                      f"({100 * x['value_vs_start_peak']:.0f}% of the one at the start; {speedup}); "
-                     f"target >= {100 * x['target']:.0f}%: {'met' if x['met'] else 'NOT met'}")
+                     f"target >= {100 * x['target']:.0f}%: {_met(x)}")
     if "bf16_speedup" in t:
         x = t["bf16_speedup"]
         lines.append(f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR {x['psnr_db']:.1f} dB "
-                     f"({_fmt(None if x['peak_fraction'] is None else 100 * x['peak_fraction'], 0)}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: "
-                     f"{'met' if x['met'] else 'NOT met'}")
+                     f"({_pct(x['peak_fraction'])}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: "
+                     f"{_met(x)}")
     if "artifact_speedup" in t:
         x = t["artifact_speedup"]
         versus = "" if x["vs_openvino_literal"] is None else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
         lines.append(f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
-                     f"({_fmt(None if x['peak_fraction'] is None else 100 * x['peak_fraction'], 0)}% of the fp32 matmul peak{versus}); "
-                     f"target >= {x['target']:.0f}x and faster than OpenVINO on the literal graph: {'met' if x['met'] else 'NOT met'}")
+                     f"({_pct(x['peak_fraction'])}% of the fp32 matmul peak{versus}); "
+                     f"target >= {x['target']:.0f}x and faster than OpenVINO on the literal graph: {_met(x)}")
     for source in ("auto", "auto-artifacts"):
         if source in t:
             x = t[source]
             lines.append(f"- `--backend auto` with {'weights' if source == 'auto' else 'artifacts'} at {b}x{f}: **{x['label']}** "
                          f"takes {x['value']:.2f}x the time of the best explicit backend ({x['best']}); "
-                         f"target <= {x['target']:.2f}x: {'met' if x['met'] else 'NOT met'}")
+                         f"target <= {x['target']:.2f}x: {_met(x)}")
     if "motion_us_per_step" in t:
         x = t["motion_us_per_step"]
         lines.append(f"- motion recurrence at batch 1: **{x['label']}** {x['value']:.2f} µs per step; "
-                     f"target <= {x['target']:.0f} µs: {'met' if x['met'] else 'NOT met'}")
+                     f"target <= {x['target']:.0f} µs: {_met(x)}")
     return lines
 
 
