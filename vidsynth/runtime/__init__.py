@@ -3,9 +3,11 @@
 request.py    GenerateRequest: every option, validated once
 plan.py       how much memory a request needs and how to split it
 backend.py    the Backend interface, devices, export directories, the registry of backends
-*_backend(s).py  torch (eager, optimized, torchscript), ONNX Runtime and .pt2 (AOTInductor)
+hardware.py   what this machine offers, and the backend `auto` picks from it
+*_backend(s).py  torch (eager, optimized, torchscript), ONNX Runtime, OpenVINO, .pt2
 stream.py     the chunked generation loop and the float -> uint8 conversion
-writers.py    mp4 / gif / png writers and the all-or-nothing output directory
+writers.py    mp4 / gif / png writers (ffmpeg.py: the checked mp4 encoder process)
+output.py     the output directory: staging, a lock, an all-or-nothing commit
 generate.py   generate_videos, the public function
 
 Importing this package stays torch-free; the torch backends are imported only when asked for.
