@@ -247,40 +247,33 @@ def test_torchscript_file_loops_and_carries_config(lstm_export):
 # -- streaming ----------------------------------------------------------------------------
 
 
-def test_chunked_streaming_equals_one_shot(exported):
+STREAM_CHUNKS = (1, 7, 16, 13)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_chunked_streaming_equals_one_shot(exported, runtime):
     noise = sample_noise(exported.model.config, 3, seed=7)
-    chunks = (1, 7, 16, 13)
-    one_shot = exported.eager(noise, sum(chunks))
+    one_shot = exported.eager(noise, sum(STREAM_CHUNKS))
     with torch.inference_mode():
         _, eager_state = exported.model.generate_chunk(
-            torch.from_numpy(noise.z_content), exported.model.initial_state(torch.from_numpy(noise.z_motion)), sum(chunks)
+            torch.from_numpy(noise.z_content), exported.model.initial_state(torch.from_numpy(noise.z_motion)), sum(STREAM_CHUNKS)
         )
-    video, state = exported.onnx_stream(noise, chunks)
+    video, state = getattr(exported, f"{runtime}_stream")(noise, STREAM_CHUNKS)
     assert video.shape == one_shot.shape
     assert max_abs(one_shot, video) <= ATOL
     assert max_abs(eager_state.numpy(), state) <= ATOL
 
-    scripted = exported.scripted
+
+def test_torchscript_streaming_equals_one_shot(exported):
+    noise = sample_noise(exported.model.config, 3, seed=7)
+    one_shot = exported.eager(noise, sum(STREAM_CHUNKS))
     parts = []
     with torch.inference_mode():
-        state = scripted.initial_state(torch.from_numpy(noise.z_motion))
-        for n in chunks:
-            part, state = scripted.generate_chunk(torch.from_numpy(noise.z_content), state, n)
+        state = exported.scripted.initial_state(torch.from_numpy(noise.z_motion))
+        for n in STREAM_CHUNKS:
+            part, state = exported.scripted.generate_chunk(torch.from_numpy(noise.z_content), state, n)
             parts.append(part.numpy())
     assert max_abs(one_shot, np.concatenate(parts, axis=1)) <= ATOL
-
-
-def test_openvino_streaming_equals_one_shot(exported):
-    noise = sample_noise(exported.model.config, 3, seed=7)
-    chunks = (1, 7, 16, 13)
-    one_shot = exported.eager(noise, sum(chunks))
-    with torch.inference_mode():
-        _, eager_state = exported.model.generate_chunk(
-            torch.from_numpy(noise.z_content), exported.model.initial_state(torch.from_numpy(noise.z_motion)), sum(chunks)
-        )
-    video, state = exported.openvino_stream(noise, chunks)
-    assert max_abs(one_shot, video) <= ATOL
-    assert max_abs(eager_state.numpy(), state) <= ATOL
 
 
 # -- conditional models -------------------------------------------------------------------
