@@ -85,3 +85,8 @@ def test_validation_names_every_bad_field():
         GenerateRequest(backend="tpu", fps=float("inf"), frames=0, threads=-1, seed=True).validate()
     assert set(caught.value.fields) == {"backend", "fps", "frames", "threads", "seed"}
     assert "unknown backend 'tpu'" in str(caught.value) and "auto" in str(caught.value)
+
+
+@pytest.mark.parametrize("flags, expected", [(("avx2", "avx512f"), 5.5), (("avx2",), 108.0)])
+def test_emulated_bf16_cost_follows_the_vector_unit(flags, expected):
+    assert machine(flags=flags).emulated_bf16_slowdown[0] == expected

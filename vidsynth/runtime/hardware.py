@@ -14,9 +14,10 @@ from typing import Optional
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}  # module -> distribution
-# Measured on a 2-core AVX-512 CPU without AMX or AVX512-BF16, demo model 96x96 ngf=64,
-# B=8 x T=64: the optimized backend took 6.2 s at bf16 against 1.1 s at fp32.
-EMULATED_BF16_SLOWDOWN = 5.5
+# How many times as long the optimized backend takes at bf16 as at fp32 on a CPU without native
+# bf16, by its widest vector unit (demo model 96x96 ngf=64, B=8 x T=64, 2 cores): an AVX-512
+# CPU took 6.2 s against 1.1 s; an AVX2-only AMD EPYC took 171 s against 1.59 s.
+EMULATED_BF16_SLOWDOWN = {"avx512f": 5.5, "avx2": 108.0}
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class Hardware:
     @property
     def native_bf16(self) -> bool:
         return any(flag in self.cpu_flags for flag in NATIVE_BF16_FLAGS)
+
+    @property
+    def emulated_bf16_slowdown(self) -> tuple[float, str]:
+        """The measured bf16/fp32 time ratio for a CPU like this one, and its vector unit."""
+        unit = "avx512f" if "avx512f" in self.cpu_flags else "avx2"
+        return EMULATED_BF16_SLOWDOWN[unit], unit
 
     def has(self, runtime: str) -> bool:
         return self.runtimes.get(runtime) is not None

@@ -69,12 +69,14 @@ def _chosen(request: GenerateRequest, notify: Notify) -> str:
 
 
 def warn_if_bf16_is_emulated(notify: Notify) -> None:
-    from vidsynth.runtime.hardware import EMULATED_BF16_SLOWDOWN, NATIVE_BF16_FLAGS, probe_hardware
+    from vidsynth.runtime.hardware import NATIVE_BF16_FLAGS, probe_hardware
 
-    if not probe_hardware().native_bf16:
+    hardware = probe_hardware()
+    if not hardware.native_bf16:
+        slowdown, unit = hardware.emulated_bf16_slowdown
         notify(
             f"warning: this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)}), so bf16 is emulated: "
-            f"measured {EMULATED_BF16_SLOWDOWN:g}x slower than fp32 on such a CPU; --backend auto picks fp32 here"
+            f"measured {slowdown:g}x slower than fp32 on an {unit} CPU like this one; --backend auto picks fp32 here"
         )
 
 
