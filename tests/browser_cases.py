@@ -28,7 +28,8 @@ def url():
     import ray
     from ray import serve
 
-    from vidsynth.serve.server import deploy, start_ray
+    from vidsynth.cluster import start_ray
+    from vidsynth.serve.server import deploy
 
     start_ray(None, num_cpus=2)
     try:

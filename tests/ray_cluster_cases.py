@@ -30,7 +30,7 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from vidsynth.serve.deps import WORKER_ENV
+    from vidsynth.cluster import WORKER_ENV
 
     assert os.environ.get("RAY_AUTH_MODE") == "token"
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
@@ -67,7 +67,7 @@ def test_two_nodes_serve_requests(cluster, weights):
 def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
     import ray
 
-    from vidsynth.serve.batch import INDEX_NAME, BatchJob, run_batch
+    from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
 
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
@@ -93,7 +93,7 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
 
 
 def test_npy_frames(cluster, weights, tmp_path):
-    from vidsynth.serve.batch import BatchJob, run_batch
+    from vidsynth.batch.job import BatchJob, run_batch
 
     model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
     job = BatchJob(out=str(tmp_path / "npy"), count=3, model=model, frames=70, format="npy", category=1, workers=1)

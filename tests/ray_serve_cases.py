@@ -33,7 +33,8 @@ def servers(weights):
     import ray
     from ray import serve
 
-    from vidsynth.serve.server import deploy, start_ray
+    from vidsynth.cluster import start_ray
+    from vidsynth.serve.server import deploy
 
     start_ray(None, num_cpus=4)
     try:

@@ -20,7 +20,7 @@ NETNS_ENV = "VIDSYNTH_TEST_NETNS"  # set in the scenario subprocess
 
 def small_weights(directory: Path, n_categories: int = 2) -> str:
     """64x64 ngf=8 conditional demo-style weights: fast, and with categories to check."""
-    from vidsynth.config import ModelConfig
+    from vidsynth.model.config import ModelConfig
     from vidsynth.weights.demo import demo_model
     from vidsynth.weights.format import save_weights
 

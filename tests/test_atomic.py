@@ -17,9 +17,9 @@ from click.testing import CliRunner
 import vidsynth.atomic as atomic
 from vidsynth.atomic import current_umask, sweep_stale
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, StorageError
-from vidsynth.models import build_model
+from vidsynth.model.generator import build_model
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.loop import train
 from vidsynth.weights.format import load_weights, save_weights
@@ -140,8 +140,8 @@ def test_a_failed_second_rename_rolls_back_to_the_previous_directory(tmp_path, t
 KILL_BETWEEN_RENAMES = """
 import os, signal, sys
 import vidsynth.atomic as atomic
-from vidsynth.config import ModelConfig
-from vidsynth.models import build_model
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.generator import build_model
 from vidsynth.weights.format import save_weights
 atomic._exchange = lambda a, b: False
 real_rename = os.rename

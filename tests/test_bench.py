@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from vidsynth.bench.reference import ReferenceGenerator
 from vidsynth.bench.run import run_benchmark
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
-from vidsynth.models import build_model
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.generator import build_model
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
 

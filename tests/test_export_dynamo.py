@@ -7,14 +7,14 @@ import onnx
 import pytest
 import torch
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError
 from vidsynth.export import export_artifacts
 from vidsynth.export.onnx_export import op_types
 from vidsynth.optional import onnxruntime_session
 from vidsynth.export.onnx_dynamo import EXPORTERS
 from vidsynth.export.while_loop import while_loop_module
-from vidsynth.noise import sample_noise
+from vidsynth.model.noise import sample_noise
 from vidsynth.weights.demo import demo_model
 
 ATOL = 1e-4

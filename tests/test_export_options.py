@@ -15,13 +15,13 @@ import vidsynth.export.onnx_export as export_onnx
 import vidsynth.export.torchscript as export_torchscript
 import vidsynth.export.validate as validate
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
 from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.optional import onnxruntime_session
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.export.torchscript import load_torchscript
-from vidsynth.noise import sample_noise
+from vidsynth.model.noise import sample_noise
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
 
@@ -218,7 +218,7 @@ def test_manifest_module_is_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, vidsynth.export.manifest, vidsynth.export.contract; print('torch' in sys.modules)"
+    code = "import sys, vidsynth.artifacts.manifest, vidsynth.artifacts.contract; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -18,13 +18,13 @@ import torch
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export import export_artifacts
-from vidsynth.export.contract import PT2_IMAGE_FILE as IMAGE_FILE
-from vidsynth.export.contract import PT2_MOTION_FILE as MOTION_FILE
-from vidsynth.export.pt2 import load_package, load_pt2
-from vidsynth.noise import sample_noise
+from vidsynth.artifacts.contract import PT2_IMAGE_FILE as IMAGE_FILE
+from vidsynth.artifacts.contract import PT2_MOTION_FILE as MOTION_FILE
+from vidsynth.artifacts.pt2 import load_package, load_pt2
+from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest
 from vidsynth.runtime.backend import open_backend
 from vidsynth.runtime.stream import to_uint8

@@ -15,15 +15,15 @@ import torch
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export import export_artifacts, read_manifest
-from vidsynth.export.contract import GRAPH_REWRITES
+from vidsynth.artifacts.contract import GRAPH_REWRITES
 from vidsynth.export.onnx_export import export_graph, op_types
 from vidsynth.optional import onnxruntime_session
 from vidsynth.export.rewrites import DEFAULT_REWRITES, applicable_rewrites, rewrite_for_export
-from vidsynth.noise import sample_noise
-from vidsynth.optimize import LeanFeedbackMotion
+from vidsynth.model.noise import sample_noise
+from vidsynth.model.inference import LeanFeedbackMotion
 from vidsynth.version import __version__
 from vidsynth.weights.demo import demo_model
 

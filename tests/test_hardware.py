@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError
 from vidsynth.runtime import GenerateRequest, generate_videos
 from vidsynth.runtime.hardware import Hardware, auto_backend, probe_hardware

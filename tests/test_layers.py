@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-import vidsynth.layers as layers
+import vidsynth.model.layers as layers
 from vidsynth.bench.reference import ReferenceMotion
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ConfigError, InputError
-from vidsynth.layers import GRU, LSTM, MyGRUCell, MyLinear, MyLSTMCell
+from vidsynth.model.layers import GRU, LSTM, MyGRUCell, MyLinear, MyLSTMCell
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "solutions_visible.json").read_text())
 SIZES = [(1, 1), (9, 15), (17, 9), (10, 100)]

@@ -14,12 +14,12 @@ import torch
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.export import export_artifacts
-from vidsynth.export.manifest import file_record, read_manifest
-from vidsynth.export.torchscript_ops import check_operators, graph_operators, scan_archive
-from vidsynth.models import build_model
+from vidsynth.artifacts.manifest import file_record, read_manifest
+from vidsynth.artifacts.torchscript_ops import check_operators, graph_operators, scan_archive
+from vidsynth.model.generator import build_model
 
 CONFIG = ModelConfig(ngf=8, image_size=64)
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from vidsynth.config import PRESETS, ModelConfig
+from vidsynth.model.config import PRESETS, ModelConfig
 from vidsynth.errors import ConfigError, InputError
-from vidsynth.models import VideoGenerator, build_model
+from vidsynth.model.generator import VideoGenerator, build_model
 
 SMALL = dict(ngf=8, hidden_size=16)
 

@@ -1,14 +1,14 @@
-"""vidsynth.optimize: the inference copy makes the VideoGenerator's videos (fp32 up to float
+"""vidsynth.model.inference: the inference copy makes the VideoGenerator's videos (fp32 up to float
 rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model family."""
 
 import pytest
 import torch
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError
 from vidsynth.export.precision import psnr_db
-from vidsynth.models import build_model
-from vidsynth.optimize import optimize_for_inference
+from vidsynth.model.generator import build_model
+from vidsynth.model.inference import optimize_for_inference
 from vidsynth.weights.demo import demo_model
 
 FAMILIES = [
@@ -73,7 +73,7 @@ def test_bad_options(kwargs, message):
 
 @pytest.mark.parametrize("in_channels, out_channels, side", [(8, 3, 6), (5, 7, 1), (16, 4, 11)])
 def test_sub_pixel_equals_conv_transpose(in_channels, out_channels, side):
-    from vidsynth.optimize import LatentProjection, SubPixelConvTranspose
+    from vidsynth.model.inference import LatentProjection, SubPixelConvTranspose
 
     torch.manual_seed(side)
     layer = torch.nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=True)

@@ -14,12 +14,12 @@ import torch
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.export import export_artifacts
 from vidsynth.export.precision import psnr_db
-from vidsynth.models import build_model
-from vidsynth.noise import sample_noise
+from vidsynth.model.generator import build_model
+from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
 from vidsynth.runtime.backend import open_backend
 from vidsynth.runtime.plan import plan_generation

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, StorageError
 from vidsynth.export import export_artifacts
-from vidsynth.export.manifest import file_record
-from vidsynth.models import build_model
+from vidsynth.artifacts.manifest import file_record
+from vidsynth.model.generator import build_model
 from vidsynth.runtime.ffmpeg import FfmpegEncoder
 from vidsynth.runtime.plan import plan_generation
 from vidsynth.weights.format import save_weights

@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import MissingDependencyError, RuntimeBackendError
 from vidsynth.export import export_artifacts
-from vidsynth.noise import sample_noise
+from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
 from vidsynth.runtime.backend import open_backend
 from vidsynth.weights.demo import demo_model

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.export import export_artifacts
-from vidsynth.models import build_model
-from vidsynth.noise import sample_noise
+from vidsynth.model.generator import build_model
+from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
 from vidsynth.runtime.stream import to_uint8
 from vidsynth.weights.format import save_weights

@@ -17,7 +17,7 @@ from vidsynth.cli import cli
 from vidsynth.errors import InputError
 from vidsynth.runtime.generate import generate_videos
 from vidsynth.runtime.request import GenerateRequest
-from vidsynth.serve.batch import BatchJob, NpyWriter, read_index
+from vidsynth.batch.job import BatchJob, NpyWriter, read_index
 from vidsynth.serve.body import BodyError, package, parse_body
 from vidsynth.serve.limits import LimitError, ServeLimits
 from vidsynth.serve.render import render_requests, shares_model_calls

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from legacy_reference import AssignmentLSTM, DLHacksGRU, Generator_I, legacy_video, randomize_batchnorm
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, WeightsError
-from vidsynth.models import build_model
+from vidsynth.model.generator import build_model
 from vidsynth.weights import load_model
 from vidsynth.weights.format import load_weights, save_weights
 from vidsynth.weights.legacy import import_legacy

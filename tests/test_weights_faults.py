@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 from legacy_reference import AssignmentLSTM, Generator_I
 from vidsynth.checksums import SUMS_FILE, write_sums
 from vidsynth.cli import cli
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, StorageError, WeightsError
-from vidsynth.models import build_model
+from vidsynth.model.generator import build_model
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.loop import train
 from vidsynth.weights.format import load_weights, save_weights

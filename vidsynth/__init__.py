@@ -2,7 +2,7 @@
 
 Importing the package stays light (no torch): the ONNX Runtime script runs without torch.
 """
-from vidsynth.config import PRESETS, ModelConfig
+from vidsynth.model.config import PRESETS, ModelConfig
 from vidsynth.errors import VidsynthError
 from vidsynth.version import __version__
 

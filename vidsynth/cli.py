@@ -224,7 +224,7 @@ def batch_command(out, count, weights, artifacts, backend, device, seed, frames,
                   workers, cpus_per_worker, address) -> None:
     """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
     from vidsynth.runtime.request import GenerateRequest
-    from vidsynth.serve.batch import INDEX_NAME, BatchJob, run_batch
+    from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
 
     model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
     job = BatchJob(out=out, count=count, model=model, seed=seed, frames=frames, fps=fps, format=fmt, category=category,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from vidsynth.errors import VidsynthError
-from vidsynth.noise import Noise
+from vidsynth.model.noise import Noise
 
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
@@ -171,7 +171,7 @@ def compile_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> 
 
 
 def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> list[Contender]:
-    from vidsynth.optimize import optimize_for_inference
+    from vidsynth.model.inference import optimize_for_inference
 
     out = []
     for precision in precisions:
@@ -180,7 +180,7 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
         start = time.perf_counter()
         module = optimize_for_inference(model, precision)
         last = "sub-pixel last layer, " if precision == "fp32" else ""
-        notes = (f"vidsynth.optimize: {module.motion_kind} motion, batch norm folded, first layer as a matmul, {last}"
+        notes = (f"vidsynth.model.inference: {module.motion_kind} motion, batch norm folded, first layer as a matmul, {last}"
                  f"channels-last, {module.image.frame_chunk}-frame chunks")
         out.append(torch_contender("optimized", precision, device, module, notes, setup_s=time.perf_counter() - start))
     return out
@@ -356,7 +356,7 @@ def _add_artifact_row(
 def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
     from vidsynth.bench.reference import ReferenceGenerator
-    from vidsynth.optimize import ScriptedMotion, optimize_for_inference
+    from vidsynth.model.inference import ScriptedMotion, optimize_for_inference
 
     reference = ReferenceGenerator.from_model(model).motion
     eager = copy.deepcopy(model.motion).eval()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 
 
 def generator_layers(config: ModelConfig) -> list[tuple[int, int, int, int]]:

@@ -28,7 +28,7 @@ VARIANTS = {
 
 
 def export_variant(model, directory: Path, extra) -> Path:
-    from vidsynth.export.contract import DEFAULT_OPSET
+    from vidsynth.artifacts.contract import DEFAULT_OPSET
     from vidsynth.export.onnx_export import export_graph
     from vidsynth.export.rewrites import DEFAULT_REWRITES, rewrite_for_export
 
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from vidsynth.noise import sample_noise
+    from vidsynth.model.noise import sample_noise
     from vidsynth.weights import load_model
 
     model = load_model(args.weights)

@@ -1,5 +1,5 @@
 """One lever at a time on the image generator (nearly all of the FLOPs), at one shape:
-what each optimisation that vidsynth.optimize keeps, or leaves out, is worth on this machine."""
+what each optimisation that vidsynth.model.inference keeps, or leaves out, is worth on this machine."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from vidsynth.optimize import ChunkedImageGenerator, SubPixelConvTranspose, fold_image_generator
+from vidsynth.model.inference import ChunkedImageGenerator, SubPixelConvTranspose, fold_image_generator
 
 CL = torch.channels_last
 

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from vidsynth.config import ModelConfig
-from vidsynth.models import ImageGenerator
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.generator import ImageGenerator
 
 
 class ReferenceMotion(nn.Module):

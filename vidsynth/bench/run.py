@@ -20,7 +20,7 @@ import numpy as np
 
 from vidsynth.errors import InputError, choice_error
 from vidsynth.export.precision import psnr_db
-from vidsynth.noise import sample_noise
+from vidsynth.model.noise import sample_noise
 
 from vidsynth.bench.contenders import BENCH_BACKENDS, BENCH_PRECISIONS, Contender, build_contenders, motion_contenders
 from vidsynth.bench.flops import generator_flops_per_frame, matmul_peak
@@ -141,7 +141,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
         "what": "vidsynth bench: latency of one whole-video call per backend x precision x batch x frames",
         "protocol": {
             "seed": SEED,
-            "noise": "vidsynth.noise.sample_noise(config, batch, seed=0)",
+            "noise": "vidsynth.model.noise.sample_noise(config, batch, seed=0)",
             "threads": threads,
             "warm_up": f"one untimed call per shape when a call is expected to take < {plan.warmup_below_s}s; "
             "every contender is warmed up at the first shape",

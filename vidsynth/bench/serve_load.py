@@ -44,7 +44,7 @@ def offline(args) -> dict:
     """The same backend on the same CPUs without a server: the bare model at batch 8, and
     the runtime's pipeline (noise, model calls, mp4 encoding: what `generate` runs once its
     backend is open) making all N videos in one run."""
-    from vidsynth.noise import sample_noise
+    from vidsynth.model.noise import sample_noise
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.request import GenerateRequest
     from vidsynth.serve.render import render_requests
@@ -110,9 +110,10 @@ def served(args, scenario: str) -> dict:
     from ray import serve
 
     from vidsynth.runtime.request import GenerateRequest
-    from vidsynth.serve.deps import WORKER_ENV
+    from vidsynth.cluster import WORKER_ENV
     from vidsynth.serve.options import ServeOptions
-    from vidsynth.serve.server import deploy, start_ray
+    from vidsynth.cluster import start_ray
+    from vidsynth.serve.server import deploy
 
     cpus = os.cpu_count() or 1
     replicas = 1 if scenario == "1-replica" else 2

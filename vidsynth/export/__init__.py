@@ -1,9 +1,9 @@
 """Export a generator to TorchScript and ONNX, validated against eager PyTorch.
 
 Importing this package stays torch-free (the ONNX Runtime script reads manifests through
-`vidsynth.export.manifest`); the exporters load on first use.
+`vidsynth.artifacts.manifest`); the exporters load on first use.
 """
-from vidsynth.export.manifest import read_manifest
+from vidsynth.artifacts.manifest import read_manifest
 
 __all__ = ["export_artifacts", "read_manifest"]
 

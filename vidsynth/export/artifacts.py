@@ -11,7 +11,7 @@ import torch
 
 from vidsynth.atomic import atomic_directory
 from vidsynth.errors import ExportError
-from vidsynth.export.contract import (
+from vidsynth.artifacts.contract import (
     DEFAULT_FORMATS,
     EXPORT_SHAPE,
     FILES,
@@ -22,10 +22,10 @@ from vidsynth.export.contract import (
     generator_contract,
     streaming_record,
 )
-from vidsynth.export.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
+from vidsynth.artifacts.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
 from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
-from vidsynth.models import VideoGenerator
+from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
 
 
@@ -100,7 +100,7 @@ def write_artifacts(
     operators = None
     if "torchscript" in formats:
         from vidsynth.export.torchscript import save_torchscript, script_generator
-        from vidsynth.export.torchscript_ops import recorded_operators
+        from vidsynth.artifacts.torchscript_ops import recorded_operators
 
         scripted = script_generator(model)
         operators = recorded_operators(scripted)
@@ -132,7 +132,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     import onnx
 
-    from vidsynth.config import ModelConfig
+    from vidsynth.model.config import ModelConfig
     from vidsynth.export.pt2 import pt2_record
 
     config = ModelConfig.from_dict(config_dict)
@@ -150,7 +150,7 @@ def build_manifest(
         "formats": list(formats),
         "opset": opset,
         "onnx_exporter": EXPORTERS[check_exporter(onnx_exporter)] if "onnx" in formats else None,
-        "rewrites": list(rewrites),  # names from vidsynth.export.contract.GRAPH_REWRITES
+        "rewrites": list(rewrites),  # names from vidsynth.artifacts.contract.GRAPH_REWRITES
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
         "onnxruntime_version": _installed_version("onnxruntime") or _installed_version("onnxruntime-gpu"),

@@ -17,9 +17,9 @@ from typing import Optional
 import torch
 
 from vidsynth.errors import ExportError, MissingDependencyError, choice_error
-from vidsynth.export.contract import BATCH, ExportContract
+from vidsynth.artifacts.contract import BATCH, ExportContract
 from vidsynth.export.while_loop import while_loop_module
-from vidsynth.models import VideoGenerator
+from vidsynth.model.generator import VideoGenerator
 
 TORCHSCRIPT = "torchscript"
 DYNAMO = "dynamo"
@@ -70,7 +70,7 @@ def check_exporter(exporter: Optional[str]) -> str:
 def check_opset(requested: Optional[int], exporter: str, formats: Sequence[str]) -> Optional[int]:
     """The opset the dynamo exporter writes: MIN_OPSET unless one at least as high was asked
     for; lower ones are refused. Without onnx in `formats`, or with another exporter:
-    `requested` unchanged (vidsynth.export.contract.check_options checks it)."""
+    `requested` unchanged (vidsynth.artifacts.contract.check_options checks it)."""
     if exporter != DYNAMO or "onnx" not in formats:
         return requested
     if requested is None:

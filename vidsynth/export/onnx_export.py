@@ -25,11 +25,11 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError
-from vidsynth.export.contract import EXPORT_SHAPE, ExportContract, chunk_contract, generator_contract
-from vidsynth.models import VideoGenerator
-from vidsynth.noise import sample_noise
+from vidsynth.artifacts.contract import EXPORT_SHAPE, ExportContract, chunk_contract, generator_contract
+from vidsynth.model.generator import VideoGenerator
+from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
 
 EXAMPLE_SEED = 1  # the example inputs' seed; validation uses other seeds and other shapes

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vidsynth.models import VideoGenerator
+from vidsynth.model.generator import VideoGenerator
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PIXEL_RANGE = 2.0  # videos live in [-1, 1]

@@ -31,15 +31,15 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
-from vidsynth.export.contract import BATCH, EXPORT_SHAPE, initial_state
-from vidsynth.export.contract import PT2_IMAGE_FILE as IMAGE_FILE
-from vidsynth.export.contract import PT2_MOTION_FILE as MOTION_FILE
+from vidsynth.artifacts.contract import BATCH, EXPORT_SHAPE, initial_state
+from vidsynth.artifacts.contract import PT2_IMAGE_FILE as IMAGE_FILE
+from vidsynth.artifacts.contract import PT2_MOTION_FILE as MOTION_FILE
 from vidsynth.export.onnx_export import EXAMPLE_SEED
 from vidsynth.export.while_loop import MotionRollout
-from vidsynth.models import VideoGenerator, frame_latents
-from vidsynth.noise import sample_noise
+from vidsynth.model.generator import VideoGenerator, frame_latents
+from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
 
 PACKAGER = "torch._inductor.aoti_compile_and_package of torch.export.export programs (motion: while_loop)"
@@ -106,56 +106,5 @@ def pt2_record() -> dict[str, Any]:
         "device": "cpu",
         "motion": "(state, n_frames) -> (codes (n_frames, B, d_motion), state_out)",
         "image": "(B*n_frames, nz, 1, 1) latents -> (B*n_frames, nc, H, W) frames",
-        "latents": "cat(codes transposed to batch-major, z_content[, one-hot category]), as vidsynth.models.frame_latents",
+        "latents": "cat(codes transposed to batch-major, z_content[, one-hot category]), as vidsynth.model.generator.frame_latents",
     }
-
-
-def check_torch_version(made_with: Optional[str], path: str | os.PathLike) -> None:
-    """Refuses a package compiled by another torch: its native code calls that torch's ABI."""
-    if made_with != torch.__version__:
-        raise RuntimeBackendError(
-            f"{path} was compiled by torch {made_with or 'of unknown version'}, but this is torch {torch.__version__}; "
-            f"install torch=={made_with} or re-export with `vidsynth export --formats pt2`"
-        )
-
-
-def load_package(path: Path, made_with: Optional[str]) -> Callable[..., Any]:
-    """One compiled package (CPU), after checking which torch compiled it."""
-    check_torch_version(made_with, path)
-    try:
-        runner = torch._inductor.aoti_load_package(str(path))
-    except Exception as exc:  # a bad zip, a missing library or symbol: many types
-        raise RuntimeBackendError(f"{path} is not a loadable AOTInductor package: {exc}") from None
-    check_torch_version(runner.get_metadata().get("torch_version"), path)
-    return runner
-
-
-class Pt2Generator:
-    """The two packages behind the interface the torch backends call: forward (whole videos),
-    `initial_state` and `generate_chunk` with a carried state."""
-
-    def __init__(self, motion: Callable[..., Any], image: Callable[..., Any], config: ModelConfig) -> None:
-        self.motion = motion
-        self.image = image
-        self.config = config
-
-    def __call__(self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None) -> Tensor:
-        return self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)[0]
-
-    def initial_state(self, z_motion: Tensor) -> Tensor:
-        """The contract's initial state (export.contract.initial_state)."""
-        return torch.from_numpy(initial_state(z_motion.numpy(), self.config.state_size))
-
-    def generate_chunk(
-        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
-    ) -> tuple[Tensor, Tensor]:
-        codes, state = self.motion(state, torch.tensor(n_frames, dtype=torch.int64))
-        frames = self.image(frame_latents(codes, z_content, self.config.n_categories, category))
-        size = self.config.image_size
-        return frames.view(z_content.size(0), n_frames, self.config.nc, size, size), state
-
-
-def load_pt2(directory: str | os.PathLike, config: ModelConfig, made_with: Optional[str]) -> Pt2Generator:
-    directory = Path(directory)
-    return Pt2Generator(load_package(directory / MOTION_FILE, made_with), load_package(directory / IMAGE_FILE, made_with), config)
-

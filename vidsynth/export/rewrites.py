@@ -1,7 +1,7 @@
 """The inference rewrites the ONNX graphs carry, applied to a copy of the model before export.
 
 `rewrite_for_export(model)` returns a VideoGenerator whose motion and image modules are
-replaced by vidsynth.optimize's inference forms (one helper per concept, shared with the
+replaced by vidsynth.model.inference's inference forms (one helper per concept, shared with the
 in-process optimized backend) and the names of the rewrites applied, which the manifest
 records. The copy keeps VideoGenerator's `forward`, `initial_state` and `generate_chunk`, so
 the exporter, the wrappers and the validation against the literal eager model are unchanged.
@@ -17,9 +17,9 @@ from typing import Sequence
 from torch import nn
 
 from vidsynth.errors import ExportError, choice_error
-from vidsynth.export.contract import GRAPH_REWRITES
-from vidsynth.models import VideoGenerator
-from vidsynth.optimize import FusedMotion, LatentProjection, LeanFeedbackMotion, SubPixelConvTranspose, fold_image_generator
+from vidsynth.artifacts.contract import GRAPH_REWRITES
+from vidsynth.model.generator import VideoGenerator
+from vidsynth.model.inference import FusedMotion, LatentProjection, LeanFeedbackMotion, SubPixelConvTranspose, fold_image_generator
 
 # Measured with `python -m vidsynth.bench.graphs` (demo 96x96 ngf=64, AVX2-only 2-core machine
 # shared with other jobs). One thread, B=2 x T=16, best of 9, load ~9: the sub-pixel last layer

@@ -13,7 +13,7 @@ import os
 import torch
 
 from vidsynth.errors import ExportError, RuntimeBackendError
-from vidsynth.models import VideoGenerator
+from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
 
 EXTRA_FILES = ("config.json", "vidsynth_version")

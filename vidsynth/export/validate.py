@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vidsynth.errors import ValidationError
-from vidsynth.export.contract import (
+from vidsynth.artifacts.contract import (
     MIN_PSNR_DB,
     ONNX_CHUNK_FILE,
     ONNX_FILE,
@@ -31,8 +31,8 @@ from vidsynth.export.contract import (
     initial_state,
 )
 from vidsynth.export.precision import psnr_db
-from vidsynth.models import VideoGenerator
-from vidsynth.noise import Noise, sample_noise
+from vidsynth.model.generator import VideoGenerator
+from vidsynth.model.noise import Noise, sample_noise
 
 REL_ERROR = "max |actual - reference| / max |reference|"
 ORT_PROVIDER = "CPUExecutionProvider"
@@ -273,7 +273,7 @@ def validate_export(
             sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config.state_size
         )
     if "pt2" in formats:
-        from vidsynth.export.pt2 import load_pt2
+        from vidsynth.artifacts.pt2 import load_pt2
 
         whole["pt2"], stream["pt2_streaming"] = torchscript_runners(load_pt2(directory, config, torch.__version__))
     if problems:  # a wrong signature makes value comparisons meaningless

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from vidsynth.models import VideoGenerator, frame_latents
+from vidsynth.model.generator import VideoGenerator, frame_latents
 
 
 def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Tensor, Tensor]:

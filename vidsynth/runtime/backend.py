@@ -1,7 +1,7 @@
 """The backends behind one interface, the device choice they share, the export directory as
 they read it, and the registry that opens one by name.
 
-Inputs are the numpy codes from vidsynth.noise.sample_noise; outputs are numpy float32 videos
+Inputs are the numpy codes from vidsynth.model.noise.sample_noise; outputs are numpy float32 videos
 (B, T, nc, H, W) in [-1, 1]. The recurrent state between chunks is opaque to callers (a tensor
 or an ONNX Runtime value that may live on the GPU). Torch-free: `open_backend` imports only the
 backend asked for, so the ONNX Runtime path never imports torch.
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
-from vidsynth.export.contract import MANIFEST_FILE
-from vidsynth.noise import Noise
+from vidsynth.artifacts.contract import MANIFEST_FILE
+from vidsynth.model.noise import Noise
 from vidsynth.optional import ONNXRUNTIME_HINT, OPENVINO_HINT
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class Artifacts:
     artifact is loaded, so tampered or mixed files are refused."""
 
     def __init__(self, directory: str | Path) -> None:
-        from vidsynth.export.manifest import read_manifest
+        from vidsynth.artifacts.manifest import read_manifest
 
         self.directory = Path(directory)
         if not self.directory.is_dir():

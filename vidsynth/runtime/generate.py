@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidsynth.noise import sample_noise
+from vidsynth.model.noise import sample_noise
 from vidsynth.runtime.backend import Notify, open_backend
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import GenerateRequest

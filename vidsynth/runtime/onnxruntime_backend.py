@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.export.contract import ONNX_CHUNK_FILE, ONNX_FILE, ExportContract, chunk_contract, generator_contract, initial_state
-from vidsynth.noise import Noise
+from vidsynth.artifacts.contract import ONNX_CHUNK_FILE, ONNX_FILE, ExportContract, chunk_contract, generator_contract, initial_state
+from vidsynth.model.noise import Noise
 from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
 from vidsynth.runtime.backend import Artifacts, Backend, Notify, choose_device, exported_weights
 from vidsynth.runtime.request import GenerateRequest

@@ -6,14 +6,14 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.export.contract import PT2_IMAGE_FILE, PT2_MOTION_FILE
+from vidsynth.artifacts.contract import PT2_IMAGE_FILE, PT2_MOTION_FILE
 from vidsynth.runtime.backend import Artifacts, Notify, exported_weights
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.torch_backends import TorchBackend
 
 
 def open_pt2(request: GenerateRequest, notify: Notify) -> TorchBackend:
-    from vidsynth.export.pt2 import load_pt2
+    from vidsynth.artifacts.pt2 import load_pt2
 
     if request.device == "cuda":
         raise RuntimeBackendError("the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend torchscript on CUDA")

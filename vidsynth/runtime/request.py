@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from vidsynth.errors import InputError
-from vidsynth.noise import FIX_CHOICES
+from vidsynth.model.noise import FIX_CHOICES
 from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
 
 VIDEO_FORMATS = ("mp4", "gif", "png")

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vidsynth.errors import InputError
-from vidsynth.noise import Noise
+from vidsynth.model.noise import Noise, noise_rows
 from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.backend import check_video_shape
 from vidsynth.runtime.plan import Plan
@@ -36,11 +36,6 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
     return np.ascontiguousarray(pixels)
-
-
-def noise_rows(noise: Noise, start: int, stop: int) -> Noise:
-    category = None if noise.category is None else noise.category[start:stop]
-    return Noise(noise.z_content[start:stop], noise.z_motion[start:stop], category)
 
 
 def stream_videos(

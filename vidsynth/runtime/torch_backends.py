@@ -1,5 +1,5 @@
 """The torch backends: `eager` (the VideoGenerator from weights), `optimized` and
-`optimized-bf16` (vidsynth.optimize's CPU inference copy of them) and `torchscript`
+`optimized-bf16` (vidsynth.model.inference's CPU inference copy of them) and `torchscript`
 (generator.pt from an export, or the weights scripted in process). One body runs them all:
 a module with forward and generate_chunk, without autograd, on the chosen device."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.export.contract import TORCHSCRIPT_FILE, initial_state
-from vidsynth.noise import Noise
+from vidsynth.artifacts.contract import TORCHSCRIPT_FILE, initial_state
+from vidsynth.model.noise import Noise
 from vidsynth.runtime.backend import Artifacts, Backend, DeviceChoice, Notify, choose_device
 from vidsynth.runtime.request import GenerateRequest
 
@@ -89,7 +89,7 @@ def open_eager(request: GenerateRequest, notify: Notify) -> TorchBackend:
 
 
 def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
-    from vidsynth.optimize import optimize_for_inference
+    from vidsynth.model.inference import optimize_for_inference
     from vidsynth.weights import load_model
 
     if request.device == "cuda":
@@ -108,7 +108,7 @@ def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
 def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
     device = _chosen(request, notify)
     if request.artifacts is not None:
-        from vidsynth.export.torchscript_ops import load_checked
+        from vidsynth.artifacts.torchscript_ops import load_checked
         from vidsynth.runtime.backend import check_graph_config
 
         exported = Artifacts(request.artifacts)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from importlib import resources
 from typing import Any
 
-from vidsynth.serve.deps import import_serve
+from vidsynth.cluster import import_serve
 
 serve = import_serve()
 

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from vidsynth.serve.deps import import_serve
+from vidsynth.cluster import import_serve
 
 serve = import_serve()
 

@@ -14,7 +14,7 @@ from typing import Union
 import numpy as np
 
 from vidsynth.errors import InputError, VidsynthError
-from vidsynth.noise import Noise, sample_noise
+from vidsynth.model.noise import Noise, noise_rows, sample_noise, stack_noise
 from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.plan import plan_generation
 from vidsynth.runtime.request import GenerateRequest
@@ -55,13 +55,6 @@ class FanOutWriter(VideoWriter):
             writer.abort()
 
 
-def stack(noises: list[Noise]) -> Noise:
-    category = None if noises[0].category is None else np.concatenate([n.category for n in noises])
-    return Noise(
-        np.concatenate([n.z_content for n in noises]), np.concatenate([n.z_motion for n in noises]), category
-    )
-
-
 def prepare(backend: Backend, request: GenerateRequest) -> Noise:
     """The request's noise, after the checks that need the model (category, memory)."""
     config = backend.config
@@ -95,7 +88,7 @@ def render_group(backend: Backend, requests: list[GenerateRequest]) -> list[Outc
 
 def _render_together(backend: Backend, requests: list[GenerateRequest], noises: list[Noise]) -> list[Rendered]:
     first = requests[0]
-    noise = stack(noises)
+    noise = stack_noise(noises)
     total = len(noise.z_content)
     # A lone request is planned as `generate` plans it; a shared batch keeps mp4's bound on
     # open encoders whatever its formats.
@@ -145,8 +138,6 @@ def shares_model_calls(backend: Backend) -> bool:
     requests share calls and still get the bytes `vidsynth generate` writes (ONNX Runtime's
     CPU kernels pass here; torch's batched CPU convolutions round differently). Checked at a
     few batch sizes, not all: a kernel whose rounding changed only at other sizes would pass."""
-    from vidsynth.runtime.stream import noise_rows
-
     noise = sample_noise(backend.config, max(PROBE_SIZES), seed=0)
 
     def both(rows: Noise) -> tuple[np.ndarray, np.ndarray]:

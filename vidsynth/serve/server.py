@@ -9,25 +9,10 @@ import urllib.request
 from typing import Callable, Optional
 
 from vidsynth.errors import VidsynthError
-from vidsynth.serve.deps import WORKER_ENV, import_ray, import_serve
+from vidsynth.cluster import import_ray, import_serve, start_ray
 
 APP_NAME = "vidsynth"
 READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
-
-
-def start_ray(address: Optional[str], num_cpus: Optional[float] = None) -> None:
-    """A local Ray instance (address None) or the cluster at `address`; every worker gets
-    WORKER_ENV."""
-    ray = import_ray()
-    kwargs = {"runtime_env": {"env_vars": dict(WORKER_ENV)}, "log_to_driver": False}
-    if address is None:
-        kwargs.update(include_dashboard=False, num_cpus=num_cpus)
-    else:
-        kwargs["address"] = address
-    try:
-        ray.init(**kwargs)
-    except ConnectionError as exc:
-        raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
 
 
 def deploy(options, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:

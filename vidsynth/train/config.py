@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Optional
 
-from vidsynth.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
+from vidsynth.model.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
 from vidsynth.errors import InputError, choice_error
 from vidsynth.runtime.backend import DEVICES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vidsynth.models import dcgan_init
+from vidsynth.model.generator import dcgan_init
 
 
 class ImageDiscriminator(nn.Module):

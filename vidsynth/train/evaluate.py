@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 import torch
 
-from vidsynth.models import VideoGenerator
-from vidsynth.noise import sample_noise
+from vidsynth.model.generator import VideoGenerator
+from vidsynth.model.noise import sample_noise
 from vidsynth.train.sampler import ClipSampler
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
-from vidsynth.models import VideoGenerator, build_model, seeded_init
+from vidsynth.model.generator import VideoGenerator, build_model, seeded_init
 from vidsynth.runtime.backend import choose_device
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import TrainConfig

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from vidsynth.config import field_kinds
+from vidsynth.model.config import field_kinds
 from vidsynth.train.config import TrainConfig
 
 DRY_RUN_STEPS = 3  # --steps when --dry-run is given without it

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from vidsynth.atomic import atomic_file
-from vidsynth.models import VideoGenerator
-from vidsynth.noise import sample_noise
+from vidsynth.model.generator import VideoGenerator
+from vidsynth.model.noise import sample_noise
 from vidsynth.runtime.stream import to_uint8
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from vidsynth.config import ModelConfig
-from vidsynth.models import VideoGenerator, build_model
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.generator import VideoGenerator, build_model
 
 DEMO_SEED = 0
 _CALIBRATION_BATCH = 16

@@ -13,10 +13,10 @@ from safetensors.torch import load_file, save_file
 
 from vidsynth.atomic import atomic_directory, owned_directory
 from vidsynth.checksums import SUMS_FILE, verify_sums, write_sums
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ConfigError, WeightsError
 from vidsynth.files import read_small_file
-from vidsynth.models import VideoGenerator
+from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
 from vidsynth.weights.state import check_shapes, load_state_strict
 

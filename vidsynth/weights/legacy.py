@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import WeightsError
-from vidsynth.models import VideoGenerator
+from vidsynth.model.generator import VideoGenerator
 from vidsynth.weights.state import check_shapes, load_state_strict
 
 # Generator_I: ConvTranspose2d at main.0/3/6/9/12, BatchNorm2d at main.1/4/7/10.

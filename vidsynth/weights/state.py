@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import WeightsError
 
 _BATCH_COUNTER = "num_batches_tracked"
@@ -15,7 +15,7 @@ _BATCH_COUNTER = "num_batches_tracked"
 
 def expected_shapes(config: ModelConfig, source: str) -> dict[str, tuple[int, ...]]:
     """The state dict shapes of VideoGenerator(config), computed without allocating it."""
-    from vidsynth.models import VideoGenerator
+    from vidsynth.model.generator import VideoGenerator
 
     try:
         with torch.device("meta"):

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vidsynth.config import MOTION_MODES
+from vidsynth.model.config import MOTION_MODES
 from vidsynth.errors import ConfigError, InputError, choice_error
 
 

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from vidsynth.checksums import sha256_file
 from vidsynth.errors import RuntimeBackendError, VidsynthError
-from vidsynth.export.contract import GRAPH_REWRITES, MANIFEST_FILE
+from vidsynth.artifacts.contract import GRAPH_REWRITES, MANIFEST_FILE
 from vidsynth.files import read_small_file
 from vidsynth.version import __version__
 

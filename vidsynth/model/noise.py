@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, choice_error
 
 FIX_CHOICES = ("content", "motion")
@@ -54,3 +54,15 @@ def sample_noise(
     elif category is not None:
         raise InputError("this model has no categories; drop --category", fields=["category"])
     return Noise(z_content, z_motion, labels)
+
+
+def noise_rows(noise: Noise, start: int, stop: int) -> Noise:
+    category = None if noise.category is None else noise.category[start:stop]
+    return Noise(noise.z_content[start:stop], noise.z_motion[start:stop], category)
+
+
+def stack_noise(noises: list[Noise]) -> Noise:
+    category = None if noises[0].category is None else np.concatenate([n.category for n in noises])
+    return Noise(
+        np.concatenate([n.z_content for n in noises]), np.concatenate([n.z_motion for n in noises]), category
+    )

@@ -1,10 +1,12 @@
-"""The optional packages of serving, imported on first use with an error naming the extra."""
+"""Ray for serving and batch jobs: its optional packages, imported on first use with an error
+naming the extra, and the Ray instance a command starts or joins."""
 from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Optional
 
-from vidsynth.errors import MissingDependencyError
+from vidsynth.errors import MissingDependencyError, VidsynthError
 
 SERVE_HINT = "pip install 'vidsynth[serve]' (ray[serve], fastapi)"
 BATCH_HINT = "pip install 'vidsynth[batch]' (ray[data])"
@@ -38,3 +40,18 @@ def import_serve() -> ModuleType:
 def import_ray_data() -> ModuleType:
     import_ray()
     return _import("ray.data", BATCH_HINT)
+
+
+def start_ray(address: Optional[str], num_cpus: Optional[float] = None) -> None:
+    """A local Ray instance (address None) or the cluster at `address`; every worker gets
+    WORKER_ENV."""
+    ray = import_ray()
+    kwargs = {"runtime_env": {"env_vars": dict(WORKER_ENV)}, "log_to_driver": False}
+    if address is None:
+        kwargs.update(include_dashboard=False, num_cpus=num_cpus)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None

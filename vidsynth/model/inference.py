@@ -28,9 +28,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, choice_error
-from vidsynth.models import VideoGenerator, frame_latents
+from vidsynth.model.generator import VideoGenerator, frame_latents
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_FRAME_CHUNK = 32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)

@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from vidsynth.config import ModelConfig
+from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, choice_error
 
 Dim = Union[int, str]  # a fixed size, or the name of a dynamic axis

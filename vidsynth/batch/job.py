@@ -109,16 +109,15 @@ class VideoMaker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import ray
 
-        from vidsynth.noise import sample_noise
+        from vidsynth.model.noise import sample_noise, stack_noise
         from vidsynth.runtime.plan import plan_generation
         from vidsynth.runtime.stream import stream_videos
         from vidsynth.runtime.writers import open_writer
-        from vidsynth.serve.render import stack
 
         job, config = self.job, self.backend.config
         ids = [int(i) for i in batch["id"]]
         noises = [sample_noise(config, 1, job.seed + i, None, job.category) for i in ids]
-        noise = stack(noises)
+        noise = stack_noise(noises)
         out = Path(job.out)
         staging = Path(tempfile.mkdtemp(prefix=".vidsynth-tmp-", dir=out))
         try:
@@ -182,8 +181,8 @@ def _default_workers(ray, cpus_per_worker: float) -> int:
 def run_batch(job: BatchJob, address: Optional[str] = None, echo: Callable[[str], None] = print) -> dict[int, dict]:
     """Makes the videos of `job` not made yet; returns the index records of all of them."""
     from vidsynth.runtime.output import check_output_dir
-    from vidsynth.serve.deps import import_ray, import_ray_data
-    from vidsynth.serve.server import start_ray
+    from vidsynth.cluster import import_ray, import_ray_data
+    from vidsynth.cluster import start_ray
 
     job.validate()
     out = Path(job.out)

@@ -7,8 +7,8 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from vidsynth.config import ModelConfig
-from vidsynth.layers import GRU, LSTM, check_n_frames
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.layers import GRU, LSTM, check_n_frames
 
 
 def dcgan_init(module: nn.Module) -> None:
