@@ -11,6 +11,7 @@ The quality figures need the run's video critic (RUN_DIR/checkpoint/networks.saf
 `--evaluate-only` writes them to RUN_DIR/quality.json and ships nothing, so a run trained on
 another machine can be judged there and shipped from its weights and quality.json alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ MODEL_CARD = "MODEL_CARD.md"
 def video_critic(run_dir: Path, config: TrainConfig, n_categories: int) -> VideoDiscriminator:
     critic = VideoDiscriminator(3, config.ndf, config.image_size, n_categories)
     tensors = load_file(str(run_dir / CHECKPOINT_DIR / "networks.safetensors"))
-    critic.load_state_dict({k[len("video_critic."):]: v for k, v in tensors.items() if k.startswith("video_critic.")})
+    critic.load_state_dict(
+        {k[len("video_critic.") :]: v for k, v in tensors.items() if k.startswith("video_critic.")}
+    )
     return critic
 
 
@@ -53,7 +56,7 @@ def write_gif(videos: np.ndarray, path: Path, columns: int = 4, fps: int = 8) ->
     frames = np.zeros((t, rows * h, columns * w, c), np.uint8)
     for i in range(b):
         r, col = divmod(i, columns)
-        frames[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = videos[i]
+        frames[:, r * h : (r + 1) * h, col * w : (col + 1) * w] = videos[i]
     with atomic_file(path) as tmp:
         iio.imwrite(tmp, frames, extension=".gif", duration=1000 / fps, loop=0)
 
@@ -96,8 +99,10 @@ def main(run_dir: str, data_dir: str, evaluate_only: bool = False) -> None:
     has_critic = (run / CHECKPOINT_DIR / "networks.safetensors").is_file()
     figures = evaluate(run, data_dir) if has_critic else stored_figures(run)
     if figures is None:
-        sys.exit(f"{run} has neither its checkpoint's critic nor a {QUALITY_FILE} of its latest step: "
-                 "run --evaluate-only where the run's checkpoint is")
+        sys.exit(
+            f"{run} has neither its checkpoint's critic nor a {QUALITY_FILE} of its latest step: "
+            "run --evaluate-only where the run's checkpoint is"
+        )
     card = DEFAULT_WEIGHTS_DIR / MODEL_CARD
     card_text = card.read_text() if card.is_file() else None
     export_run(run, DEFAULT_WEIGHTS_DIR, force=True)  # replaces the whole directory

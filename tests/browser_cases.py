@@ -2,20 +2,22 @@
 a real server with the default weights. Run by tests/test_serve_ray.py inside `unshare -n`.
 The screenshot goes to a temporary directory, or to $VIDSYNTH_PAGE_SCREENSHOT (docs/serve-page.png
 was made with VIDSYNTH_PAGE_SCREENSHOT=docs/serve-page.png)."""
+
 from __future__ import annotations
 
 import os
 import shutil
 
 import pytest
-
 from serve_support import REPO, require_netns
 
 require_netns()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("no chromium: apt-get install -y chromium", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
+playwright = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install playwright"
+)
 
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
 from vidsynth.serve.options import ServeOptions  # noqa: E402
@@ -33,7 +35,9 @@ def url():
 
     start_ray(None, num_cpus=2)
     try:
-        yield deploy(ServeOptions(model=GenerateRequest(backend="onnxruntime", device="cpu")), "127.0.0.1", PORT)
+        yield deploy(
+            ServeOptions(model=GenerateRequest(backend="onnxruntime", device="cpu")), "127.0.0.1", PORT
+        )
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -60,7 +64,9 @@ def test_the_page_plays_a_generated_video(url, tmp_path):
             later = page.evaluate("document.getElementById('video').currentTime")
             assert later != first  # playing (it loops, so compare, not order)
             assert page.evaluate("document.getElementById('video').videoWidth") == 64
-            page.wait_for_function("() => document.getElementById('sheet').naturalWidth === 32 * 64", timeout=60_000)
+            page.wait_for_function(
+                "() => document.getElementById('sheet').naturalWidth === 32 * 64", timeout=60_000
+            )
             assert "32 frames" in page.inner_text("#status")
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000

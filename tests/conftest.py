@@ -7,8 +7,12 @@ RUN_SLOW_ENV = "VIDSYNTH_RUN_SLOW"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-slow", action="store_true", default=False,
-                     help=f"also run the tests marked slow (as does {RUN_SLOW_ENV}=1)")
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help=f"also run the tests marked slow (as does {RUN_SLOW_ENV}=1)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,8 +47,11 @@ def small_tmpfs(tmp_path):
     def mount(name: str = "disk", size: str = "200k"):
         point = tmp_path / name
         point.mkdir(exist_ok=True)
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); needs root and mount(8)")
         mounted.append(point)

@@ -1,5 +1,6 @@
 """`vidsynth serve` as a user runs it: prints its URL, serves, and on SIGTERM exits 0 leaving
 none of the processes it started. Run by tests/test_serve_ray.py inside `unshare -n`."""
+
 from __future__ import annotations
 
 import signal
@@ -42,8 +43,20 @@ def alive(pid: int) -> bool:
 
 def test_serve_prints_its_url_serves_and_stops_cleanly_on_sigterm(tmp_path):
     weights = small_weights(tmp_path / "weights")
-    command = [sys.executable, "-m", "vidsynth", "serve", "--weights", weights, "--backend", "onnxruntime",
-               "--device", "cpu", "--port", str(PORT)]
+    command = [
+        sys.executable,
+        "-m",
+        "vidsynth",
+        "serve",
+        "--weights",
+        weights,
+        "--backend",
+        "onnxruntime",
+        "--device",
+        "cpu",
+        "--port",
+        str(PORT),
+    ]
     server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:

@@ -1,5 +1,6 @@
 """A simulated 2-node Ray cluster (ray.cluster_utils.Cluster): serving replicas land on both
 nodes, and a `batch` job uses both. Run by tests/test_serve_ray.py inside `unshare -n`."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from serve_support import post_json, require_netns, small_weights
 
 require_netns()
@@ -56,7 +56,9 @@ def test_two_nodes_serve_requests(cluster, weights):
     try:
         url = deploy(ServeOptions(model=model, replicas=2, cpus_per_replica=1), "127.0.0.1", PORT)
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda s: post_json(f"{url}/v1/videos", {"seed": s, "frames": 8}), range(24)))
+            answers = list(
+                pool.map(lambda s: post_json(f"{url}/v1/videos", {"seed": s, "frames": 8}), range(24))
+            )
         assert [status for status, _, _ in answers] == [200] * 24
         served_by = {headers["x-vidsynth-replica"].split("/")[0] for _, headers, _ in answers}
         assert served_by == nodes
@@ -71,17 +73,31 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
 
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
-    job = BatchJob(out=str(tmp_path / "data"), count=12, model=model, seed=100, frames=8, videos_per_call=2, workers=2)
+    job = BatchJob(
+        out=str(tmp_path / "data"), count=12, model=model, seed=100, frames=8, videos_per_call=2, workers=2
+    )
     records = run_batch(job, echo=print)
     assert sorted(records) == list(range(12))
     assert {record["node"] for record in records.values()} == nodes
     lines = [json.loads(line) for line in (tmp_path / "data" / INDEX_NAME).read_text().splitlines()]
     assert [line["file"] for line in lines] == [f"video_{i:06d}.mp4" for i in range(12)]
-    assert all(line["frames"] == 8 and line["category"] in (0, 1) and line["seed"] == 100 + line["id"] for line in lines)
+    assert all(
+        line["frames"] == 8 and line["category"] in (0, 1) and line["seed"] == 100 + line["id"]
+        for line in lines
+    )
 
     # Video 5 is `vidsynth generate --seed 105 --num-videos 1` (category drawn from the seed).
-    made = generate_videos(GenerateRequest(weights=weights, backend="onnxruntime", device="cpu", seed=105,
-                                           num_videos=1, frames=8, out=str(tmp_path / "generate")))
+    made = generate_videos(
+        GenerateRequest(
+            weights=weights,
+            backend="onnxruntime",
+            device="cpu",
+            seed=105,
+            num_videos=1,
+            frames=8,
+            out=str(tmp_path / "generate"),
+        )
+    )
     assert made.paths[0].read_bytes() == (tmp_path / "data" / "video_000005.mp4").read_bytes()
 
     # Resumable: a lost video is made again, the others are skipped.
@@ -96,7 +112,9 @@ def test_npy_frames(cluster, weights, tmp_path):
     from vidsynth.batch.job import BatchJob, run_batch
 
     model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
-    job = BatchJob(out=str(tmp_path / "npy"), count=3, model=model, frames=70, format="npy", category=1, workers=1)
+    job = BatchJob(
+        out=str(tmp_path / "npy"), count=3, model=model, frames=70, format="npy", category=1, workers=1
+    )
     records = run_batch(job, echo=print)
     frames = np.load(tmp_path / "npy" / records[2]["file"])
     assert frames.shape == (70, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 0

@@ -1,4 +1,5 @@
 """A real Ray Serve app on loopback: run by tests/test_serve_ray.py inside `unshare -n`."""
+
 from __future__ import annotations
 
 import io
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
-
 from serve_support import http, post_json, require_netns, small_weights
 
 require_netns()
@@ -41,7 +41,9 @@ def servers(weights):
         model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
         # A long batch wait so that concurrent test requests are seen to share model calls.
         main = ServeOptions(model=model, limits=ServeLimits(batch_wait_s=0.3, max_total_frames=2048))
-        tight = ServeOptions(model=model, limits=ServeLimits(max_batch=1, max_ongoing=1, max_queued=1, timeout_s=0.5))
+        tight = ServeOptions(
+            model=model, limits=ServeLimits(max_batch=1, max_ongoing=1, max_queued=1, timeout_s=0.5)
+        )
         urls = {
             "main": deploy(main, "127.0.0.1", PORT),
             "tight": deploy(tight, "127.0.0.1", PORT, name="tight", route_prefix="/tight"),
@@ -61,7 +63,9 @@ def reference(weights: str, tmp_path: Path, **options) -> dict[str, bytes]:
     """What `vidsynth generate` writes for these options: {file name: bytes}."""
     out = tmp_path / f"generate-{len(list(tmp_path.iterdir()))}"
     values = {"num_videos": 1, **options}
-    result = generate_videos(GenerateRequest(weights=weights, backend="onnxruntime", device="cpu", out=str(out), **values))
+    result = generate_videos(
+        GenerateRequest(weights=weights, backend="onnxruntime", device="cpu", out=str(out), **values)
+    )
     return {path.name: path.read_bytes() for path in result.paths}
 
 
@@ -80,7 +84,8 @@ def test_health_model_info_and_page(url):
 
 
 @pytest.mark.parametrize(
-    "fmt, media_type, magic", [("mp4", "video/mp4", b"ftyp"), ("gif", "image/gif", b"GIF89a"), ("png", "image/png", b"\x89PNG")]
+    "fmt, media_type, magic",
+    [("mp4", "video/mp4", b"ftyp"), ("gif", "image/gif", b"GIF89a"), ("png", "image/png", b"\x89PNG")],
 )
 def test_each_format_is_the_file_generate_writes(url, weights, tmp_path, fmt, media_type, magic):
     options = {"seed": 11, "frames": 12, "fps": 6, "format": fmt, "category": 1, "fix": "content"}
@@ -171,7 +176,9 @@ def test_the_server_is_still_healthy_after_bad_requests(url):
 def test_a_full_queue_answers_503_at_once(servers):
     tight = servers["tight"]
     with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda s: post_json(f"{tight}/v1/videos", {"seed": s, "frames": 64}), range(12)))
+        answers = list(
+            pool.map(lambda s: post_json(f"{tight}/v1/videos", {"seed": s, "frames": 64}), range(12))
+        )
     statuses = [status for status, _, _ in answers]
     assert 503 in statuses and set(statuses) <= {200, 503, 504}, statuses
     busy = next(body for status, _, body in answers if status == 503)

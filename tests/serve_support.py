@@ -1,6 +1,7 @@
 """Shared by the serving tests: small weights, loopback HTTP, and running Ray scenarios in a
 private network namespace (Ray 2.60 rewrites 127.0.0.1 to the host's address; inside
 `unshare -n` only loopback exists, so every connection stays on it)."""
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,15 @@ def small_weights(directory: Path, n_categories: int = 2) -> str:
     return str(directory)
 
 
-def http(method: str, url: str, body: bytes | str | None = None, timeout: float = 120) -> tuple[int, dict, bytes]:
+def http(
+    method: str, url: str, body: bytes | str | None = None, timeout: float = 120
+) -> tuple[int, dict, bytes]:
     """(status, headers, body) of one loopback request; error statuses are returned, not raised."""
     assert url.startswith("http://127.0.0.1:"), url
     data = body.encode() if isinstance(body, str) else body
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
@@ -65,15 +70,26 @@ def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = Non
     problem = unshare_problem()
     if problem:
         pytest.skip(problem)
-    env = {**os.environ, NETNS_ENV: "1", "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        NETNS_ENV: "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1",
+        **(extra_env or {}),
+    }
     command = (
         "ip link set lo up && exec "
         f"{sys.executable} -m pytest -q -x -p no:cacheprovider -p no:warnings -rs tests/{case_file}"
     )
     try:
-        result = subprocess.run(["unshare", "-n", "sh", "-c", command], cwd=REPO, env=env, capture_output=True,
-                                text=True, timeout=timeout_s)
+        result = subprocess.run(
+            ["unshare", "-n", "sh", "-c", command],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{case_file} ran past {timeout_s} s:\n{(exc.stdout or '')[-4000:]}")
     output = result.stdout[-6000:] + result.stderr[-3000:]

@@ -2,6 +2,7 @@
 directory swap survives mount points, cross-filesystem links, failed renames and kills; SIGTERM
 cleans up like SIGINT; stale temporaries of dead runs are swept. Faults are real: tmpfs mounts,
 signals sent to real processes, real files."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ from click.testing import CliRunner
 import vidsynth.atomic as atomic
 from vidsynth.atomic import current_umask, sweep_stale
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, StorageError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.loop import train
@@ -52,7 +53,9 @@ def project(directory: Path) -> Path:
 def test_force_refuses_a_directory_vidsynth_did_not_write(tmp_path, tiny_model):
     user = project(tmp_path / "project")
     save_weights(tiny_model, tmp_path / "w")
-    result = CliRunner().invoke(cli, ["export", "--weights", str(tmp_path / "w"), "--out", str(user), "--force"])
+    result = CliRunner().invoke(
+        cli, ["export", "--weights", str(tmp_path / "w"), "--out", str(user), "--force"]
+    )
     assert result.exit_code == 1
     assert "refusing to replace" in result.output and "no valid manifest.json" in result.output
     with pytest.raises(InputError, match="has no config.json"):
@@ -107,7 +110,9 @@ def test_a_mount_point_is_replaced_in_place_without_leaking_temporaries(tmp_path
     assert entries(tmp_path) == ["volume"]
 
 
-def test_a_symlinked_out_across_filesystems_keeps_the_link_and_replaces_its_target(tmp_path, tiny_model, small_tmpfs):
+def test_a_symlinked_out_across_filesystems_keeps_the_link_and_replaces_its_target(
+    tmp_path, tiny_model, small_tmpfs
+):
     other = small_tmpfs("other", size="2m")
     save_weights(tiny_model, other / "w", {"run": 1})
     link = tmp_path / "link"
@@ -157,7 +162,9 @@ save_weights(build_model(ModelConfig(ngf=8, image_size=64), seed=0), sys.argv[1]
 def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path, tiny_model):
     target = tmp_path / "w"
     save_weights(tiny_model, target, {"run": 1})
-    child = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(target)], cwd=REPO, capture_output=True)
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_BETWEEN_RENAMES, str(target)], cwd=REPO, capture_output=True
+    )
     assert child.returncode == -signal.SIGKILL
     assert not target.exists()  # the window the fallback path has; the next start closes it
     sweep_stale(tmp_path, "w")
@@ -192,6 +199,7 @@ def test_stale_entries_of_dead_runs_are_swept_and_live_ones_kept(tmp_path, tiny_
 def test_umask_is_read_without_changing_it_and_all_files_share_one_mode(tmp_path, tiny_model, monkeypatch):
     previous = os.umask(0o027)
     try:
+
         def racy(mask):  # setting the umask to read it briefly made other threads' files world-writable
             raise AssertionError("os.umask called")
 
@@ -230,10 +238,16 @@ def _wait_for(predicate, timeout: float = 120.0) -> bool:
 def test_a_signal_during_export_removes_its_temporary_directory(tmp_path, tiny_model, sig, status):
     save_weights(tiny_model, tmp_path / "w")
     out = tmp_path / "art"
-    child = subprocess.Popen([sys.executable, "-m", "vidsynth", "export", "--weights", str(tmp_path / "w"),
-                              "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vidsynth", "export", "--weights", str(tmp_path / "w"), "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        started = _wait_for(lambda: any(p.name.startswith(".art.tmp-") and any(p.iterdir()) for p in tmp_path.iterdir()))
+        started = _wait_for(
+            lambda: any(p.name.startswith(".art.tmp-") and any(p.iterdir()) for p in tmp_path.iterdir())
+        )
         assert started, "export never started writing"
         child.send_signal(sig)
         _, err = child.communicate(timeout=120)
@@ -246,7 +260,16 @@ def test_a_signal_during_export_removes_its_temporary_directory(tmp_path, tiny_m
 
 def test_temporaries_of_a_killed_export_are_swept_by_the_next_one(tmp_path, tiny_model):
     save_weights(tiny_model, tmp_path / "w")
-    args = [sys.executable, "-m", "vidsynth", "export", "--weights", str(tmp_path / "w"), "--formats", "torchscript"]
+    args = [
+        sys.executable,
+        "-m",
+        "vidsynth",
+        "export",
+        "--weights",
+        str(tmp_path / "w"),
+        "--formats",
+        "torchscript",
+    ]
     child = subprocess.Popen([*args, "--out", str(tmp_path / "art")], cwd=REPO, stderr=subprocess.DEVNULL)
     assert _wait_for(lambda: any(p.name.startswith(".art.tmp-") for p in tmp_path.iterdir()))
     child.send_signal(signal.SIGKILL)  # cannot be handled: only a later run can clean up

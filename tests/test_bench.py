@@ -1,6 +1,7 @@
 """The benchmark: the reference code makes vidsynth's videos from the same weights, the quick
 mode runs end to end on a tiny model and writes its three files, bad options fail cleanly.
 No timing is asserted anywhere."""
+
 import importlib.util
 import json
 
@@ -49,7 +50,15 @@ def test_quick_run_writes_results(tiny_weights, tmp_path):
     assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "latency.png"}
     saved = json.loads((out / "results.json").read_text())
     labels = {c["label"] for c in saved["contenders"]}
-    assert {"reference fp32", "eager fp32", "eager bf16", "torchscript fp32", "onnxruntime fp32", "optimized fp32", "optimized bf16"} <= labels
+    assert {
+        "reference fp32",
+        "eager fp32",
+        "eager bf16",
+        "torchscript fp32",
+        "onnxruntime fp32",
+        "optimized fp32",
+        "optimized bf16",
+    } <= labels
     if importlib.util.find_spec("openvino") is not None:
         assert "openvino fp32" in labels
     shapes = {(b, t) for b in (1, 2) for t in (4, 8)}
@@ -79,8 +88,22 @@ def test_quick_run_writes_results(tiny_weights, tmp_path):
 def test_cli_bench_selected_backend(tiny_weights, tmp_path):
     result = CliRunner().invoke(
         cli,
-        ["bench", "--quick", "--weights", tiny_weights, "--backend", "eager", "--precision", "fp32",
-         "--batch", "8", "--frames", "64", "--out", str(tmp_path / "r")],
+        [
+            "bench",
+            "--quick",
+            "--weights",
+            tiny_weights,
+            "--backend",
+            "eager",
+            "--precision",
+            "fp32",
+            "--batch",
+            "8",
+            "--frames",
+            "64",
+            "--out",
+            str(tmp_path / "r"),
+        ],
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "r" / "results.json").read_text())
@@ -101,7 +124,9 @@ def test_cli_bench_selected_backend(tiny_weights, tmp_path):
     ],
 )
 def test_cli_bench_bad_options(tiny_weights, tmp_path, args, message):
-    result = CliRunner().invoke(cli, ["bench", "--quick", "--weights", tiny_weights, "--out", str(tmp_path / "r"), *args])
+    result = CliRunner().invoke(
+        cli, ["bench", "--quick", "--weights", tiny_weights, "--out", str(tmp_path / "r"), *args]
+    )
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "r").exists()

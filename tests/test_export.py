@@ -5,6 +5,7 @@ that loop instead of unrolling, streaming = one-shot, and self-describing artifa
 Each model is exported once (module-scoped fixtures); every shape then runs against it.
 The OpenVINO numbers need the openvino package (the dev extra installs it).
 """
+
 import hashlib
 import itertools
 import json
@@ -14,11 +15,11 @@ import onnx
 import pytest
 import torch
 
-from vidsynth.model.config import ModelConfig
-from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.artifacts.contract import ONNX_CHUNK_FILE, ONNX_FILE, TORCHSCRIPT_FILE, initial_state
+from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.export.onnx_export import RECURRENT_OPS, export_graph, op_types
 from vidsynth.export.torchscript import load_torchscript
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
 from vidsynth.optional import onnxruntime_session
 from vidsynth.weights.demo import demo_model
@@ -46,7 +47,9 @@ def small_model(**changes):
 
 def openvino_backend(directory):
     """OpenVINO over an export directory, one thread; skips with the reason when not installed."""
-    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'vidsynth[openvino]'); CI installs it")
+    pytest.importorskip(
+        "openvino", reason="openvino is not installed (pip install 'vidsynth[openvino]'); CI installs it"
+    )
     from vidsynth.runtime.backend import Artifacts
     from vidsynth.runtime.openvino_backend import OpenVinoBackend
 
@@ -82,15 +85,23 @@ class Exported:
     def eager(self, noise, n_frames):
         category = None if noise.category is None else torch.from_numpy(noise.category)
         with torch.inference_mode():
-            return self.model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, category).numpy()
+            return self.model(
+                torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, category
+            ).numpy()
 
     def torchscript(self, noise, n_frames):
         category = None if noise.category is None else torch.from_numpy(noise.category)
         with torch.inference_mode():
-            return self.scripted(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, category).numpy()
+            return self.scripted(
+                torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, category
+            ).numpy()
 
     def onnx(self, noise, n_frames):
-        feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(n_frames, np.int64)}
+        feed = {
+            "z_content": noise.z_content,
+            "z_motion": noise.z_motion,
+            "n_frames": np.array(n_frames, np.int64),
+        }
         if noise.category is not None:
             feed["category"] = noise.category
         return self.whole.run(["video"], feed)[0]
@@ -115,13 +126,17 @@ def exported(request, tmp_path_factory):
 
 
 # --no-optimize: one family per cell and motion mode, the sizes alternating
-LITERAL_FAMILIES = [family for family in FAMILIES if (family["cell"] == "lstm") == (family["image_size"] == 96)]
+LITERAL_FAMILIES = [
+    family for family in FAMILIES if (family["cell"] == "lstm") == (family["image_size"] == 96)
+]
 
 
 @pytest.fixture(scope="module", params=LITERAL_FAMILIES, ids=family_id)
 def literal_export(request, tmp_path_factory):
     model = small_model(**request.param)
-    return Exported(model, tmp_path_factory.mktemp("literal-" + family_id(request.param)) / "art", optimize=False)
+    return Exported(
+        model, tmp_path_factory.mktemp("literal-" + family_id(request.param)) / "art", optimize=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +244,11 @@ def test_onnx_files_describe_themselves(lstm_export):
         assert dims == ["batch", "n_frames", 3, config.image_size, config.image_size]
     names = [i.name for i in lstm_export.whole.get_inputs()]
     assert names == ["z_content", "z_motion", "n_frames"]
-    assert [i.type for i in lstm_export.whole.get_inputs()] == ["tensor(float)", "tensor(float)", "tensor(int64)"]
+    assert [i.type for i in lstm_export.whole.get_inputs()] == [
+        "tensor(float)",
+        "tensor(float)",
+        "tensor(int64)",
+    ]
     assert lstm_export.whole.get_inputs()[2].shape == []
     assert [i.name for i in lstm_export.chunk.get_inputs()] == ["z_content", "state", "n_frames"]
     assert [o.name for o in lstm_export.chunk.get_outputs()] == ["video", "state_out"]
@@ -256,7 +275,9 @@ def test_chunked_streaming_equals_one_shot(exported, runtime):
     one_shot = exported.eager(noise, sum(STREAM_CHUNKS))
     with torch.inference_mode():
         _, eager_state = exported.model.generate_chunk(
-            torch.from_numpy(noise.z_content), exported.model.initial_state(torch.from_numpy(noise.z_motion)), sum(STREAM_CHUNKS)
+            torch.from_numpy(noise.z_content),
+            exported.model.initial_state(torch.from_numpy(noise.z_motion)),
+            sum(STREAM_CHUNKS),
         )
     video, state = getattr(exported, f"{runtime}_stream")(noise, STREAM_CHUNKS)
     assert video.shape == one_shot.shape
@@ -281,7 +302,12 @@ def test_torchscript_streaming_equals_one_shot(exported):
 
 def test_conditional_model_takes_category(tmp_path):
     exported = Exported(small_model(n_categories=4), tmp_path / "art")
-    assert [i["name"] for i in exported.manifest["inputs"]] == ["z_content", "z_motion", "n_frames", "category"]
+    assert [i["name"] for i in exported.manifest["inputs"]] == [
+        "z_content",
+        "z_motion",
+        "n_frames",
+        "category",
+    ]
     assert [i.name for i in exported.whole.get_inputs()][-1] == "category"
     assert [i.name for i in exported.chunk.get_inputs()][-1] == "category"
     noise = sample_noise(exported.model.config, 3, seed=3, category=1)
@@ -315,7 +341,11 @@ def test_manifest_follows_the_contract(lstm_export):
         {"name": "n_frames", "dtype": "int64", "shape": []},
     ]
     assert manifest["outputs"] == [
-        {"name": "video", "dtype": "float32", "shape": ["batch", "n_frames", 3, config.image_size, config.image_size]}
+        {
+            "name": "video",
+            "dtype": "float32",
+            "shape": ["batch", "n_frames", 3, config.image_size, config.image_size],
+        }
     ]
     streaming = manifest["streaming"]
     assert streaming["file"] == "generator_chunk.onnx"

@@ -1,5 +1,6 @@
 """The while_loop formulation and the torch.export-based ONNX exporter that uses it where the
 TorchScript-based one is missing: same contract, same validation, recorded in the manifest."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,20 +8,22 @@ import onnx
 import pytest
 import torch
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError
 from vidsynth.export import export_artifacts
-from vidsynth.export.onnx_export import op_types
-from vidsynth.optional import onnxruntime_session
 from vidsynth.export.onnx_dynamo import EXPORTERS
+from vidsynth.export.onnx_export import op_types
 from vidsynth.export.while_loop import while_loop_module
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
+from vidsynth.optional import onnxruntime_session
 from vidsynth.weights.demo import demo_model
 
 ATOL = 1e-4
 FAMILIES = {
     "lstm-same-input": ModelConfig(ngf=8, hidden_size=16, image_size=64),
-    "gru-feedback-categories": ModelConfig(ngf=8, hidden_size=16, image_size=64, cell="gru", motion_mode="feedback", n_categories=3),
+    "gru-feedback-categories": ModelConfig(
+        ngf=8, hidden_size=16, image_size=64, cell="gru", motion_mode="feedback", n_categories=3
+    ),
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,7 +41,11 @@ def test_while_loop_formulation_equals_the_model(family):
         video, state_out = while_loop_module(model, streaming=True)(content, state, torch.tensor(6), category)
         expected, expected_state = model.generate_chunk(content, state, 6, category)
         whole = while_loop_module(model, streaming=False)(content, motion, torch.tensor(6), category)
-    assert torch.equal(video, expected) and torch.equal(state_out, expected_state) and torch.equal(whole, expected)
+    assert (
+        torch.equal(video, expected)
+        and torch.equal(state_out, expected_state)
+        and torch.equal(whole, expected)
+    )
 
 
 def test_training_mode_is_refused():
@@ -69,12 +76,16 @@ def test_dynamo_exporter_writes_the_same_contract_and_passes_validation(family, 
         category = torch.from_numpy(noise.category)
     video = session.run(["video"], feed)[0]
     with torch.inference_mode():
-        expected = model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), 40, category).numpy()
+        expected = model(
+            torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), 40, category
+        ).numpy()
     assert video.shape == expected.shape and np.abs(video - expected).max() <= ATOL
 
 
 def test_unknown_exporter_is_refused(tmp_path):
-    with pytest.raises(ExportError, match="unknown ONNX exporter 'jit'; expected one of: torchscript, dynamo"):
+    with pytest.raises(
+        ExportError, match="unknown ONNX exporter 'jit'; expected one of: torchscript, dynamo"
+    ):
         export_artifacts(demo_model(FAMILIES["lstm-same-input"]), tmp_path / "out", onnx_exporter="jit")
     assert not (tmp_path / "out").exists()
 
@@ -88,5 +99,7 @@ def test_default_manifest_names_the_torchscript_based_exporter_where_torch_has_i
 
 def test_opsets_below_what_the_dynamo_exporter_writes_are_refused(tmp_path):
     with pytest.raises(ExportError, match="opset 17 is below 18"):
-        export_artifacts(demo_model(FAMILIES["lstm-same-input"]), tmp_path / "out", opset=17, onnx_exporter="dynamo")
+        export_artifacts(
+            demo_model(FAMILIES["lstm-same-input"]), tmp_path / "out", opset=17, onnx_exporter="dynamo"
+        )
     assert not (tmp_path / "out").exists()

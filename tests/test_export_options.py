@@ -1,6 +1,7 @@
 """Export options and failures: bad input refused before anything is written, interrupted or
 failing exports leave the previous artifacts untouched, validation reports every mismatch
 at once, lower precisions keep float32 at the boundary and are held to a PSNR floor."""
+
 import copy
 import hashlib
 import json
@@ -15,16 +16,15 @@ import vidsynth.export.onnx_export as export_onnx
 import vidsynth.export.torchscript as export_torchscript
 import vidsynth.export.validate as validate
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
 from vidsynth.export import export_artifacts, read_manifest
-from vidsynth.optional import onnxruntime_session
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.export.torchscript import load_torchscript
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
+from vidsynth.optional import onnxruntime_session
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,7 +67,10 @@ def leftovers(directory):
         (dict(opset="17"), "unsupported ONNX opset '17'"),
         (dict(dtype="fp8"), "unknown dtype 'fp8'; expected one of: fp32, fp16, bf16"),
         (dict(dtype="bf16"), "bf16 is available for the torchscript format only"),
-        (dict(formats=("onnx", "tflite")), "unknown export format 'tflite'; expected one of: torchscript, onnx"),
+        (
+            dict(formats=("onnx", "tflite")),
+            "unknown export format 'tflite'; expected one of: torchscript, onnx",
+        ),
         (dict(formats=()), "no export format given"),
         (dict(formats=("torchscript",), opset=17), "--opset applies to the onnx format only"),
     ],
@@ -184,7 +187,9 @@ def test_validation_collects_every_mismatch(model):
         validate.validate_backends(model, "fp32", {"ok": good, "off": off, "short": short}, {})
     lines = str(caught.value).splitlines()
     assert lines[0] == "export validation failed against eager PyTorch (fp32, tolerance max abs 0.0001):"
-    assert sum("off video" in line and "max abs error 0.001 > tolerance 0.0001" in line for line in lines) == 2
+    assert (
+        sum("off video" in line and "max abs error 0.001 > tolerance 0.0001" in line for line in lines) == 2
+    )
     assert sum("short video has shape" in line for line in lines) == 2
     assert not any("ok video" in line for line in lines)
 
@@ -218,7 +223,9 @@ def test_manifest_module_is_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, vidsynth.artifacts.manifest, vidsynth.artifacts.contract; print('torch' in sys.modules)"
+    code = (
+        "import sys, vidsynth.artifacts.manifest, vidsynth.artifacts.contract; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -230,14 +237,22 @@ def test_fp16_export_keeps_float32_boundary(model, tmp_path):
     manifest = export_artifacts(model, tmp_path / "art", dtype="fp16")
     validation = manifest["validation"]
     assert manifest["dtype"] == "fp16" and manifest["precision"]["motion"] == "fp32"
-    assert set(validation["psnr_db_vs_fp32"]) == {"eager", "torchscript", "onnx", "torchscript_streaming", "onnx_streaming"}
+    assert set(validation["psnr_db_vs_fp32"]) == {
+        "eager",
+        "torchscript",
+        "onnx",
+        "torchscript_streaming",
+        "onnx_streaming",
+    }
     assert all(35 <= value < 200 for value in validation["psnr_db_vs_fp32"].values())
     graph = onnx.load(str(tmp_path / "art" / "generator.onnx")).graph
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in graph.initializer}
     session = onnxruntime_session(tmp_path / "art" / "generator.onnx", threads=1)
     assert [i.type for i in session.get_inputs()][:2] == ["tensor(float)", "tensor(float)"]
     noise = sample_noise(model.config, 2, seed=5)
-    video = session.run(None, {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(6, np.int64)})[0]
+    video = session.run(
+        None, {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(6, np.int64)}
+    )[0]
     assert video.dtype == np.float32 and video.shape == (2, 6, 3, 96, 96)
     with torch.inference_mode():
         fp32 = model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), 6).numpy()
@@ -258,7 +273,10 @@ def test_bf16_torchscript_export(model, tmp_path):
 def test_psnr_floor_fails_validation(model, tmp_path):
     export_artifacts(model, tmp_path / "art", formats=("torchscript",), dtype="bf16")
     lowered, fp32 = with_precision(model, "bf16"), deployable_copy(model)
-    with pytest.raises(ValidationError, match=r"torchscript bf16 video is [\d.]+ dB PSNR from float32, below the 500 dB minimum"):
+    with pytest.raises(
+        ValidationError,
+        match=r"torchscript bf16 video is [\d.]+ dB PSNR from float32, below the 500 dB minimum",
+    ):
         validate.validate_export(lowered, tmp_path / "art", ("torchscript",), "bf16", fp32, min_psnr_db=500.0)
 
 
@@ -267,7 +285,10 @@ def test_psnr_floor_fails_validation(model, tmp_path):
 
 def test_cli_export(weights_dir, tmp_path):
     out = tmp_path / "art"
-    result = CliRunner().invoke(cli, ["export", "--weights", str(weights_dir), "--out", str(out), "--formats", "onnx", "--opset", "15"])
+    result = CliRunner().invoke(
+        cli,
+        ["export", "--weights", str(weights_dir), "--out", str(out), "--formats", "onnx", "--opset", "15"],
+    )
     assert result.exit_code == 0, result.output
     assert "exported generator.onnx, generator_chunk.onnx (fp32)" in result.output
     assert read_manifest(out)["opset"] == 15

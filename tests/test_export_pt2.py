@@ -4,6 +4,7 @@ one-shot, packages from another torch refused, and `generate --backend pt2` from
 AOTInductor compiles C++ (minutes on a small machine), so one small conditional model
 (GRU feedback, categories: every optional input) is exported once for the module.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
-from vidsynth.errors import ExportError, RuntimeBackendError
-from vidsynth.export import export_artifacts
 from vidsynth.artifacts.contract import PT2_IMAGE_FILE as IMAGE_FILE
 from vidsynth.artifacts.contract import PT2_MOTION_FILE as MOTION_FILE
 from vidsynth.artifacts.pt2 import load_package, load_pt2
+from vidsynth.cli import cli
+from vidsynth.errors import ExportError, RuntimeBackendError
+from vidsynth.export import export_artifacts
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest
 from vidsynth.runtime.backend import open_backend
@@ -42,20 +43,28 @@ def made(tmp_path_factory):
     model = demo_model(CONFIG)
     manifest = export_artifacts(model, root / "artifacts", formats=("pt2",))
     generator = load_pt2(root / "artifacts", CONFIG, torch.__version__)
-    return SimpleNamespace(root=root, model=model, manifest=manifest, generator=generator, artifacts=str(root / "artifacts"))
+    return SimpleNamespace(
+        root=root, model=model, manifest=manifest, generator=generator, artifacts=str(root / "artifacts")
+    )
 
 
 def eager(model, noise, n_frames):
     with torch.inference_mode():
         return model(
-            torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, torch.from_numpy(noise.category)
+            torch.from_numpy(noise.z_content),
+            torch.from_numpy(noise.z_motion),
+            n_frames,
+            torch.from_numpy(noise.category),
         ).numpy()
 
 
 def pt2(generator, noise, n_frames):
     with torch.inference_mode():
         return generator(
-            torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames, torch.from_numpy(noise.category)
+            torch.from_numpy(noise.z_content),
+            torch.from_numpy(noise.z_motion),
+            n_frames,
+            torch.from_numpy(noise.category),
         ).numpy()
 
 
@@ -85,7 +94,9 @@ def test_one_package_serves_any_batch_and_frame_count(made, batch, n_frames):
 
 def test_chunks_with_carried_state_equal_one_call(made):
     noise = sample_noise(CONFIG, 2, seed=7)
-    content, motion, category = (torch.from_numpy(a) for a in (noise.z_content, noise.z_motion, noise.category))
+    content, motion, category = (
+        torch.from_numpy(a) for a in (noise.z_content, noise.z_motion, noise.category)
+    )
     parts = []
     with torch.inference_mode():
         state = made.generator.initial_state(motion)
@@ -101,7 +112,9 @@ def test_package_from_another_torch_is_refused_naming_both_versions(made, monkey
     built_with = torch.__version__
     monkeypatch.setattr(torch, "__version__", "2.99.0")
     request = GenerateRequest(artifacts=made.artifacts, backend="pt2", device="cpu").validate()
-    with pytest.raises(RuntimeBackendError, match=rf"compiled by torch {re.escape(built_with)}.*this is torch 2\.99\.0"):
+    with pytest.raises(
+        RuntimeBackendError, match=rf"compiled by torch {re.escape(built_with)}.*this is torch 2\.99\.0"
+    ):
         open_backend(request)
     # the package itself says which torch compiled it, whatever a manifest claims
     with pytest.raises(RuntimeBackendError, match=rf"compiled by torch {re.escape(built_with)}"):
@@ -120,8 +133,26 @@ def run_cli(*args: str):
 
 def test_generate_with_the_pt2_backend_writes_the_videos_eager_makes(made, tmp_path):
     out = tmp_path / "out"
-    result = run_cli("--artifacts", made.artifacts, "--backend", "pt2", "--device", "cpu", "--format", "png",
-                     "--num-videos", "2", "--frames", "6", "--chunk-frames", "4", "--category", "1", "--out", str(out))
+    result = run_cli(
+        "--artifacts",
+        made.artifacts,
+        "--backend",
+        "pt2",
+        "--device",
+        "cpu",
+        "--format",
+        "png",
+        "--num-videos",
+        "2",
+        "--frames",
+        "6",
+        "--chunk-frames",
+        "4",
+        "--category",
+        "1",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "pt2" in result.output
     sheet = iio.imread(out / "sheet.png")
@@ -152,6 +183,7 @@ def test_pt2_backend_bad_input_is_one_error_line(made, tmp_path):
     (without / "manifest.json").write_text(json.dumps(manifest))
     assert_one_error_line(
         run_cli("--artifacts", str(without), "--backend", "pt2", "--device", "cpu", "--out", str(out)),
-        IMAGE_FILE, "pt2 format",
+        IMAGE_FILE,
+        "pt2 format",
     )
     assert not out.exists()

@@ -5,6 +5,7 @@ name a newer format or an unknown rewrite refused with the versions.
 The equivalence of the default rewritten graphs over every family and shape is in
 test_export.py (the default export is the optimized one).
 """
+
 import json
 import shutil
 
@@ -14,16 +15,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from vidsynth.artifacts.contract import GRAPH_REWRITES
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export import export_artifacts, read_manifest
-from vidsynth.artifacts.contract import GRAPH_REWRITES
 from vidsynth.export.onnx_export import export_graph, op_types
-from vidsynth.optional import onnxruntime_session
 from vidsynth.export.rewrites import DEFAULT_REWRITES, applicable_rewrites, rewrite_for_export
-from vidsynth.model.noise import sample_noise
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.inference import LeanFeedbackMotion
+from vidsynth.model.noise import sample_noise
+from vidsynth.optional import onnxruntime_session
 from vidsynth.version import __version__
 from vidsynth.weights.demo import demo_model
 
@@ -66,7 +67,10 @@ def test_optimized_graphs_fold_batch_norms_and_fuse_the_recurrence(both_exports)
         assert "BatchNormalization" in old and "BatchNormalization" not in new
         assert "Loop" in old
         if feedback:
-            body, literal_body = loop_body_ops(root / "optimized" / name), loop_body_ops(root / "literal" / name)
+            body, literal_body = (
+                loop_body_ops(root / "optimized" / name),
+                loop_body_ops(root / "literal" / name),
+            )
             assert sum(op in ("MatMul", "Gemm") for op in body) == 1  # one matrix product per step
             assert sum(op in ("MatMul", "Gemm") for op in literal_body) >= 3
             assert len(body) < 0.6 * len(literal_body)
@@ -78,7 +82,8 @@ def test_optimized_graphs_fold_batch_norms_and_fuse_the_recurrence(both_exports)
 
 def test_no_optimize_from_the_command_line(tmp_path):
     result = CliRunner().invoke(
-        cli, ["export", "--weights", "demo", "--out", str(tmp_path / "a"), "--formats", "onnx", "--no-optimize"]
+        cli,
+        ["export", "--weights", "demo", "--out", str(tmp_path / "a"), "--formats", "onnx", "--no-optimize"],
     )
     assert result.exit_code == 0, result.output
     assert "rewrites" not in result.output
@@ -91,7 +96,9 @@ def test_rewrites_left_off_by_default_compute_the_same_video(tmp_path, cell, mod
     """latent-matmul and sub-pixel-upsampling did not win on either runtime (bench/graphs.py)
     but stay correct, so that measurement means something."""
     model = small_model(cell=cell, motion_mode=mode, image_size=96)
-    rewritten, applied = rewrite_for_export(model, DEFAULT_REWRITES + ("latent-matmul", "sub-pixel-upsampling"))
+    rewritten, applied = rewrite_for_export(
+        model, DEFAULT_REWRITES + ("latent-matmul", "sub-pixel-upsampling")
+    )
     assert {"latent-matmul", "sub-pixel-upsampling"} <= set(applied) and "sub-pixel-last" not in applied
     assert sum(type(layer).__name__ == "SubPixelConvTranspose" for layer in rewritten.image) == 4
     path = tmp_path / "g.onnx"
@@ -100,17 +107,35 @@ def test_rewrites_left_off_by_default_compute_the_same_video(tmp_path, cell, mod
     for batch, n_frames in ((1, 1), (3, 23)):
         noise = sample_noise(model.config, batch, seed=n_frames)
         with torch.inference_mode():
-            eager = model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames).numpy()
-        feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(n_frames, np.int64)}
+            eager = model(
+                torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames
+            ).numpy()
+        feed = {
+            "z_content": noise.z_content,
+            "z_motion": noise.z_motion,
+            "n_frames": np.array(n_frames, np.int64),
+        }
         assert np.abs(session.run(["video"], feed)[0] - eager).max() <= ATOL
 
 
 def test_rewrite_choices_are_checked():
     same_input, feedback = small_model(), small_model(cell="gru", motion_mode="feedback")
-    assert applicable_rewrites(same_input) == ("fold-motion-bn", "fold-image-bn", "fused-recurrence", "sub-pixel-last")
-    assert applicable_rewrites(feedback) == ("fold-motion-bn", "fold-image-bn", "lean-feedback-loop", "sub-pixel-last")
+    assert applicable_rewrites(same_input) == (
+        "fold-motion-bn",
+        "fold-image-bn",
+        "fused-recurrence",
+        "sub-pixel-last",
+    )
+    assert applicable_rewrites(feedback) == (
+        "fold-motion-bn",
+        "fold-image-bn",
+        "lean-feedback-loop",
+        "sub-pixel-last",
+    )
     assert applicable_rewrites(feedback, ("fold-image-bn",)) == ("fold-image-bn",)
-    with pytest.raises(ExportError, match="unknown graph rewrite 'winograd'; expected one of: fold-motion-bn"):
+    with pytest.raises(
+        ExportError, match="unknown graph rewrite 'winograd'; expected one of: fold-motion-bn"
+    ):
         applicable_rewrites(same_input, ("winograd",))
     with pytest.raises(ExportError, match="add fold-image-bn"):
         applicable_rewrites(same_input, ("sub-pixel-last",))
@@ -174,6 +199,8 @@ def test_unknown_rewrite_refused_with_the_versions(copied):
 
 def test_generate_refuses_an_unknown_rewrite(copied, tmp_path):
     rewrite_manifest(copied, rewrites=["int4-weights"])
-    result = CliRunner().invoke(cli, ["generate", "--artifacts", str(copied), "--out", str(tmp_path / "v"), "--frames", "2"])
+    result = CliRunner().invoke(
+        cli, ["generate", "--artifacts", str(copied), "--out", str(tmp_path / "v"), "--frames", "2"]
+    )
     assert result.exit_code == 1
     assert "int4-weights" in result.output and not (tmp_path / "v").exists()

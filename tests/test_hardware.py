@@ -1,13 +1,14 @@
 """`--backend auto`: the choice follows the machine's facts (CPU flags, installed runtimes,
 GPU) and the source; it is said in one line; bf16 on a CPU that emulates it warns."""
+
 import json
 
 import pytest
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError
+from vidsynth.model.config import ModelConfig
 from vidsynth.runtime import GenerateRequest, generate_videos
 from vidsynth.runtime.hardware import Hardware, auto_backend, probe_hardware
 from vidsynth.weights.demo import demo_model
@@ -65,7 +66,9 @@ def weights(tmp_path_factory):
 
 def test_generate_says_what_auto_chose(weights, tmp_path):
     said = []
-    result = generate_videos(GenerateRequest(weights=weights, num_videos=1, frames=2, format="png", out=str(tmp_path)), said.append)
+    result = generate_videos(
+        GenerateRequest(weights=weights, num_videos=1, frames=2, format="png", out=str(tmp_path)), said.append
+    )
     expected, _ = auto_backend(False, "auto", probe_hardware())
     assert result.backend == expected
     assert [line for line in said if line.startswith(f"--backend auto chose {expected}: ")]
@@ -74,10 +77,20 @@ def test_generate_says_what_auto_chose(weights, tmp_path):
 @pytest.mark.skipif(probe_hardware().native_bf16, reason="this CPU has native bf16: nothing to warn about")
 def test_explicit_bf16_on_an_emulating_cpu_warns(weights, tmp_path):
     said = []
-    request = GenerateRequest(weights=weights, backend="optimized-bf16", device="cpu", num_videos=1, frames=2,
-                              format="png", out=str(tmp_path))
+    request = GenerateRequest(
+        weights=weights,
+        backend="optimized-bf16",
+        device="cpu",
+        num_videos=1,
+        frames=2,
+        format="png",
+        out=str(tmp_path),
+    )
     generate_videos(request, said.append)
-    assert any(line.startswith("warning: this CPU has no native bf16") and "slower than fp32" in line for line in said)
+    assert any(
+        line.startswith("warning: this CPU has no native bf16") and "slower than fp32" in line
+        for line in said
+    )
 
 
 def test_validation_names_every_bad_field():

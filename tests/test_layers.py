@@ -1,4 +1,5 @@
 """The assignment's layers against torch.nn, the visible fixtures, and their semantics."""
+
 import ast
 import inspect
 import json
@@ -11,8 +12,8 @@ from torch import nn
 
 import vidsynth.model.layers as layers
 from vidsynth.bench.reference import ReferenceMotion
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ConfigError, InputError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.layers import GRU, LSTM, MyGRUCell, MyLinear, MyLSTMCell
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "solutions_visible.json").read_text())
@@ -81,8 +82,10 @@ def test_lstm_cell_matches_torch(in_size, hidden, batch):
     torch.testing.assert_close(c_mine, c_ref, atol=1e-6, rtol=1e-6)
     (h_ref.sum() + (c_ref**2).sum()).backward()
     (h_mine.sum() + (c_mine**2).sum()).backward()
-    for a, b in zip(grads(x2, h2, c2, mine.weight_ih, mine.weight_hh, mine.bias_ih),
-                    grads(x, h, c, ref.weight_ih, ref.weight_hh, ref.bias_ih)):
+    for a, b in zip(
+        grads(x2, h2, c2, mine.weight_ih, mine.weight_hh, mine.bias_ih),
+        grads(x, h, c, ref.weight_ih, ref.weight_hh, ref.bias_ih),
+    ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -101,12 +104,15 @@ def test_gru_cell_matches_torch(in_size, hidden, batch):
     torch.testing.assert_close(h_mine, h_ref, atol=1e-6, rtol=1e-6)
     (h_ref**2).sum().backward()
     (h_mine**2).sum().backward()
-    for a, b in zip(grads(x2, h2, mine.weight_ih, mine.weight_hh, mine.bias_hh),
-                    grads(x, h, ref.weight_ih, ref.weight_hh, ref.bias_hh)):
+    for a, b in zip(
+        grads(x2, h2, mine.weight_ih, mine.weight_hh, mine.bias_hh),
+        grads(x, h, ref.weight_ih, ref.weight_hh, ref.bias_hh),
+    ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 # -- the assignment's visible cases ---------------------------------------------------------
+
 
 def relative_l1(mine: torch.Tensor, ref: torch.Tensor) -> float:
     return ((mine - ref).abs().sum() / ref.abs().sum()).item()
@@ -167,12 +173,13 @@ def test_fixture_forget_bias():
 
 # -- semantics of the motion modules ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("module_class,cell_attr", [(LSTM, "lstm"), (GRU, "gru")])
 def test_init_weight_is_xavier_with_forget_bias(module_class, cell_attr):
     torch.manual_seed(4)
     module = module_class(10, 100)
     module.initWeight(init_forget_bias=3)
-    for name, param in module.named_parameters():
+    for _, param in module.named_parameters():
         if param.dim() == 2:
             fan_out, fan_in = param.shape
             bound = math.sqrt(6.0 / (fan_in + fan_out))
@@ -259,7 +266,9 @@ def test_stateful_forward_misuse_gets_clear_errors(module_class):
 
 
 def test_unknown_motion_mode_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown motion mode 'sideways'; expected one of: same-input, feedback"):
+    with pytest.raises(
+        ConfigError, match="unknown motion mode 'sideways'; expected one of: same-input, feedback"
+    ):
         LSTM(4, 8, motion_mode="sideways")
 
 
@@ -293,9 +302,26 @@ def test_cells_and_modules_script_and_match_eager():
                 torch.testing.assert_close(a, b)
 
 
-FORBIDDEN = {"Linear", "Bilinear", "LazyLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell",
-             "GRUCell", "RNNBase", "linear", "bilinear", "lstm", "gru", "lstm_cell", "gru_cell",
-             "rnn_tanh", "rnn_relu"}
+FORBIDDEN = {
+    "Linear",
+    "Bilinear",
+    "LazyLinear",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNNBase",
+    "linear",
+    "bilinear",
+    "lstm",
+    "gru",
+    "lstm_cell",
+    "gru_cell",
+    "rnn_tanh",
+    "rnn_relu",
+}
 FORBIDDEN_OWNERS = {"nn", "F", "functional", "torch", "_VF"}
 
 
@@ -323,5 +349,8 @@ def test_forbidden_name_check_catches_violations():
         "a = nn.Linear(2, 3)\nb = torch.nn.functional.linear\nc = nn.GRUCell(2, 2)\n"
     )
     assert sorted(find_forbidden(source)) == [
-        "line 3: import LSTMCell", "line 4: nn.Linear", "line 5: functional.linear", "line 6: nn.GRUCell",
+        "line 3: import LSTMCell",
+        "line 4: nn.Linear",
+        "line 5: functional.linear",
+        "line 6: nn.GRUCell",
     ]

@@ -1,6 +1,7 @@
 """A manifest cannot point outside its export directory or crash
 the reader, and a generator.pt is code, checked against the operators its export recorded
 before it runs."""
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
-from vidsynth.errors import RuntimeBackendError
-from vidsynth.export import export_artifacts
 from vidsynth.artifacts.manifest import file_record, read_manifest
 from vidsynth.artifacts.torchscript_ops import check_operators, graph_operators, scan_archive
+from vidsynth.cli import cli
+from vidsynth.errors import RuntimeBackendError
+from vidsynth.export import export_artifacts
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 
 CONFIG = ModelConfig(ngf=8, image_size=64)
@@ -67,26 +68,32 @@ def test_a_listed_file_that_links_outside_is_refused(art, tmp_path):
     assert "1234" not in str(caught.value)
 
 
-@pytest.mark.parametrize("content,fragment", [
-    (lambda m: m.update(files=list(m["files"])), "files is not an object"),
-    (lambda m: m["files"]["generator.onnx"].update(bytes=10 ** 30), "bytes is not a size"),
-    (lambda m: m["files"]["generator.onnx"].update(bytes=True), "bytes is not a size"),
-    (lambda m: m["files"]["generator.onnx"].update(sha256=["x"]), "sha256 is not 64"),
-    (lambda m: m.update(config="ngf=8"), "config is not an object"),
-    (lambda m: m.update(format_version=10 ** 400), "unknown version"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        (lambda m: m.update(files=list(m["files"])), "files is not an object"),
+        (lambda m: m["files"]["generator.onnx"].update(bytes=10**30), "bytes is not a size"),
+        (lambda m: m["files"]["generator.onnx"].update(bytes=True), "bytes is not a size"),
+        (lambda m: m["files"]["generator.onnx"].update(sha256=["x"]), "sha256 is not 64"),
+        (lambda m: m.update(config="ngf=8"), "config is not an object"),
+        (lambda m: m.update(format_version=10**400), "unknown version"),
+    ],
+)
 def test_manifest_structure_errors_are_one_clear_error(art, content, fragment):
     edit_manifest(art, content)
     with pytest.raises(RuntimeBackendError, match=fragment):
         read_manifest(art)
 
 
-@pytest.mark.parametrize("raw,fragment", [
-    (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
-    (b'{"format_version": ' + b"9" * 20_000 + b"}", "number too large"),
-    (b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary", "not text"),
-    (b" " * (2 << 20), "at most"),
-])
+@pytest.mark.parametrize(
+    "raw,fragment",
+    [
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (b'{"format_version": ' + b"9" * 20_000 + b"}", "number too large"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary", "not text"),
+        (b" " * (2 << 20), "at most"),
+    ],
+)
 def test_hostile_manifest_bytes_are_one_clear_error(art, raw, fragment):
     (art / "manifest.json").write_bytes(raw)
     with pytest.raises(RuntimeBackendError, match=fragment):
@@ -157,9 +164,24 @@ def test_a_generator_pt_that_writes_a_file_is_refused_before_it_runs(art, tmp_pa
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     plant(art, WritesAFile(str(victim)), ops_too)
-    result = CliRunner().invoke(cli, ["generate", "--artifacts", str(art), "--backend", "torchscript",
-                                      "--num-videos", "1", "--frames", "2", "--format", "png",
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--artifacts",
+            str(art),
+            "--backend",
+            "torchscript",
+            "--num-videos",
+            "1",
+            "--frames",
+            "2",
+            "--format",
+            "png",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 1
     assert "from_file" in result.output and "refusing" in result.output
     assert victim.read_text() == "precious"

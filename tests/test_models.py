@@ -1,12 +1,13 @@
 """VideoGenerator: shapes, latent layout, scripting, streaming, conditioning."""
+
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from vidsynth.model.config import PRESETS, ModelConfig
 from vidsynth.errors import ConfigError, InputError
+from vidsynth.model.config import PRESETS, ModelConfig
 from vidsynth.model.generator import VideoGenerator, build_model
 
 SMALL = dict(ngf=8, hidden_size=16)
@@ -17,7 +18,9 @@ def small(**changes) -> ModelConfig:
 
 
 @pytest.mark.parametrize("size", [64, 96])
-@pytest.mark.parametrize("cell,mode", [("lstm", "same-input"), ("gru", "feedback"), ("lstm", "feedback"), ("gru", "same-input")])
+@pytest.mark.parametrize(
+    "cell,mode", [("lstm", "same-input"), ("gru", "feedback"), ("lstm", "feedback"), ("gru", "same-input")]
+)
 def test_video_shape_and_range(size, cell, mode):
     model = build_model(small(image_size=size, cell=cell, motion_mode=mode), seed=0).eval()
     video = model(torch.randn(3, 50), torch.randn(3, 10), 4)
@@ -29,7 +32,11 @@ def test_video_shape_and_range(size, cell, mode):
 def test_state_dict_keys_match_legacy_generator_layout():
     keys = {k.removeprefix("image.") for k in VideoGenerator(small()).state_dict() if k.startswith("image.")}
     convs = {f"main.{i}.weight" for i in (0, 3, 6, 9, 12)}
-    norms = {f"main.{i}.{p}" for i in (1, 4, 7, 10) for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    norms = {
+        f"main.{i}.{p}"
+        for i in (1, 4, 7, 10)
+        for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    }
     assert keys == convs | norms
 
 
@@ -71,13 +78,17 @@ def test_seed_fixes_the_initial_weights():
     assert not torch.equal(a.image.main[0].weight, c.image.main[0].weight)
 
 
-@pytest.mark.parametrize("config", [small(), small(cell="gru", motion_mode="feedback"), small(n_categories=4)])
+@pytest.mark.parametrize(
+    "config", [small(), small(cell="gru", motion_mode="feedback"), small(n_categories=4)]
+)
 def test_scripted_equals_eager(config):
     model = build_model(config, seed=0).eval()
     scripted = torch.jit.script(model)
     z_content, z_motion = torch.randn(2, 50), torch.randn(2, 10)
     for n_frames in (1, 5):
-        torch.testing.assert_close(scripted(z_content, z_motion, n_frames), model(z_content, z_motion, n_frames))
+        torch.testing.assert_close(
+            scripted(z_content, z_motion, n_frames), model(z_content, z_motion, n_frames)
+        )
 
 
 @pytest.mark.parametrize("cell,mode", [("lstm", "same-input"), ("gru", "feedback")])
@@ -110,23 +121,26 @@ def test_presets():
     assert ModelConfig.from_dict(PRESETS["dlhacks"].to_dict()) == PRESETS["dlhacks"]
 
 
-@pytest.mark.parametrize("changes,message", [
-    (dict(cell="rnn"), "unknown cell 'rnn'; expected one of: lstm, gru"),
-    (dict(motion_mode="x"), "unknown motion mode"),
-    (dict(image_size=128), "unknown image size 128"),
-    (dict(image_size=64.0), "image_size must be an integer, got 64.0"),
-    (dict(ngf=0), "ngf must be a positive integer"),
-    (dict(ngf=True), "ngf must be an integer, got True"),
-    (dict(hidden_size="100"), "hidden_size must be an integer, got '100'"),
-    (dict(n_categories=False), "n_categories must be an integer, got False"),
-    (dict(cell=1), "cell must be a string, got 1"),
-    (dict(bn_eps=-1), "bn_eps must be a finite number > 0, got -1"),
-    (dict(bn_eps=0.0), "bn_eps must be a finite number > 0, got 0.0"),
-    (dict(bn_eps=math.nan), "bn_eps must be a finite number > 0, got nan"),
-    (dict(bn_eps=math.inf), "bn_eps must be a finite number > 0, got inf"),
-    (dict(bn_eps="abc"), "bn_eps must be a number, got 'abc'"),
-    (dict(bn_eps=True), "bn_eps must be a number, got True"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(cell="rnn"), "unknown cell 'rnn'; expected one of: lstm, gru"),
+        (dict(motion_mode="x"), "unknown motion mode"),
+        (dict(image_size=128), "unknown image size 128"),
+        (dict(image_size=64.0), "image_size must be an integer, got 64.0"),
+        (dict(ngf=0), "ngf must be a positive integer"),
+        (dict(ngf=True), "ngf must be an integer, got True"),
+        (dict(hidden_size="100"), "hidden_size must be an integer, got '100'"),
+        (dict(n_categories=False), "n_categories must be an integer, got False"),
+        (dict(cell=1), "cell must be a string, got 1"),
+        (dict(bn_eps=-1), "bn_eps must be a finite number > 0, got -1"),
+        (dict(bn_eps=0.0), "bn_eps must be a finite number > 0, got 0.0"),
+        (dict(bn_eps=math.nan), "bn_eps must be a finite number > 0, got nan"),
+        (dict(bn_eps=math.inf), "bn_eps must be a finite number > 0, got inf"),
+        (dict(bn_eps="abc"), "bn_eps must be a number, got 'abc'"),
+        (dict(bn_eps=True), "bn_eps must be a number, got True"),
+    ],
+)
 def test_bad_config_is_refused(changes, message):
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**changes)

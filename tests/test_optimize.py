@@ -4,9 +4,9 @@ rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model 
 import pytest
 import torch
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError
 from vidsynth.export.precision import psnr_db
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.model.inference import optimize_for_inference
 from vidsynth.weights.demo import demo_model
@@ -62,10 +62,13 @@ def test_leaves_the_model_unchanged():
     assert next(model.parameters()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(precision="int8"), "unknown precision 'int8'"),
-    (dict(frame_chunk=0), "frame_chunk must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(precision="int8"), "unknown precision 'int8'"),
+        (dict(frame_chunk=0), "frame_chunk must be a positive integer"),
+    ],
+)
 def test_bad_options(kwargs, message):
     with pytest.raises(InputError, match=message):
         optimize_for_inference(build_model(ModelConfig(ngf=8), seed=0).eval(), **kwargs)
@@ -81,7 +84,9 @@ def test_sub_pixel_equals_conv_transpose(in_channels, out_channels, side):
     with torch.no_grad():
         expected = layer(x)
         assert torch.allclose(SubPixelConvTranspose(layer)(x), expected, atol=1e-5)
-        assert torch.allclose(SubPixelConvTranspose(layer)(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5)
+        assert torch.allclose(
+            SubPixelConvTranspose(layer)(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5
+        )
         first = torch.nn.ConvTranspose2d(in_channels, out_channels, side, 1, 0, bias=False)
         z = torch.randn(4, in_channels, 1, 1)
         assert torch.allclose(LatentProjection(first)(z), first(z), atol=1e-5)

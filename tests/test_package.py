@@ -1,4 +1,5 @@
 """Package-level promises: a light import and a working command line."""
+
 import subprocess
 import sys
 

@@ -2,6 +2,7 @@
 
 One small model (ngf=8, 64x64, LSTM same-input) is saved and exported once for the module.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,10 +15,10 @@ import torch
 from click.testing import CliRunner
 
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.export import export_artifacts
 from vidsynth.export.precision import psnr_db
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
@@ -37,7 +38,9 @@ def made(tmp_path_factory):
     model = build_model(CONFIG, seed=3).eval()
     save_weights(model, root / "weights", {"source": "test"})
     export_artifacts(model, root / "artifacts")
-    return SimpleNamespace(root=root, model=model, weights=str(root / "weights"), artifacts=str(root / "artifacts"))
+    return SimpleNamespace(
+        root=root, model=model, weights=str(root / "weights"), artifacts=str(root / "artifacts")
+    )
 
 
 def source(made, backend: str) -> dict:
@@ -88,7 +91,9 @@ def test_grey_videos_become_rgb_and_other_channel_counts_are_refused():
 @pytest.mark.parametrize("fmt", ["mp4", "gif"])
 def test_each_backend_writes_decodable_videos(made, tmp_path, backend, fmt):
     out = tmp_path / "out"
-    request = GenerateRequest(**source(made, backend), device="cpu", num_videos=2, frames=5, format=fmt, out=str(out))
+    request = GenerateRequest(
+        **source(made, backend), device="cpu", num_videos=2, frames=5, format=fmt, out=str(out)
+    )
     result = generate_videos(request)
     assert [p.name for p in result.paths] == [f"video_000.{fmt}", f"video_001.{fmt}"]
     assert sorted(p.name for p in out.iterdir()) == [p.name for p in result.paths]  # no staging left
@@ -99,8 +104,15 @@ def test_each_backend_writes_decodable_videos(made, tmp_path, backend, fmt):
 
 @pytest.mark.parametrize("backend", ["eager", "torchscript", "onnxruntime"])
 def test_png_sheet_has_a_row_per_video_and_a_column_per_frame(made, tmp_path, backend):
-    request = GenerateRequest(**source(made, backend), device="cpu", num_videos=3, frames=4, format="png",
-                              seed=11, out=str(tmp_path))
+    request = GenerateRequest(
+        **source(made, backend),
+        device="cpu",
+        num_videos=3,
+        frames=4,
+        format="png",
+        seed=11,
+        out=str(tmp_path),
+    )
     (path,) = generate_videos(request).paths
     assert path.name == "sheet.png"
     sheet = iio.imread(path)
@@ -143,7 +155,9 @@ def test_backends_agree_within_export_tolerance_before_quantisation(made):
 
 def test_optimized_backends_match_eager(made):
     noise = sample_noise(CONFIG, 3, seed=6)
-    eager = open_backend(GenerateRequest(weights=made.weights, backend="eager", device="cpu")).generate(noise, 9)
+    eager = open_backend(GenerateRequest(weights=made.weights, backend="eager", device="cpu")).generate(
+        noise, 9
+    )
     fp32 = open_backend(GenerateRequest(weights=made.weights, backend="optimized", device="cpu"))
     assert np.abs(fp32.generate(noise, 9) - eager).max() <= 1e-4
     bf16 = open_backend(GenerateRequest(weights=made.weights, backend="optimized-bf16", device="cpu"))
@@ -158,8 +172,22 @@ def test_optimized_backends_match_eager(made):
 def test_onnxruntime_from_weights_exports_on_the_fly(made, tmp_path):
     sheets = {}
     for backend in ("eager", "onnxruntime"):
-        result = run_cli("--weights", made.weights, "--backend", backend, "--device", "cpu", "--num-videos", "2",
-                         "--frames", "3", "--format", "png", "--out", str(tmp_path / backend))
+        result = run_cli(
+            "--weights",
+            made.weights,
+            "--backend",
+            backend,
+            "--device",
+            "cpu",
+            "--num-videos",
+            "2",
+            "--frames",
+            "3",
+            "--format",
+            "png",
+            "--out",
+            str(tmp_path / backend),
+        )
         assert result.exit_code == 0, result.output
         sheets[backend] = iio.imread(tmp_path / backend / "sheet.png").astype(int)
     assert "exporting the weights (onnx)" in result.output
@@ -182,8 +210,15 @@ def test_chunks_with_carried_state_equal_one_call(made, backend):
 def test_streamed_file_equals_one_shot_file(made, tmp_path):
     sheets = []
     for chunk in (4, 64):  # 4: streamed in 4 calls per video; 64: one call
-        request = GenerateRequest(weights=made.weights, device="cpu", num_videos=2, frames=13, format="png",
-                                  chunk_frames=chunk, out=str(tmp_path / f"chunk{chunk}"))
+        request = GenerateRequest(
+            weights=made.weights,
+            device="cpu",
+            num_videos=2,
+            frames=13,
+            format="png",
+            chunk_frames=chunk,
+            out=str(tmp_path / f"chunk{chunk}"),
+        )
         result = generate_videos(request)
         assert result.plan.streaming == (chunk == 4)
         sheets.append(iio.imread(result.paths[0]))
@@ -193,8 +228,15 @@ def test_streamed_file_equals_one_shot_file(made, tmp_path):
 @pytest.mark.parametrize("fmt", ["mp4", "gif"])
 def test_same_seed_same_bytes_other_seed_other_bytes(made, tmp_path, fmt):
     def run(seed, name):
-        request = GenerateRequest(weights=made.weights, device="cpu", num_videos=2, frames=4, format=fmt,
-                                  seed=seed, out=str(tmp_path / name))
+        request = GenerateRequest(
+            weights=made.weights,
+            device="cpu",
+            num_videos=2,
+            frames=4,
+            format=fmt,
+            seed=seed,
+            out=str(tmp_path / name),
+        )
         return [p.read_bytes() for p in generate_videos(request).paths]
 
     first = run(7, "a")
@@ -215,7 +257,9 @@ def motion_codes(model, noise, n_frames: int) -> np.ndarray:
 def test_fix_shares_one_code_across_the_videos_and_varies_the_other(made, tmp_path, fix):
     n, t = 3, 4
     noise = sample_noise(CONFIG, n, seed=2, fix=fix)
-    shared, varied = (noise.z_content, noise.z_motion) if fix == "content" else (noise.z_motion, noise.z_content)
+    shared, varied = (
+        (noise.z_content, noise.z_motion) if fix == "content" else (noise.z_motion, noise.z_content)
+    )
     assert all(np.array_equal(shared[0], row) for row in shared[1:])
     assert all(not np.allclose(varied[0], row) for row in varied[1:])
     codes = motion_codes(made.model, noise, t)
@@ -223,8 +267,17 @@ def test_fix_shares_one_code_across_the_videos_and_varies_the_other(made, tmp_pa
     same_motion = all(np.allclose(codes[0], row, rtol=0, atol=1e-6) for row in codes[1:])
     assert same_motion == (fix == "motion")
 
-    request = GenerateRequest(weights=made.weights, backend="eager", device="cpu", num_videos=n, frames=t,
-                              format="png", seed=2, fix=fix, out=str(tmp_path))
+    request = GenerateRequest(
+        weights=made.weights,
+        backend="eager",
+        device="cpu",
+        num_videos=n,
+        frames=t,
+        format="png",
+        seed=2,
+        fix=fix,
+        out=str(tmp_path),
+    )
     sheet = iio.imread(generate_videos(request).paths[0])
     assert np.array_equal(sheet, sheet_of(reference_pixels(made.model, noise, t)))
     rows = sheet.reshape(n, SIZE, t * SIZE, 3)
@@ -236,21 +289,29 @@ def test_fix_shares_one_code_across_the_videos_and_varies_the_other(made, tmp_pa
 
 def test_endless_video_streams_with_bounded_compute():
     big = ModelConfig()  # 96x96, ngf=64
-    plan = plan_generation(big, n_videos=1, n_frames=100_000, fmt="mp4", chunk_frames=64, host_available=8 * 2**30)
+    plan = plan_generation(
+        big, n_videos=1, n_frames=100_000, fmt="mp4", chunk_frames=64, host_available=8 * 2**30
+    )
     assert plan.streaming and plan.chunk_frames == 64 and plan.group_size == 1
     assert plan.estimate_bytes < 2**30  # independent of the 100000 frames
-    many = plan_generation(big, n_videos=100, n_frames=100_000, fmt="mp4", chunk_frames=64, host_available=8 * 2**30)
+    many = plan_generation(
+        big, n_videos=100, n_frames=100_000, fmt="mp4", chunk_frames=64, host_available=8 * 2**30
+    )
     assert many.group_size <= 8  # encoders open at once
     assert many.estimate_bytes < 2**30
 
 
 def test_requests_beyond_memory_are_refused_with_the_estimate():
-    with pytest.raises(InputError, match=r"need an estimated [0-9.]+ TiB of host memory for the contact sheet"):
+    with pytest.raises(
+        InputError, match=r"need an estimated [0-9.]+ TiB of host memory for the contact sheet"
+    ):
         plan_generation(ModelConfig(), 1000, 100_000, "png", 64, host_available=16 * 2**30)
     with pytest.raises(InputError, match="each gif until it is complete"):
         plan_generation(ModelConfig(), 1, 10_000_000, "gif", 64, host_available=16 * 2**30)
     with pytest.raises(InputError, match="GPU memory per call"):
-        plan_generation(ModelConfig(), 1, 100, "mp4", 10_000, host_available=16 * 2**30, device_available=2**28)
+        plan_generation(
+            ModelConfig(), 1, 100, "mp4", 10_000, host_available=16 * 2**30, device_available=2**28
+        )
 
 
 # -- bad input: one line, non-zero exit, nothing written ---------------------------------------
@@ -263,7 +324,9 @@ def run_cli(*args: str):
 def assert_one_error_line(result, *fragments: str) -> None:
     assert result.exit_code == 1, result.output
     # --backend auto says what it chose before the backend opens; the error is the one other line
-    lines = [line for line in result.output.strip().splitlines() if not line.startswith("--backend auto chose ")]
+    lines = [
+        line for line in result.output.strip().splitlines() if not line.startswith("--backend auto chose ")
+    ]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
@@ -275,14 +338,23 @@ def assert_one_error_line(result, *fragments: str) -> None:
         (["--frames", "0"], ["frames must be a positive integer, got 0"]),
         (["--frames", "-3"], ["frames must be a positive integer, got -3"]),
         (["--num-videos", "0"], ["num-videos must be a positive integer, got 0"]),
-        (["--backend", "tensorrt"], ["unknown backend 'tensorrt'", "auto, eager, optimized, optimized-bf16, torchscript, onnxruntime"]),
+        (
+            ["--backend", "tensorrt"],
+            [
+                "unknown backend 'tensorrt'",
+                "auto, eager, optimized, optimized-bf16, torchscript, onnxruntime",
+            ],
+        ),
         (["--device", "tpu"], ["unknown device 'tpu'", "cpu, cuda, auto"]),
         (["--format", "avi"], ["unknown format 'avi'", "mp4, gif, png"]),
         (["--fix", "both"], ["unknown fix 'both'"]),
         (["--fps", "0"], ["fps must be between 0.01 and 1000, got 0"]),
         (["--fps", "inf"], ["fps must be a finite number, got inf"]),
         (["--frames", "0", "--format", "avi"], ["frames must be", "unknown format"]),  # all at once
-        (["--format", "png", "--frames", "100000", "--num-videos", "100000"], ["need an estimated", "contact sheet"]),
+        (
+            ["--format", "png", "--frames", "100000", "--num-videos", "100000"],
+            ["need an estimated", "contact sheet"],
+        ),
         (["--category", "1"], ["this model has no categories"]),
     ],
 )
@@ -295,12 +367,19 @@ def test_bad_options_fail_in_one_line_and_write_nothing(made, tmp_path, args, fr
 
 def test_artifacts_and_weights_together_or_eager_on_artifacts_are_refused(made, tmp_path):
     out = tmp_path / "out"
-    assert_one_error_line(run_cli("--weights", made.weights, "--artifacts", made.artifacts, "--out", str(out)), "not both")
-    assert_one_error_line(run_cli("--artifacts", made.artifacts, "--backend", "eager", "--out", str(out)), "eager backend runs weights")
+    assert_one_error_line(
+        run_cli("--weights", made.weights, "--artifacts", made.artifacts, "--out", str(out)), "not both"
+    )
+    assert_one_error_line(
+        run_cli("--artifacts", made.artifacts, "--backend", "eager", "--out", str(out)),
+        "eager backend runs weights",
+    )
     assert not out.exists()
 
 
-@pytest.mark.parametrize("backend, victim", [("onnxruntime", "generator.onnx"), ("torchscript", "generator.pt")])
+@pytest.mark.parametrize(
+    "backend, victim", [("onnxruntime", "generator.onnx"), ("torchscript", "generator.pt")]
+)
 def test_tampered_artifacts_are_refused(made, tmp_path, backend, victim):
     tampered = tmp_path / "tampered"
     shutil.copytree(made.artifacts, tampered)
@@ -323,7 +402,9 @@ def test_mixed_artifacts_are_refused(made, tmp_path):
 
 
 def test_missing_artifacts_directory_is_refused(tmp_path):
-    result = run_cli("--artifacts", str(tmp_path / "nowhere"), "--device", "cpu", "--out", str(tmp_path / "out"))
+    result = run_cli(
+        "--artifacts", str(tmp_path / "nowhere"), "--device", "cpu", "--out", str(tmp_path / "out")
+    )
     assert_one_error_line(result, "does not exist")
 
 
@@ -331,7 +412,9 @@ def test_unwritable_output_is_refused_before_any_work(made, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
     assert_one_error_line(run_cli("--weights", made.weights, "--out", str(a_file)), "not a directory")
-    assert_one_error_line(run_cli("--weights", made.weights, "--out", str(a_file / "sub")), "is not a directory")
+    assert_one_error_line(
+        run_cli("--weights", made.weights, "--out", str(a_file / "sub")), "is not a directory"
+    )
     assert a_file.read_text() == "not a directory"
 
 
@@ -353,7 +436,9 @@ def test_failure_part_way_leaves_nothing_half_written(made, tmp_path, monkeypatc
     (existing / "video_000.mp4").write_bytes(b"an older video")
     for out in (tmp_path / "new" / "deeper", existing):
         calls.clear()
-        request = GenerateRequest(weights=made.weights, device="cpu", num_videos=2, frames=12, chunk_frames=4, out=str(out))
+        request = GenerateRequest(
+            weights=made.weights, device="cpu", num_videos=2, frames=12, chunk_frames=4, out=str(out)
+        )
         with pytest.raises(VidsynthError, match="simulated"):
             generate_videos(request)
     assert not (tmp_path / "new").exists()  # created for the run, removed with it
@@ -379,8 +464,20 @@ def test_cuda_without_a_gpu_is_an_error_and_auto_says_it_falls_back(made, tmp_pa
 
 def test_generate_prints_the_paths_it_wrote(made, tmp_path):
     out = tmp_path / "clips"
-    result = run_cli("--artifacts", made.artifacts, "--device", "cpu", "--num-videos", "2", "--frames", "3",
-                     "--format", "gif", "--out", str(out))
+    result = run_cli(
+        "--artifacts",
+        made.artifacts,
+        "--device",
+        "cpu",
+        "--num-videos",
+        "2",
+        "--frames",
+        "3",
+        "--format",
+        "gif",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     paths = [line for line in result.output.splitlines() if line.endswith(".gif")]
     assert paths == [str(out / "video_000.gif"), str(out / "video_001.gif")]

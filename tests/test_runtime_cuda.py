@@ -3,6 +3,7 @@ tolerance, streams with the state kept on the device, and writes real files.
 
 Skipped without a GPU (and the onnxruntime case without onnxruntime-gpu).
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -72,8 +73,15 @@ def test_cuda_matches_cpu_and_streams_on_the_device(made, backend):
 def test_cuda_writes_videos(made, tmp_path, backend):
     # GIF: the encoder is not what is tested here (the mp4 path has its own CPU tests), and
     # CUDA machines often lack imageio-ffmpeg's bundled ffmpeg.
-    request = GenerateRequest(**source(made, backend), device="cuda", num_videos=2, frames=40, chunk_frames=16,
-                              out=str(tmp_path), format="gif")
+    request = GenerateRequest(
+        **source(made, backend),
+        device="cuda",
+        num_videos=2,
+        frames=40,
+        chunk_frames=16,
+        out=str(tmp_path),
+        format="gif",
+    )
     result = generate_videos(request)
     assert result.device == "cuda" and result.plan.streaming
     for path in result.paths:

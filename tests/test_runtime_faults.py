@@ -2,6 +2,7 @@
 an all-or-nothing commit under a lock, the memory plan counting the noise codes, and the
 manifest cross-checked against the graphs and the outputs. Real faults: a full tmpfs, a
 directory in the way, a second process holding the lock, graphs from another export."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from vidsynth.artifacts.manifest import file_record
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, StorageError
 from vidsynth.export import export_artifacts
-from vidsynth.artifacts.manifest import file_record
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.runtime.ffmpeg import FfmpegEncoder
 from vidsynth.runtime.plan import plan_generation
@@ -35,9 +36,14 @@ def made(tmp_path_factory):
     model = build_model(CONFIG, seed=0).eval()
     save_weights(model, root / "w")
     export_artifacts(model, root / "art64")
-    export_artifacts(build_model(ModelConfig(ngf=8, image_size=96), seed=0).eval(), root / "art96", formats=("onnx",))
-    export_artifacts(build_model(ModelConfig(ngf=8, image_size=64, d_motion=12), seed=0).eval(), root / "art_dm12",
-                     formats=("onnx",))
+    export_artifacts(
+        build_model(ModelConfig(ngf=8, image_size=96), seed=0).eval(), root / "art96", formats=("onnx",)
+    )
+    export_artifacts(
+        build_model(ModelConfig(ngf=8, image_size=64, d_motion=12), seed=0).eval(),
+        root / "art_dm12",
+        formats=("onnx",),
+    )
     return root
 
 
@@ -77,8 +83,10 @@ def fill_leaving(disk: Path, free: int) -> None:
 def test_png_on_a_full_disk_is_one_clear_error(made, small_tmpfs):
     disk = small_tmpfs("disk", size="200k")
     fill_leaving(disk, 4096)
-    one_error(generate("--weights", str(made / "w"), "--frames", "8", "--format", "png", "--out", str(disk)),
-              "no space left on the device")
+    one_error(
+        generate("--weights", str(made / "w"), "--frames", "8", "--format", "png", "--out", str(disk)),
+        "no space left on the device",
+    )
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
 
 
@@ -95,8 +103,22 @@ def test_a_directory_in_the_way_commits_nothing(made, tmp_path):
     assert generate("--weights", str(made / "w"), "--frames", "2", "--out", str(out)).exit_code == 0
     before = (out / "video_000.mp4").read_bytes()
     (out / "video_001.mp4").mkdir()
-    one_error(generate("--weights", str(made / "w"), "--frames", "2", "--num-videos", "2", "--seed", "5",
-                       "--out", str(out)), "directories named like the output", "video_001.mp4")
+    one_error(
+        generate(
+            "--weights",
+            str(made / "w"),
+            "--frames",
+            "2",
+            "--num-videos",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ),
+        "directories named like the output",
+        "video_001.mp4",
+    )
     assert (out / "video_000.mp4").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["video_000.mp4", "video_001.mp4"]
 
@@ -116,8 +138,10 @@ def test_a_second_run_into_the_same_directory_is_refused_while_the_first_writes(
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        one_error(generate("--weights", str(made / "w"), "--frames", "2", "--out", str(out)),
-                  "another vidsynth run is writing into")
+        one_error(
+            generate("--weights", str(made / "w"), "--frames", "2", "--out", str(out)),
+            "another vidsynth run is writing into",
+        )
         assert list(out.iterdir()) == []
     finally:
         holder.kill()
@@ -136,23 +160,38 @@ def test_staging_left_by_a_killed_run_is_swept(made, tmp_path):
 # -- 9. fps ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fps,fmt,fragment", [
-    ("inf", "mp4", "fps must be a finite number"),
-    ("nan", "gif", "fps must be a finite number"),
-    ("1e300", "mp4", "fps must be between 0.01 and 1000"),
-    ("1e-300", "gif", "fps must be between 0.01 and 1000"),
-    ("200", "gif", "at most 100 for gif"),
-])
+@pytest.mark.parametrize(
+    "fps,fmt,fragment",
+    [
+        ("inf", "mp4", "fps must be a finite number"),
+        ("nan", "gif", "fps must be a finite number"),
+        ("1e300", "mp4", "fps must be between 0.01 and 1000"),
+        ("1e-300", "gif", "fps must be between 0.01 and 1000"),
+        ("200", "gif", "at most 100 for gif"),
+    ],
+)
 def test_fps_a_file_cannot_carry_is_one_clear_error(made, tmp_path, fps, fmt, fragment):
-    one_error(generate("--weights", str(made / "w"), "--fps", fps, "--format", fmt, "--out", str(tmp_path / "o")),
-              fragment)
+    one_error(
+        generate("--weights", str(made / "w"), "--fps", fps, "--format", fmt, "--out", str(tmp_path / "o")),
+        fragment,
+    )
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("fps,delay_ms", [(100, 10), (60, 20), (8, 120)])
 def test_gif_frame_delays_round_to_whole_centiseconds_never_zero(made, tmp_path, fps, delay_ms):
-    result = generate("--weights", str(made / "w"), "--frames", "3", "--format", "gif", "--fps", str(fps),
-                      "--out", str(tmp_path))
+    result = generate(
+        "--weights",
+        str(made / "w"),
+        "--frames",
+        "3",
+        "--format",
+        "gif",
+        "--fps",
+        str(fps),
+        "--out",
+        str(tmp_path),
+    )
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "video_000.gif") as gif:
         assert gif.info["duration"] == delay_ms
@@ -163,15 +202,17 @@ def test_gif_frame_delays_round_to_whole_centiseconds_never_zero(made, tmp_path,
 
 def test_the_memory_plan_counts_the_noise_codes_and_names_the_right_format():
     with pytest.raises(InputError, match="for the noise codes of 1000000000 video") as caught:
-        plan_generation(CONFIG, 10 ** 9, 16, "mp4", 64, host_available=16 * 2 ** 30)
+        plan_generation(CONFIG, 10**9, 16, "mp4", 64, host_available=16 * 2**30)
     assert "as mp4" in str(caught.value) and "--format mp4" not in str(caught.value)
     with pytest.raises(InputError, match="each gif until it is complete.*or --format mp4, which streams"):
-        plan_generation(CONFIG, 1, 10_000_000, "gif", 64, host_available=16 * 2 ** 30)
+        plan_generation(CONFIG, 1, 10_000_000, "gif", 64, host_available=16 * 2**30)
 
 
 def test_a_billion_videos_are_refused_before_the_noise_is_drawn(made, tmp_path):
-    one_error(generate("--weights", str(made / "w"), "--num-videos", str(10 ** 9), "--out", str(tmp_path / "o")),
-              "noise codes")
+    one_error(
+        generate("--weights", str(made / "w"), "--num-videos", str(10**9), "--out", str(tmp_path / "o")),
+        "noise codes",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -192,8 +233,11 @@ def set_manifest(art: Path, change) -> None:
 def test_an_edited_image_size_in_the_manifest_is_refused(made, tmp_path, backend):
     art = copy_export(made, tmp_path)
     set_manifest(art, lambda m: m["config"].update(image_size=96))
-    one_error(generate("--artifacts", str(art), "--backend", backend, "--out", str(tmp_path / "o")),
-              "exported for another model than manifest.json describes", "image_size: manifest 96, graph 64")
+    one_error(
+        generate("--artifacts", str(art), "--backend", backend, "--out", str(tmp_path / "o")),
+        "exported for another model than manifest.json describes",
+        "image_size: manifest 96, graph 64",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -212,23 +256,34 @@ def plant_graph(made, art: Path, source: str, claim_config: bool) -> None:
 def test_another_exports_graph_is_refused_by_its_metadata(made, tmp_path):
     art = copy_export(made, tmp_path)
     plant_graph(made, art, "art96", claim_config=False)
-    one_error(generate("--artifacts", str(art), "--backend", "onnxruntime", "--out", str(tmp_path / "o")),
-              "image_size: manifest 64, graph 96")
+    one_error(
+        generate("--artifacts", str(art), "--backend", "onnxruntime", "--out", str(tmp_path / "o")),
+        "image_size: manifest 64, graph 96",
+    )
 
 
 def test_a_graph_lying_about_its_config_is_caught_by_the_output_shape(made, tmp_path):
     art = copy_export(made, tmp_path)
     plant_graph(made, art, "art96", claim_config=True)
-    one_error(generate("--artifacts", str(art), "--backend", "onnxruntime", "--frames", "3", "--out", str(tmp_path / "o")),
-              "returned videos of shape (1, 3, 3, 96, 96), expected (1, 3, 3, 64, 64)")
+    one_error(
+        generate(
+            "--artifacts", str(art), "--backend", "onnxruntime", "--frames", "3", "--out", str(tmp_path / "o")
+        ),
+        "returned videos of shape (1, 3, 3, 96, 96), expected (1, 3, 3, 64, 64)",
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_onnxruntime_invalid_argument_is_one_clear_error(made, tmp_path):
     art = copy_export(made, tmp_path)
     plant_graph(made, art, "art_dm12", claim_config=True)  # expects z_motion of 12, is fed 10
-    one_error(generate("--artifacts", str(art), "--backend", "onnxruntime", "--frames", "3", "--out", str(tmp_path / "o")),
-              "onnxruntime refused to run the graph", "invalid dimensions for input: z_motion")
+    one_error(
+        generate(
+            "--artifacts", str(art), "--backend", "onnxruntime", "--frames", "3", "--out", str(tmp_path / "o")
+        ),
+        "onnxruntime refused to run the graph",
+        "invalid dimensions for input: z_motion",
+    )
 
 
 # -- 8. SIGTERM during generate ------------------------------------------------------------------------
@@ -242,9 +297,29 @@ def test_sigterm_during_generate_removes_the_staging_and_keeps_earlier_videos(ma
     assert generate("--weights", str(made / "w"), "--frames", "2", "--out", str(out)).exit_code == 0
     before = (out / "video_000.mp4").read_bytes()
     child = subprocess.Popen(
-        [sys.executable, "-m", "vidsynth", "generate", "--weights", str(made / "w"), "--device", "cpu",
-         "--num-videos", "1", "--frames", "100000", "--chunk-frames", "16", "--seed", "3", "--out", str(out)],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "vidsynth",
+            "generate",
+            "--weights",
+            str(made / "w"),
+            "--device",
+            "cpu",
+            "--num-videos",
+            "1",
+            "--frames",
+            "100000",
+            "--chunk-frames",
+            "16",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120

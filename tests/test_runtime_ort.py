@@ -3,6 +3,7 @@
 One conditional model (ngf=8, 64x64, GRU feedback, 3 categories) is saved and exported once.
 The script runs in subprocesses where `import torch` (and onnx, safetensors) fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.export import export_artifacts
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
@@ -64,22 +65,33 @@ def made(tmp_path_factory):
     blocker = root / "no_torch"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(TORCH_BLOCKER)
-    return SimpleNamespace(model=model, weights=str(root / "weights"), artifacts=str(root / "artifacts"), blocker=blocker)
+    return SimpleNamespace(
+        model=model, weights=str(root / "weights"), artifacts=str(root / "artifacts"), blocker=blocker
+    )
 
 
 def torch_free(made, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(made.blocker), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(made.blocker), os.environ.get("PYTHONPATH")])),
+    )
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def ort_script(made, *args: str) -> subprocess.CompletedProcess:
-    return torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", made.artifacts, "--device", "cpu", *args)
+    return torch_free(
+        made, "-m", "vidsynth.runtime.ort", "--artifacts", made.artifacts, "--device", "cpu", *args
+    )
 
 
 def reference_sheet(model, noise, n_frames: int) -> np.ndarray:
     with torch.no_grad():
-        video = model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames,
-                      torch.from_numpy(noise.category))
+        video = model(
+            torch.from_numpy(noise.z_content),
+            torch.from_numpy(noise.z_motion),
+            n_frames,
+            torch.from_numpy(noise.category),
+        )
     pixels = to_uint8(video.numpy())
     b, t, s = pixels.shape[:3]
     return pixels.transpose(0, 2, 1, 3, 4).reshape(b * s, t * s, 3)
@@ -92,8 +104,21 @@ def test_the_blocker_really_blocks(made, module):
 
 
 def test_torch_free_script_writes_the_videos_eager_makes(made, tmp_path):
-    result = ort_script(made, "--num-videos", "3", "--frames", "5", "--format", "png", "--category", "2",
-                        "--seed", "4", "--out", str(tmp_path))
+    result = ort_script(
+        made,
+        "--num-videos",
+        "3",
+        "--frames",
+        "5",
+        "--format",
+        "png",
+        "--category",
+        "2",
+        "--seed",
+        "4",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(tmp_path / "sheet.png")]
     noise = sample_noise(CONFIG, 3, seed=4, category=2)
@@ -103,7 +128,9 @@ def test_torch_free_script_writes_the_videos_eager_makes(made, tmp_path):
 
 
 def test_torch_free_script_streams_mp4(made, tmp_path):
-    result = ort_script(made, "--num-videos", "2", "--frames", "21", "--chunk-frames", "8", "--out", str(tmp_path))
+    result = ort_script(
+        made, "--num-videos", "2", "--frames", "21", "--chunk-frames", "8", "--out", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert [os.path.basename(p) for p in result.stdout.split()] == ["video_000.mp4", "video_001.mp4"]
     for path in result.stdout.split():
@@ -115,8 +142,16 @@ def test_conditional_models_draw_a_category_per_video_unless_given(made, tmp_pat
     assert noise.category.shape == (6,) and len(set(noise.category.tolist())) > 1
     for backend in ("eager", "onnxruntime"):
         src = {"weights": made.weights} if backend == "eager" else {"artifacts": made.artifacts}
-        request = GenerateRequest(**src, backend=backend, device="cpu", num_videos=6, frames=3, format="png",
-                                  seed=1, out=str(tmp_path / backend))
+        request = GenerateRequest(
+            **src,
+            backend=backend,
+            device="cpu",
+            num_videos=6,
+            frames=3,
+            format="png",
+            seed=1,
+            out=str(tmp_path / backend),
+        )
         sheet = iio.imread(generate_videos(request).paths[0]).astype(int)
         assert np.abs(sheet - reference_sheet(made.model, noise, 3)).max() <= (0 if backend == "eager" else 1)
 
@@ -132,10 +167,22 @@ def test_conditional_models_draw_a_category_per_video_unless_given(made, tmp_pat
 )
 def test_script_bad_input_is_one_error_line(made, tmp_path, args, fragment):
     out = tmp_path / "out"
-    result = torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", made.artifacts, "--device", "cpu",
-                        "--out", str(out), *args)
+    result = torch_free(
+        made,
+        "-m",
+        "vidsynth.runtime.ort",
+        "--artifacts",
+        made.artifacts,
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *args,
+    )
     assert result.returncode == 1 and result.stdout == ""
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("--backend auto chose ")]
+    lines = [
+        line for line in result.stderr.strip().splitlines() if not line.startswith("--backend auto chose ")
+    ]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
     assert not out.exists()
 
@@ -144,14 +191,19 @@ def test_script_names_torch_when_weights_need_it_and_refuses_tampered_artifacts(
     result = torch_free(made, "-m", "vidsynth.runtime.ort", "--out", str(tmp_path / "out"))
     chose, error = result.stderr.strip().splitlines()
     assert result.returncode == 1 and chose.startswith("--backend auto chose optimized: weights")
-    assert error.startswith("Error: the optimized backend cannot start (No module named 'torch'") and "pip install torch" in error
+    assert (
+        error.startswith("Error: the optimized backend cannot start (No module named 'torch'")
+        and "pip install torch" in error
+    )
     import shutil
 
     tampered = tmp_path / "tampered"
     shutil.copytree(made.artifacts, tampered)
     with open(tampered / "generator_chunk.onnx", "ab") as handle:
         handle.write(b"\0")
-    result = torch_free(made, "-m", "vidsynth.runtime.ort", "--artifacts", str(tampered), "--out", str(tmp_path / "out"))
+    result = torch_free(
+        made, "-m", "vidsynth.runtime.ort", "--artifacts", str(tampered), "--out", str(tmp_path / "out")
+    )
     assert result.returncode == 1 and "generator_chunk.onnx" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2  # what auto chose, then the one error
     assert not (tmp_path / "out").exists()
@@ -168,11 +220,21 @@ def test_streaming_keeps_memory_flat(made, tmp_path, backend):
     args = ["-c", RSS_PROBE, json.dumps(source), "[200, 2000]", str(tmp_path)]
     # The onnxruntime run goes without torch; eager needs it (one thread: on a busy machine
     # torch's spinning worker threads made this run several times slower).
-    result = torch_free(made, *args) if backend == "onnxruntime" else subprocess.run(
-        [sys.executable, *args], env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-        timeout=120)
+    result = (
+        torch_free(made, *args)
+        if backend == "onnxruntime"
+        else subprocess.run(
+            [sys.executable, *args],
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    )
     assert result.returncode == 0, result.stderr
-    peaks = {int(frames): int(kib) for _, frames, kib in (line.split() for line in result.stdout.splitlines())}
+    peaks = {
+        int(frames): int(kib) for _, frames, kib in (line.split() for line in result.stdout.splitlines())
+    }
     for frames in (200, 2000):
         assert iio.imread(tmp_path / str(frames) / "video_000.mp4", index=None).shape[0] == frames
     growth_mib = (peaks[2000] - peaks[200]) / 1024

@@ -1,5 +1,6 @@
 """Serving pieces that need no Ray: request bodies, limits, batched rendering, batch jobs.
 The Ray Serve app, the 2-node cluster and the page in a browser: test_serve_ray.py."""
+
 from __future__ import annotations
 
 import io
@@ -11,13 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from serve_support import small_weights
+
+from vidsynth.batch.job import BatchJob, NpyWriter, read_index
 from vidsynth.cli import cli
 from vidsynth.errors import InputError
 from vidsynth.runtime.generate import generate_videos
 from vidsynth.runtime.request import GenerateRequest
-from vidsynth.batch.job import BatchJob, NpyWriter, read_index
 from vidsynth.serve.body import BodyError, package, parse_body
 from vidsynth.serve.limits import LimitError, ServeLimits
 from vidsynth.serve.render import render_requests, shares_model_calls
@@ -57,7 +58,12 @@ def test_fields_the_client_may_not_set_are_named():
 
 def test_every_bad_field_is_named_in_one_error():
     with pytest.raises(InputError) as caught:
-        parse_body(json.dumps({"frames": 0, "fps": float("inf"), "seed": 1.5, "category": "x", "format": "avi"}).encode(), SERVER)
+        parse_body(
+            json.dumps(
+                {"frames": 0, "fps": float("inf"), "seed": 1.5, "category": "x", "format": "avi"}
+            ).encode(),
+            SERVER,
+        )
     assert set(caught.value.fields) == {"frames", "fps", "seed", "category", "format"}
 
 
@@ -84,7 +90,10 @@ def test_several_files_are_zipped_in_order_without_dates():
     several = package({"video_000.gif": b"a", "video_001.gif": b"bb"})
     assert several.media_type == "application/zip"
     with zipfile.ZipFile(io.BytesIO(several.data)) as archive:
-        assert archive.namelist() == ["video_000.gif", "video_001.gif"] and archive.read("video_001.gif") == b"bb"
+        assert (
+            archive.namelist() == ["video_000.gif", "video_001.gif"]
+            and archive.read("video_001.gif") == b"bb"
+        )
     assert package({"video_000.gif": b"a", "video_001.gif": b"bb"}).data == several.data
 
 
@@ -132,7 +141,11 @@ def test_npy_writer_fills_each_video_chunk_by_chunk(tmp_path):
 
 def test_the_index_counts_only_videos_whose_file_exists(tmp_path):
     (tmp_path / "video_000000.mp4").write_bytes(b"x")
-    lines = [json.dumps({"id": 0, "file": "video_000000.mp4"}), json.dumps({"id": 1, "file": "video_000001.mp4"}), '{"id": 2, "fi']
+    lines = [
+        json.dumps({"id": 0, "file": "video_000000.mp4"}),
+        json.dumps({"id": 1, "file": "video_000001.mp4"}),
+        '{"id": 2, "fi',
+    ]
     (tmp_path / "index.jsonl").write_text("\n".join(lines))
     assert list(read_index(tmp_path)) == [0]
 
@@ -148,9 +161,13 @@ def test_a_batch_job_checks_its_options_before_any_work():
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["serve", "--replicas", "0"], "replicas"), (["serve", "--fps-typo"], "No such option"),
-     (["serve", "--max-queued", "0"], "max_queued"), (["serve", "--backend", "nope"], "unknown backend"),
-     (["batch", "--out", "x", "--count", "2", "--format", "gif"], "unknown format")],
+    [
+        (["serve", "--replicas", "0"], "replicas"),
+        (["serve", "--fps-typo"], "No such option"),
+        (["serve", "--max-queued", "0"], "max_queued"),
+        (["serve", "--backend", "nope"], "unknown backend"),
+        (["batch", "--out", "x", "--count", "2", "--format", "gif"], "unknown format"),
+    ],
 )
 def test_bad_command_options_fail_before_ray_starts(args, message):
     result = CliRunner().invoke(cli, args)
@@ -168,7 +185,12 @@ def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend
     assert card["provenance"]["source"] == "test weights" and card["config"]["ngf"] == 8
     assert (card["backend"], card["device"]) == ("onnxruntime", "cpu")
     default = model_card(GenerateRequest(), backend)
-    assert default["parameters"] == parameter_count(load_model()) and default["provenance"]["training_data"]["clips"] == 72
+    assert (
+        default["parameters"] == parameter_count(load_model())
+        and default["provenance"]["training_data"]["clips"] == 72
+    )
     export_artifacts(weights, tmp_path / "artifacts", formats=("onnx",))
     exported = model_card(GenerateRequest(artifacts=str(tmp_path / "artifacts")), backend)
-    assert exported["provenance"]["dtype"] == "fp32" and "export artifacts" in exported["provenance"]["source"]
+    assert (
+        exported["provenance"]["dtype"] == "fp32" and "export artifacts" in exported["provenance"]["source"]
+    )

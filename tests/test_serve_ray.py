@@ -1,6 +1,7 @@
 """Ray Serve, Ray Data and the web page with real components, each scenario file run in a
 private network namespace (see serve_support.run_scenarios); skipped with the reason where
 Ray or `unshare -n` is not available."""
+
 from serve_support import run_scenarios
 
 

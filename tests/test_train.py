@@ -1,5 +1,6 @@
 """Training: data loading (both layouts, bad inputs), dry runs, exact resume, run export, the
 command line, and the shipped default weights."""
+
 from __future__ import annotations
 
 import json
@@ -152,8 +153,24 @@ def _state(run_dir):
 
 def test_dry_run_trains_and_writes_a_loadable_run(tmp_path):
     out = tmp_path / "run"
-    args = ["--dry-run", "--out", str(out), "--ngf", "4", "--ndf", "4", "--batch", "2",
-            "--clip-frames", "4", "--frame-step", "1", "--threads", "1", "--quiet"]
+    args = [
+        "--dry-run",
+        "--out",
+        str(out),
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--batch",
+        "2",
+        "--clip-frames",
+        "4",
+        "--frame-step",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     result = CliRunner().invoke(cli, ["train", *args])
     assert result.exit_code == 0, result.output
     losses = read_losses(out)
@@ -196,7 +213,9 @@ def test_resume_on_another_device_seeds_the_noise_stream_afresh(tmp_path):
     assert set(states) == {"run.cpu", "noise.cpu"}
     states["noise.other"] = states.pop("noise.cpu")  # as if written on another device type
     save_file(states, str(rng_file))
-    write_sums(rng_file.parent, ("networks.safetensors", "optimizers.safetensors", "rng.safetensors", "state.json"))
+    write_sums(
+        rng_file.parent, ("networks.safetensors", "optimizers.safetensors", "rng.safetensors", "state.json")
+    )
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     first = train(config, tmp_path / "a", resume=True, progress=False)
     second = train(config, tmp_path / "b", resume=True, progress=False)
@@ -248,15 +267,18 @@ def test_bad_settings_are_collected_in_one_error():
     assert "batch" in message and "clip_frames" in message and "data folder" in message
 
 
-@pytest.mark.parametrize("changes,message", [
-    (dict(ngf="8"), "ngf must be an integer, got '8'"),
-    (dict(batch=2.0), "batch must be an integer, got 2.0"),
-    (dict(bf16="yes"), "bf16 must be true or false, got 'yes'"),
-    (dict(data=3), "data must be a string or None, got 3"),
-    (dict(lr=math.nan), "lr must be a finite number > 0, got nan"),
-    (dict(beta1=1.0), r"beta1 must be in \[0, 1\), got 1.0"),
-    (dict(instance_noise=-0.1), "instance_noise must be a finite number >= 0, got -0.1"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(ngf="8"), "ngf must be an integer, got '8'"),
+        (dict(batch=2.0), "batch must be an integer, got 2.0"),
+        (dict(bf16="yes"), "bf16 must be true or false, got 'yes'"),
+        (dict(data=3), "data must be a string or None, got 3"),
+        (dict(lr=math.nan), "lr must be a finite number > 0, got nan"),
+        (dict(beta1=1.0), r"beta1 must be in \[0, 1\), got 1.0"),
+        (dict(instance_noise=-0.1), "instance_noise must be a finite number >= 0, got -0.1"),
+    ],
+)
 def test_bad_setting_types_and_values_name_the_field(changes, message):
     with pytest.raises(InputError, match=message):
         TrainConfig(**{**dict(data=None, dry_run=True), **changes})
@@ -283,16 +305,62 @@ def test_command_line_flags_and_defaults():
     run_options = {"run_dir": "run", "max_minutes": None, "resume": False, "quiet": False}
     assert {k: params.pop(k) for k in run_options} == run_options
     assert config_from_options(params) == TrainConfig(data="clips")
-    params = _train_params(["--dry-run", "--out", "r", "--per-step-motion-norm", "--bf16", "--image-size", "96",
-                            "--cell", "lstm", "--motion-mode", "same-input", "--ngf", "8", "--ndf", "4",
-                            "--batch", "3", "--clip-frames", "5", "--frame-step", "1", "--device", "cpu",
-                            "--seed", "7", "--threads", "1", "--checkpoint-every", "9", "--sample-every", "11"])
+    params = _train_params(
+        [
+            "--dry-run",
+            "--out",
+            "r",
+            "--per-step-motion-norm",
+            "--bf16",
+            "--image-size",
+            "96",
+            "--cell",
+            "lstm",
+            "--motion-mode",
+            "same-input",
+            "--ngf",
+            "8",
+            "--ndf",
+            "4",
+            "--batch",
+            "3",
+            "--clip-frames",
+            "5",
+            "--frame-step",
+            "1",
+            "--device",
+            "cpu",
+            "--seed",
+            "7",
+            "--threads",
+            "1",
+            "--checkpoint-every",
+            "9",
+            "--sample-every",
+            "11",
+        ]
+    )
     for key in ("run_dir", "max_minutes", "resume", "quiet"):
         params.pop(key)
     assert config_from_options(params) == TrainConfig(
-        data=None, dry_run=True, steps=DRY_RUN_STEPS, freeze_motion_norm=False, bf16=True, image_size=96,
-        cell="lstm", motion_mode="same-input", ngf=8, ndf=4, batch=3, clip_frames=5, frame_step=1, seed=7,
-        threads=1, checkpoint_every=9, sample_every=11)
+        data=None,
+        dry_run=True,
+        steps=DRY_RUN_STEPS,
+        freeze_motion_norm=False,
+        bf16=True,
+        image_size=96,
+        cell="lstm",
+        motion_mode="same-input",
+        ngf=8,
+        ndf=4,
+        batch=3,
+        clip_frames=5,
+        frame_step=1,
+        seed=7,
+        threads=1,
+        checkpoint_every=9,
+        sample_every=11,
+    )
 
 
 def test_state_file_does_not_grow_with_the_run(tmp_path):
@@ -340,7 +408,12 @@ def test_train_puts_the_torch_settings_back(tmp_path):
     other = 2 if before == 1 else 1
     seen = []
     config = TrainConfig(data=None, dry_run=True, steps=1, **{**TINY, "threads": other})
-    train(config, tmp_path / "run", progress=False, on_step=lambda step, losses: seen.append(torch.get_num_threads()))
+    train(
+        config,
+        tmp_path / "run",
+        progress=False,
+        on_step=lambda step, losses: seen.append(torch.get_num_threads()),
+    )
     assert seen == [other] and torch.get_num_threads() == before
 
 
@@ -390,7 +463,6 @@ def test_export_run_copies_weights_with_provenance(tmp_path):
         assert torch.equal(a, b), k
 
 
-
 def test_ship_default_evaluate_only_writes_the_runs_quality_figures(tmp_path):
     """The figures a run is shipped with can be measured where its checkpoint is."""
     import os
@@ -407,12 +479,24 @@ def test_ship_default_evaluate_only_writes_the_runs_quality_figures(tmp_path):
     train(config, tmp_path / "run", progress=False)
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}  # the package, installed or not
-    done = subprocess.run([sys.executable, str(root / "scripts" / "ship_default.py"), "--evaluate-only",
-                           str(tmp_path / "run"), str(data)], capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "ship_default.py"),
+            "--evaluate-only",
+            str(tmp_path / "run"),
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     figures = json.loads((tmp_path / "run" / "quality.json").read_text())
     assert figures["steps"] == 2 and figures["frame_change_real"] > 0
     assert 0 <= figures["critic_category_accuracy_generated"] <= 1
+
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -427,6 +511,7 @@ def test_dry_run_on_cuda(tmp_path):
 
 
 # -- the shipped default weights ---------------------------------------------------------------
+
 
 def test_default_weights_load_and_make_each_category():
     model = load_model()

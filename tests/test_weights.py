@@ -1,15 +1,16 @@
 """Our weights format, the legacy importers, and every bad input they can meet."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-
 from legacy_reference import AssignmentLSTM, DLHacksGRU, Generator_I, legacy_video, randomize_batchnorm
+
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, WeightsError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.weights import load_model
 from vidsynth.weights.format import load_weights, save_weights
@@ -47,11 +48,14 @@ def legacy_files(tmp_path_factory):
     return models, paths
 
 
-@pytest.mark.parametrize("generator,motion,size,cell,mode", [
-    ("generator96", "lstm", 96, "lstm", "same-input"),
-    ("generator96", "gru", 96, "gru", "feedback"),
-    ("generator64", "lstm", 64, "lstm", "same-input"),
-])
+@pytest.mark.parametrize(
+    "generator,motion,size,cell,mode",
+    [
+        ("generator96", "lstm", 96, "lstm", "same-input"),
+        ("generator96", "gru", 96, "gru", "feedback"),
+        ("generator64", "lstm", 64, "lstm", "same-input"),
+    ],
+)
 def test_legacy_import_reproduces_original_video(legacy_files, generator, motion, size, cell, mode):
     models, paths = legacy_files
     model = import_legacy(paths[generator], paths[motion])
@@ -68,8 +72,11 @@ def test_legacy_keys_without_batch_counters_and_with_nn_gru_suffixes(legacy_file
     models, paths = legacy_files
     state = torch.load(paths["gru"], weights_only=True)
     assert "gru.weight_ih_l0" in state and not any("num_batches" in k for k in state)
-    stripped = {k: v for k, v in torch.load(paths["generator96"], weights_only=True).items()
-                if not k.endswith("num_batches_tracked")}
+    stripped = {
+        k: v
+        for k, v in torch.load(paths["generator96"], weights_only=True).items()
+        if not k.endswith("num_batches_tracked")
+    }
     torch.save(stripped, tmp_path / "old.model")
     model = import_legacy(tmp_path / "old.model", paths["gru"])
     assert (model.config.cell, model.config.motion_mode) == ("gru", "feedback")
@@ -80,7 +87,9 @@ def test_legacy_keys_without_batch_counters_and_with_nn_gru_suffixes(legacy_file
 
 
 def test_save_load_round_trip(tmp_path):
-    model = build_model(ModelConfig(ngf=NGF, cell="gru", motion_mode="feedback", n_categories=3), seed=2).eval()
+    model = build_model(
+        ModelConfig(ngf=NGF, cell="gru", motion_mode="feedback", n_categories=3), seed=2
+    ).eval()
     save_weights(model, tmp_path / "w", {"source": "test", "training_data": "none", "steps": 0})
     loaded = load_weights(tmp_path / "w")
     assert loaded.config == model.config
@@ -89,7 +98,11 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded(z_content, z_motion, 3), model(z_content, z_motion, 3), atol=0, rtol=0)
     record = json.loads((tmp_path / "w" / "config.json").read_text())
     assert record["model"]["cell"] == "gru"
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["SHA256SUMS", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [
+        "SHA256SUMS",
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_save_refuses_to_clobber_without_force(tmp_path):
@@ -121,6 +134,7 @@ def test_default_weights_load_with_their_provenance():
 
 # -- bad input ---------------------------------------------------------------------------------
 
+
 def run_import(generator, motion, out):
     return CliRunner().invoke(cli, ["import", str(generator), str(motion), "--out", str(out)])
 
@@ -149,8 +163,11 @@ def test_not_a_checkpoint(legacy_files, tmp_path):
     _, paths = legacy_files
     junk = tmp_path / "junk.model"
     junk.write_bytes(b"this is not a checkpoint")
-    assert_clean_failure(run_import(junk, paths["lstm"], tmp_path / "out"), tmp_path / "out",
-                         "junk.model is not a readable PyTorch checkpoint")
+    assert_clean_failure(
+        run_import(junk, paths["lstm"], tmp_path / "out"),
+        tmp_path / "out",
+        "junk.model is not a readable PyTorch checkpoint",
+    )
 
 
 def test_truncated_checkpoint(legacy_files, tmp_path):
@@ -179,36 +196,53 @@ def edited(paths, tmp_path, name, change):
 def test_missing_key(legacy_files, tmp_path):
     _, paths = legacy_files
     bad = edited(paths, tmp_path, "generator96", lambda s: s.pop("main.4.running_var"))
-    assert_clean_failure(run_import(bad, paths["lstm"], tmp_path / "out"), tmp_path / "out",
-                         "missing keys ['image.main.4.running_var']")
+    assert_clean_failure(
+        run_import(bad, paths["lstm"], tmp_path / "out"),
+        tmp_path / "out",
+        "missing keys ['image.main.4.running_var']",
+    )
 
 
 def test_unexpected_key(legacy_files, tmp_path):
     _, paths = legacy_files
     bad = edited(paths, tmp_path, "lstm", lambda s: s.update({"extra.weight": torch.zeros(2)}))
-    assert_clean_failure(run_import(paths["generator96"], bad, tmp_path / "out"), tmp_path / "out",
-                         "unexpected keys ['motion.extra.weight']")
+    assert_clean_failure(
+        run_import(paths["generator96"], bad, tmp_path / "out"),
+        tmp_path / "out",
+        "unexpected keys ['motion.extra.weight']",
+    )
 
 
 def test_shape_mismatch_names_key_and_shapes(legacy_files, tmp_path):
     _, paths = legacy_files
-    bad = edited(paths, tmp_path, "generator96", lambda s: s.update({"main.3.weight": torch.zeros(64, 16, 4, 4)}))
-    assert_clean_failure(run_import(bad, paths["lstm"], tmp_path / "out"), tmp_path / "out",
-                         "shape mismatch at image.main.3.weight: expected (64, 32, 4, 4), found (64, 16, 4, 4)")
+    bad = edited(
+        paths, tmp_path, "generator96", lambda s: s.update({"main.3.weight": torch.zeros(64, 16, 4, 4)})
+    )
+    assert_clean_failure(
+        run_import(bad, paths["lstm"], tmp_path / "out"),
+        tmp_path / "out",
+        "shape mismatch at image.main.3.weight: expected (64, 32, 4, 4), found (64, 16, 4, 4)",
+    )
 
 
 def test_motion_that_does_not_fit_the_generator(legacy_files, tmp_path):
     _, paths = legacy_files
     wide = AssignmentLSTM(input_size=60, hidden_size=20)
     torch.save(wide.state_dict(), tmp_path / "wide.model")
-    assert_clean_failure(run_import(paths["generator96"], tmp_path / "wide.model", tmp_path / "out"),
-                         tmp_path / "out", "does not fit")
+    assert_clean_failure(
+        run_import(paths["generator96"], tmp_path / "wide.model", tmp_path / "out"),
+        tmp_path / "out",
+        "does not fit",
+    )
 
 
 def test_generator_and_motion_swapped(legacy_files, tmp_path):
     _, paths = legacy_files
-    assert_clean_failure(run_import(paths["lstm"], paths["generator96"], tmp_path / "out"), tmp_path / "out",
-                         "is not a Generator_I checkpoint")
+    assert_clean_failure(
+        run_import(paths["lstm"], paths["generator96"], tmp_path / "out"),
+        tmp_path / "out",
+        "is not a Generator_I checkpoint",
+    )
 
 
 def test_bad_weights_directories(tmp_path):

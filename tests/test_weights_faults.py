@@ -1,6 +1,7 @@
 """Weights, checkpoints and export under faults: sizes are checked before
 anything is allocated, config files are read only when regular and small, bad values and
 flipped bytes are refused on load, and a full disk or a damaged run is one clear error."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from legacy_reference import AssignmentLSTM, Generator_I
 from safetensors.torch import load_file, save_file
 
-from legacy_reference import AssignmentLSTM, Generator_I
 from vidsynth.checksums import SUMS_FILE, write_sums
 from vidsynth.cli import cli
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, StorageError, WeightsError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.loop import train
@@ -29,8 +30,9 @@ from vidsynth.weights.legacy import import_legacy
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ModelConfig(ngf=8, image_size=64)
-TINY_RUN = dict(data=None, dry_run=True, ngf=4, ndf=4, batch=2, clip_frames=4, frame_step=1, threads=1,
-                sample_every=1000)
+TINY_RUN = dict(
+    data=None, dry_run=True, ngf=4, ndf=4, batch=2, clip_frames=4, frame_step=1, threads=1, sample_every=1000
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def finishes(function, *args, timeout: float = 20.0) -> str:
 # -- 6. memory bombs and hangs ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ngf", [10 ** 5, 10 ** 12])
+@pytest.mark.parametrize("ngf", [10**5, 10**12])
 def test_a_config_declaring_a_huge_model_is_refused_before_allocating(weights, ngf):
     rewrite_config(weights, ngf=ngf)
     message = finishes(load_weights, weights)
@@ -102,7 +104,7 @@ def test_a_config_json_fifo_or_device_link_is_refused_without_hanging(weights):
 
 def test_a_legacy_checkpoint_declaring_huge_sizes_through_stride_0_is_refused(tmp_path):
     generator = Generator_I(ngf=8, nz=60, first_kernel=4).state_dict()
-    generator["main.0.weight"] = torch.zeros(1).expand(60, 8 * 10 ** 6, 4, 4)  # 7.7e9 elements, 4 bytes stored
+    generator["main.0.weight"] = torch.zeros(1).expand(60, 8 * 10**6, 4, 4)  # 7.7e9 elements, 4 bytes stored
     torch.save(generator, tmp_path / "g.model")
     torch.save(AssignmentLSTM(10, 100).state_dict(), tmp_path / "m.model")
     message = finishes(import_legacy, tmp_path / "g.model", tmp_path / "m.model")
@@ -112,14 +114,23 @@ def test_a_legacy_checkpoint_declaring_huge_sizes_through_stride_0_is_refused(tm
 # -- 7. silent corruption ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change,fragment", [
-    (lambda s: s["image.main.0.weight"].__setitem__(0, float("nan")), "holds NaN or infinite"),
-    (lambda s: s["motion.lstm.weight_ih"].__setitem__(0, float("inf")), "holds NaN or infinite"),
-    (lambda s: s["image.main.1.running_var"].__setitem__(0, -1.0), "negative variances"),
-    (lambda s: s.update({"image.main.1.weight": s["image.main.1.weight"].to(torch.int32)}), "dtype torch.int32"),
-    (lambda s: s.update({"image.main.1.weight": s["image.main.1.weight"] > 0}), "dtype torch.bool"),
-    (lambda s: s.update({"image.main.1.weight": s["image.main.1.weight"].to(torch.complex64)}), "dtype torch.complex64"),
-])
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        (lambda s: s["image.main.0.weight"].__setitem__(0, float("nan")), "holds NaN or infinite"),
+        (lambda s: s["motion.lstm.weight_ih"].__setitem__(0, float("inf")), "holds NaN or infinite"),
+        (lambda s: s["image.main.1.running_var"].__setitem__(0, -1.0), "negative variances"),
+        (
+            lambda s: s.update({"image.main.1.weight": s["image.main.1.weight"].to(torch.int32)}),
+            "dtype torch.int32",
+        ),
+        (lambda s: s.update({"image.main.1.weight": s["image.main.1.weight"] > 0}), "dtype torch.bool"),
+        (
+            lambda s: s.update({"image.main.1.weight": s["image.main.1.weight"].to(torch.complex64)}),
+            "dtype torch.complex64",
+        ),
+    ],
+)
 def test_bad_weight_values_are_refused_on_load(weights, change, fragment):
     rewrite_tensors(weights, change)
     with pytest.raises(WeightsError, match=fragment):
@@ -140,8 +151,8 @@ def flip_byte_inside(path: Path, member_suffix: str) -> None:
     with zipfile.ZipFile(path) as archive:
         info = next(i for i in archive.infolist() if i.filename.endswith(member_suffix))
     data = bytearray(path.read_bytes())
-    name_length = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
-    extra_length = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    name_length = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
     start = info.header_offset + 30 + name_length + extra_length
     data[start + info.compress_size // 2] ^= 0x40
     path.write_bytes(bytes(data))
@@ -205,7 +216,9 @@ def test_resume_from_a_checkpoint_of_another_run_is_one_clear_error(run, tmp_pat
     other = tmp_path / "other"
     train(TrainConfig(steps=1, checkpoint_every=1, **{**TINY_RUN, "ngf": 8}), other, progress=False)
     folder = run / "checkpoint"
-    (folder / "networks.safetensors").write_bytes((other / "checkpoint" / "networks.safetensors").read_bytes())
+    (folder / "networks.safetensors").write_bytes(
+        (other / "checkpoint" / "networks.safetensors").read_bytes()
+    )
     with pytest.raises(InputError, match="does not match its sha256"):
         train(TrainConfig(steps=2, **TINY_RUN), run, resume=True, progress=False)
     write_sums(folder, ("networks.safetensors", "optimizers.safetensors", "rng.safetensors", "state.json"))
@@ -232,8 +245,22 @@ def test_torchscript_on_a_full_disk_is_an_error_not_an_abort(model, tmp_path, sm
     disk = small_tmpfs("disk", size="200k")  # generator.pt (~1 MB) cannot fit
     save_weights(model, tmp_path / "w")
     child = subprocess.run(
-        [sys.executable, "-m", "vidsynth", "export", "--weights", str(tmp_path / "w"), "--formats", "torchscript",
-         "--out", str(disk / "art")], cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "vidsynth",
+            "export",
+            "--weights",
+            str(tmp_path / "w"),
+            "--formats",
+            "torchscript",
+            "--out",
+            str(disk / "art"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert child.returncode == 1, f"exit {child.returncode}: {child.stderr[-400:]}"  # not -6 (SIGABRT)
     assert "no space left on the device" in child.stderr

@@ -2,8 +2,9 @@
 
 Importing the package stays light (no torch): the ONNX Runtime script runs without torch.
 """
-from vidsynth.model.config import PRESETS, ModelConfig
+
 from vidsynth.errors import VidsynthError
+from vidsynth.model.config import PRESETS, ModelConfig
 from vidsynth.version import __version__
 
 __all__ = ["ModelConfig", "PRESETS", "VidsynthError", "__version__", "load_model"]

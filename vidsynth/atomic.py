@@ -7,6 +7,7 @@ exchange (Linux renameat2 RENAME_EXCHANGE) where the filesystem supports it; els
 two renames, rolled back if the second fails and restored by the next run if the process died
 between them. `--force` only ever replaces a directory its caller recognises as its own.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,11 +21,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 from vidsynth.errors import InputError, StorageError
 
-Recogniser = Callable[[Path], Optional[str]]  # None: vidsynth wrote it; else why it is not ours
+Recogniser = Callable[[Path], str | None]  # None: vidsynth wrote it; else why it is not ours
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -132,7 +132,7 @@ def _refuse_working_directory(target: Path) -> None:
         raise InputError(f"refusing to replace {target}: it is the current directory or one of its parents")
 
 
-def _unexpected_entries(directory: Path, allowed: set[str], required: str) -> Optional[str]:
+def _unexpected_entries(directory: Path, allowed: set[str], required: str) -> str | None:
     """For recognisers: None if `directory` holds `required` and nothing outside `allowed`."""
     names = {entry.name for entry in directory.iterdir()}
     if required not in names:
@@ -148,7 +148,7 @@ def owned_directory(allowed: set[str], required: str) -> Recogniser:
     return lambda directory: _unexpected_entries(directory, allowed, required)
 
 
-def _check_replaceable(target: Path, force: bool, recognise: Optional[Recogniser]) -> None:
+def _check_replaceable(target: Path, force: bool, recognise: Recogniser | None) -> None:
     if os.path.lexists(target) and not target.is_dir():
         raise InputError(f"{target} exists and is not a directory")
     if not target.is_dir() or not any(target.iterdir()):
@@ -168,7 +168,7 @@ def _make_modes_consistent(directory: Path) -> None:
     """Files get 0666 and directories 0777 less the umask, whoever created them (mkdtemp and
     safetensors create 0600/0700, which breaks sharing beside a 0644 config.json)."""
     file_mode, dir_mode = default_mode(0o666), default_mode(0o777)
-    for root, dirs, files in os.walk(directory):
+    for root, _, files in os.walk(directory):
         os.chmod(root, dir_mode)
         for name in files:
             path = os.path.join(root, name)
@@ -242,7 +242,7 @@ def _swap_contents(staging: Path, target: Path) -> None:
 
 @contextmanager
 def atomic_directory(
-    target: str | os.PathLike, force: bool = False, recognise: Optional[Recogniser] = None
+    target: str | os.PathLike, force: bool = False, recognise: Recogniser | None = None
 ) -> Iterator[Path]:
     """Yields an empty temporary directory that replaces `target` when the block succeeds.
 
@@ -274,7 +274,9 @@ def atomic_directory(
     except BaseException as exc:
         _remove(tmp)
         if is_disk_full(exc):
-            raise StorageError(f"no space left on the device while writing {target}; it was left as it was") from None
+            raise StorageError(
+                f"no space left on the device while writing {target}; it was left as it was"
+            ) from None
         if isinstance(exc, OSError) and exc.errno in (errno.EXDEV, errno.EBUSY, errno.EACCES, errno.EPERM):
             raise StorageError(f"cannot replace {target}: {exc.strerror}; it was left as it was") from None
         raise
@@ -286,7 +288,9 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(os.path.realpath(target))
     check_writable_parent(target)
     sweep_stale(target.parent, target.name)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", suffix=target.suffix, dir=target.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.name}.tmp-{os.getpid()}-", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, default_mode(0o666))  # mkstemp makes 0600
@@ -296,5 +300,7 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
-            raise StorageError(f"no space left on the device while writing {target}; it was left as it was") from None
+            raise StorageError(
+                f"no space left on the device while writing {target}; it was left as it was"
+            ) from None
         raise

@@ -1,12 +1,13 @@
 """SHA256SUMS beside weights and checkpoints (the format `sha256sum -c` reads), so a flipped
 byte in a file is caught on load instead of being loaded and re-saved as if good."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from vidsynth.errors import VidsynthError
 from vidsynth.files import read_small_file
@@ -45,5 +46,7 @@ def verify_sums(directory: Path, error: type[VidsynthError]) -> bool:
         if not target.is_file():
             raise error(f"{target} is listed in {SUMS_FILE} but missing")
         if sha256_file(target) != digest:
-            raise error(f"{target} does not match its sha256 in {SUMS_FILE}: the file is corrupted or was changed")
+            raise error(
+                f"{target} does not match its sha256 in {SUMS_FILE}: the file is corrupted or was changed"
+            )
     return True

@@ -1,11 +1,12 @@
 """The `vidsynth` command line: thin click commands over the public functions."""
+
 from __future__ import annotations
 
 import json
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -50,20 +51,28 @@ def import_command(generator: str, motion: str, out: str, force: bool) -> None:
     provenance = {"source": "legacy import", "generator": Path(generator).name, "motion": Path(motion).name}
     save_weights(model, out, provenance, force=force)
     c = model.config
-    click.echo(f"imported {c.cell.upper()} ({c.motion_mode}) {c.image_size}x{c.image_size} generator -> {out}")
+    click.echo(
+        f"imported {c.cell.upper()} ({c.motion_mode}) {c.image_size}x{c.image_size} generator -> {out}"
+    )
 
 
 @cli.command("info")
 @click.argument("weights", default="default")
-@click.option("--hardware", is_flag=True, help="Print what this machine offers (CPU flags, runtimes, GPU) and the backends auto picks.")
+@click.option(
+    "--hardware",
+    is_flag=True,
+    help="Print what this machine offers (CPU flags, runtimes, GPU) and the backends auto picks.",
+)
 def info_command(weights: str, hardware: bool) -> None:
     """Print a model's config and parameter count (WEIGHTS: default, demo or a directory)."""
     if hardware:
         from vidsynth.runtime.hardware import auto_backend, probe_hardware
 
         found = probe_hardware()
-        picks = {source: dict(zip(("backend", "why"), auto_backend(source == "artifacts", "auto", found)))
-                 for source in ("weights", "artifacts")}
+        picks = {
+            source: dict(zip(("backend", "why"), auto_backend(source == "artifacts", "auto", found)))
+            for source in ("weights", "artifacts")
+        }
         click.echo(json.dumps({**found.describe(), "auto_backend": picks}, indent=2))
         return
     from vidsynth.weights import load_model
@@ -81,22 +90,50 @@ def info_command(weights: str, hardware: bool) -> None:
 @cli.command("export")
 @click.option("--weights", default="default", show_default=True, help="default, demo or a weights directory.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Export directory to write.")
-@click.option("--formats", default="torchscript,onnx", show_default=True, help="Comma-separated: torchscript, onnx, pt2 (AOTInductor, needs g++; compiles for minutes).")
+@click.option(
+    "--formats",
+    default="torchscript,onnx",
+    show_default=True,
+    help="Comma-separated: torchscript, onnx, pt2 (AOTInductor, needs g++; compiles for minutes).",
+)
 @click.option("--opset", type=int, default=None, help="ONNX opset (13-20; default 17).")
-@click.option("--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16.")
-@click.option("--onnx-exporter", default=None, help="torchscript or dynamo (torch.export-based). Default: torchscript where this torch has it.")
+@click.option(
+    "--dtype", default="fp32", show_default=True, help="Image generator precision: fp32, fp16 or bf16."
+)
+@click.option(
+    "--onnx-exporter",
+    default=None,
+    help="torchscript or dynamo (torch.export-based). Default: torchscript where this torch has it.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
-@click.option("--no-optimize", is_flag=True,
-              help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).")
+@click.option(
+    "--no-optimize",
+    is_flag=True,
+    help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).",
+)
 def export_command(
-    weights: str, out: str, formats: str, opset: int | None, dtype: str, onnx_exporter: str | None, force: bool, no_optimize: bool
+    weights: str,
+    out: str,
+    formats: str,
+    opset: int | None,
+    dtype: str,
+    onnx_exporter: str | None,
+    force: bool,
+    no_optimize: bool,
 ) -> None:
     """Write TorchScript, ONNX (and .pt2) artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_artifacts
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
     manifest = export_artifacts(
-        weights, out, requested, opset=opset, dtype=dtype, force=force, optimize=not no_optimize, onnx_exporter=onnx_exporter
+        weights,
+        out,
+        requested,
+        opset=opset,
+        dtype=dtype,
+        force=force,
+        optimize=not no_optimize,
+        onnx_exporter=onnx_exporter,
     )
     validation = manifest["validation"]
     click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
@@ -110,13 +147,17 @@ def export_command(
 
 
 @cli.command("train", cls=TrainCommand)
-def train_command(run_dir: str, max_minutes: Optional[float], resume: bool, quiet: bool, **settings: Any) -> None:
+def train_command(
+    run_dir: str, max_minutes: float | None, resume: bool, quiet: bool, **settings: Any
+) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
     from vidsynth.train.loop import summary_line, train
 
     config = config_from_options(settings)
     command = command_line(click.get_current_context())
-    record = train(config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet)
+    record = train(
+        config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet
+    )
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
 
@@ -130,10 +171,17 @@ def _request_options(command):
     for spec in reversed(fields(GenerateRequest)):
         if "help" not in spec.metadata:
             continue
-        kind = next(t for t in typing.get_args(hints[spec.name]) or (hints[spec.name],) if t is not type(None))
+        kind = next(
+            t for t in typing.get_args(hints[spec.name]) or (hints[spec.name],) if t is not type(None)
+        )
         command = click.option(
-            "--" + spec.name.replace("_", "-"), spec.name, type=kind, default=spec.default,
-            metavar=spec.metadata["metavar"], help=spec.metadata["help"], show_default=spec.default is not None,
+            "--" + spec.name.replace("_", "-"),
+            spec.name,
+            type=kind,
+            default=spec.default,
+            metavar=spec.metadata["metavar"],
+            help=spec.metadata["help"],
+            show_default=spec.default is not None,
         )(command)
     return command
 
@@ -147,88 +195,240 @@ def generate_command(**values) -> None:
     from vidsynth.runtime.generate import generate_videos
     from vidsynth.runtime.request import GenerateRequest
 
-    result = generate_videos(GenerateRequest(**values, progress=True), notify=lambda m: click.echo(m, err=True))
-    click.echo(f"{len(result.paths)} file(s) from {result.backend} ({result.detail}) on {result.device}:", err=True)
+    result = generate_videos(
+        GenerateRequest(**values, progress=True), notify=lambda m: click.echo(m, err=True)
+    )
+    click.echo(
+        f"{len(result.paths)} file(s) from {result.backend} ({result.detail}) on {result.device}:", err=True
+    )
     for path in result.paths:
         click.echo(str(path))
 
 
 @cli.command("bench")
 @click.option("--quick", is_flag=True, help="Small shapes and few repeats: a smoke run in under a minute.")
-@click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False), help="Directory for results.json, results.md and latency.png.")
+@click.option(
+    "--out",
+    default="bench-results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for results.json, results.md and latency.png.",
+)
 @click.option("--force", is_flag=True, help="Replace results already in --out.")
 @click.option("--weights", default="demo", show_default=True, help="default, demo or a weights directory.")
-@click.option("--backend", "backends", multiple=True, help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized, pt2 (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile, pt2 and the -literal rows).")
-@click.option("--precision", "precisions", multiple=True, help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).")
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized, pt2 (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile, pt2 and the -literal rows).",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--threads", default=2, show_default=True, type=int, help="Intra-op threads for torch and onnxruntime alike.")
-@click.option("--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32.")
-@click.option("--frames", "frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256.")
+@click.option(
+    "--threads",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Intra-op threads for torch and onnxruntime alike.",
+)
+@click.option(
+    "--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32."
+)
+@click.option(
+    "--frames", "frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256."
+)
 def bench_command(quick, out, force, weights, backends, precisions, device, threads, batches, frames) -> None:
     """Time every backend against the reference code and the machine's matmul peak."""
     from vidsynth.bench.run import run_benchmark
 
     run_benchmark(
-        weights=weights, out=out, quick=quick, backends=backends or None, precisions=precisions or None, device=device,
-        threads=threads, batches=batches or None, frames=frames or None, force=force, log=click.echo,
+        weights=weights,
+        out=out,
+        quick=quick,
+        backends=backends or None,
+        precisions=precisions or None,
+        device=device,
+        threads=threads,
+        batches=batches or None,
+        frames=frames or None,
+        force=force,
+        log=click.echo,
     )
 
 
 @cli.command("serve")
-@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
-@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights.")
-@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
+@click.option(
+    "--weights",
+    default=None,
+    metavar="NAME|DIR",
+    help="default, demo or a weights directory [default: the shipped default weights].",
+)
+@click.option(
+    "--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights."
+)
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    metavar="NAME",
+    help="Any `generate` backend; auto picks the fastest for this machine.",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
-@click.option("--address", default=None, metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
-@click.option("--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster).")
-@click.option("--cpus-per-replica", default=1.0, show_default=True, type=float, help="CPUs (and intra-op threads) per replica.")
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Join this Ray cluster instead of starting a local Ray.",
+)
+@click.option(
+    "--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster)."
+)
+@click.option(
+    "--cpus-per-replica",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="CPUs (and intra-op threads) per replica.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--max-videos", default=16, show_default=True, type=int, help="Most num_videos per request.")
-@click.option("--max-total-frames", default=4096, show_default=True, type=int, help="Most frames x num_videos per request.")
-@click.option("--max-batch", default=8, show_default=True, type=int, help="Requests grouped into one model call.")
-@click.option("--max-queued", default=32, show_default=True, type=int, help="Requests waiting for a replica before 503.")
-@click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=float, help="Seconds before a request gets 504.")
-def serve_command(weights, artifacts, backend, device, address, replicas, cpus_per_replica, host, port, max_videos,
-                  max_total_frames, max_batch, max_queued, timeout_s) -> None:
+@click.option(
+    "--max-total-frames",
+    default=4096,
+    show_default=True,
+    type=int,
+    help="Most frames x num_videos per request.",
+)
+@click.option(
+    "--max-batch", default=8, show_default=True, type=int, help="Requests grouped into one model call."
+)
+@click.option(
+    "--max-queued", default=32, show_default=True, type=int, help="Requests waiting for a replica before 503."
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=120.0,
+    show_default=True,
+    type=float,
+    help="Seconds before a request gets 504.",
+)
+def serve_command(
+    weights,
+    artifacts,
+    backend,
+    device,
+    address,
+    replicas,
+    cpus_per_replica,
+    host,
+    port,
+    max_videos,
+    max_total_frames,
+    max_batch,
+    max_queued,
+    timeout_s,
+) -> None:
     """Serve videos over HTTP (Ray Serve): POST /v1/videos, GET /v1/model, a web page at /."""
     from vidsynth.runtime.request import GenerateRequest
     from vidsynth.serve.limits import ServeLimits
     from vidsynth.serve.options import ServeOptions
     from vidsynth.serve.server import run_server
 
-    limits = ServeLimits(max_videos=max_videos, max_total_frames=max_total_frames, max_batch=max_batch,
-                         max_ongoing=max_batch, max_queued=max_queued, timeout_s=timeout_s)
+    limits = ServeLimits(
+        max_videos=max_videos,
+        max_total_frames=max_total_frames,
+        max_batch=max_batch,
+        max_ongoing=max_batch,
+        max_queued=max_queued,
+        timeout_s=timeout_s,
+    )
     model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
     options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
     run_server(options, address, host, port, echo=click.echo)
 
 
 @cli.command("batch")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory of the videos and index.jsonl.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Directory of the videos and index.jsonl."
+)
 @click.option("--count", required=True, type=int, help="Videos in the dataset (video i uses seed + i).")
-@click.option("--weights", default=None, metavar="NAME|DIR", help="default, demo or a weights directory [default: the shipped default weights].")
+@click.option(
+    "--weights",
+    default=None,
+    metavar="NAME|DIR",
+    help="default, demo or a weights directory [default: the shipped default weights].",
+)
 @click.option("--artifacts", default=None, metavar="DIR", help="Export directory to run instead of weights.")
-@click.option("--backend", default="auto", show_default=True, metavar="NAME", help="Any `generate` backend; auto picks the fastest for this machine.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    metavar="NAME",
+    help="Any `generate` backend; auto picks the fastest for this machine.",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of video 0.")
 @click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")
 @click.option("--fps", default=8.0, show_default=True, type=float, help="Frames per second written into mp4.")
-@click.option("--format", "fmt", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays.")
-@click.option("--category", default=None, type=int, help="Conditional models: every video's category [default: drawn per video].")
+@click.option(
+    "--format", "fmt", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays."
+)
+@click.option(
+    "--category",
+    default=None,
+    type=int,
+    help="Conditional models: every video's category [default: drawn per video].",
+)
 @click.option("--videos-per-call", default=8, show_default=True, type=int, help="Videos per model call.")
-@click.option("--workers", default=None, type=int, help="Actors [default: the cluster's CPUs less one per node].")
+@click.option(
+    "--workers", default=None, type=int, help="Actors [default: the cluster's CPUs less one per node]."
+)
 @click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
-@click.option("--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray.")
-def batch_command(out, count, weights, artifacts, backend, device, seed, frames, fps, fmt, category, videos_per_call,
-                  workers, cpus_per_worker, address) -> None:
+@click.option(
+    "--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray."
+)
+def batch_command(
+    out,
+    count,
+    weights,
+    artifacts,
+    backend,
+    device,
+    seed,
+    frames,
+    fps,
+    fmt,
+    category,
+    videos_per_call,
+    workers,
+    cpus_per_worker,
+    address,
+) -> None:
     """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
-    from vidsynth.runtime.request import GenerateRequest
     from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
+    from vidsynth.runtime.request import GenerateRequest
 
     model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
-    job = BatchJob(out=out, count=count, model=model, seed=seed, frames=frames, fps=fps, format=fmt, category=category,
-                   videos_per_call=videos_per_call, workers=workers, cpus_per_worker=cpus_per_worker)
+    job = BatchJob(
+        out=out,
+        count=count,
+        model=model,
+        seed=seed,
+        frames=frames,
+        fps=fps,
+        format=fmt,
+        category=category,
+        videos_per_call=videos_per_call,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+    )
     done = run_batch(job, address, echo=click.echo)
     click.echo(f"{len(done)} videos in {out}, listed in {Path(out) / INDEX_NAME}")
 

@@ -1,10 +1,10 @@
 """Ray for serving and batch jobs: its optional packages, imported on first use with an error
 naming the extra, and the Ray instance a command starts or joins."""
+
 from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Optional
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
 
@@ -42,7 +42,7 @@ def import_ray_data() -> ModuleType:
     return _import("ray.data", BATCH_HINT)
 
 
-def start_ray(address: Optional[str], num_cpus: Optional[float] = None) -> None:
+def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     """A local Ray instance (address None) or the cluster at `address`; every worker gets
     WORKER_ENV."""
     ray = import_ray()

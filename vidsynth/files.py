@@ -1,5 +1,6 @@
 """Reading small files that may be hostile: only regular files, never more than a cap. A FIFO
 would block open() and read() forever, a link to /dev/zero would read without end."""
+
 from __future__ import annotations
 
 import os

@@ -1,10 +1,12 @@
 """Optional dependencies, imported on first use with an error that says what to install."""
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Sequence, Union
+from typing import Any
 
 from vidsynth.errors import MissingDependencyError
 
@@ -39,7 +41,9 @@ def import_openvino() -> ModuleType:
     try:
         import openvino
     except ImportError:
-        raise MissingDependencyError(f"openvino is not installed (--backend openvino needs it): {OPENVINO_HINT}") from None
+        raise MissingDependencyError(
+            f"openvino is not installed (--backend openvino needs it): {OPENVINO_HINT}"
+        ) from None
     finally:
         if hide:
             del sys.modules["openvino_telemetry"]
@@ -47,7 +51,7 @@ def import_openvino() -> ModuleType:
 
 
 def onnxruntime_session(
-    model: Union[str, os.PathLike, bytes], providers: Sequence[str] = (CPU_PROVIDER,), threads: int = 0
+    model: str | os.PathLike | bytes, providers: Sequence[str] = (CPU_PROVIDER,), threads: int = 0
 ) -> Any:
     """An onnxruntime InferenceSession of a file or serialized model: `threads` intra-op threads
     (0: onnxruntime's default). This session only logs errors: the graph optimiser's notes about

@@ -1,5 +1,6 @@
 """SIGTERM (what timeout, systemd and Kubernetes send) handled like SIGINT: it raises in the
 main thread, so every `with atomic_...` block and staging directory cleans up on the way out."""
+
 from __future__ import annotations
 
 import signal

@@ -6,17 +6,17 @@ axes, and the first streaming state. Like optimum's OnnxConfig, the exporters, t
 the runtime backends, the benchmark and the tests read it instead of spelling it out. Torch-free:
 the ONNX Runtime and OpenVINO backends read it without torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
 
 import numpy as np
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ExportError, choice_error
+from vidsynth.model.config import ModelConfig
 
-Dim = Union[int, str]  # a fixed size, or the name of a dynamic axis
+Dim = int | str  # a fixed size, or the name of a dynamic axis
 
 BATCH = "batch"  # dynamic axis: videos per call
 FRAMES = "n_frames"  # dynamic axis: frames per video (or per streamed chunk)
@@ -155,8 +155,8 @@ def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:
 
 
 def check_options(
-    formats: "tuple[str, ...] | list[str]", opset: Optional[int], dtype: str
-) -> tuple[tuple[str, ...], Optional[int]]:
+    formats: tuple[str, ...] | list[str], opset: int | None, dtype: str
+) -> tuple[tuple[str, ...], int | None]:
     """The requested formats (in order, without repeats) and the opset to use (None without
     onnx). Bad options are refused before anything is exported or written."""
     formats = tuple(dict.fromkeys(formats))
@@ -173,13 +173,19 @@ def check_options(
             "ConvTranspose kernel; use --formats torchscript with bf16, or --dtype fp16 for ONNX"
         )
     if dtype != "fp32" and "pt2" in formats:
-        raise ExportError(f"the pt2 format is exported in fp32 only, got --dtype {dtype}; drop pt2 from --formats or use fp32")
+        raise ExportError(
+            f"the pt2 format is exported in fp32 only, got --dtype {dtype}; drop pt2 from --formats or use fp32"
+        )
     if "onnx" not in formats:
         if opset is not None:
-            raise ExportError("--opset applies to the onnx format only; add onnx to --formats or drop --opset")
+            raise ExportError(
+                "--opset applies to the onnx format only; add onnx to --formats or drop --opset"
+            )
         return formats, None
     if opset is None:
         opset = DEFAULT_OPSET
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"unsupported ONNX opset {opset!r}; expected an integer from {MIN_OPSET} to {MAX_OPSET}")
+        raise ExportError(
+            f"unsupported ONNX opset {opset!r}; expected an integer from {MIN_OPSET} to {MAX_OPSET}"
+        )
     return formats, opset

@@ -1,5 +1,6 @@
 """manifest.json: what an export directory holds and how to use it. Torch-free, so the ONNX
 Runtime script can read and verify exports without torch."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+from vidsynth.artifacts.contract import GRAPH_REWRITES, MANIFEST_FILE
 from vidsynth.checksums import sha256_file
 from vidsynth.errors import RuntimeBackendError, VidsynthError
-from vidsynth.artifacts.contract import GRAPH_REWRITES, MANIFEST_FILE
 from vidsynth.files import read_small_file
 from vidsynth.version import __version__
 
@@ -55,7 +56,9 @@ def read_manifest(directory: str | os.PathLike, verify_hashes: bool = True) -> d
     except json.JSONDecodeError as exc:
         raise RuntimeBackendError(f"{path} is not valid JSON: {exc}") from None
     except (RecursionError, ValueError):  # nesting too deep for the parser; an integer of thousands of digits
-        raise RuntimeBackendError(f"{path} is not a vidsynth manifest: nested too deeply or a number too large") from None
+        raise RuntimeBackendError(
+            f"{path} is not a vidsynth manifest: nested too deeply or a number too large"
+        ) from None
     check_structure(manifest, path)
     if verify_hashes:
         for name, record in manifest["files"].items():
@@ -86,13 +89,17 @@ def check_structure(manifest: Any, path: Path) -> None:
                 problems.append(problem)
     if "torchscript_ops" in manifest:
         ops = manifest["torchscript_ops"]
-        if not (isinstance(ops, list) and len(ops) < 10_000 and all(isinstance(op, str) and len(op) < 200 for op in ops)):
+        if not (
+            isinstance(ops, list)
+            and len(ops) < 10_000
+            and all(isinstance(op, str) and len(op) < 200 for op in ops)
+        ):
             problems.append("torchscript_ops is not a list of operator names")
     if problems:
         raise RuntimeBackendError(f"{path} is not a valid vidsynth manifest: " + "; ".join(problems[:5]))
 
 
-def _file_entry_problem(name: str, record: Any) -> Optional[str]:
+def _file_entry_problem(name: str, record: Any) -> str | None:
     if not _PLAIN_NAME.match(name) or ".." in name:
         return f"file name {name[:80]!r} is not a plain name inside the export directory"
     if not isinstance(record, dict):
@@ -111,7 +118,11 @@ def check_readable(manifest: dict[str, Any], path: Path) -> None:
     written_by = f"vidsynth {str(manifest.get('vidsynth_version', '(unknown version)'))[:40]}"
     version = manifest["format_version"]
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 10**6:
-        shown = repr(version) if isinstance(version, (int, float)) and abs(version) < 10**6 else "an unknown version"
+        shown = (
+            repr(version)
+            if isinstance(version, (int, float)) and abs(version) < 10**6
+            else "an unknown version"
+        )
         raise RuntimeBackendError(f"{path} has format_version {shown}; expected a positive integer")
     if version > FORMAT_VERSION:
         raise RuntimeBackendError(
@@ -137,14 +148,20 @@ def verify_file(path: Path, record: dict[str, Any]) -> None:
     except FileNotFoundError:
         raise RuntimeBackendError(f"{path} is listed in {MANIFEST_FILE} but missing") from None
     if not stat.S_ISREG(info.st_mode):
-        raise RuntimeBackendError(f"{path} is not a regular file (a link or a device); {MANIFEST_FILE} lists a file")
+        raise RuntimeBackendError(
+            f"{path} is not a regular file (a link or a device); {MANIFEST_FILE} lists a file"
+        )
     if info.st_size != record["bytes"]:
-        raise RuntimeBackendError(f"{path} does not have the size {MANIFEST_FILE} records: file changed or truncated")
+        raise RuntimeBackendError(
+            f"{path} does not have the size {MANIFEST_FILE} records: file changed or truncated"
+        )
     if sha256_file(path) != record["sha256"]:
-        raise RuntimeBackendError(f"{path} does not match its sha256 in {MANIFEST_FILE}: file changed or corrupted")
+        raise RuntimeBackendError(
+            f"{path} does not match its sha256 in {MANIFEST_FILE}: file changed or corrupted"
+        )
 
 
-def recognise_export(directory: Path) -> Optional[str]:
+def recognise_export(directory: Path) -> str | None:
     """None if `directory` is an export vidsynth wrote (its manifest and the files it lists,
     nothing else); otherwise why not. What `export --force` may replace."""
     try:

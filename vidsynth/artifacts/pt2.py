@@ -3,11 +3,13 @@ pt2`): each package is checked for the torch that compiled it, then the two are 
 model's own `frame_latents` into the artifacts' contract: whole videos (z_content, z_motion,
 n_frames) and chunks with a carried state. Like TorchScript files, `.pt2` files are native
 code: load them from trusted sources only."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,7 +22,7 @@ from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import frame_latents
 
 
-def check_torch_version(made_with: Optional[str], path: str | os.PathLike) -> None:
+def check_torch_version(made_with: str | None, path: str | os.PathLike) -> None:
     """Refuses a package compiled by another torch: its native code calls that torch's ABI."""
     if made_with != torch.__version__:
         raise RuntimeBackendError(
@@ -29,7 +31,7 @@ def check_torch_version(made_with: Optional[str], path: str | os.PathLike) -> No
         )
 
 
-def load_package(path: Path, made_with: Optional[str]) -> Callable[..., Any]:
+def load_package(path: Path, made_with: str | None) -> Callable[..., Any]:
     """One compiled package (CPU), after checking which torch compiled it."""
     check_torch_version(made_with, path)
     try:
@@ -49,7 +51,9 @@ class Pt2Generator:
         self.image = image
         self.config = config
 
-    def __call__(self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None) -> Tensor:
+    def __call__(
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
+    ) -> Tensor:
         return self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)[0]
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
@@ -57,7 +61,7 @@ class Pt2Generator:
         return torch.from_numpy(initial_state(z_motion.numpy(), self.config.state_size))
 
     def generate_chunk(
-        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
+        self, z_content: Tensor, state: Tensor, n_frames: int, category: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         codes, state = self.motion(state, torch.tensor(n_frames, dtype=torch.int64))
         frames = self.image(frame_latents(codes, z_content, self.config.n_categories, category))
@@ -65,7 +69,10 @@ class Pt2Generator:
         return frames.view(z_content.size(0), n_frames, self.config.nc, size, size), state
 
 
-def load_pt2(directory: str | os.PathLike, config: ModelConfig, made_with: Optional[str]) -> Pt2Generator:
+def load_pt2(directory: str | os.PathLike, config: ModelConfig, made_with: str | None) -> Pt2Generator:
     directory = Path(directory)
-    return Pt2Generator(load_package(directory / MOTION_FILE, made_with), load_package(directory / IMAGE_FILE, made_with), config)
-
+    return Pt2Generator(
+        load_package(directory / MOTION_FILE, made_with),
+        load_package(directory / IMAGE_FILE, made_with),
+        config,
+    )

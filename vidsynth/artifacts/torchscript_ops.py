@@ -3,13 +3,14 @@ only the operators the exporter recorded in the manifest, and never file or IO o
 (torch.from_file(..., shared=True) maps and writes an arbitrary file), even where a tampered
 manifest lists them. The archive's code is scanned before torch.jit.load as well, because a
 module's __setstate__ runs while it loads."""
+
 from __future__ import annotations
 
 import os
 import re
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import torch
 
@@ -17,7 +18,9 @@ from vidsynth.errors import RuntimeBackendError
 
 ALLOWED_NAMESPACES = ("aten", "prim")
 # Operator names that touch files, shared memory or serialization: refused whatever the manifest says.
-_IO_OPERATOR = re.compile(r"file|save|load|storage|pickle|print|mmap|shm|shared|open|write|read|socket|system")
+_IO_OPERATOR = re.compile(
+    r"file|save|load|storage|pickle|print|mmap|shm|shared|open|write|read|socket|system"
+)
 _IO_SOURCE = re.compile(r"__setstate__|from_file|\bsave\b|\bload\b|\bopen\b|_shm|storage")
 _MAX_CODE_BYTES = 16 << 20
 
@@ -43,7 +46,8 @@ def graph_operators(module: torch.jit.ScriptModule) -> set[str]:
 def refused_operators(operators: Iterable[str]) -> list[str]:
     """The operators no generator needs: outside aten/prim, or doing file/IO."""
     return sorted(
-        op for op in operators
+        op
+        for op in operators
         if op.split("::", 1)[0] not in ALLOWED_NAMESPACES or _IO_OPERATOR.search(op.split("::", 1)[-1])
     )
 
@@ -53,7 +57,9 @@ def recorded_operators(module: torch.jit.ScriptModule) -> list[str]:
     operators = graph_operators(module)
     refused = refused_operators(operators)
     if refused:
-        raise RuntimeBackendError(f"the scripted generator uses operators vidsynth refuses to ship: {refused}")
+        raise RuntimeBackendError(
+            f"the scripted generator uses operators vidsynth refuses to ship: {refused}"
+        )
     return sorted(operators)
 
 
@@ -68,7 +74,9 @@ def scan_archive(path: str | os.PathLike) -> None:
                     continue
                 total += info.file_size
                 if total > _MAX_CODE_BYTES:
-                    raise RuntimeBackendError(f"{path} holds more code than a generator needs; refusing to load it")
+                    raise RuntimeBackendError(
+                        f"{path} holds more code than a generator needs; refusing to load it"
+                    )
                 match = _IO_SOURCE.search(archive.read(info).decode("utf-8", "replace"))
                 if match:
                     raise RuntimeBackendError(
@@ -79,7 +87,9 @@ def scan_archive(path: str | os.PathLike) -> None:
         raise RuntimeBackendError(f"{path} is not a TorchScript archive: {exc}") from None
 
 
-def check_operators(module: torch.jit.ScriptModule, recorded: Optional[list[str]], path: str | os.PathLike) -> None:
+def check_operators(
+    module: torch.jit.ScriptModule, recorded: list[str] | None, path: str | os.PathLike
+) -> None:
     """Refuses `module` if it uses file/IO operators or any operator outside `recorded`."""
     if recorded is None:
         raise RuntimeBackendError(
@@ -98,7 +108,7 @@ def check_operators(module: torch.jit.ScriptModule, recorded: Optional[list[str]
 
 
 def load_checked(
-    path: str | os.PathLike, recorded: Optional[list[str]], device: str = "cpu"
+    path: str | os.PathLike, recorded: list[str] | None, device: str = "cpu"
 ) -> tuple[torch.jit.ScriptModule, str]:
     """torch.jit.load of an export's generator.pt, only after its code and operators pass;
     with the config.json text it carries (empty if none)."""

@@ -5,15 +5,17 @@ Video i is made from seed `seed + i` exactly as `vidsynth generate --seed (seed 
 renamed into place from a hidden staging directory and then gets its line in index.jsonl
 ({"file", "seed", "category", "frames", "node"}); a rerun skips the videos that have both
 (resumable). Ray Data spreads the ids over actors, each holding one backend."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -38,24 +40,34 @@ class BatchJob:
     frames: int = 16
     fps: float = 8.0
     format: str = "mp4"  # mp4, or npy: (frames, H, W, 3) uint8
-    category: Optional[int] = None  # conditional models; None: drawn per video from its seed
+    category: int | None = None  # conditional models; None: drawn per video from its seed
     videos_per_call: int = 8  # videos an actor makes per model call
     cpus_per_worker: float = 1.0
-    workers: Optional[int] = None  # actors; None: the cluster's CPUs less one per node
+    workers: int | None = None  # actors; None: the cluster's CPUs less one per node
 
     def request(self, index: int) -> GenerateRequest:
         """The `generate` request that makes video `index` on its own."""
         fmt = "mp4" if self.format == "npy" else self.format
         return GenerateRequest(
-            artifacts=self.model.artifacts, weights=self.model.weights, backend=self.model.backend,
-            device=self.model.device, seed=self.seed + index, num_videos=1, frames=self.frames, fps=self.fps,
-            format=fmt, category=self.category, threads=self.model.threads or max(1, round(self.cpus_per_worker)),
+            artifacts=self.model.artifacts,
+            weights=self.model.weights,
+            backend=self.model.backend,
+            device=self.model.device,
+            seed=self.seed + index,
+            num_videos=1,
+            frames=self.frames,
+            fps=self.fps,
+            format=fmt,
+            category=self.category,
+            threads=self.model.threads or max(1, round(self.cpus_per_worker)),
         )
 
-    def validate(self) -> "BatchJob":
+    def validate(self) -> BatchJob:
         problems = []
         if self.format not in BATCH_FORMATS:
-            problems.append(("format", f"unknown format {self.format!r}; expected one of: {', '.join(BATCH_FORMATS)}"))
+            problems.append(
+                ("format", f"unknown format {self.format!r}; expected one of: {', '.join(BATCH_FORMATS)}")
+            )
         for name in ("count", "videos_per_call"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -82,7 +94,9 @@ class NpyWriter(VideoWriter):
             index = first_video + offset
             if index not in self._arrays:
                 self._arrays[index] = np.lib.format.open_memmap(
-                    self.directory / video_name(index, "npy"), mode="w+", dtype=np.uint8,
+                    self.directory / video_name(index, "npy"),
+                    mode="w+",
+                    dtype=np.uint8,
                     shape=(self.n_frames, self.size, self.size, 3),
                 )
             self._arrays[index][first_frame : first_frame + len(frames)] = frames
@@ -141,8 +155,12 @@ class VideoMaker:
         categories = [-1 if n.category is None else int(n.category[0]) for n in noises]
         node = ray.get_runtime_context().get_node_id()
         return {
-            "id": np.array(ids), "file": np.array(files), "seed": np.array([job.seed + i for i in ids]),
-            "category": np.array(categories), "frames": np.full(len(ids), job.frames), "node": np.array([node] * len(ids)),
+            "id": np.array(ids),
+            "file": np.array(files),
+            "seed": np.array([job.seed + i for i in ids]),
+            "category": np.array(categories),
+            "frames": np.full(len(ids), job.frames),
+            "node": np.array([node] * len(ids)),
         }
 
 
@@ -178,11 +196,12 @@ def _default_workers(ray, cpus_per_worker: float) -> int:
     return max(1, int(spare // cpus_per_worker))
 
 
-def run_batch(job: BatchJob, address: Optional[str] = None, echo: Callable[[str], None] = print) -> dict[int, dict]:
+def run_batch(
+    job: BatchJob, address: str | None = None, echo: Callable[[str], None] = print
+) -> dict[int, dict]:
     """Makes the videos of `job` not made yet; returns the index records of all of them."""
+    from vidsynth.cluster import import_ray, import_ray_data, start_ray
     from vidsynth.runtime.output import check_output_dir
-    from vidsynth.cluster import import_ray, import_ray_data
-    from vidsynth.cluster import start_ray
 
     job.validate()
     out = Path(job.out)
@@ -200,8 +219,13 @@ def run_batch(job: BatchJob, address: Optional[str] = None, echo: Callable[[str]
         try:
             workers = job.workers or _default_workers(ray, job.cpus_per_worker)
             rows = data.from_items([{"id": i} for i in pending]).map_batches(
-                VideoMaker, fn_constructor_args=(job,), batch_size=job.videos_per_call, batch_format="numpy",
-                concurrency=workers, num_cpus=job.cpus_per_worker, scheduling_strategy="SPREAD",  # every node
+                VideoMaker,
+                fn_constructor_args=(job,),
+                batch_size=job.videos_per_call,
+                batch_format="numpy",
+                concurrency=workers,
+                num_cpus=job.cpus_per_worker,
+                scheduling_strategy="SPREAD",  # every node
             )
             with open(out / INDEX_NAME, "a") as index:
                 for made, row in enumerate(rows.iter_rows(), start=1):

@@ -4,14 +4,16 @@ A Contender turns seeded noise into its own inputs once (untimed), then makes wh
 (`video`) or the first streamed frame (`first_frame`); every call returns a host float32
 numpy array, so the cost of handing frames back is counted alike for all.
 """
+
 from __future__ import annotations
 
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +22,20 @@ from vidsynth.model.noise import Noise
 
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
-BENCH_BACKENDS = ("reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino",
-                  "openvino-literal", "torch.compile", "optimized", "pt2", "auto", "auto-artifacts")
+BENCH_BACKENDS = (
+    "reference",
+    "eager",
+    "torchscript",
+    "onnxruntime",
+    "onnxruntime-literal",
+    "openvino",
+    "openvino-literal",
+    "torch.compile",
+    "optimized",
+    "pt2",
+    "auto",
+    "auto-artifacts",
+)
 BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -69,7 +83,11 @@ def _torch_inputs(device: str) -> Callable[[Noise], tuple]:
 
     def prepare(noise: Noise) -> tuple:
         category = None if noise.category is None else torch.from_numpy(noise.category).to(device)
-        return (torch.from_numpy(noise.z_content).to(device), torch.from_numpy(noise.z_motion).to(device), category)
+        return (
+            torch.from_numpy(noise.z_content).to(device),
+            torch.from_numpy(noise.z_motion).to(device),
+            category,
+        )
 
     return prepare
 
@@ -86,7 +104,7 @@ def torch_contender(
     device: str,
     module: Any,
     notes: str,
-    autocast: Optional[str] = None,
+    autocast: str | None = None,
     streams: bool = True,
     setup_s: float = 0.0,
 ) -> Contender:
@@ -129,7 +147,9 @@ def torch_contender(
             return _host(out)
 
     provider = f"torch {torch.__version__} {device}"
-    return Contender(backend, precision, device, provider, notes, _torch_inputs(device), video, first_frame, setup_s)
+    return Contender(
+        backend, precision, device, provider, notes, _torch_inputs(device), video, first_frame, setup_s
+    )
 
 
 def reference_contender(model: Any, device: str) -> Contender:
@@ -138,7 +158,9 @@ def reference_contender(model: Any, device: str) -> Contender:
     start = time.perf_counter()
     reference = ReferenceGenerator.from_model(model).to(device)
     notes = "torch.nn LSTMCell/GRUCell in a Python loop + nn.Sequential Generator_I, eager fp32 (the public scripts)"
-    return torch_contender("reference", "fp32", device, reference, notes, streams=False, setup_s=time.perf_counter() - start)
+    return torch_contender(
+        "reference", "fp32", device, reference, notes, streams=False, setup_s=time.perf_counter() - start
+    )
 
 
 def eager_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> list[Contender]:
@@ -164,8 +186,17 @@ def compile_contenders(model: Any, device: str, precisions: tuple[str, ...]) -> 
             continue
         module = copy.deepcopy(model).to(device).eval()
         module.image = torch.compile(module.image, dynamic=True)
-        notes = "torch.compile(image generator, dynamic=True), inductor" + (" under torch.autocast(bf16)" if precision == "bf16" else "")
-        contender = torch_contender("torch.compile", precision, device, module, notes, autocast=None if precision == "fp32" else precision)
+        notes = "torch.compile(image generator, dynamic=True), inductor" + (
+            " under torch.autocast(bf16)" if precision == "bf16" else ""
+        )
+        contender = torch_contender(
+            "torch.compile",
+            precision,
+            device,
+            module,
+            notes,
+            autocast=None if precision == "fp32" else precision,
+        )
         out.append(contender)
     return out
 
@@ -180,9 +211,15 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
         start = time.perf_counter()
         module = optimize_for_inference(model, precision)
         last = "sub-pixel last layer, " if precision == "fp32" else ""
-        notes = (f"vidsynth.model.inference: {module.motion_kind} motion, batch norm folded, first layer as a matmul, {last}"
-                 f"channels-last, {module.image.frame_chunk}-frame chunks")
-        out.append(torch_contender("optimized", precision, device, module, notes, setup_s=time.perf_counter() - start))
+        notes = (
+            f"vidsynth.model.inference: {module.motion_kind} motion, batch norm folded, first layer as a matmul, {last}"
+            f"channels-last, {module.image.frame_chunk}-frame chunks"
+        )
+        out.append(
+            torch_contender(
+                "optimized", precision, device, module, notes, setup_s=time.perf_counter() - start
+            )
+        )
     return out
 
 
@@ -192,7 +229,7 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
 @functools.cache  # several rows run one export
 def export_dir(
     model: Any, work_dir: Path, dtype: str, optimize: bool = True
-) -> tuple[Optional[Path], Optional[str], float]:
+) -> tuple[Path | None, str | None, float]:
     """vidsynth.export's artifacts for `dtype` (ONNX graphs rewritten unless not `optimize`),
     or the reason there are none."""
     from vidsynth.export import export_artifacts
@@ -212,7 +249,13 @@ def export_dir(
 
 
 def artifact_contender(
-    backend: str, directory: Path, precision: str, device: str, threads: int, export_s: float, row: Optional[str] = None
+    backend: str,
+    directory: Path,
+    precision: str,
+    device: str,
+    threads: int,
+    export_s: float,
+    row: str | None = None,
 ) -> Contender:
     """An exported artifact run exactly as `vidsynth generate --artifacts` runs it: the
     runtime's backend, its whole-video call, its first streamed chunk. `row` names the row
@@ -221,13 +264,23 @@ def artifact_contender(
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.request import GenerateRequest
 
-    runner = open_backend(GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads).validate())
+    runner = open_backend(
+        GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads).validate()
+    )
     notes = f"vidsynth.export artifacts ({precision}) through vidsynth.runtime's {backend} backend"
     if backend in ("onnxruntime", "openvino"):
         rewrites = read_manifest(directory, verify_hashes=False)["rewrites"]
-        notes += f"; ONNX rewrites: {', '.join(rewrites)}" if rewrites else "; --no-optimize: the literal ONNX graph"
+        notes += (
+            f"; ONNX rewrites: {', '.join(rewrites)}"
+            if rewrites
+            else "; --no-optimize: the literal ONNX graph"
+        )
     return Contender(
-        row or backend, precision, device, runner.detail, notes,
+        row or backend,
+        precision,
+        device,
+        runner.detail,
+        notes,
         prepare=lambda noise: noise,
         video=runner.generate,
         first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
@@ -241,11 +294,17 @@ def auto_contender(source: dict[str, str], device: str, threads: int, export_s: 
     from vidsynth.runtime.request import GenerateRequest
 
     chosen: list[str] = []
-    runner = open_backend(GenerateRequest(**source, backend="auto", device=device, threads=threads).validate(), chosen.append)
+    runner = open_backend(
+        GenerateRequest(**source, backend="auto", device=device, threads=threads).validate(), chosen.append
+    )
     row = "auto" if "weights" in source else "auto-artifacts"
     precision = "bf16" if runner.name.endswith("bf16") else "fp32"
     return Contender(
-        row, precision, runner.device, runner.detail, "; ".join(chosen),
+        row,
+        precision,
+        runner.device,
+        runner.detail,
+        "; ".join(chosen),
         prepare=lambda noise: noise,
         video=runner.generate,
         first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],
@@ -253,7 +312,9 @@ def auto_contender(source: dict[str, str], device: str, threads: int, export_s: 
     )
 
 
-def pt2_contender(model: Any, device: str, precisions: tuple[str, ...], threads: int, work_dir: Path) -> Contender | Skipped:
+def pt2_contender(
+    model: Any, device: str, precisions: tuple[str, ...], threads: int, work_dir: Path
+) -> Contender | Skipped:
     """The .pt2 packages (AOTInductor, CPU fp32), exported here (compiling is their setup) and
     run through the runtime's pt2 backend."""
     from vidsynth.export import export_artifacts
@@ -296,13 +357,17 @@ def build_contenders(
                 skipped.append(Skipped(backend, precision, device, problem or "no artifacts"))
             continue
         if "torchscript" in backends and not (device == "cpu" and precision == "fp16"):
-            contenders.append(artifact_contender("torchscript", directory, precision, device, threads, export_s))
+            contenders.append(
+                artifact_contender("torchscript", directory, precision, device, threads, export_s)
+            )
         if "onnxruntime" in backends:
             if problem is not None:
                 skipped.append(Skipped("onnxruntime", precision, device, problem))
             else:
                 try:
-                    contenders.append(artifact_contender("onnxruntime", directory, precision, device, threads, export_s))
+                    contenders.append(
+                        artifact_contender("onnxruntime", directory, precision, device, threads, export_s)
+                    )
                 except VidsynthError as exc:
                     skipped.append(Skipped("onnxruntime", precision, device, str(exc)))
         if "openvino" in backends and precision == "fp32" and problem is None:
@@ -337,7 +402,13 @@ def build_contenders(
 
 
 def _add_artifact_row(
-    contenders: list[Contender], skipped: list[Skipped], row: str, directory: Path, device: str, threads: int, export_s: float
+    contenders: list[Contender],
+    skipped: list[Skipped],
+    row: str,
+    directory: Path,
+    device: str,
+    threads: int,
+    export_s: float,
 ) -> None:
     """An ONNX runtime's row at fp32 (openvino: CPU only), or why it is skipped."""
     backend = row.removesuffix("-literal")
@@ -374,7 +445,9 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
         return run
 
     contenders = {
-        "reference (nn.LSTMCell loop)" if model.config.cell == "lstm" else "reference (nn.GRUCell loop)": run_reference,
+        "reference (nn.LSTMCell loop)"
+        if model.config.cell == "lstm"
+        else "reference (nn.GRUCell loop)": run_reference,
         "eager (vidsynth layers loop)": rollout(eager),
         "torchscript (scripted loop)": rollout(scripted),
     }
@@ -383,7 +456,9 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
     from vidsynth.bench.motion_onnx import motion_kind, ort_motion
 
-    contenders[f"onnxruntime ({motion_kind(model)} as exported, motion-only graph)"] = ort_motion(model, threads)
+    contenders[f"onnxruntime ({motion_kind(model)} as exported, motion-only graph)"] = ort_motion(
+        model, threads
+    )
     return contenders
 
 

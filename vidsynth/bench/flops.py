@@ -1,4 +1,5 @@
 """FLOP counts of the image generator, and the machine's measured matmul peak."""
+
 from __future__ import annotations
 
 import time
@@ -47,4 +48,8 @@ def matmul_peak(dtype_name: str, sizes: tuple[int, ...], repeats: int, device: s
             times.append(time.perf_counter() - start)
         times.sort()
         per_size[n] = 2 * n**3 / times[len(times) // 2]
-    return {"flops_per_s": max(per_size.values()), "per_size": {str(n): f for n, f in per_size.items()}, "repeats": repeats}
+    return {
+        "flops_per_s": max(per_size.values()),
+        "per_size": {str(n): f for n, f in per_size.items()},
+        "repeats": repeats,
+    }

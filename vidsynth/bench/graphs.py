@@ -7,6 +7,7 @@ Prints one row per (rewrites, runtime): best and median seconds per call, the co
 timed in turn (round robin) so that load from elsewhere hits all of them alike. The defaults in
 vidsynth.export.rewrites.DEFAULT_REWRITES keep only what won here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,9 +68,15 @@ def main() -> None:
 
     model = load_model(args.weights)
     noise = sample_noise(model.config, args.batch, seed=0)
-    feed = {"z_content": noise.z_content, "z_motion": noise.z_motion, "n_frames": np.array(args.frames, np.int64)}
-    print(f"{args.weights} {model.config.image_size}x{model.config.image_size} ngf={model.config.ngf}, "
-          f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average {os.getloadavg()[0]:.1f}")
+    feed = {
+        "z_content": noise.z_content,
+        "z_motion": noise.z_motion,
+        "n_frames": np.array(args.frames, np.int64),
+    }
+    print(
+        f"{args.weights} {model.config.image_size}x{model.config.image_size} ngf={model.config.ngf}, "
+        f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         contenders, errors, reference = {}, {}, None
         for index, (label, extra) in enumerate(VARIANTS.items()):
@@ -89,8 +96,10 @@ def main() -> None:
                 run(feed)
                 times[key].append(time.perf_counter() - start)
     for (label, runtime), measured in times.items():
-        print(f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median {statistics.median(measured):.3f} s  "
-              f"max abs vs the first {errors[(label, runtime)]:.1e}")
+        print(
+            f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median {statistics.median(measured):.3f} s  "
+            f"max abs vs the first {errors[(label, runtime)]:.1e}"
+        )
 
 
 if __name__ == "__main__":

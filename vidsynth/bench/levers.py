@@ -1,9 +1,11 @@
 """One lever at a time on the image generator (nearly all of the FLOPs), at one shape:
 what each optimisation that vidsynth.model.inference keeps, or leaves out, is worth on this machine."""
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,9 +16,12 @@ CL = torch.channels_last
 
 
 def sub_pixel(sequential: nn.Sequential) -> nn.Sequential:
-    return nn.Sequential(*[
-        SubPixelConvTranspose(m) if isinstance(m, nn.ConvTranspose2d) and m.stride == (2, 2) else m for m in sequential
-    ])
+    return nn.Sequential(
+        *[
+            SubPixelConvTranspose(m) if isinstance(m, nn.ConvTranspose2d) and m.stride == (2, 2) else m
+            for m in sequential
+        ]
+    )
 
 
 def image_levers(model: Any) -> dict[str, Callable[[Tensor], Tensor]]:
@@ -40,11 +45,15 @@ def image_levers(model: Any) -> dict[str, Callable[[Tensor], Tensor]]:
     return {
         "eager fp32 (NCHW, as the reference)": eager,
         "+ channels-last": lambda z: channels_last(z.contiguous(memory_format=CL)).contiguous(),
-        "+ batch norm folded into the convolutions": lambda z: folded(z.contiguous(memory_format=CL)).contiguous(),
+        "+ batch norm folded into the convolutions": lambda z: folded(
+            z.contiguous(memory_format=CL)
+        ).contiguous(),
         "+ 32-frame chunks": chunked,
         "+ first layer as a matmul, last as sub-pixel (= optimized fp32)": rewritten,
         "TorchScript freeze + optimize_for_inference": frozen,
-        "sub-pixel rewrite of every stride-2 layer, folded, channels-last": lambda z: sub(z.contiguous(memory_format=CL)).contiguous(),
+        "sub-pixel rewrite of every stride-2 layer, folded, channels-last": lambda z: sub(
+            z.contiguous(memory_format=CL)
+        ).contiguous(),
         "bf16 torch.autocast (eager)": autocast_bf16,
         "bf16 folded, channels-last, all frames at once": whole_bf16,
         "bf16 folded, channels-last, 32-frame chunks": chunked_bf16_plain,

@@ -1,11 +1,13 @@
 """Timing, memory and machine-state helpers for the benchmark."""
+
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +22,7 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def _status_kib(field: str) -> Optional[int]:
+def _status_kib(field: str) -> int | None:
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -41,17 +43,17 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def rss_mib() -> Optional[float]:
+def rss_mib() -> float | None:
     kib = _status_kib("VmRSS")
     return None if kib is None else kib / 1024
 
 
-def peak_rss_mib() -> Optional[float]:
+def peak_rss_mib() -> float | None:
     kib = _status_kib("VmHWM")
     return None if kib is None else kib / 1024
 
 
-def mem_available_mib() -> Optional[float]:
+def mem_available_mib() -> float | None:
     try:
         with open("/proc/meminfo") as info:
             for line in info:
@@ -70,7 +72,9 @@ def timed(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any
     return time.perf_counter() - start, result
 
 
-def timed_with_memory(call: Callable[[], Any], sync: Callable[[], None], cuda: bool = False) -> tuple[float, dict]:
+def timed_with_memory(
+    call: Callable[[], Any], sync: Callable[[], None], cuda: bool = False
+) -> tuple[float, dict]:
     """One call's seconds, this process's RSS before it and at its peak, and on CUDA the
     peak of torch's GPU allocations during the call."""
     before = rss_mib()
@@ -82,7 +86,11 @@ def timed_with_memory(call: Callable[[], Any], sync: Callable[[], None], cuda: b
     seconds, result = timed(call, sync)
     del result
     peak = peak_rss_mib() if reset_ok else None
-    memory = {"rss_before_mib": before, "peak_rss_mib": peak, "peak_rss_delta_mib": None if peak is None or before is None else peak - before}
+    memory = {
+        "rss_before_mib": before,
+        "peak_rss_mib": peak,
+        "peak_rss_delta_mib": None if peak is None or before is None else peak - before,
+    }
     if cuda:
         memory["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return seconds, memory
@@ -103,7 +111,12 @@ def machine_description(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
-        "threads": {"torch_intra_op": threads, "torch_inter_op": torch.get_num_interop_threads(), "ort_intra_op": threads, "ort_inter_op": 1},
+        "threads": {
+            "torch_intra_op": threads,
+            "torch_inter_op": torch.get_num_interop_threads(),
+            "ort_intra_op": threads,
+            "ort_inter_op": 1,
+        },
         "load_average_at_start": load_average(),
         "mem_available_mib_at_start": mem_available_mib(),
     }
@@ -116,11 +129,22 @@ def machine_description(threads: int) -> dict[str, Any]:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-        for key in ("Model name", "CPU(s)", "Core(s) per socket", "Thread(s) per core", "Socket(s)", "L2 cache", "L3 cache", "Hypervisor vendor"):
+        for key in (
+            "Model name",
+            "CPU(s)",
+            "Core(s) per socket",
+            "Thread(s) per core",
+            "Socket(s)",
+            "L2 cache",
+            "L3 cache",
+            "Hypervisor vendor",
+        ):
             if key in fields:
                 description[key.lower().replace(" ", "_").replace("(s)", "s")] = fields[key].strip()
         flags = fields.get("Flags", "").split()
-        description["isa"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16") if f in flags]
+        description["isa"] = [
+            f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16") if f in flags
+        ]
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
     if torch.cuda.is_available():

@@ -2,11 +2,13 @@
 in generator.onnx: vidsynth.export.rewrites' motion module (ONNX's LSTM/GRU operator for
 same-input models, the one-matmul-per-step Loop for feedback ones), exported by the same
 TorchScript-based exporter. What onnxruntime's kernels make of the motion generator alone."""
+
 from __future__ import annotations
 
 import io
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,15 +34,24 @@ def motion_graph(model: Any) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and batch-size notes
         torch.onnx.export(
-            torch.jit.script(Rollout(rewritten.motion)), (example, torch.tensor(3)), buffer, dynamo=False,
-            opset_version=17, input_names=["state", "n_frames"], output_names=["codes"],
+            torch.jit.script(Rollout(rewritten.motion)),
+            (example, torch.tensor(3)),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=["state", "n_frames"],
+            output_names=["codes"],
             dynamic_axes={"state": {0: "batch"}, "codes": {0: "n_frames", 1: "batch"}},
         )
     return buffer.getvalue()
 
 
 def motion_kind(model: Any) -> str:
-    return f"ONNX {model.config.cell.upper()} op" if model.config.motion_mode == "same-input" else "one-matmul Loop"
+    return (
+        f"ONNX {model.config.cell.upper()} op"
+        if model.config.motion_mode == "same-input"
+        else "one-matmul Loop"
+    )
 
 
 def ort_motion(model: Any, threads: int) -> Callable[[Any, int], np.ndarray]:

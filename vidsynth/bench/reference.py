@@ -5,9 +5,8 @@ nn.Sequential DCGAN `Generator_I` in eager float32 over all frames at once.
 `ReferenceGenerator.from_model(model)` loads a vidsynth model's weights into it (parameter
 names are the same), so the reference and vidsynth make the same videos from the same noise.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
@@ -61,24 +60,30 @@ class ReferenceGenerator(nn.Module):
         self.main = ImageGenerator(config).main
 
     @classmethod
-    def from_model(cls, model: nn.Module) -> "ReferenceGenerator":
+    def from_model(cls, model: nn.Module) -> ReferenceGenerator:
         reference = cls(model.config)
         reference.motion.load_state_dict(model.motion.state_dict(), strict=True)
         reference.main.load_state_dict(model.image.main.state_dict(), strict=True)
         return reference.eval()
 
-    def _frames(self, z_content: Tensor, codes: Tensor, category: Optional[Tensor]) -> Tensor:
+    def _frames(self, z_content: Tensor, codes: Tensor, category: Tensor | None) -> Tensor:
         c = self.config
         batch, n_frames = z_content.size(0), codes.size(0)
         content = z_content
         if c.n_categories > 0:
-            labels = category if category is not None else torch.zeros(batch, dtype=torch.long, device=z_content.device)
+            labels = (
+                category
+                if category is not None
+                else torch.zeros(batch, dtype=torch.long, device=z_content.device)
+            )
             content = torch.cat([content, nn.functional.one_hot(labels, c.n_categories).float()], 1)
         z_c = content.unsqueeze(1).repeat(1, n_frames, 1)
         z = torch.cat((codes.transpose(1, 0), z_c), 2)
         video = self.main(z.view(batch * n_frames, c.nz, 1, 1))
         return video.view(batch, n_frames, c.nc, c.image_size, c.image_size)
 
-    def forward(self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
+    ) -> Tensor:
         self.motion.initHidden(z_content.size(0))
         return self._frames(z_content, self.motion(z_motion, n_frames), category)

@@ -1,4 +1,5 @@
 """results.json, results.md (tables) and latency.png (latency vs frames, a line per backend)."""
+
 from __future__ import annotations
 
 import json
@@ -41,27 +42,51 @@ def targets(results: dict) -> dict:
     fp32 = [r for r in rows if r["precision"] == "fp32" and r["peak_fraction"] is not None]
     if fp32:
         # The limit timed between the contenders' repeats at this very shape, when there is one.
-        key = "peak_fraction_interleaved" if all("peak_fraction_interleaved" in r for r in fp32) else "peak_fraction"
+        key = (
+            "peak_fraction_interleaved"
+            if all("peak_fraction_interleaved" in r for r in fp32)
+            else "peak_fraction"
+        )
         best = max(fp32, key=lambda r: r[key])
-        out["fp32_peak_fraction"] = {"label": best["label"], "value": best[key], "target": TARGETS["fp32_peak_fraction"],
-                                     "against": "matmul peak timed interleaved at this shape" if key != "peak_fraction" else "matmul peak at the start of the run",
-                                     "value_vs_start_peak": best["peak_fraction"],
-                                     "speedup_vs_reference": best["speedup_vs_reference"],
-                                     "met": best[key] >= TARGETS["fp32_peak_fraction"]}
+        out["fp32_peak_fraction"] = {
+            "label": best["label"],
+            "value": best[key],
+            "target": TARGETS["fp32_peak_fraction"],
+            "against": "matmul peak timed interleaved at this shape"
+            if key != "peak_fraction"
+            else "matmul peak at the start of the run",
+            "value_vs_start_peak": best["peak_fraction"],
+            "speedup_vs_reference": best["speedup_vs_reference"],
+            "met": best[key] >= TARGETS["fp32_peak_fraction"],
+        }
     bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
     if bf16:
         best = max(bf16, key=lambda r: r["speedup_vs_reference"])
-        psnr = best["psnr_db"] if isinstance(best["psnr_db"], (int, float)) else (math.inf if best["psnr_db"] == "inf" else -math.inf)
-        out["bf16_speedup"] = {"label": best["label"], "value": best["speedup_vs_reference"], "psnr_db": psnr,
-                               "target": TARGETS["bf16_speedup"], "psnr_target_db": TARGETS["bf16_psnr_db"],
-                               "peak_fraction": best["peak_fraction"],
-                               "met": best["speedup_vs_reference"] >= TARGETS["bf16_speedup"] and psnr >= TARGETS["bf16_psnr_db"]}
-    artifacts = [r for r in fp32 if r["backend"] in ARTIFACT_BACKENDS and r["speedup_vs_reference"] is not None]
+        psnr = (
+            best["psnr_db"]
+            if isinstance(best["psnr_db"], (int, float))
+            else (math.inf if best["psnr_db"] == "inf" else -math.inf)
+        )
+        out["bf16_speedup"] = {
+            "label": best["label"],
+            "value": best["speedup_vs_reference"],
+            "psnr_db": psnr,
+            "target": TARGETS["bf16_speedup"],
+            "psnr_target_db": TARGETS["bf16_psnr_db"],
+            "peak_fraction": best["peak_fraction"],
+            "met": best["speedup_vs_reference"] >= TARGETS["bf16_speedup"]
+            and psnr >= TARGETS["bf16_psnr_db"],
+        }
+    artifacts = [
+        r for r in fp32 if r["backend"] in ARTIFACT_BACKENDS and r["speedup_vs_reference"] is not None
+    ]
     if artifacts:
         best = max(artifacts, key=lambda r: r["speedup_vs_reference"])
         literal = [r for r in rows if r["backend"] == "openvino-literal"]
         out["artifact_speedup"] = {
-            "label": best["label"], "value": best["speedup_vs_reference"], "target": TARGETS["artifact_speedup"],
+            "label": best["label"],
+            "value": best["speedup_vs_reference"],
+            "target": TARGETS["artifact_speedup"],
             "peak_fraction": best.get("peak_fraction_interleaved", best["peak_fraction"]),
             "vs_openvino_literal": literal[0]["p50_ms"] / best["p50_ms"] if literal else None,
             "met": best["speedup_vs_reference"] >= TARGETS["artifact_speedup"]
@@ -72,14 +97,26 @@ def targets(results: dict) -> dict:
         best = min(explicit, key=lambda r: r["p50_ms"], default=None)
         if best is not None:
             ratio = row["p50_ms"] / best["p50_ms"]
-            chose = next((c["notes"] for c in results.get("contenders", []) if c["label"] == row["label"]), "")
-            out[row["backend"]] = {"label": row["label"], "chose": chose, "best": best["label"],
-                                   "value": ratio, "target": TARGETS["auto_slowdown"], "met": ratio <= TARGETS["auto_slowdown"]}
+            chose = next(
+                (c["notes"] for c in results.get("contenders", []) if c["label"] == row["label"]), ""
+            )
+            out[row["backend"]] = {
+                "label": row["label"],
+                "chose": chose,
+                "best": best["label"],
+                "value": ratio,
+                "target": TARGETS["auto_slowdown"],
+                "met": ratio <= TARGETS["auto_slowdown"],
+            }
     motion = (results.get("motion") or {}).get("us_per_step")
     if motion:
         name = min(motion, key=motion.get)
-        out["motion_us_per_step"] = {"label": name, "value": motion[name], "target": TARGETS["motion_us_per_step"],
-                                     "met": motion[name] <= TARGETS["motion_us_per_step"]}
+        out["motion_us_per_step"] = {
+            "label": name,
+            "value": motion[name],
+            "target": TARGETS["motion_us_per_step"],
+            "met": motion[name] <= TARGETS["motion_us_per_step"],
+        }
     return out
 
 
@@ -97,31 +134,49 @@ def targets_markdown(results: dict) -> list[str]:
     b, f = t["shape"]
     if "fp32_peak_fraction" in t:
         x = t["fp32_peak_fraction"]
-        speedup = "no reference measured" if x["speedup_vs_reference"] is None else f"{x['speedup_vs_reference']:.2f}x the reference"
-        lines.append(f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 {x['against']} "
-                     f"({100 * x['value_vs_start_peak']:.0f}% of the one at the start; {speedup}); "
-                     f"target >= {100 * x['target']:.0f}%: {_met(x)}")
+        speedup = (
+            "no reference measured"
+            if x["speedup_vs_reference"] is None
+            else f"{x['speedup_vs_reference']:.2f}x the reference"
+        )
+        lines.append(
+            f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 {x['against']} "
+            f"({100 * x['value_vs_start_peak']:.0f}% of the one at the start; {speedup}); "
+            f"target >= {100 * x['target']:.0f}%: {_met(x)}"
+        )
     if "bf16_speedup" in t:
         x = t["bf16_speedup"]
-        lines.append(f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR {x['psnr_db']:.1f} dB "
-                     f"({_pct(x['peak_fraction'])}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: "
-                     f"{_met(x)}")
+        lines.append(
+            f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR {x['psnr_db']:.1f} dB "
+            f"({_pct(x['peak_fraction'])}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: "
+            f"{_met(x)}"
+        )
     if "artifact_speedup" in t:
         x = t["artifact_speedup"]
-        versus = "" if x["vs_openvino_literal"] is None else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
-        lines.append(f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
-                     f"({_pct(x['peak_fraction'])}% of the fp32 matmul peak{versus}); "
-                     f"target >= {x['target']:.0f}x and faster than OpenVINO on the literal graph: {_met(x)}")
+        versus = (
+            ""
+            if x["vs_openvino_literal"] is None
+            else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
+        )
+        lines.append(
+            f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
+            f"({_pct(x['peak_fraction'])}% of the fp32 matmul peak{versus}); "
+            f"target >= {x['target']:.0f}x and faster than OpenVINO on the literal graph: {_met(x)}"
+        )
     for source in ("auto", "auto-artifacts"):
         if source in t:
             x = t[source]
-            lines.append(f"- `--backend auto` with {'weights' if source == 'auto' else 'artifacts'} at {b}x{f}: **{x['label']}** "
-                         f"takes {x['value']:.2f}x the time of the best explicit backend ({x['best']}); "
-                         f"target <= {x['target']:.2f}x: {_met(x)}")
+            lines.append(
+                f"- `--backend auto` with {'weights' if source == 'auto' else 'artifacts'} at {b}x{f}: **{x['label']}** "
+                f"takes {x['value']:.2f}x the time of the best explicit backend ({x['best']}); "
+                f"target <= {x['target']:.2f}x: {_met(x)}"
+            )
     if "motion_us_per_step" in t:
         x = t["motion_us_per_step"]
-        lines.append(f"- motion recurrence at batch 1: **{x['label']}** {x['value']:.2f} µs per step; "
-                     f"target <= {x['target']:.0f} µs: {_met(x)}")
+        lines.append(
+            f"- motion recurrence at batch 1: **{x['label']}** {x['value']:.2f} µs per step; "
+            f"target <= {x['target']:.0f} µs: {_met(x)}"
+        )
     return lines
 
 
@@ -175,11 +230,19 @@ def markdown(results: dict, plot: str | None = None) -> str:
         + "."
     )
     peaks = ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in limit.items())
-    focus = {k: v for k, v in (results["limit"].get("interleaved_at_focus") or {}).items() if isinstance(v, dict)}
+    focus = {
+        k: v for k, v in (results["limit"].get("interleaved_at_focus") or {}).items() if isinstance(v, dict)
+    }
     if focus:
-        fb, ff = results["limit"]["interleaved_at_focus"]["batch"], results["limit"]["interleaved_at_focus"]["frames"]
-        peaks += "; timed between the contenders' repeats at " + f"{fb}x{ff}: " + ", ".join(
-            f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in focus.items())
+        fb, ff = (
+            results["limit"]["interleaved_at_focus"]["batch"],
+            results["limit"]["interleaved_at_focus"]["frames"],
+        )
+        peaks += (
+            "; timed between the contenders' repeats at "
+            + f"{fb}x{ff}: "
+            + ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in focus.items())
+        )
     after = results["limit"].get("fp32_after_run")
     lines.append(
         f"Limit (measured square matmul, best median): {peaks}"
@@ -197,20 +260,30 @@ def markdown(results: dict, plot: str | None = None) -> str:
     lines.append(f"At batch {batch} x {frames} frames (p50 of interleaved repeats):")
     lines.append("")
     interleaved = all("peak_fraction_interleaved" in r for r in rows) and rows
-    lines.append("| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak" + (" (interleaved)" if interleaved else "") + " | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |")
+    lines.append(
+        "| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak"
+        + (" (interleaved)" if interleaved else "")
+        + " | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in sorted(rows, key=lambda r: r["p50_ms"], reverse=True):
         fraction = r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]
         pct = None if fraction is None else 100 * fraction
         speed = None if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
-        rss = None if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
+        rss = (
+            None
+            if r["peak_rss_mib"] is None
+            else f"{r['peak_rss_mib']:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
+        )
         lines.append(
             f"| {r['backend']} | {r['precision']} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['p99_ms'])} | {r['n']} | "
             f"{_fmt(r['frames_per_s'])} | {_fmt(r['gflop_per_s'])} | {_fmt(pct)} | {_fmt(speed)} | {_fmt(r['ttff_ms'])} | {_fmt(rss)} | {_fmt(r['psnr_db'])} |"
         )
     lines.append("")
     shapes = sorted({(r["batch"], r["frames"]) for r in results["rows"]})
-    labels = sorted({r["label"] for r in results["rows"]}, key=lambda l: [r["label"] for r in results["rows"]].index(l))
+    labels = sorted(
+        {r["label"] for r in results["rows"]}, key=lambda l: [r["label"] for r in results["rows"]].index(l)
+    )
     lines.append("p50 latency in ms of one call (B x T), every shape:")
     lines.append("")
     lines.append("| backend | " + " | ".join(f"{b}x{t}" for b, t in shapes) + " |")
@@ -230,16 +303,26 @@ def markdown(results: dict, plot: str | None = None) -> str:
         lines += _table(
             f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:",
             ["motion backend", "µs per step", "max abs diff vs eager"],
-            [[name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
-             for name, us in motion["us_per_step"].items()],
+            [
+                [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+                for name, us in motion["us_per_step"].items()
+            ],
         )
     levers = results.get("levers") or {}
     if levers:
         lines += _table(
             f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):",
             ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
-            [[r["lever"], f"{r['p50_ms']:,.0f}", f"{r['gflop_per_s']:,.0f}", f"{100 * r['peak_fraction']:.0f}",
-              f"{r['max_abs_err_vs_eager']:.1e}"] for r in levers["rows"]],
+            [
+                [
+                    r["lever"],
+                    f"{r['p50_ms']:,.0f}",
+                    f"{r['gflop_per_s']:,.0f}",
+                    f"{100 * r['peak_fraction']:.0f}",
+                    f"{r['max_abs_err_vs_eager']:.1e}",
+                ]
+                for r in levers["rows"]
+            ],
         )
     if results.get("skipped"):
         lines.append("")
@@ -248,7 +331,15 @@ def markdown(results: dict, plot: str | None = None) -> str:
             where = f" at {s['batch']}x{s['frames']}" if "batch" in s else ""
             lines.append(f"- {s['label']}{where}: {s['reason']}")
     lines.append("")
-    lines.append("Contenders" + (f" (first call: {results['protocol']['first_call']})" if "first_call" in results.get("protocol", {}) else "") + ":")
+    lines.append(
+        "Contenders"
+        + (
+            f" (first call: {results['protocol']['first_call']})"
+            if "first_call" in results.get("protocol", {})
+            else ""
+        )
+        + ":"
+    )
     for c in results["contenders"]:
         first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
         lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
@@ -269,7 +360,11 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4.2), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         for label in labels:
-            points = sorted((r["frames"], r["p50_ms"]) for r in results["rows"] if r["label"] == label and r["batch"] == batch)
+            points = sorted(
+                (r["frames"], r["p50_ms"])
+                for r in results["rows"]
+                if r["label"] == label and r["batch"] == batch
+            )
             if points:
                 style = "k--" if label.startswith("reference") else "-"
                 ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label)
@@ -281,8 +376,11 @@ def plot(results: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][-1].legend(fontsize=7)
     machine = results["machine"]
-    fig.suptitle(f"vidsynth {results['config']['image_size']}px ngf={results['config']['ngf']} on {machine.get('model_name', '?')}, "
-                 f"{machine['threads']['torch_intra_op']} threads", fontsize=10)
+    fig.suptitle(
+        f"vidsynth {results['config']['image_size']}px ngf={results['config']['ngf']} on {machine.get('model_name', '?')}, "
+        f"{machine['threads']['torch_intra_op']} threads",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -6,23 +6,27 @@ contender is warmed up at every shape it is cheap to warm up at; repeats are int
 (contender A, B, C, A, B, C, ...) so that a change in machine load hits all of them alike;
 medians are reported. Large shapes get fewer repeats (a time budget per shape and contender).
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from vidsynth.errors import InputError, choice_error
-from vidsynth.export.precision import psnr_db
-from vidsynth.model.noise import sample_noise
-
-from vidsynth.bench.contenders import BENCH_BACKENDS, BENCH_PRECISIONS, Contender, build_contenders, motion_contenders
+from vidsynth.bench.contenders import (
+    BENCH_BACKENDS,
+    BENCH_PRECISIONS,
+    Contender,
+    build_contenders,
+    motion_contenders,
+)
 from vidsynth.bench.flops import generator_flops_per_frame, matmul_peak
 from vidsynth.bench.measure import (
     load_average,
@@ -32,6 +36,9 @@ from vidsynth.bench.measure import (
     timed,
     timed_with_memory,
 )
+from vidsynth.errors import InputError, choice_error
+from vidsynth.export.precision import psnr_db
+from vidsynth.model.noise import sample_noise
 
 SEED = 0
 FOCUS_SHAPE = (8, 64)  # the shape the speed targets are stated at: always a few repeats
@@ -70,15 +77,15 @@ def _check(values: Sequence[str], valid: Sequence[str], what: str) -> tuple[str,
 
 
 def run_benchmark(
-    weights: Optional[str] = "demo",
+    weights: str | None = "demo",
     out: str | Path = "bench-results",
     quick: bool = False,
-    backends: Optional[Sequence[str]] = None,
-    precisions: Optional[Sequence[str]] = None,
+    backends: Sequence[str] | None = None,
+    precisions: Sequence[str] | None = None,
     device: str = "cpu",
     threads: int = 2,
-    batches: Optional[Sequence[int]] = None,
-    frames: Optional[Sequence[int]] = None,
+    batches: Sequence[int] | None = None,
+    frames: Sequence[int] | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -88,7 +95,9 @@ def run_benchmark(
     import torch
 
     backends = _check(backends or (QUICK_BACKENDS if quick else BENCH_BACKENDS), BENCH_BACKENDS, "backend")
-    precisions = _check(precisions or (QUICK_PRECISIONS if quick else BENCH_PRECISIONS), BENCH_PRECISIONS, "precision")
+    precisions = _check(
+        precisions or (QUICK_PRECISIONS if quick else BENCH_PRECISIONS), BENCH_PRECISIONS, "precision"
+    )
     if device not in DEVICES:
         raise choice_error(InputError, "device", device, DEVICES)
     if device == "cuda" and not torch.cuda.is_available():
@@ -97,14 +106,22 @@ def run_benchmark(
         raise InputError(f"threads must be >= 1, got {threads}")
     plan = QUICK if quick else FULL
     if batches or frames:
-        plan = Schedule(**{**asdict(plan), "batches": tuple(batches or plan.batches), "frames": tuple(frames or plan.frames)})
+        plan = Schedule(
+            **{
+                **asdict(plan),
+                "batches": tuple(batches or plan.batches),
+                "frames": tuple(frames or plan.frames),
+            }
+        )
     if min(plan.batches) < 1 or min(plan.frames) < 1:
         raise InputError("batch sizes and frame counts must be >= 1")
     if device == "cuda":  # a GPU reaches its matmul peak only at larger sizes
         plan = Schedule(**{**asdict(plan), "peak_sizes": (4096, 8192), "peak_repeats": 10})
     out = Path(out)
     if (out / "results.json").exists() and not force:
-        raise InputError(f"{out} already holds benchmark results; pass --force to replace them, or another --out")
+        raise InputError(
+            f"{out} already holds benchmark results; pass --force to replace them, or another --out"
+        )
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -122,14 +139,20 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
-        log(f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}")
-        contenders, skipped = build_contenders(model, weights, device, backends, precisions, threads, Path(work), log)
+        log(
+            f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}"
+        )
+        contenders, skipped = build_contenders(
+            model, weights, device, backends, precisions, threads, Path(work), log
+        )
         limit = measure_limit(plan, precisions, device, log)
         accuracy = measure_accuracy(contenders, config, plan, log)
         focus_limit: dict = {}
         rows, cell_skips = measure_grid(contenders, config, plan, log, focus_limit)
         for name, value in focus_limit.items():
-            log(f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: {value['flops_per_s'] / 1e9:.0f} GFLOP/s")
+            log(
+                f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: {value['flops_per_s'] / 1e9:.0f} GFLOP/s"
+            )
         ttff = measure_ttff(contenders, config, plan, log)
         motion = measure_motion(model, plan, threads, log) if device == "cpu" else {}
         levers = measure_levers(model, plan, limit, log) if device == "cpu" else {}
@@ -150,7 +173,9 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
             "peak_rss": "the kernel's peak RSS mark (VmHWM), reset before each call; delta = peak minus RSS before the call",
             "ttff": "time to first frame when streaming: initial_state + generate_chunk(n_frames=1) (reference: a 1-frame call)",
             "flops": "ConvTranspose2d multiply-adds x 2 per frame, counted from the config; achieved = flops x B x T / p50",
-            "psnr": "against eager fp32 at batch/frames " + str(plan.accuracy_shape) + ", over the [-1, 1] range",
+            "psnr": "against eager fp32 at batch/frames "
+            + str(plan.accuracy_shape)
+            + ", over the [-1, 1] range",
             "first_call": f"seconds of each contender's very first call, at batch/frames {plan.accuracy_shape}, lazy setup included (torch.compile compiles there)",
             "quick": quick,
         },
@@ -158,11 +183,28 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
         "weights": weights,
         "config": config.to_dict(),
         "generator_gflop_per_frame": flops / 1e9,
-        "limit": {"matmul": limit, "fp32_after_run": limit_after.get("fp32"),
-                  "interleaved_at_focus": {"batch": FOCUS_SHAPE[0], "frames": FOCUS_SHAPE[1], "n": 3072 if device == "cpu" else 8192, **focus_limit}},
+        "limit": {
+            "matmul": limit,
+            "fp32_after_run": limit_after.get("fp32"),
+            "interleaved_at_focus": {
+                "batch": FOCUS_SHAPE[0],
+                "frames": FOCUS_SHAPE[1],
+                "n": 3072 if device == "cpu" else 8192,
+                **focus_limit,
+            },
+        },
         "contenders": [
-            {"label": c.label, "backend": c.backend, "precision": c.precision, "device": c.device, "provider": c.provider,
-             "notes": c.notes, "setup_s": round(c.setup_s, 2), **c.extra, **accuracy.get(c.label, {})}
+            {
+                "label": c.label,
+                "backend": c.backend,
+                "precision": c.precision,
+                "device": c.device,
+                "provider": c.provider,
+                "notes": c.notes,
+                "setup_s": round(c.setup_s, 2),
+                **c.extra,
+                **accuracy.get(c.label, {}),
+            }
             for c in contenders
         ],
         "skipped": [asdict(s) | {"label": s.label} for s in skipped] + cell_skips,
@@ -179,7 +221,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     return results
 
 
-def command_line() -> Optional[str]:
+def command_line() -> str | None:
     """The `vidsynth bench ...` invocation as given, when run from the command line."""
     import sys
 
@@ -188,7 +230,13 @@ def command_line() -> Optional[str]:
     return " ".join(["vidsynth"] + sys.argv[1:])
 
 
-def measure_limit(plan: Schedule, precisions: Sequence[str], device: str, log: Callable[[str], None], only_fp32: bool = False) -> dict:
+def measure_limit(
+    plan: Schedule,
+    precisions: Sequence[str],
+    device: str,
+    log: Callable[[str], None],
+    only_fp32: bool = False,
+) -> dict:
     limit = {}
     for name in ("fp32",) + (() if only_fp32 else tuple(p for p in ("bf16", "fp16") if p in precisions)):
         limit[name] = matmul_peak(name, plan.peak_sizes, plan.peak_repeats, device)
@@ -196,7 +244,9 @@ def measure_limit(plan: Schedule, precisions: Sequence[str], device: str, log: C
     return limit
 
 
-def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]) -> dict[str, dict]:
+def measure_accuracy(
+    contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]
+) -> dict[str, dict]:
     batch, n_frames = plan.accuracy_shape
     noise = sample_noise(config, batch, seed=SEED + 1)
     outputs = {}
@@ -204,7 +254,9 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule, l
         inputs = c.prepare(noise)
         seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames), c.sync)
         c.extra["first_call_s"] = round(seconds, 3)
-    fp32 = {c.backend: c.label for c in contenders if c.precision == "fp32"}  # labels name the device off the CPU
+    fp32 = {
+        c.backend: c.label for c in contenders if c.precision == "fp32"
+    }  # labels name the device off the CPU
     base = fp32.get("eager", fp32.get("reference"))
     if base is None:
         return {}
@@ -251,7 +303,9 @@ def interleaved_peaks(precisions: tuple[str, ...], device: str) -> dict[str, tup
     return calls
 
 
-def measure_grid(contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None], focus_limit: dict) -> tuple[list[dict], list[dict]]:
+def measure_grid(
+    contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None], focus_limit: dict
+) -> tuple[list[dict], list[dict]]:
     shapes = sorted(((b, t) for b in plan.batches for t in plan.frames), key=lambda s: (s[0] * s[1], s[0]))
     seconds_per_frame: dict[str, float] = {}
     mib_per_frame: dict[str, float] = {}
@@ -265,14 +319,27 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Schedule, log: 
             # Whole-video calls at one precision need about the same memory per frame, and an
             # onnxruntime arena hides its growth after the first call: take the largest seen.
             # onnxruntime runs fp16 convolutions through float32 casts: for it, any precision's peers.
-            peers = [v for label, v in mib_per_frame.items() if c.backend != "optimized" and not label.startswith("optimized")
-                     and (c.backend == "onnxruntime" or label.split(" ")[1:] == c.label.split(" ")[1:])]
+            peers = [
+                v
+                for label, v in mib_per_frame.items()
+                if c.backend != "optimized"
+                and not label.startswith("optimized")
+                and (c.backend == "onnxruntime" or label.split(" ")[1:] == c.label.split(" ")[1:])
+            ]
             need = max([mib_per_frame.get(c.label, 0.0)] + peers) * total
             free = mem_available_mib()
             if free is not None and need > 0.7 * free:
-                skips.append({"label": c.label, "batch": batch, "frames": n_frames,
-                              "reason": f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous shapes x frames), {free:.0f} MiB available"})
-                log(f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} available")
+                skips.append(
+                    {
+                        "label": c.label,
+                        "batch": batch,
+                        "frames": n_frames,
+                        "reason": f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous shapes x frames), {free:.0f} MiB available",
+                    }
+                )
+                log(
+                    f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} available"
+                )
                 continue
             inputs = c.prepare(noise)
             estimate = seconds_per_frame.get(c.label, 0.0) * total
@@ -288,36 +355,63 @@ def measure_grid(contenders: list[Contender], config: Any, plan: Schedule, log: 
             samples[c.label], memory[c.label] = [], []
         # At the focus shape the limit is measured again, interleaved with the contenders, so
         # that rows and limit see the same machine state (shared cores vary from minute to minute).
-        peaks = interleaved_peaks(precisions_of(active), c_device(active)) if (batch, n_frames) == FOCUS_SHAPE else {}
+        peaks = (
+            interleaved_peaks(precisions_of(active), c_device(active))
+            if (batch, n_frames) == FOCUS_SHAPE
+            else {}
+        )
         peak_samples: dict[str, list[float]] = {name: [] for name in peaks}
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
                 if r < repeats[c.label]:
-                    seconds, mem = timed_with_memory(lambda: c.video(inputs, n_frames), c.sync, cuda=c.device == "cuda")
+                    seconds, mem = timed_with_memory(
+                        lambda: c.video(inputs, n_frames), c.sync, cuda=c.device == "cuda"
+                    )
                     samples[c.label].append(seconds)
                     memory[c.label].append(mem)
             for name, (run, flop) in peaks.items():
                 peak_samples[name].append(flop / timed(run, lambda: None)[0])
         if peaks:
-            focus_limit.update({name: {"flops_per_s": float(np.median(v)), "repeats": len(v)} for name, v in peak_samples.items()})
+            focus_limit.update(
+                {
+                    name: {"flops_per_s": float(np.median(v)), "repeats": len(v)}
+                    for name, v in peak_samples.items()
+                }
+            )
         for c, _ in active:
             stats = percentiles(samples[c.label])
             seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
             peaks = [m for m in memory[c.label] if m["peak_rss_mib"] is not None]
-            peak = max(peaks, key=lambda m: m["peak_rss_delta_mib"]) if peaks else {"peak_rss_mib": None, "peak_rss_delta_mib": None}
+            peak = (
+                max(peaks, key=lambda m: m["peak_rss_delta_mib"])
+                if peaks
+                else {"peak_rss_mib": None, "peak_rss_delta_mib": None}
+            )
             if peak["peak_rss_delta_mib"] is not None:
                 mib_per_frame[c.label] = max(peak["peak_rss_delta_mib"], 0.0) / total
-            rows.append({
-                "label": c.label, "backend": c.backend, "precision": c.precision, "device": c.device,
-                "batch": batch, "frames": n_frames, **stats,
-                "peak_rss_mib": peak["peak_rss_mib"], "peak_rss_delta_mib": peak["peak_rss_delta_mib"],
-                "peak_cuda_mib": max((m.get("peak_cuda_mib", 0.0) for m in memory[c.label]), default=None) if c.device == "cuda" else None,
-            })
+            rows.append(
+                {
+                    "label": c.label,
+                    "backend": c.backend,
+                    "precision": c.precision,
+                    "device": c.device,
+                    "batch": batch,
+                    "frames": n_frames,
+                    **stats,
+                    "peak_rss_mib": peak["peak_rss_mib"],
+                    "peak_rss_delta_mib": peak["peak_rss_delta_mib"],
+                    "peak_cuda_mib": max((m.get("peak_cuda_mib", 0.0) for m in memory[c.label]), default=None)
+                    if c.device == "cuda"
+                    else None,
+                }
+            )
             log(f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}")
     return rows, skips
 
 
-def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]) -> dict[str, dict[int, float]]:
+def measure_ttff(
+    contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]
+) -> dict[str, dict[int, float]]:
     ttff: dict[str, dict[int, float]] = {c.label: {} for c in contenders}
     for batch in plan.batches:
         noise = sample_noise(config, batch, seed=SEED)
@@ -330,7 +424,10 @@ def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule, log: 
                 samples[c.label].append(timed(lambda: c.first_frame(inputs), c.sync)[0])
         for c, _ in prepared:
             ttff[c.label][batch] = float(np.median(samples[c.label]) * 1e3)
-        log(f"  time to first frame at B={batch}: " + ", ".join(f"{k} {v[batch]:.1f} ms" for k, v in ttff.items()))
+        log(
+            f"  time to first frame at B={batch}: "
+            + ", ".join(f"{k} {v[batch]:.1f} ms" for k, v in ttff.items())
+        )
     return ttff
 
 
@@ -354,7 +451,13 @@ def measure_motion(model: Any, plan: Schedule, threads: int, log: Callable[[str]
     per_step = {name: float(np.median(s) / n * 1e6) for name, s in samples.items()}
     for name, us in per_step.items():
         log(f"  motion {name}: {us:.2f} us/step")
-    return {"batch": 1, "frames": n, "repeats": plan.motion_repeats, "us_per_step": per_step, "max_abs_err_vs_eager": errors}
+    return {
+        "batch": 1,
+        "frames": n,
+        "repeats": plan.motion_repeats,
+        "us_per_step": per_step,
+        "max_abs_err_vs_eager": errors,
+    }
 
 
 def measure_levers(model: Any, plan: Schedule, limit: dict, log: Callable[[str], None]) -> dict[str, Any]:
@@ -367,7 +470,9 @@ def measure_levers(model: Any, plan: Schedule, limit: dict, log: Callable[[str],
     config = model.config
     n = plan.lever_frames
     noise = sample_noise(config, n, seed=SEED)
-    z = torch.cat([torch.from_numpy(noise.z_motion), torch.from_numpy(noise.z_content)], 1).view(n, config.nz, 1, 1)
+    z = torch.cat([torch.from_numpy(noise.z_motion), torch.from_numpy(noise.z_content)], 1).view(
+        n, config.nz, 1, 1
+    )
     samples: dict[str, list[float]] = {name: [] for name in levers}
     errors = {}
     with torch.inference_mode():
@@ -382,13 +487,28 @@ def measure_levers(model: Any, plan: Schedule, limit: dict, log: Callable[[str],
     for name, times in samples.items():
         seconds = float(np.median(times))
         peak = limit["bf16" if name.startswith("bf16") and "bf16" in limit else "fp32"]["flops_per_s"]
-        rows.append({"lever": name, "p50_ms": seconds * 1e3, "gflop_per_s": flops / seconds / 1e9,
-                     "peak_fraction": flops / seconds / peak, "max_abs_err_vs_eager": errors[name]})
+        rows.append(
+            {
+                "lever": name,
+                "p50_ms": seconds * 1e3,
+                "gflop_per_s": flops / seconds / 1e9,
+                "peak_fraction": flops / seconds / peak,
+                "max_abs_err_vs_eager": errors[name],
+            }
+        )
         log(f"  lever {name}: {seconds * 1e3:.0f} ms ({100 * flops / seconds / peak:.0f}% of peak)")
     return {"frames": n, "repeats": plan.lever_repeats, "rows": rows}
 
 
-def finish_rows(rows: list[dict], contenders: list[Contender], flops: int, limit: dict, ttff: dict, accuracy: dict, focus_limit: dict) -> None:
+def finish_rows(
+    rows: list[dict],
+    contenders: list[Contender],
+    flops: int,
+    limit: dict,
+    ttff: dict,
+    accuracy: dict,
+    focus_limit: dict,
+) -> None:
     reference = {(r["batch"], r["frames"]): r["p50_ms"] for r in rows if r["backend"] == "reference"}
     for row in rows:
         total = row["batch"] * row["frames"]

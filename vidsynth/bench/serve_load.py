@@ -10,6 +10,7 @@ connection on loopback. Run as root.) Each scenario runs in its own process:
   cluster: N requests (16-frame mp4, distinct seeds) at C concurrent, after a warm-up.
 Writes results.json and results.md (requests/s, p50/p99 latency, CPU use, load average).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,14 @@ def offline(args) -> dict:
     from vidsynth.runtime.request import GenerateRequest
     from vidsynth.serve.render import render_requests
 
-    request = GenerateRequest(weights=args.weights, backend=args.backend, device="cpu", threads=os.cpu_count() or 1,
-                              frames=args.frames, num_videos=args.requests)
+    request = GenerateRequest(
+        weights=args.weights,
+        backend=args.backend,
+        device="cpu",
+        threads=os.cpu_count() or 1,
+        frames=args.frames,
+        num_videos=args.requests,
+    )
     backend = open_backend(request)
     noise = sample_noise(backend.config, 8, seed=0)
     backend.generate(noise, args.frames)
@@ -66,7 +73,9 @@ def offline(args) -> dict:
     wall = time.perf_counter() - started
     busy1, total1 = cpu_busy()
     return {
-        "scenario": "offline", "backend": backend.name, "detail": backend.detail,
+        "scenario": "offline",
+        "backend": backend.name,
+        "detail": backend.detail,
         "model_videos_per_s_batch8": round(8 / statistics.median(times), 2),
         "generate_videos_per_s": round(args.requests / wall, 2),
         "cpu_use": round((busy1 - busy0) / (total1 - total0), 2),
@@ -96,10 +105,13 @@ def load(args, url: str) -> dict:
         busy1, total1 = cpu_busy()
     latencies = [latency for _, latency, _ in answers]
     return {
-        "requests": args.requests, "concurrency": args.concurrency, "frames": args.frames,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "frames": args.frames,
         "ok": sum(status == 200 for status, _, _ in answers),
         "requests_per_s": round(args.requests / wall, 2),
-        "p50_s": round(percentile(latencies, 50), 3), "p99_s": round(percentile(latencies, 99), 3),
+        "p50_s": round(percentile(latencies, 50), 3),
+        "p99_s": round(percentile(latencies, 99), 3),
         "mean_batch": round(statistics.mean(int(b) for _, _, b in answers), 2),
         "cpu_use": round((busy1 - busy0) / (total1 - total0), 2),
     }
@@ -109,10 +121,9 @@ def served(args, scenario: str) -> dict:
     import ray
     from ray import serve
 
+    from vidsynth.cluster import WORKER_ENV, start_ray
     from vidsynth.runtime.request import GenerateRequest
-    from vidsynth.cluster import WORKER_ENV
     from vidsynth.serve.options import ServeOptions
-    from vidsynth.cluster import start_ray
     from vidsynth.serve.server import deploy
 
     cpus = os.cpu_count() or 1
@@ -123,7 +134,9 @@ def served(args, scenario: str) -> dict:
     if scenario == "2-nodes":
         from ray.cluster_utils import Cluster
 
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus // 2 + 1, "include_dashboard": False})
+        cluster = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": cpus // 2 + 1, "include_dashboard": False}
+        )
         cluster.add_node(num_cpus=cpus // 2 + 1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
@@ -131,7 +144,12 @@ def served(args, scenario: str) -> dict:
         start_ray(None, num_cpus=cpus + 1)  # + the ingress's share
     try:
         url = deploy(options, "127.0.0.1", PORT)
-        return {"scenario": scenario, "replicas": replicas, "cpus_per_replica": options.cpus_per_replica, **load(args, url)}
+        return {
+            "scenario": scenario,
+            "replicas": replicas,
+            "cpus_per_replica": options.cpus_per_replica,
+            **load(args, url),
+        }
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -142,28 +160,41 @@ def served(args, scenario: str) -> dict:
 def write_report(results: list[dict], out: Path, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": " ".join(["python -m vidsynth.bench.serve_load", *sys.argv[1:]]), "cpus": os.cpu_count(),
-        "load_average_before": args.load_before, "load_average_after": list(os.getloadavg()), "results": results,
+        "command": " ".join(["python -m vidsynth.bench.serve_load", *sys.argv[1:]]),
+        "cpus": os.cpu_count(),
+        "load_average_before": args.load_before,
+        "load_average_after": list(os.getloadavg()),
+        "results": results,
     }
     (out / "serve.json").write_text(json.dumps(record, indent=2) + "\n")
     offline_runs = [r for r in results if r["scenario"] == "offline"]
     base = offline_runs[0] if offline_runs else None
     offline_rate = statistics.mean(r["generate_videos_per_s"] for r in offline_runs) if offline_runs else None
     lines = [
-        "# vidsynth serve: load test", "",
+        "# vidsynth serve: load test",
+        "",
         f"`{record['command']}` on {record['cpus']} CPUs; load average before {args.load_before}, "
         f"after {[round(x, 2) for x in record['load_average_after']]}. {args.requests} requests of "
-        f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend {args.backend}.", "",
+        f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend {args.backend}.",
+        "",
     ]
     if max(args.load_before[0], record["load_average_after"][0]) > (record["cpus"] or 1):
-        lines += ["The load average was above the CPU count: other work competed for the CPUs during this run, "
-                  "so the figures (offline ones included) measure that contention as much as vidsynth.", ""]
+        lines += [
+            "The load average was above the CPU count: other work competed for the CPUs during this run, "
+            "so the figures (offline ones included) measure that contention as much as vidsynth.",
+            "",
+        ]
     for run in offline_runs:
-        lines += [f"Offline{' (again, after the served runs)' if run is not base else ''}: "
-                  f"{run['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, backend open), "
-                  f"{run['model_videos_per_s_batch8']} videos/s for the bare model at batch 8 ({run['detail']}).", ""]
-    lines += ["| scenario | replicas x CPUs | ok | requests/s | vs offline (mean of runs) | p50 s | p99 s | p99/p50 | mean batch | CPU use |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Offline{' (again, after the served runs)' if run is not base else ''}: "
+            f"{run['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, backend open), "
+            f"{run['model_videos_per_s_batch8']} videos/s for the bare model at batch 8 ({run['detail']}).",
+            "",
+        ]
+    lines += [
+        "| scenario | replicas x CPUs | ok | requests/s | vs offline (mean of runs) | p50 s | p99 s | p99/p50 | mean batch | CPU use |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if r["scenario"] == "offline":
             continue
@@ -182,7 +213,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--scenario", choices=SCENARIOS, help="run one scenario and print its JSON (used internally)")
+    parser.add_argument(
+        "--scenario", choices=SCENARIOS, help="run one scenario and print its JSON (used internally)"
+    )
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if args.scenario:
@@ -195,14 +228,28 @@ def main() -> None:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1"}
         if scenario == "2-nodes":
             env["RAY_AUTH_MODE"] = "token"
-        command = [sys.executable, "-m", "vidsynth.bench.serve_load", "--scenario", scenario, "--weights", args.weights,
-                   "--backend", args.backend, "--requests", str(args.requests), "--concurrency", str(args.concurrency),
-                   "--frames", str(args.frames)]
+        command = [
+            sys.executable,
+            "-m",
+            "vidsynth.bench.serve_load",
+            "--scenario",
+            scenario,
+            "--weights",
+            args.weights,
+            "--backend",
+            args.backend,
+            "--requests",
+            str(args.requests),
+            "--concurrency",
+            str(args.concurrency),
+            "--frames",
+            str(args.frames),
+        ]
         run = subprocess.run(command, env=env, capture_output=True, text=True)
         line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{scenario} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-        results.append(json.loads(line[len("RESULT "):]))
+        results.append(json.loads(line[len("RESULT ") :]))
         print(json.dumps(results[-1]), flush=True)
     write_report(results, Path(args.out), args)
 

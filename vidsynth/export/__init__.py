@@ -3,6 +3,7 @@
 Importing this package stays torch-free (the ONNX Runtime script reads manifests through
 `vidsynth.artifacts.manifest`); the exporters load on first use.
 """
+
 from vidsynth.artifacts.manifest import read_manifest
 
 __all__ = ["export_artifacts", "read_manifest"]

@@ -1,16 +1,16 @@
 """export_artifacts: write, check and validate an export directory in one atomic step."""
+
 from __future__ import annotations
 
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
-from vidsynth.atomic import atomic_directory
-from vidsynth.errors import ExportError
 from vidsynth.artifacts.contract import (
     DEFAULT_FORMATS,
     EXPORT_SHAPE,
@@ -23,6 +23,8 @@ from vidsynth.artifacts.contract import (
     streaming_record,
 )
 from vidsynth.artifacts.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
+from vidsynth.atomic import atomic_directory
+from vidsynth.errors import ExportError
 from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.model.generator import VideoGenerator
@@ -30,14 +32,14 @@ from vidsynth.version import __version__
 
 
 def export_artifacts(
-    model: Union[VideoGenerator, str, None],
+    model: VideoGenerator | str | None,
     out_dir: str | os.PathLike,
     formats: Sequence[str] = DEFAULT_FORMATS,
-    opset: Optional[int] = None,
+    opset: int | None = None,
     dtype: str = "fp32",
     force: bool = False,
     optimize: bool = True,
-    onnx_exporter: Optional[str] = None,
+    onnx_exporter: str | None = None,
 ) -> dict[str, Any]:
     """Exports `model` into `out_dir` and returns the manifest written there. `model` is a
     VideoGenerator, or weights named as on the command line (None or "default", "demo", a
@@ -77,10 +79,15 @@ def export_artifacts(
         validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
         validated = time.perf_counter()
         files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
-        manifest = build_manifest(config_dict, formats, opset, dtype, files, validation, rewrites, onnx_exporter)
+        manifest = build_manifest(
+            config_dict, formats, opset, dtype, files, validation, rewrites, onnx_exporter
+        )
         if operators is not None:
             manifest["torchscript_ops"] = operators
-        manifest["seconds"] = {"export": round(written - started, 2), "validation": round(validated - written, 2)}
+        manifest["seconds"] = {
+            "export": round(written - started, 2),
+            "validation": round(validated - written, 2),
+        }
         write_manifest(tmp, manifest)
     return manifest
 
@@ -89,18 +96,18 @@ def write_artifacts(
     model: VideoGenerator,
     directory: Path,
     formats: tuple[str, ...],
-    opset: Optional[int],
-    graph_model: Optional[VideoGenerator] = None,
+    opset: int | None,
+    graph_model: VideoGenerator | None = None,
     rewrites: tuple[str, ...] = (),
-    onnx_exporter: Optional[str] = None,
-) -> Optional[list[str]]:
+    onnx_exporter: str | None = None,
+) -> list[str] | None:
     """Writes the requested formats' files into `directory` and checks each ONNX graph.
     The ONNX graphs are exported from `graph_model` (the rewritten model) when given.
     Returns the TorchScript graph's operator set (None without TorchScript)."""
     operators = None
     if "torchscript" in formats:
-        from vidsynth.export.torchscript import save_torchscript, script_generator
         from vidsynth.artifacts.torchscript_ops import recorded_operators
+        from vidsynth.export.torchscript import save_torchscript, script_generator
 
         scripted = script_generator(model)
         operators = recorded_operators(scripted)
@@ -109,8 +116,17 @@ def write_artifacts(
         from vidsynth.export.onnx_export import check_graph, export_graph
 
         source = model if graph_model is None else graph_model
-        export_graph(source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites, exporter=onnx_exporter)
-        export_graph(source, directory / ONNX_CHUNK_FILE, opset, streaming=True, rewrites=rewrites, exporter=onnx_exporter)
+        export_graph(
+            source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites, exporter=onnx_exporter
+        )
+        export_graph(
+            source,
+            directory / ONNX_CHUNK_FILE,
+            opset,
+            streaming=True,
+            rewrites=rewrites,
+            exporter=onnx_exporter,
+        )
         check_graph(directory / ONNX_FILE)
         check_graph(directory / ONNX_CHUNK_FILE)
     if "pt2" in formats:
@@ -123,17 +139,17 @@ def write_artifacts(
 def build_manifest(
     config_dict: dict[str, Any],
     formats: tuple[str, ...],
-    opset: Optional[int],
+    opset: int | None,
     dtype: str,
     files: dict[str, dict[str, Any]],
     validation: dict[str, Any],
     rewrites: Sequence[str] = (),
-    onnx_exporter: Optional[str] = None,
+    onnx_exporter: str | None = None,
 ) -> dict[str, Any]:
     import onnx
 
-    from vidsynth.model.config import ModelConfig
     from vidsynth.export.pt2 import pt2_record
+    from vidsynth.model.config import ModelConfig
 
     config = ModelConfig.from_dict(config_dict)
     contract = generator_contract(config)
@@ -165,7 +181,7 @@ def build_manifest(
     }
 
 
-def _installed_version(distribution: str) -> Optional[str]:
+def _installed_version(distribution: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -6,18 +6,18 @@ writes as one ONNX Loop, so the graphs keep the contract of the TorchScript-base
 same input and output names, dynamic batch and frame count, no unrolling, and the same
 validation against eager PyTorch afterwards.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 
-from vidsynth.errors import ExportError, MissingDependencyError, choice_error
 from vidsynth.artifacts.contract import BATCH, ExportContract
+from vidsynth.errors import ExportError, MissingDependencyError, choice_error
 from vidsynth.export.while_loop import while_loop_module
 from vidsynth.model.generator import VideoGenerator
 
@@ -58,7 +58,7 @@ def default_exporter() -> str:
     return TORCHSCRIPT if torchscript_exporter_available() else DYNAMO
 
 
-def check_exporter(exporter: Optional[str]) -> str:
+def check_exporter(exporter: str | None) -> str:
     """The exporter to use: `exporter` if it is a known one, else default_exporter()."""
     if exporter is None:
         return default_exporter()
@@ -67,7 +67,7 @@ def check_exporter(exporter: Optional[str]) -> str:
     return exporter
 
 
-def check_opset(requested: Optional[int], exporter: str, formats: Sequence[str]) -> Optional[int]:
+def check_opset(requested: int | None, exporter: str, formats: Sequence[str]) -> int | None:
     """The opset the dynamo exporter writes: MIN_OPSET unless one at least as high was asked
     for; lower ones are refused. Without onnx in `formats`, or with another exporter:
     `requested` unchanged (vidsynth.artifacts.contract.check_options checks it)."""
@@ -76,7 +76,9 @@ def check_opset(requested: Optional[int], exporter: str, formats: Sequence[str])
     if requested is None:
         return MIN_OPSET
     if requested < MIN_OPSET:
-        raise ExportError(f"ONNX opset {requested} is below {MIN_OPSET}, the lowest the torch.export-based exporter writes; use --opset {MIN_OPSET} or higher")
+        raise ExportError(
+            f"ONNX opset {requested} is below {MIN_OPSET}, the lowest the torch.export-based exporter writes; use --opset {MIN_OPSET} or higher"
+        )
     return requested
 
 
@@ -118,5 +120,6 @@ def export_graph_dynamo(
         program.save(str(path), external_data=False)
     except Exception as exc:  # torch.onnx raises many unrelated types
         name = "generator_chunk" if streaming else "generator"
-        raise ExportError(f"ONNX export (torch.export-based) of {name} failed (torch {torch.__version__}): {exc}") from exc
-
+        raise ExportError(
+            f"ONNX export (torch.export-based) of {name} failed (torch {torch.__version__}): {exc}"
+        ) from exc

@@ -14,20 +14,20 @@ The inference rewrites (folded batch norms, the fused or lean recurrence) are ma
 torch model before export (vidsynth.export.rewrites); `export_graph` records their names in
 the graph's metadata, and the same validation checks the result against the literal model.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import warnings
-from typing import Optional
 
 import onnx
 import torch
 from torch import Tensor, nn
 
-from vidsynth.model.config import ModelConfig
-from vidsynth.errors import ExportError
 from vidsynth.artifacts.contract import EXPORT_SHAPE, ExportContract, chunk_contract, generator_contract
+from vidsynth.errors import ExportError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
@@ -94,7 +94,7 @@ def export_graph(
     streaming: bool = False,
     example_shape: tuple[int, int] = EXPORT_SHAPE,
     rewrites: tuple[str, ...] = (),
-    exporter: Optional[str] = None,
+    exporter: str | None = None,
 ) -> None:
     """Writes one ONNX graph of `model` (eval mode, CPU) to `path`, signature and metadata
     from the export contract. `exporter`: "torchscript" or "dynamo" (see onnx_dynamo);
@@ -104,7 +104,9 @@ def export_graph(
     config = model.config
     contract = graph_contract(config, streaming)
     if (exporter or default_exporter()) == DYNAMO:
-        export_graph_dynamo(model, path, opset, contract, example_inputs(model, streaming, *example_shape), streaming)
+        export_graph_dynamo(
+            model, path, opset, contract, example_inputs(model, streaming, *example_shape), streaming
+        )
     else:
         _export_scripted(model, path, opset, contract, streaming, example_shape)
     metadata = {
@@ -116,7 +118,12 @@ def export_graph(
 
 
 def _export_scripted(
-    model: VideoGenerator, path: str | os.PathLike, opset: int, contract: ExportContract, streaming: bool, example_shape: tuple[int, int]
+    model: VideoGenerator,
+    path: str | os.PathLike,
+    opset: int,
+    contract: ExportContract,
+    streaming: bool,
+    example_shape: tuple[int, int],
 ) -> None:
     """The TorchScript-based exporter on the scripted wrapper (see the module docstring)."""
     conditional = model.config.n_categories > 0
@@ -128,7 +135,9 @@ def _export_scripted(
         scripted = torch.jit.script(wrapper.eval())
         with warnings.catch_warnings():
             # The deprecation notice of this exporter: the choice is deliberate (see above).
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*")
+            warnings.filterwarnings(
+                "ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*"
+            )
             # The fused LSTM/GRU initial state is a graph input (sliced from `state`), which is
             # what this warning asks for; validation runs other batch sizes than the example.
             warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
@@ -144,7 +153,9 @@ def _export_scripted(
                 do_constant_folding=True,
             )
     except Exception as exc:  # torch.onnx raises many unrelated types
-        raise ExportError(f"ONNX export of {'generator_chunk' if streaming else 'generator'} failed: {exc}") from exc
+        raise ExportError(
+            f"ONNX export of {'generator_chunk' if streaming else 'generator'} failed: {exc}"
+        ) from exc
 
 
 def _describe(path: str | os.PathLike, contract: ExportContract, metadata: dict[str, str]) -> None:
@@ -175,7 +186,9 @@ def check_graph(path: str | os.PathLike) -> None:
 
 
 RECURRENT_OPS = frozenset({"Loop", "Scan", "LSTM", "GRU"})  # a recurrence that is not unrolled
-RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"})
+RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
 
 
 def op_types(graph: onnx.GraphProto) -> list[str]:

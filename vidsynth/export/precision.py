@@ -4,6 +4,7 @@ bf16, while the motion recurrence and every input and output stay float32.
 Keeping the recurrence in float32 keeps its error from compounding over long videos, and
 keeps the artifacts' signature identical at every precision.
 """
+
 from __future__ import annotations
 
 import copy

@@ -21,24 +21,23 @@ stored in each package and in the manifest, and a package from another torch ver
 refused with both versions named. Like TorchScript files, load `.pt2` files from trusted
 sources only.
 """
+
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
-from torch import Tensor
 
-from vidsynth.model.config import ModelConfig
-from vidsynth.errors import ExportError, RuntimeBackendError
-from vidsynth.artifacts.contract import BATCH, EXPORT_SHAPE, initial_state
+from vidsynth.artifacts.contract import BATCH, EXPORT_SHAPE
 from vidsynth.artifacts.contract import PT2_IMAGE_FILE as IMAGE_FILE
 from vidsynth.artifacts.contract import PT2_MOTION_FILE as MOTION_FILE
+from vidsynth.errors import ExportError
 from vidsynth.export.onnx_export import EXAMPLE_SEED
 from vidsynth.export.while_loop import MotionRollout
-from vidsynth.model.generator import VideoGenerator, frame_latents
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
 
@@ -60,12 +59,16 @@ def motion_program(model: VideoGenerator) -> torch.export.ExportedProgram:
 def image_program(model: VideoGenerator) -> torch.export.ExportedProgram:
     """The image generator with a dynamic number of latents (videos x frames)."""
     batch, n_frames = EXPORT_SHAPE
-    latents = torch.randn(batch * n_frames, model.config.nz, 1, 1, generator=torch.Generator().manual_seed(EXAMPLE_SEED))
+    latents = torch.randn(
+        batch * n_frames, model.config.nz, 1, 1, generator=torch.Generator().manual_seed(EXAMPLE_SEED)
+    )
     dynamic = ({0: torch.export.Dim("latents", min=1, max=MAX_LATENTS)},)
     return _export(model.image.eval(), (latents,), dynamic, IMAGE_FILE)
 
 
-def _export(module: torch.nn.Module, inputs: tuple, dynamic: tuple, file: str) -> torch.export.ExportedProgram:
+def _export(
+    module: torch.nn.Module, inputs: tuple, dynamic: tuple, file: str
+) -> torch.export.ExportedProgram:
     try:
         return torch.export.export(module, inputs, dynamic_shapes=dynamic, strict=False)
     except Exception as exc:  # torch.export raises many unrelated types

@@ -4,6 +4,7 @@ The motion recurrence stays a real loop over n_frames (prim::Loop). Besides `for
 scripted module keeps `initial_state(z_motion)` and `generate_chunk(z_content, state,
 n_frames)` for streaming. The config and vidsynth version ride along as extra files.
 """
+
 from __future__ import annotations
 
 import io

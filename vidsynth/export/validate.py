@@ -4,18 +4,18 @@ inputs at shapes never used while exporting. Every problem (names, then shapes, 
 is collected first, then reported in one ValidationError; a tolerance failure is never a
 warning. The figures measured go into the manifest.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 
-from vidsynth.errors import ValidationError
 from vidsynth.artifacts.contract import (
     MIN_PSNR_DB,
     ONNX_CHUNK_FILE,
@@ -30,6 +30,7 @@ from vidsynth.artifacts.contract import (
     generator_contract,
     initial_state,
 )
+from vidsynth.errors import ValidationError
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import Noise, sample_noise
@@ -74,7 +75,7 @@ def compare(
     return Comparison(backend, output, reference.shape[0], n_frames, max_abs, max_rel, tolerance)
 
 
-def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     category = None if noise.category is None else torch.from_numpy(noise.category)
     return torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), category
 
@@ -90,6 +91,7 @@ def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.
 def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
     """Runners over a torch module with the generator's interface: forward, initial_state and
     generate_chunk (the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
+
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
         z_content, z_motion, category = _as_torch(noise)
         with torch.inference_mode():
@@ -109,7 +111,7 @@ def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
 
 
 def onnx_runners(whole_session, chunk_session, state_size: int) -> tuple[WholeRunner, StreamRunner]:
-    def feed(first: np.ndarray, second: np.ndarray, n_frames: int, category: Optional[np.ndarray]) -> list:
+    def feed(first: np.ndarray, second: np.ndarray, n_frames: int, category: np.ndarray | None) -> list:
         values = [first, second, np.array(n_frames, dtype=np.int64)]
         return values if category is None else values + [category]
 
@@ -123,7 +125,9 @@ def onnx_runners(whole_session, chunk_session, state_size: int) -> tuple[WholeRu
         state = initial_state(noise.z_motion, state_size)
         parts = []
         for n_frames in chunks:
-            video, state = chunk_session.run(None, dict(zip(names, feed(noise.z_content, state, n_frames, noise.category))))
+            video, state = chunk_session.run(
+                None, dict(zip(names, feed(noise.z_content, state, n_frames, noise.category)))
+            )
             parts.append(video)
         return np.concatenate(parts, axis=1), state
 
@@ -144,7 +148,9 @@ def check_session_signature(file: str, session, contract: ExportContract) -> lis
             continue
         for value, spec in zip(got, want):
             if value.type != f"tensor({spec.dtype.replace('float32', 'float')})":
-                problems.append(f"{file} {kind[:-1]} {spec.name} has type {value.type}, expected {spec.dtype}")
+                problems.append(
+                    f"{file} {kind[:-1]} {spec.name} has type {value.type}, expected {spec.dtype}"
+                )
     return problems
 
 
@@ -153,7 +159,9 @@ def check_output(backend: str, output: str, actual: np.ndarray, expected_shape: 
     if actual.dtype != np.float32:
         problems.append(f"{backend} {output} has dtype {actual.dtype}, expected float32")
     if tuple(actual.shape) != tuple(expected_shape):
-        problems.append(f"{backend} {output} has shape {tuple(actual.shape)}, expected {tuple(expected_shape)}")
+        problems.append(
+            f"{backend} {output} has shape {tuple(actual.shape)}, expected {tuple(expected_shape)}"
+        )
     return problems
 
 
@@ -162,7 +170,7 @@ def validate_backends(
     dtype: str,
     whole: dict[str, WholeRunner],
     stream: dict[str, StreamRunner],
-    fp32_model: Optional[VideoGenerator] = None,
+    fp32_model: VideoGenerator | None = None,
     min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
     """Compares each backend with eager `model` at the validation shapes, and each streaming
@@ -194,7 +202,9 @@ def validate_backends(
                 problems += found
                 if not found:
                     comparisons.append(compare(backend, "video", n_frames, expected, video, tolerance))
-                    comparisons.append(compare(backend, "state_out", n_frames, expected_state, state, tolerance))
+                    comparisons.append(
+                        compare(backend, "state_out", n_frames, expected_state, state, tolerance)
+                    )
                     results[backend] = video
         if fp32_video is not None:
             for backend, video in results.items():
@@ -202,14 +212,18 @@ def validate_backends(
     problems += [c.describe() for c in comparisons if not c.ok]
     for backend, value in psnr.items():
         if value < min_psnr_db:
-            problems.append(f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {min_psnr_db:g} dB minimum")
+            problems.append(
+                f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {min_psnr_db:g} dB minimum"
+            )
     if problems:
         header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"
         raise ValidationError("\n  - ".join([header] + problems))
     return _figures(dtype, tolerance, shapes, comparisons, psnr, min_psnr_db)
 
 
-def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict, min_psnr_db: float) -> dict:
+def _figures(
+    dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict, min_psnr_db: float
+) -> dict:
     max_abs: dict[str, float] = {}
     max_rel: dict[str, float] = {}
     for c in comparisons:
@@ -228,7 +242,9 @@ def _figures(dtype: str, tolerance: float, shapes: list, comparisons: list[Compa
         "comparisons": [asdict(c) for c in comparisons],
     }
     if psnr:
-        figures["psnr_db_vs_fp32"] = {k: (round(v, 2) if math.isfinite(v) else "inf") for k, v in psnr.items()}
+        figures["psnr_db_vs_fp32"] = {
+            k: (round(v, 2) if math.isfinite(v) else "inf") for k, v in psnr.items()
+        }
         figures["min_psnr_db"] = min_psnr_db
     return figures
 
@@ -238,14 +254,14 @@ def validate_export(
     directory: Path,
     formats: tuple[str, ...],
     dtype: str,
-    fp32_model: Optional[VideoGenerator] = None,
+    fp32_model: VideoGenerator | None = None,
     min_psnr_db: float = MIN_PSNR_DB,
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
     from vidsynth.export.onnx_export import RANDOM_OPS, RECURRENT_OPS, op_types
-    from vidsynth.optional import onnxruntime_session
     from vidsynth.export.torchscript import load_torchscript
+    from vidsynth.optional import onnxruntime_session
 
     config = model.config
     problems: list[str] = []
@@ -260,7 +276,10 @@ def validate_export(
         import onnx
 
         sessions = {}
-        for file, contract in ((ONNX_FILE, generator_contract(config)), (ONNX_CHUNK_FILE, chunk_contract(config))):
+        for file, contract in (
+            (ONNX_FILE, generator_contract(config)),
+            (ONNX_CHUNK_FILE, chunk_contract(config)),
+        ):
             sessions[file] = onnxruntime_session(directory / file, [ORT_PROVIDER])
             problems += check_session_signature(file, sessions[file], contract)
             ops = op_types(onnx.load(str(directory / file)).graph)
@@ -275,7 +294,9 @@ def validate_export(
     if "pt2" in formats:
         from vidsynth.artifacts.pt2 import load_pt2
 
-        whole["pt2"], stream["pt2_streaming"] = torchscript_runners(load_pt2(directory, config, torch.__version__))
+        whole["pt2"], stream["pt2_streaming"] = torchscript_runners(
+            load_pt2(directory, config, torch.__version__)
+        )
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
     return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)

@@ -11,9 +11,8 @@ is one source for the recurrence. Eval mode only (batch norm from running statis
 
 Both the `.pt2` artifact and the torch.export-based ONNX exporter read these wrappers.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +56,7 @@ def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Te
 
 
 def chunk(
-    generator: VideoGenerator, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Optional[Tensor]
+    generator: VideoGenerator, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """`generator.generate_chunk` with the while_loop recurrence."""
     codes, state = motion_codes(generator.motion, state, n_frames)
@@ -86,7 +85,9 @@ class WhileLoopVideo(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, z_content: Tensor, z_motion: Tensor, n_frames: Tensor, category: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, z_content: Tensor, z_motion: Tensor, n_frames: Tensor, category: Tensor | None = None
+    ) -> Tensor:
         state = self.generator.initial_state(z_motion)
         return chunk(self.generator, z_content, state, n_frames, category)[0]
 
@@ -99,7 +100,7 @@ class WhileLoopChunk(nn.Module):
         self.generator = generator
 
     def forward(
-        self, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Optional[Tensor] = None
+        self, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         return chunk(self.generator, z_content, state, n_frames, category)
 

@@ -2,6 +2,7 @@
 
 Torch-free on purpose: the ONNX Runtime script reads configs from export manifests.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,7 +35,7 @@ def field_type_problems(instance: Any) -> list[str]:
     return problems
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
     """Each field's declared type and whether it is Optional: {name: (type, optional)}."""
     hints = typing.get_type_hints(cls)
@@ -103,14 +104,14 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config fields {unknown}; expected a subset of {sorted(known)}")
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return replace(self, **changes)
 
 

@@ -1,8 +1,9 @@
 """The MoCoGAN video generator: a recurrent motion module feeding a DCGAN image generator."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +65,7 @@ def build_motion(config: ModelConfig) -> nn.Module:
     return motion
 
 
-def frame_latents(codes: Tensor, z_content: Tensor, n_categories: int, category: Optional[Tensor]) -> Tensor:
+def frame_latents(codes: Tensor, z_content: Tensor, n_categories: int, category: Tensor | None) -> Tensor:
     """The image generator's input for every frame, (B*T, nz, 1, 1), batch-major:
     z_t = cat(motion code t, content code[, one-hot category]). `codes` is (T, B, d_motion)."""
     n_frames, batch = codes.size(0), codes.size(1)
@@ -101,7 +102,7 @@ class VideoGenerator(nn.Module):
         return self.motion.initial_state(z_motion)
 
     def generate_chunk(
-        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
+        self, z_content: Tensor, state: Tensor, n_frames: int, category: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """The next n_frames frames (B, n_frames, nc, H, W) and the state to continue from."""
         if not torch.jit.is_scripting():
@@ -109,13 +110,13 @@ class VideoGenerator(nn.Module):
         codes, state = self.motion.rollout(state, n_frames)  # (T, B, d_motion)
         return self.render(codes, z_content, category), state
 
-    def render(self, codes: Tensor, z_content: Tensor, category: Optional[Tensor] = None) -> Tensor:
+    def render(self, codes: Tensor, z_content: Tensor, category: Tensor | None = None) -> Tensor:
         """Frames (B, T, nc, H, W) for motion codes (T, B, d_motion): the image generator's half."""
         frames = self.image(frame_latents(codes, z_content, self.n_categories, category))
         return frames.view(z_content.size(0), codes.size(0), self.nc, self.image_size, self.image_size)
 
     def forward(
-        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
     ) -> Tensor:
         """(B, n_frames, nc, H, W) float video in [-1, 1]. `category` (B,) int64 is used by
         conditional models only; without it they make category 0."""
@@ -134,7 +135,7 @@ def seeded_init(seed: int) -> Iterator[None]:
         yield
 
 
-def build_model(config: ModelConfig, seed: Optional[int] = None) -> VideoGenerator:
+def build_model(config: ModelConfig, seed: int | None = None) -> VideoGenerator:
     """A freshly initialised generator; with `seed`, the same weights on every machine."""
     if seed is None:
         return VideoGenerator(config)

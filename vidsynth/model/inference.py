@@ -20,20 +20,22 @@ same outputs up to float rounding (fp32) or bf16 rounding of the image generator
 
 The model passed in is not changed.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, choice_error
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator, frame_latents
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_FRAME_CHUNK = 32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)
+DEFAULT_FRAME_CHUNK = (
+    32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)
+)
 
 
 def folded_motion_output(motion: nn.Module) -> tuple[Tensor, Tensor]:
@@ -77,7 +79,9 @@ class FusedMotion(nn.Module):
         else:
             hs, h = torch.gru(inputs, h0, params, True, 1, 0.0, False, False, False)
             cell_state = h[0]
-        codes = torch.addmm(self.out_bias, hs.reshape(n_frames * batch, self.hidden_size), self.out_weight.t())
+        codes = torch.addmm(
+            self.out_bias, hs.reshape(n_frames * batch, self.hidden_size), self.out_weight.t()
+        )
         return codes.view(n_frames, batch, -1), torch.cat([cell_state, x], 1)
 
 
@@ -107,9 +111,16 @@ class LeanFeedbackMotion(nn.Module):
             h2 = 2 * self.hidden_size
             step_weight = torch.cat([fed_weight[:h2] + w_hh[:h2], fed_weight[h2:], w_hh[h2:]])
             step_bias = torch.cat([fed_bias[:h2] + b_hh[:h2], fed_bias[h2:], b_hh[h2:]])
-        for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh),
-                            ("step_weight", step_weight.t()), ("step_bias", step_bias),
-                            ("feedback_weight", w_l.t()), ("feedback_bias", b_l)):
+        for name, value in (
+            ("weight_ih", w_ih),
+            ("weight_hh", w_hh),
+            ("bias_ih", b_ih),
+            ("bias_hh", b_hh),
+            ("step_weight", step_weight.t()),
+            ("step_bias", step_bias),
+            ("feedback_weight", w_l.t()),
+            ("feedback_bias", b_l),
+        ):
             self.register_buffer(name, value.float().contiguous())
         weight, bias = folded_motion_output(motion)
         self.register_buffer("out_weight", weight.t().contiguous())
@@ -147,7 +158,9 @@ class LeanFeedbackMotion(nn.Module):
             hs.append(h)
             pre = torch.addmm(self.step_bias, h, self.step_weight)
         stacked = torch.stack(hs)
-        codes = torch.addmm(self.out_bias, stacked.flatten(0, 1), self.out_weight).view(n_frames, h.size(0), -1)
+        codes = torch.addmm(self.out_bias, stacked.flatten(0, 1), self.out_weight).view(
+            n_frames, h.size(0), -1
+        )
         x = torch.addmm(self.feedback_bias, h, self.feedback_weight)
         cell_state = torch.cat([h, c], 1) if self.is_lstm else h
         return codes, torch.cat([cell_state, x], 1)
@@ -189,7 +202,12 @@ def fold_image_generator(image: nn.Module) -> nn.Sequential:
         if isinstance(layer, nn.ConvTranspose2d) and isinstance(following, nn.BatchNorm2d):
             scale = following.weight * torch.rsqrt(following.running_var + following.eps)
             folded = nn.ConvTranspose2d(
-                layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=True
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                layer.stride,
+                layer.padding,
+                bias=True,
             )
             with torch.no_grad():
                 # ConvTranspose2d weights are (in, out, kH, kW): scale the output channels.
@@ -216,7 +234,9 @@ class LatentProjection(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         y = torch.addmm(self.bias, z.flatten(1), self.weight)
-        return y.view(-1, self.out_channels, self.side, self.side).contiguous(memory_format=torch.channels_last)
+        return y.view(-1, self.out_channels, self.side, self.side).contiguous(
+            memory_format=torch.channels_last
+        )
 
 
 class SubPixelConvTranspose(nn.Module):
@@ -228,14 +248,18 @@ class SubPixelConvTranspose(nn.Module):
         super().__init__()
         weight = layer.weight.detach()  # (in, out, 4, 4)
         taps = {0: [3, 1], 1: [2, 0]}
-        phases = [weight[:, :, taps[a], :][:, :, :, taps[b]].permute(1, 0, 2, 3) for a in (0, 1) for b in (0, 1)]
+        phases = [
+            weight[:, :, taps[a], :][:, :, :, taps[b]].permute(1, 0, 2, 3) for a in (0, 1) for b in (0, 1)
+        ]
         self.register_buffer("weight", torch.cat(phases, 0).contiguous())
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().repeat(4).clone())
         self.out_channels = layer.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
-        y = nn.functional.conv2d(x, self.weight, self.bias, padding=1).view(n, 2, 2, self.out_channels, h + 1, w + 1)
+        y = nn.functional.conv2d(x, self.weight, self.bias, padding=1).view(
+            n, 2, 2, self.out_channels, h + 1, w + 1
+        )
         phases = [  # written out: TorchScript (and so the ONNX export) takes one generator per comprehension
             y[:, 0, 0, :, 0:h, 0:w],
             y[:, 0, 1, :, 0:h, 1 : w + 1],
@@ -262,7 +286,12 @@ class ChunkedImageGenerator(nn.Module):
     `frame_chunk` frames at a time into one preallocated output."""
 
     def __init__(
-        self, image: nn.Module, config: ModelConfig, dtype: torch.dtype, frame_chunk: int, rewrite: bool = True
+        self,
+        image: nn.Module,
+        config: ModelConfig,
+        dtype: torch.dtype,
+        frame_chunk: int,
+        rewrite: bool = True,
     ) -> None:
         super().__init__()
         net = fold_image_generator(image)
@@ -308,14 +337,14 @@ class InferenceGenerator(nn.Module):
 
     @torch.no_grad()
     def generate_chunk(
-        self, z_content: Tensor, state: Tensor, n_frames: int, category: Optional[Tensor] = None
+        self, z_content: Tensor, state: Tensor, n_frames: int, category: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         codes, state = self.motion.rollout(state, n_frames)
         frames = self.image(frame_latents(codes, z_content, self.n_categories, category))
         return frames.view(z_content.size(0), n_frames, self.nc, self.image_size, self.image_size), state
 
     def forward(
-        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Optional[Tensor] = None
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
     ) -> Tensor:
         video, _ = self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)
         return video

@@ -5,6 +5,7 @@ Parameter names and gate orders equal torch.nn's (LSTM: i, f, g, o; GRU: r, z, n
 dicts move between these and torch.nn.Linear / LSTMCell / GRUCell unchanged. Everything here
 compiles with torch.jit.script.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vidsynth.model.config import MOTION_MODES
 from vidsynth.errors import ConfigError, InputError, choice_error
+from vidsynth.model.config import MOTION_MODES
 
 
 def check_n_frames(n_frames: int) -> None:
@@ -69,8 +70,10 @@ class MyLSTMCell(nn.Module):
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         gates = (
-            torch.matmul(x, self.weight_ih.t()) + self.bias_ih
-            + torch.matmul(h, self.weight_hh.t()) + self.bias_hh
+            torch.matmul(x, self.weight_ih.t())
+            + self.bias_ih
+            + torch.matmul(h, self.weight_hh.t())
+            + self.bias_hh
         )
         i, f, g, o = gates.chunk(4, -1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -3,15 +3,15 @@
 Noise is drawn with numpy (torch-free), so the torch runtime and the ONNX Runtime script make
 the same videos from the same seed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError, choice_error
+from vidsynth.model.config import ModelConfig
 
 FIX_CHOICES = ("content", "motion")
 
@@ -20,11 +20,11 @@ FIX_CHOICES = ("content", "motion")
 class Noise:
     z_content: np.ndarray  # (B, d_content) float32
     z_motion: np.ndarray  # (B, d_motion) float32
-    category: Optional[np.ndarray] = None  # (B,) int64, conditional models only
+    category: np.ndarray | None = None  # (B,) int64, conditional models only
 
 
 def sample_noise(
-    config: ModelConfig, batch: int, seed: int, fix: Optional[str] = None, category: Optional[int] = None
+    config: ModelConfig, batch: int, seed: int, fix: str | None = None, category: int | None = None
 ) -> Noise:
     """Standard-normal codes for `batch` videos.
 
@@ -48,7 +48,9 @@ def sample_noise(
         if category is None:
             labels = rng.integers(0, config.n_categories, size=batch, dtype=np.int64)
         elif not 0 <= category < config.n_categories:
-            raise InputError(f"category must be in [0, {config.n_categories - 1}], got {category}", fields=["category"])
+            raise InputError(
+                f"category must be in [0, {config.n_categories - 1}], got {category}", fields=["category"]
+            )
         else:
             labels = np.full(batch, category, dtype=np.int64)
     elif category is not None:

@@ -12,6 +12,7 @@ generate.py   generate_videos, the public function
 
 Importing this package stays torch-free; the torch backends are imported only when asked for.
 """
+
 from __future__ import annotations
 
 __all__ = ["GenerateRequest", "GenerateResult", "generate_videos"]

@@ -6,23 +6,24 @@ Inputs are the numpy codes from vidsynth.model.noise.sample_noise; outputs are n
 or an ONNX Runtime value that may live on the GPU). Torch-free: `open_backend` imports only the
 backend asked for, so the ONNX Runtime path never imports torch.
 """
+
 from __future__ import annotations
 
 import importlib
 import json
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidsynth.model.config import ModelConfig
-from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
 from vidsynth.artifacts.contract import MANIFEST_FILE
+from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise
 from vidsynth.optional import ONNXRUNTIME_HINT, OPENVINO_HINT
 
@@ -76,12 +77,12 @@ class Backend(ABC):
     def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
         """The next n_frames frames and the state to continue from."""
 
-    def device_memory_available(self) -> Optional[int]:
+    def device_memory_available(self) -> int | None:
         """Free bytes on the compute device when it is not host memory; None otherwise."""
         return None
 
 
-def resolve_backend(request: "GenerateRequest", notify: Notify = lambda message: None) -> str:
+def resolve_backend(request: GenerateRequest, notify: Notify = lambda message: None) -> str:
     """The backend `request` names; for `auto`, the one chosen for this machine, said in one line."""
     if request.backend != AUTO:
         return request.backend
@@ -92,7 +93,7 @@ def resolve_backend(request: "GenerateRequest", notify: Notify = lambda message:
     return name
 
 
-def open_backend(request: "GenerateRequest", notify: Notify = lambda message: None) -> Backend:
+def open_backend(request: GenerateRequest, notify: Notify = lambda message: None) -> Backend:
     """The backend `request` names, opened on its device (the request is validated already)."""
     name = resolve_backend(request, notify)
     request = replace(request, backend=name)
@@ -107,7 +108,7 @@ def open_backend(request: "GenerateRequest", notify: Notify = lambda message: No
 @dataclass(frozen=True)
 class DeviceChoice:
     name: str  # "cpu" or "cuda"
-    note: Optional[str] = None  # set when `auto` fell back to the CPU
+    note: str | None = None  # set when `auto` fell back to the CPU
 
 
 def choose_device(requested: str, cuda_usable: bool, why_not: str) -> DeviceChoice:
@@ -133,12 +134,16 @@ class Artifacts:
 
         self.directory = Path(directory)
         if not self.directory.is_dir():
-            raise RuntimeBackendError(f"artifacts directory {self.directory} does not exist; make one with `vidsynth export`")
+            raise RuntimeBackendError(
+                f"artifacts directory {self.directory} does not exist; make one with `vidsynth export`"
+            )
         self.manifest: dict[str, Any] = read_manifest(self.directory, verify_hashes=True)
         try:
             self.config = ModelConfig.from_dict(self.manifest["config"])
         except (KeyError, TypeError, ConfigError) as exc:
-            raise RuntimeBackendError(f"{self.directory / MANIFEST_FILE} has no valid model config: {exc}") from None
+            raise RuntimeBackendError(
+                f"{self.directory / MANIFEST_FILE} has no valid model config: {exc}"
+            ) from None
 
     def has(self, filename: str) -> bool:
         return filename in self.manifest.get("files", {})
@@ -146,12 +151,14 @@ class Artifacts:
     def path(self, filename: str, made_by: str) -> Path:
         """The verified path of `filename`; `made_by` names the export format that writes it."""
         if not self.has(filename):
-            raise RuntimeBackendError(f"artifacts in {self.directory} have no {filename}; export with the {made_by} format")
+            raise RuntimeBackendError(
+                f"artifacts in {self.directory} have no {filename}; export with the {made_by} format"
+            )
         return self.directory / filename
 
 
 @contextmanager
-def exported_weights(weights: Optional[str], formats: tuple[str, ...], notify: Notify) -> Iterator[Artifacts]:
+def exported_weights(weights: str | None, formats: tuple[str, ...], notify: Notify) -> Iterator[Artifacts]:
     """Weights (default, demo or a directory) exported to `formats` in a temporary directory,
     for artifact backends given weights. Open what you need inside the block: the directory is
     removed after it. Needs torch."""
@@ -159,7 +166,9 @@ def exported_weights(weights: Optional[str], formats: tuple[str, ...], notify: N
     from vidsynth.weights import load_model
 
     model = load_model(weights)
-    notify(f"exporting the weights ({', '.join(formats)}) for this run; `vidsynth export` once and --artifacts skip this")
+    notify(
+        f"exporting the weights ({', '.join(formats)}) for this run; `vidsynth export` once and --artifacts skip this"
+    )
     with tempfile.TemporaryDirectory(prefix="vidsynth-export-") as tmp:
         directory = Path(tmp) / "artifacts"
         export_artifacts(model, directory, formats=formats)
@@ -171,7 +180,7 @@ def exported_weights(weights: Optional[str], formats: tuple[str, ...], notify: N
 # returns must have the shape the request asked for.
 
 
-def check_graph_config(manifest_config: ModelConfig, carried: Optional[str], where: str) -> None:
+def check_graph_config(manifest_config: ModelConfig, carried: str | None, where: str) -> None:
     """`carried`: the config JSON a graph holds (None or "" if it holds none)."""
     if not carried:
         raise RuntimeBackendError(f"{where} carries no model config; it was not written by vidsynth export")
@@ -181,7 +190,11 @@ def check_graph_config(manifest_config: ModelConfig, carried: Optional[str], whe
         raise RuntimeBackendError(f"{where} carries an unreadable model config: {exc}") from None
     if graph_config != manifest_config:
         ours, theirs = manifest_config.to_dict(), graph_config.to_dict()
-        differ = [f"{key}: manifest {ours[key]!r}, graph {theirs.get(key)!r}" for key in ours if ours[key] != theirs.get(key)]
+        differ = [
+            f"{key}: manifest {ours[key]!r}, graph {theirs.get(key)!r}"
+            for key in ours
+            if ours[key] != theirs.get(key)
+        ]
         raise RuntimeBackendError(
             f"{where} was exported for another model than manifest.json describes ({'; '.join(differ)}); "
             "artifacts are mixed or edited: re-export them"

@@ -2,6 +2,7 @@
 imageio_ffmpeg.write_frames, it checks ffmpeg's exit status: a full disk or an option ffmpeg
 rejects is an error naming what ffmpeg said, never a corrupt file (no moov atom) taken as
 done. Torch-free (imageio-ffmpeg provides the ffmpeg binary)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -27,14 +28,40 @@ class FfmpegEncoder:
         self.path = Path(path)
         rate = str(Fraction(fps).limit_denominator())
         command = [
-            ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size}x{size}",
-            "-pix_fmt", "rgb24", "-r", rate, "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p",
-            "-crf", str(CRF), "-v", "error", str(self.path),
+            ffmpeg_exe(),
+            "-y",
+            "-f",
+            "rawvideo",
+            "-vcodec",
+            "rawvideo",
+            "-s",
+            f"{size}x{size}",
+            "-pix_fmt",
+            "rgb24",
+            "-r",
+            rate,
+            "-i",
+            "-",
+            "-an",
+            "-vcodec",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            str(CRF),
+            "-v",
+            "error",
+            str(self.path),
         ]
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg never blocks on it
         # Its own session: Ctrl-C reaches vidsynth, which then stops the encoder itself.
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=self._stderr, start_new_session=True)
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
 
     def send(self, frame: np.ndarray) -> None:
         try:
@@ -65,5 +92,9 @@ class FfmpegEncoder:
         self._stderr.close()
         last = said[-1] if said else "no message"
         if any("No space left on device" in line for line in said):
-            raise StorageError(f"no space left on the device while encoding {self.path.name} (ffmpeg: {last})")
-        raise StorageError(f"ffmpeg could not write {self.path.name} (exit status {self._process.returncode}): {last}")
+            raise StorageError(
+                f"no space left on the device while encoding {self.path.name} (ffmpeg: {last})"
+            )
+        raise StorageError(
+            f"ffmpeg could not write {self.path.name} (exit status {self._process.returncode}): {last}"
+        )

@@ -1,5 +1,6 @@
 """`generate_videos`: the one public function behind `vidsynth generate` and the server.
 Torch is imported only by the torch backends."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,10 +8,10 @@ from pathlib import Path
 
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime.backend import Notify, open_backend
+from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.stream import check_channels, stream_videos
-from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.writers import open_writer
 
 
@@ -42,7 +43,9 @@ def generate_videos(request: GenerateRequest, notify: Notify = lambda message: N
     )
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
     with staged_output(request.out_path) as (staging, names):
-        writer = open_writer(request.format, staging, request.num_videos, request.frames, request.fps, config.image_size)
+        writer = open_writer(
+            request.format, staging, request.num_videos, request.frames, request.fps, config.image_size
+        )
         try:
             stream_videos(backend, noise, request.frames, plan, writer, progress=request.progress)
             names.extend(writer.finish())

@@ -3,6 +3,7 @@ CPU model and flags (native bf16 only with AMX or AVX512-BF16), the installed ru
 their versions, and a CUDA GPU when torch can use one. `auto_backend` picks the fastest
 backend for a source (weights or artifacts) from these facts. Torch-free unless a GPU driver
 is present, when torch (if installed) is asked whether it can use the GPU."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +11,6 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import Optional
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}  # module -> distribution
@@ -25,8 +25,8 @@ class Hardware:
     cpu_model: str
     cpu_count: int
     cpu_flags: frozenset[str]
-    runtimes: dict[str, Optional[str]]  # module -> installed version, None when missing
-    cuda_device: Optional[str]  # the GPU torch can use, None otherwise
+    runtimes: dict[str, str | None]  # module -> installed version, None when missing
+    cuda_device: str | None  # the GPU torch can use, None otherwise
 
     @property
     def native_bf16(self) -> bool:
@@ -68,7 +68,7 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
     return model, flags
 
 
-def _installed(module: str, distribution: str) -> Optional[str]:
+def _installed(module: str, distribution: str) -> str | None:
     try:
         if importlib.util.find_spec(module) is None:
             return None
@@ -79,14 +79,14 @@ def _installed(module: str, distribution: str) -> Optional[str]:
         return None
 
 
-def _installed_distribution(distribution: str) -> Optional[str]:
+def _installed_distribution(distribution: str) -> str | None:
     try:
         return version(distribution)
     except PackageNotFoundError:
         return None
 
 
-def _cuda_device(torch_installed: bool) -> Optional[str]:
+def _cuda_device(torch_installed: bool) -> str | None:
     if not torch_installed or not os.path.exists("/proc/driver/nvidia"):
         return None  # no driver: no need to import torch to know
     import torch
@@ -108,12 +108,27 @@ def auto_backend(artifacts: bool, device: str, hardware: Hardware) -> tuple[str,
         return "torchscript", f"CUDA GPU {hardware.cuda_device}: TorchScript was the fastest fp32 path there"
     if artifacts:
         if hardware.has("openvino"):
-            return "openvino", "export artifacts on the CPU: OpenVINO ran the optimized generator.onnx fastest"
+            return (
+                "openvino",
+                "export artifacts on the CPU: OpenVINO ran the optimized generator.onnx fastest",
+            )
         if hardware.has("onnxruntime"):
-            return "onnxruntime", "export artifacts on the CPU, OpenVINO not installed: onnxruntime runs generator.onnx"
+            return (
+                "onnxruntime",
+                "export artifacts on the CPU, OpenVINO not installed: onnxruntime runs generator.onnx",
+            )
         if hardware.has("torch"):
-            return "torchscript", "export artifacts on the CPU, onnxruntime not installed: TorchScript runs generator.pt"
+            return (
+                "torchscript",
+                "export artifacts on the CPU, onnxruntime not installed: TorchScript runs generator.pt",
+            )
         return "onnxruntime", "export artifacts, and neither onnxruntime nor torch is installed"
     if hardware.native_bf16:
-        return "optimized-bf16", f"weights on a CPU with native bf16 ({', '.join(f for f in NATIVE_BF16_FLAGS if f in hardware.cpu_flags)})"
-    return "optimized", "weights on a CPU without native bf16 (no amx_bf16/avx512_bf16): the fp32 inference copy"
+        return (
+            "optimized-bf16",
+            f"weights on a CPU with native bf16 ({', '.join(f for f in NATIVE_BF16_FLAGS if f in hardware.cpu_flags)})",
+        )
+    return (
+        "optimized",
+        "weights on a CPU without native bf16 (no amx_bf16/avx512_bf16): the fp32 inference copy",
+    )

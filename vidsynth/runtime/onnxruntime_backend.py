@@ -6,6 +6,7 @@ CUDAExecutionProvider) the codes are copied to the GPU once per batch, the carri
 never leaves it, and only the finished frames come back to the host for writing.
 Given weights instead of artifacts, it exports them to a temporary directory first (torch).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from vidsynth.artifacts.contract import (
+    ONNX_CHUNK_FILE,
+    ONNX_FILE,
+    ExportContract,
+    chunk_contract,
+    generator_contract,
+    initial_state,
+)
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.artifacts.contract import ONNX_CHUNK_FILE, ONNX_FILE, ExportContract, chunk_contract, generator_contract, initial_state
 from vidsynth.model.noise import Noise
 from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
 from vidsynth.runtime.backend import Artifacts, Backend, Notify, choose_device, exported_weights
@@ -57,7 +65,9 @@ def _open_session(path: Path, device: str, contract: ExportContract, threads: in
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         raise RuntimeBackendError(f"onnxruntime cannot load {path}: {exc}") from None
     if device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
-        raise RuntimeBackendError(f"onnxruntime could not start {CUDA_PROVIDER} for {path.name} (no usable GPU or CUDA libraries)")
+        raise RuntimeBackendError(
+            f"onnxruntime could not start {CUDA_PROVIDER} for {path.name} (no usable GPU or CUDA libraries)"
+        )
     got_in = [i.name for i in session.get_inputs()]
     got_out = [o.name for o in session.get_outputs()]
     if got_in != contract.input_names or got_out != contract.output_names:
@@ -128,7 +138,9 @@ class OnnxRuntimeBackend(Backend):
 
     def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
         if self.chunk_session is None:
-            raise RuntimeBackendError(f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them")
+            raise RuntimeBackendError(
+                f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
+            )
         inputs = self._codes(noise, n_frames)
         inputs["state"] = state
         video, state_out = self._run(self.chunk_session, inputs, chunk_contract(self.config).output_names)

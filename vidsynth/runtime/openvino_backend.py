@@ -8,6 +8,7 @@ lower the precision by default, and the artifacts are validated at float32. Tele
 off: openvino is imported through vidsynth.optional.import_openvino, which keeps its
 telemetry client from starting (see there).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from vidsynth.artifacts.contract import (
+    ONNX_CHUNK_FILE,
+    ONNX_FILE,
+    ExportContract,
+    chunk_contract,
+    generator_contract,
+    initial_state,
+)
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.artifacts.contract import ONNX_CHUNK_FILE, ONNX_FILE, ExportContract, chunk_contract, generator_contract, initial_state
 from vidsynth.model.noise import Noise
 from vidsynth.optional import import_openvino
 from vidsynth.runtime.backend import Artifacts, Backend, Notify, exported_weights
@@ -41,7 +49,9 @@ def compile_graph(path: str | os.PathLike, threads: int = 0) -> Any:
         core = ov.Core()
         return core.compile_model(core.read_model(str(path)), DEVICE, config)
     except RuntimeError as exc:  # OpenVINO reports unreadable models and unsupported ops this way
-        raise RuntimeBackendError(f"OpenVINO cannot compile {path}: {str(exc).strip().splitlines()[0]}") from None
+        raise RuntimeBackendError(
+            f"OpenVINO cannot compile {path}: {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
 class _Graph:
@@ -80,7 +90,9 @@ class OpenVinoBackend(Backend):
         self.video_graph = _Graph(artifacts.path(ONNX_FILE, "onnx"), generator_contract(self.config), threads)
         self.chunk_graph = None
         if artifacts.has(ONNX_CHUNK_FILE):
-            self.chunk_graph = _Graph(artifacts.path(ONNX_CHUNK_FILE, "onnx"), chunk_contract(self.config), threads)
+            self.chunk_graph = _Graph(
+                artifacts.path(ONNX_CHUNK_FILE, "onnx"), chunk_contract(self.config), threads
+            )
         self.detail = f"openvino {openvino_version()} {DEVICE}, f32"
 
     def _feed(self, noise: Noise, n_frames: int) -> dict[str, np.ndarray]:
@@ -103,7 +115,9 @@ class OpenVinoBackend(Backend):
 
     def generate_chunk(self, noise: Noise, state: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         if self.chunk_graph is None:
-            raise RuntimeBackendError(f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them")
+            raise RuntimeBackendError(
+                f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
+            )
         feed = self._feed(noise, n_frames)
         feed["state"] = state
         video, state_out = self.chunk_graph(feed)
@@ -113,7 +127,9 @@ class OpenVinoBackend(Backend):
 def open_openvino(request: GenerateRequest, notify: Notify) -> OpenVinoBackend:
     """The OpenVINO backend over the request's artifacts (or its weights, exported first); CPU only."""
     if request.device == "cuda":
-        raise RuntimeBackendError("the openvino backend runs on the CPU; on CUDA use --backend onnxruntime, torchscript or eager")
+        raise RuntimeBackendError(
+            "the openvino backend runs on the CPU; on CUDA use --backend onnxruntime, torchscript or eager"
+        )
     import_openvino()  # a missing runtime is named before anything is read or exported
     if request.artifacts is not None:
         backend = OpenVinoBackend(Artifacts(request.artifacts), request.threads)

@@ -1,14 +1,15 @@
 """`python -m vidsynth.runtime.ort ARGS` is `vidsynth generate ARGS`, kept as a name for the
 torch-free path: `vidsynth generate --artifacts DIR` with the onnxruntime backend imports no torch."""
+
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from vidsynth.cli import cli
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     cli.main(["generate", *(sys.argv[1:] if argv is None else argv)], prog_name="vidsynth")
 
 

@@ -6,6 +6,7 @@ lock file is left behind) from before it stages anything until its files are in 
 second run into the same directory is refused instead of mixing its files with the first's.
 Every target is checked before the first rename, and a rename that fails undoes the ones
 before it, so a run never commits part of its files. Torch-free."""
+
 from __future__ import annotations
 
 import fcntl
@@ -67,7 +68,9 @@ def commit_files(staging: Path, directory: Path, names: list[str]) -> None:
     except OSError as exc:
         for source, destination in reversed(done):
             os.rename(destination, source)
-        raise StorageError(f"could not move the output into {directory} ({exc.strerror}); nothing was changed") from None
+        raise StorageError(
+            f"could not move the output into {directory} ({exc.strerror}); nothing was changed"
+        ) from None
 
 
 def check_output_dir(directory: Path) -> None:
@@ -132,6 +135,8 @@ def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
             except OSError:
                 break
         if is_disk_full(exc) and not isinstance(exc, StorageError):
-            raise StorageError(f"no space left on the device while writing into {directory}; nothing was written") from None
+            raise StorageError(
+                f"no space left on the device while writing into {directory}; nothing was written"
+            ) from None
         raise
     shutil.rmtree(staging, ignore_errors=True)

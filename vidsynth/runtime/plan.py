@@ -5,14 +5,14 @@ so compute memory does not grow with --frames. What can still grow is what the w
 a gif is written when a video is complete, and the png sheet when all videos are. A request
 whose estimate exceeds half the available memory is refused with the estimate. Torch-free.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import InputError
+from vidsynth.model.config import ModelConfig
 
 MEMORY_FRACTION = 0.5  # plan against half of what is free: the OS and other work need room
 MAX_BATCH_FRAMES = 256  # frames per model call when many short videos are made together
@@ -83,8 +83,8 @@ def plan_generation(
     n_frames: int,
     fmt: str,
     chunk_frames: int,
-    host_available: Optional[int] = None,
-    device_available: Optional[int] = None,
+    host_available: int | None = None,
+    device_available: int | None = None,
 ) -> Plan:
     host_available = available_memory() if host_available is None else host_available
     compute_available = host_available if device_available is None else device_available
@@ -108,11 +108,16 @@ def plan_generation(
     too_big = []
     if compute > MEMORY_FRACTION * compute_available:
         where = "GPU" if device_available is not None else "host"
-        too_big.append(f"{format_bytes(compute)} of {where} memory per call, {format_bytes(compute_available)} free")
+        too_big.append(
+            f"{format_bytes(compute)} of {where} memory per call, {format_bytes(compute_available)} free"
+        )
     if codes + held + (0 if device_available is not None else compute) > MEMORY_FRACTION * host_available:
         kept = []
         if held:
-            kept.append(f"{format_bytes(held)} of host memory for " + ("the contact sheet" if fmt == "png" else "each gif until it is complete"))
+            kept.append(
+                f"{format_bytes(held)} of host memory for "
+                + ("the contact sheet" if fmt == "png" else "each gif until it is complete")
+            )
         if codes >= held:
             kept.append(f"{format_bytes(codes)} of host memory for the noise codes of {n_videos} video(s)")
         too_big.append(f"{' and '.join(kept)}, {format_bytes(host_available)} available")

@@ -1,12 +1,13 @@
 """The .pt2 backend: the AOTInductor packages of an export directory (`vidsynth export
 --formats pt2`), compiled for the CPU by the torch that runs them. Given weights instead, it
 exports them first, which compiles C++ for minutes: export once and pass --artifacts."""
+
 from __future__ import annotations
 
 from contextlib import nullcontext
 
-from vidsynth.errors import RuntimeBackendError
 from vidsynth.artifacts.contract import PT2_IMAGE_FILE, PT2_MOTION_FILE
+from vidsynth.errors import RuntimeBackendError
 from vidsynth.runtime.backend import Artifacts, Notify, exported_weights
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.torch_backends import TorchBackend
@@ -16,8 +17,14 @@ def open_pt2(request: GenerateRequest, notify: Notify) -> TorchBackend:
     from vidsynth.artifacts.pt2 import load_pt2
 
     if request.device == "cuda":
-        raise RuntimeBackendError("the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend torchscript on CUDA")
-    source = nullcontext(Artifacts(request.artifacts)) if request.artifacts is not None else exported_weights(request.weights, ("pt2",), notify)
+        raise RuntimeBackendError(
+            "the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend torchscript on CUDA"
+        )
+    source = (
+        nullcontext(Artifacts(request.artifacts))
+        if request.artifacts is not None
+        else exported_weights(request.weights, ("pt2",), notify)
+    )
     with source as exported:
         for file in (PT2_MOTION_FILE, PT2_IMAGE_FILE):
             exported.path(file, "pt2")  # a named error when the export has no .pt2 packages

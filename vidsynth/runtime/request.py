@@ -5,12 +5,12 @@ Each field carries its command-line help, so the CLI's options are built from th
 all (its `fields` lists the offending field names), before any model is loaded or any file is
 written. Torch-free.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from vidsynth.errors import InputError
 from vidsynth.model.noise import FIX_CHOICES
@@ -25,7 +25,7 @@ MAX_FPS = 1000.0
 MAX_GIF_FPS = 100.0  # a 10 ms delay, the shortest GIF stores
 
 
-def fps_problem(fps: object, fmt: str) -> Optional[str]:
+def fps_problem(fps: object, fmt: str) -> str | None:
     """Why `fps` cannot be written as `fmt`, or None."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
         return f"fps must be a finite number, got {fps!r}"
@@ -36,33 +36,57 @@ def fps_problem(fps: object, fmt: str) -> Optional[str]:
     return None
 
 
-def _option(default, help: str, metavar: Optional[str] = None):
+def _option(default, help: str, metavar: str | None = None):
     return field(default=default, metadata={"help": help, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    artifacts: Optional[str] = _option(None, "export directory from `vidsynth export` (manifest.json, generator.pt/.onnx)", "DIR")
-    weights: Optional[str] = _option(None, "weights: default, demo or a weights directory [default: the shipped default weights]", "NAME|PATH")
-    backend: str = _option(AUTO, f"{' | '.join(BACKENDS)}; auto picks the fastest for this machine and source and says which", "NAME")
-    device: str = _option("auto", f"{' | '.join(DEVICES)}: auto uses CUDA when usable and says when it falls back", "NAME")
+    artifacts: str | None = _option(
+        None, "export directory from `vidsynth export` (manifest.json, generator.pt/.onnx)", "DIR"
+    )
+    weights: str | None = _option(
+        None,
+        "weights: default, demo or a weights directory [default: the shipped default weights]",
+        "NAME|PATH",
+    )
+    backend: str = _option(
+        AUTO,
+        f"{' | '.join(BACKENDS)}; auto picks the fastest for this machine and source and says which",
+        "NAME",
+    )
+    device: str = _option(
+        "auto", f"{' | '.join(DEVICES)}: auto uses CUDA when usable and says when it falls back", "NAME"
+    )
     seed: int = _option(0, "seed of all noise codes: same seed and options, same files", "S")
     num_videos: int = _option(4, "number of videos", "N")
     frames: int = _option(16, "frames per video; long videos stream in chunks", "T")
     fps: float = _option(8.0, "frames per second written into mp4/gif", "F")
-    format: str = _option("mp4", f"{' | '.join(VIDEO_FORMATS)} (png: one sheet.png, a row per video, a column per frame)", "NAME")
-    out: str = _option("videos", "output directory (video_000.mp4, ... or sheet.png); created if missing", "DIR")
-    fix: Optional[str] = _option(None, "content: one content code, a motion per video; motion: one motion, a content per video", "content|motion")
-    category: Optional[int] = _option(None, "conditional models: the action category of every video", "K")
+    format: str = _option(
+        "mp4",
+        f"{' | '.join(VIDEO_FORMATS)} (png: one sheet.png, a row per video, a column per frame)",
+        "NAME",
+    )
+    out: str = _option(
+        "videos", "output directory (video_000.mp4, ... or sheet.png); created if missing", "DIR"
+    )
+    fix: str | None = _option(
+        None,
+        "content: one content code, a motion per video; motion: one motion, a content per video",
+        "content|motion",
+    )
+    category: int | None = _option(None, "conditional models: the action category of every video", "K")
     chunk_frames: int = _option(64, "frames per video per model call when streaming (bounds memory)", "N")
-    threads: int = _option(0, "intra-op threads of an onnxruntime or openvino session (0: its default, one per core)", "N")
+    threads: int = _option(
+        0, "intra-op threads of an onnxruntime or openvino session (0: its default, one per core)", "N"
+    )
     progress: bool = False  # a progress bar while streaming long runs
 
     @property
     def out_path(self) -> Path:
         return Path(self.out)
 
-    def validate(self) -> "GenerateRequest":
+    def validate(self) -> GenerateRequest:
         problems: dict[str, str] = {}
 
         def choice(name: str, value: object, valid: tuple[str, ...]) -> None:
@@ -85,7 +109,9 @@ class GenerateRequest:
             problems["fps"] = fps_problem_text
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
-        if self.category is not None and (isinstance(self.category, bool) or not isinstance(self.category, int)):
+        if self.category is not None and (
+            isinstance(self.category, bool) or not isinstance(self.category, int)
+        ):
             problems["category"] = f"category must be an integer, got {self.category!r}"
         if self.artifacts is not None and self.weights is not None:
             problems["artifacts"] = "pass either --artifacts DIR or --weights NAME|PATH, not both"
@@ -93,7 +119,9 @@ class GenerateRequest:
         if spec is not None and not spec.runs_artifacts and self.artifacts is not None:
             problems["backend"] = (
                 f"the {self.backend} backend runs weights, not export artifacts; pass --weights, "
-                "or an artifact backend (" + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts) + ") with --artifacts"
+                "or an artifact backend ("
+                + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts)
+                + ") with --artifacts"
             )
         if problems:
             raise InputError("; ".join(problems.values()), fields=tuple(problems))

@@ -4,6 +4,7 @@ Every video starts from the state backend.initial_state gives; each chunk contin
 state the previous one returned, so a video made in chunks has the frames it would have in one
 call. A video that fits in one chunk is made with one whole-video call. Torch-free.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,7 @@ from tqdm import tqdm
 
 from vidsynth.errors import InputError
 from vidsynth.model.noise import Noise, noise_rows
-from vidsynth.runtime.backend import Backend
-from vidsynth.runtime.backend import check_video_shape
+from vidsynth.runtime.backend import Backend, check_video_shape
 from vidsynth.runtime.plan import Plan
 from vidsynth.runtime.writers import VideoWriter
 

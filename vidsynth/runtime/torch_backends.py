@@ -2,16 +2,17 @@
 `optimized-bf16` (vidsynth.model.inference's CPU inference copy of them) and `torchscript`
 (generator.pt from an export, or the weights scripted in process). One body runs them all:
 a module with forward and generate_chunk, without autograd, on the chosen device."""
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 
-from vidsynth.model.config import ModelConfig
-from vidsynth.errors import RuntimeBackendError
 from vidsynth.artifacts.contract import TORCHSCRIPT_FILE, initial_state
+from vidsynth.errors import RuntimeBackendError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise
 from vidsynth.runtime.backend import Artifacts, Backend, DeviceChoice, Notify, choose_device
 from vidsynth.runtime.request import GenerateRequest
@@ -32,7 +33,7 @@ class TorchBackend(Backend):
         self.module = module
         self._device = torch.device(device)
 
-    def _tensor(self, array: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+    def _tensor(self, array: np.ndarray | None) -> torch.Tensor | None:
         return None if array is None else torch.from_numpy(array).to(self._device)
 
     @staticmethod
@@ -48,13 +49,15 @@ class TorchBackend(Backend):
     def initial_state(self, noise: Noise) -> torch.Tensor:
         return self._tensor(initial_state(noise.z_motion, self.config.state_size))
 
-    def generate_chunk(self, noise: Noise, state: torch.Tensor, n_frames: int) -> tuple[np.ndarray, torch.Tensor]:
+    def generate_chunk(
+        self, noise: Noise, state: torch.Tensor, n_frames: int
+    ) -> tuple[np.ndarray, torch.Tensor]:
         extra = () if noise.category is None else (self._tensor(noise.category),)
         with torch.no_grad():
             video, state = self.module.generate_chunk(self._tensor(noise.z_content), state, n_frames, *extra)
         return self._to_numpy(video), state  # the state stays on the device
 
-    def device_memory_available(self) -> Optional[int]:
+    def device_memory_available(self) -> int | None:
         if self.device != "cuda":
             return None
         free, _total = torch.cuda.mem_get_info(self._device)
@@ -93,7 +96,9 @@ def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
     from vidsynth.weights import load_model
 
     if request.device == "cuda":
-        raise RuntimeBackendError("the optimized backend runs on the CPU; on CUDA use --backend eager or torchscript")
+        raise RuntimeBackendError(
+            "the optimized backend runs on the CPU; on CUDA use --backend eager or torchscript"
+        )
     if request.device == "auto" and torch.cuda.is_available():
         notify("the optimized backend runs on the CPU, not on the GPU")
     precision = "bf16" if request.backend == "optimized-bf16" else "fp32"

@@ -4,6 +4,7 @@ Writers take frames as they are made, batch by batch and chunk by chunk, so an m
 length streams to its encoder. They write into the staging directory that output.py commits
 all or nothing. Torch-free (imageio, imageio-ffmpeg).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -109,7 +110,9 @@ class GifWriter(VideoWriter):
         for index in range(first_video, stop_video):
             frames = np.concatenate(self._frames.pop(index))
             name = video_name(index, "gif")
-            encoded = iio.imwrite("<bytes>", frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0)
+            encoded = iio.imwrite(
+                "<bytes>", frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0
+            )
             _write_bytes(self.directory / name, encoded)
             self._names.append(name)
 
@@ -149,7 +152,9 @@ def _write_bytes(path: Path, data: bytes) -> None:
 WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
 
 
-def open_writer(fmt: str, directory: Path, n_videos: int, n_frames: int, fps: float, size: int) -> VideoWriter:
+def open_writer(
+    fmt: str, directory: Path, n_videos: int, n_frames: int, fps: float, size: int
+) -> VideoWriter:
     if fmt not in WRITERS:
         raise choice_error(InputError, "format", fmt, sorted(WRITERS))
     return WRITERS[fmt](directory, n_videos, n_frames, fps, size)

@@ -29,7 +29,9 @@ from vidsynth.serve.options import ServeOptions  # noqa: E402
 RETRY_AFTER_S = 1
 
 
-def error_response(status: int, message: str, fields: tuple[str, ...] = (), headers: dict | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, fields: tuple[str, ...] = (), headers: dict | None = None
+) -> JSONResponse:
     return JSONResponse({"error": message, "fields": list(fields)}, status_code=status, headers=headers)
 
 
@@ -73,16 +75,25 @@ class Ingress:
         try:
             rendered = await asyncio.wait_for(self.model.generate.remote(generate), timeout=limits.timeout_s)
         except BackPressureError:
-            return error_response(503, "the server is busy (request queue full); retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)})
+            return error_response(
+                503,
+                "the server is busy (request queue full); retry shortly",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         except asyncio.TimeoutError:
-            return error_response(504, f"the request took longer than the server's limit of {limits.timeout_s:g} s; ask for fewer frames or videos")
+            return error_response(
+                504,
+                f"the request took longer than the server's limit of {limits.timeout_s:g} s; ask for fewer frames or videos",
+            )
         except VidsynthError as exc:  # raised in the replica: Ray wraps it, .cause is ours
             cause = getattr(exc, "cause", exc)
             if isinstance(cause, InputError):
                 return error_response(422, str(cause), cause.fields)
             return error_response(500, str(cause))
         except Exception as exc:  # a replica that died or a bug: still one JSON answer
-            return error_response(500, f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            return error_response(
+                500, f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
         return Response(
             rendered.data,
             media_type=rendered.media_type,
@@ -118,5 +129,7 @@ def build_app(options: ServeOptions):
     # (far beyond it), Ray's proxy answers 503 in plain text.
     ingress_capacity = max(100, 4 * (options.replicas * limits.max_ongoing + limits.max_queued))
     return Ingress.options(
-        ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=ingress_capacity, max_queued_requests=ingress_capacity
+        ray_actor_options={"num_cpus": 0.1},
+        max_ongoing_requests=ingress_capacity,
+        max_queued_requests=ingress_capacity,
     ).bind(model, options)

@@ -3,6 +3,7 @@
 A body is a JSON object with some of the fields a client may set; everything else (weights,
 backend, device, output directory) is the server's. Values are checked by
 GenerateRequest.validate, the same check `vidsynth generate` runs."""
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,9 @@ def parse_body(raw: bytes, server: GenerateRequest) -> GenerateRequest:
     try:
         payload = json.loads(raw or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BodyError(f"the request body is not valid JSON ({exc}); expected a JSON object such as {{\"seed\": 1}}") from None
+        raise BodyError(
+            f'the request body is not valid JSON ({exc}); expected a JSON object such as {{"seed": 1}}'
+        ) from None
     if not isinstance(payload, dict):
         raise BodyError(f"the request body must be a JSON object, got {type(payload).__name__}")
     unknown = sorted(set(payload) - set(CLIENT_FIELDS))
@@ -57,7 +60,7 @@ def package(files: dict[str, bytes]) -> Rendered:
     """One file as itself; several as an uncompressed zip (mp4/gif/png are compressed
     already) holding them under their `vidsynth generate` names, in order."""
     if len(files) == 1:
-        (name, data), = files.items()
+        ((name, data),) = files.items()
         return Rendered(name, MEDIA_TYPES[name.rsplit(".", 1)[1]], data)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:

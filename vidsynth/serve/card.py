@@ -1,12 +1,13 @@
 """The facts `GET /v1/model` reports: config, provenance, size, backend and device.
 Read from the weights' config.json and safetensors header, or the export manifest. Torch-free."""
+
 from __future__ import annotations
 
 import json
 import struct
 from math import prod
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.request import GenerateRequest
@@ -14,7 +15,7 @@ from vidsynth.runtime.request import GenerateRequest
 DEMO_PROVENANCE = {"source": "demo: seeded random weights, untrained"}
 
 
-def _weights_dir(server: GenerateRequest) -> Optional[Path]:
+def _weights_dir(server: GenerateRequest) -> Path | None:
     from vidsynth.weights import DEFAULT_WEIGHTS_DIR
 
     if server.artifacts is not None or server.weights == "demo":
@@ -31,7 +32,9 @@ def safetensors_parameters(path: Path) -> int:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
     return sum(
-        prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__" and not name.endswith(BUFFERS)
+        prod(entry["shape"])
+        for name, entry in header.items()
+        if name != "__metadata__" and not name.endswith(BUFFERS)
     )
 
 
@@ -54,7 +57,10 @@ def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
         card["parameters"] = safetensors_parameters(tensors)
     elif server.artifacts is not None:
         manifest = json.loads((Path(server.artifacts) / "manifest.json").read_text())
-        card["provenance"] = {"source": f"export artifacts (vidsynth {manifest.get('vidsynth_version')})", "dtype": manifest.get("dtype")}
+        card["provenance"] = {
+            "source": f"export artifacts (vidsynth {manifest.get('vidsynth_version')})",
+            "dtype": manifest.get("dtype"),
+        }
     else:
         card["provenance"] = dict(DEMO_PROVENANCE)
     return card

@@ -2,6 +2,7 @@
 
 The defaults keep a request to about a minute of CPU time at 64x64 and the queue short
 enough that a client sees 503 (retry later) instead of waiting without bound."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ class ServeLimits:
     max_queued: int = 32  # requests waiting for a replica; beyond this: 503
     timeout_s: float = 120.0  # a request still unanswered after this gets 504
 
-    def validate(self) -> "ServeLimits":
+    def validate(self) -> ServeLimits:
         bad = [name for name, value in vars(self).items() if not value > 0]
         if bad:
             raise InputError(f"server limits must be positive: {', '.join(bad)}", fields=bad)
@@ -34,13 +35,20 @@ class ServeLimits:
         """Raises LimitError (naming the fields) when `request` is over the limits."""
         problems: list[tuple[str, str]] = []
         if request.num_videos > self.max_videos:
-            problems.append(("num_videos", f"num_videos is {request.num_videos}; this server makes at most {self.max_videos} per request"))
+            problems.append(
+                (
+                    "num_videos",
+                    f"num_videos is {request.num_videos}; this server makes at most {self.max_videos} per request",
+                )
+            )
         total = request.frames * request.num_videos
         if total > self.max_total_frames:
-            problems.append((
-                "frames",
-                f"frames x num_videos is {request.frames} x {request.num_videos} = {total}; "
-                f"this server makes at most {self.max_total_frames} frames per request",
-            ))
+            problems.append(
+                (
+                    "frames",
+                    f"frames x num_videos is {request.frames} x {request.num_videos} = {total}; "
+                    f"this server makes at most {self.max_total_frames} frames per request",
+                )
+            )
         if problems:
             raise LimitError("; ".join(m for _, m in problems), fields=[f for f, _ in problems])

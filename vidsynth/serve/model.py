@@ -1,5 +1,6 @@
 """The Ray Serve deployment that holds a backend: one per replica, batching concurrent
 requests into shared model calls (`@serve.batch`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,11 @@ class VideoModel:
         self.backend = open_backend(server)
         _limit_torch_threads(threads)
         self.share_calls = shares_model_calls(self.backend)
-        self.card = {**model_card(server, self.backend), "threads": threads, "shares_model_calls": self.share_calls}
+        self.card = {
+            **model_card(server, self.backend),
+            "threads": threads,
+            "shares_model_calls": self.share_calls,
+        }
         self._batch.set_max_batch_size(limits.max_batch)
         self._batch.set_batch_wait_timeout_s(limits.batch_wait_s)
 
@@ -58,7 +63,8 @@ class VideoModel:
         shapes = Counter((r.frames, r.chunk_frames) for r in requests)  # what render_requests grouped
         return [
             replace(o, replica=replica, batch=shapes[(r.frames, r.chunk_frames)] if self.share_calls else 1)
-            if isinstance(o, Rendered) else o
+            if isinstance(o, Rendered)
+            else o
             for o, r in zip(outcomes, requests)
         ]
 

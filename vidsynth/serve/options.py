@@ -1,4 +1,5 @@
 """What `vidsynth serve` deploys. Torch- and Ray-free, so options are checked before Ray starts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,11 +19,15 @@ class ServeOptions:
     cpus_per_replica: float = 1.0
     limits: ServeLimits = field(default_factory=ServeLimits)
 
-    def validate(self) -> "ServeOptions":
+    def validate(self) -> ServeOptions:
         self.model.validate()
         self.limits.validate()
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
-            raise InputError(f"replicas must be a positive integer, got {self.replicas!r}", fields=["replicas"])
+            raise InputError(
+                f"replicas must be a positive integer, got {self.replicas!r}", fields=["replicas"]
+            )
         if not self.cpus_per_replica > 0:
-            raise InputError(f"cpus-per-replica must be > 0, got {self.cpus_per_replica!r}", fields=["cpus_per_replica"])
+            raise InputError(
+                f"cpus-per-replica must be > 0, got {self.cpus_per_replica!r}", fields=["cpus_per_replica"]
+            )
         return self

@@ -5,11 +5,11 @@ drawn from its own request's seed, exactly as `vidsynth generate` draws them) ar
 into one batch, the runtime's stream_videos makes the frames chunk by chunk with the state
 carried, and a FanOutWriter hands each request's rows to that request's own writer, which
 encodes into a temporary directory. Torch-free."""
+
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from vidsynth.runtime.stream import stream_videos
 from vidsynth.runtime.writers import VideoWriter, open_writer
 from vidsynth.serve.body import Rendered, package
 
-Outcome = Union[Rendered, VidsynthError]
+Outcome = Rendered | VidsynthError
 
 
 class FanOutWriter(VideoWriter):
@@ -61,7 +61,11 @@ def prepare(backend: Backend, request: GenerateRequest) -> Noise:
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
     try:
         plan_generation(
-            config, request.num_videos, request.frames, request.format, request.chunk_frames,
+            config,
+            request.num_videos,
+            request.frames,
+            request.format,
+            request.chunk_frames,
             device_available=backend.device_memory_available(),
         )
     except InputError as exc:
@@ -81,12 +85,16 @@ def render_group(backend: Backend, requests: list[GenerateRequest]) -> list[Outc
             outcomes[index] = exc
     if ready:
         chosen = [requests[i] for i, _ in ready]
-        for index, rendered in zip((i for i, _ in ready), _render_together(backend, chosen, [n for _, n in ready])):
+        for index, rendered in zip(
+            (i for i, _ in ready), _render_together(backend, chosen, [n for _, n in ready])
+        ):
             outcomes[index] = rendered
     return outcomes  # type: ignore[return-value]
 
 
-def _render_together(backend: Backend, requests: list[GenerateRequest], noises: list[Noise]) -> list[Rendered]:
+def _render_together(
+    backend: Backend, requests: list[GenerateRequest], noises: list[Noise]
+) -> list[Rendered]:
     first = requests[0]
     noise = stack_noise(noises)
     total = len(noise.z_content)
@@ -94,7 +102,12 @@ def _render_together(backend: Backend, requests: list[GenerateRequest], noises: 
     # open encoders whatever its formats.
     fmt = first.format if len(requests) == 1 else "mp4"
     plan = plan_generation(
-        backend.config, total, first.frames, fmt, first.chunk_frames, device_available=backend.device_memory_available()
+        backend.config,
+        total,
+        first.frames,
+        fmt,
+        first.chunk_frames,
+        device_available=backend.device_memory_available(),
     )
     with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
         writers = []
@@ -102,7 +115,14 @@ def _render_together(backend: Backend, requests: list[GenerateRequest], noises: 
             directory = Path(tmp) / str(number)
             directory.mkdir()
             writers.append(
-                open_writer(request.format, directory, request.num_videos, request.frames, request.fps, backend.config.image_size)
+                open_writer(
+                    request.format,
+                    directory,
+                    request.num_videos,
+                    request.frames,
+                    request.fps,
+                    backend.config.image_size,
+                )
             )
         fan_out = FanOutWriter(writers)
         try:
@@ -111,11 +131,14 @@ def _render_together(backend: Backend, requests: list[GenerateRequest], noises: 
             fan_out.abort()
             raise
         return [
-            package({name: (writer.directory / name).read_bytes() for name in writer.finish()}) for writer in writers
+            package({name: (writer.directory / name).read_bytes() for name in writer.finish()})
+            for writer in writers
         ]
 
 
-def render_requests(backend: Backend, requests: list[GenerateRequest], share_calls: bool = True) -> list[Outcome]:
+def render_requests(
+    backend: Backend, requests: list[GenerateRequest], share_calls: bool = True
+) -> list[Outcome]:
     """Outcomes in the order of `requests`. With share_calls, requests of the same shape
     share model calls; without, each is made as `vidsynth generate` would make it."""
     groups: dict[object, list[int]] = {}

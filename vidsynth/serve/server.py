@@ -1,15 +1,16 @@
 """`vidsynth serve`: start (or join) Ray, deploy the app, print the URL, and on Ctrl-C or
 SIGTERM take down what this process started."""
+
 from __future__ import annotations
 
 import signal
 import threading
 import time
 import urllib.request
-from typing import Callable, Optional
+from collections.abc import Callable
 
-from vidsynth.errors import VidsynthError
 from vidsynth.cluster import import_ray, import_serve, start_ray
+from vidsynth.errors import VidsynthError
 
 APP_NAME = "vidsynth"
 READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
@@ -43,7 +44,9 @@ def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
         time.sleep(0.5)
 
 
-def run_server(options, address: Optional[str], host: str, port: int, echo: Callable[[str], None] = print) -> None:
+def run_server(
+    options, address: str | None, host: str, port: int, echo: Callable[[str], None] = print
+) -> None:
     """Serves until SIGINT or SIGTERM, then shuts down Serve and (if it started it) Ray."""
     ray = import_ray()
     serve = import_serve()

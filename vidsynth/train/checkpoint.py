@@ -8,6 +8,7 @@ RUN_DIR/checkpoint/
   state.json             step, wall time, TrainConfig, ModelConfig, optimizer param groups
 (The per-step losses are appended to RUN_DIR/losses.jsonl instead: see loss_log.py.)
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers"
 recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
 
-def flatten_optimizer(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(
+    name: str, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors = {}
     for index, slots in state["state"].items():
@@ -45,16 +48,22 @@ def unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], meta: dict[
     prefix = name + "."
     for key, value in tensors.items():
         if key.startswith(prefix):
-            index, slot = key[len(prefix):].split(".", 1)
+            index, slot = key[len(prefix) :].split(".", 1)
             state.setdefault(int(index), {})[slot] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    generators: dict[str, torch.Generator], record: dict[str, Any]) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    networks: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    generators: dict[str, torch.Generator],
+    record: dict[str, Any],
+) -> Path:
     net_tensors = {
         f"{name}.{key}": value.detach().cpu().contiguous()
-        for name, module in networks.items() for key, value in module.state_dict().items()
+        for name, module in networks.items()
+        for key, value in module.state_dict().items()
     }
     opt_tensors, opt_meta = {}, {}
     for name, optimizer in optimizers.items():
@@ -80,7 +89,9 @@ def read_checkpoint_record(run_dir: Path) -> dict[str, Any]:
     try:
         record = json.loads(read_small_file(path, MAX_STATE_BYTES, InputError, "a checkpoint state.json"))
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(f"{path} is damaged (not valid JSON: {exc}); the checkpoint cannot be resumed") from None
+        raise InputError(
+            f"{path} is damaged (not valid JSON: {exc}); the checkpoint cannot be resumed"
+        ) from None
     missing = [key for key in RECORD_KEYS if not isinstance(record, dict) or key not in record]
     if missing:
         raise InputError(f"{path} is damaged or not a vidsynth checkpoint: it lacks {missing}")
@@ -89,8 +100,12 @@ def read_checkpoint_record(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                    generators: dict[str, torch.Generator]) -> tuple[dict[str, Any], list[str]]:
+def load_checkpoint(
+    run_dir: Path,
+    networks: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    generators: dict[str, torch.Generator],
+) -> tuple[dict[str, Any], list[str]]:
     """Restores everything in place; returns the JSON record and the names of the generators
     it holds no state for (a generator's state belongs to its device type, so moving a run to
     another device leaves those to be seeded afresh)."""
@@ -105,7 +120,9 @@ def load_checkpoint(run_dir: Path, networks: dict[str, torch.nn.Module], optimiz
     try:
         for name, module in networks.items():
             prefix = name + "."
-            module.load_state_dict({k[len(prefix):]: v for k, v in net_tensors.items() if k.startswith(prefix)})
+            module.load_state_dict(
+                {k[len(prefix) :]: v for k, v in net_tensors.items() if k.startswith(prefix)}
+            )
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(unflatten_optimizer(name, opt_tensors, record["optimizers"][name]))
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:

@@ -4,19 +4,21 @@ checkpoints, so `--resume` needs no flags that must match.
 Each field is declared once, here: a field with `help` is also a `vidsynth train` option
 (vidsynth/train/options.py derives the flags from these declarations).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Optional
+from typing import Any
 
-from vidsynth.model.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
 from vidsynth.errors import InputError, choice_error
+from vidsynth.model.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
 from vidsynth.runtime.backend import DEVICES
 
 
-def setting(default: Any = None, help: Optional[str] = None, *, flag: Optional[str] = None,
-            directory: bool = False) -> Any:
+def setting(
+    default: Any = None, help: str | None = None, *, flag: str | None = None, directory: bool = False
+) -> Any:
     """A TrainConfig field. With `help` it is a command-line option too: `--field-name`
     (or `flag`); a bool is a flag that sets the opposite of its default; `directory` makes
     the option a directory path."""
@@ -26,8 +28,9 @@ def setting(default: Any = None, help: Optional[str] = None, *, flag: Optional[s
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: Optional[str] = setting(
-        None, "Folder of clips (videos or image strips), one class per subfolder.", directory=True)
+    data: str | None = setting(
+        None, "Folder of clips (videos or image strips), one class per subfolder.", directory=True
+    )
     # Frame size the generator makes; data are resized to it.
     image_size: int = setting(64, f"Frame size ({' or '.join(map(str, IMAGE_SIZES))}).")
     cell: str = setting("gru", f"Motion cell: {' or '.join(CELLS)}.")  # gru (DLHacks), lstm (assignment)
@@ -52,10 +55,14 @@ class TrainConfig:
     # assignment's training mode) cannot be reproduced at deployment, where one set of
     # running statistics serves every step, and feedback motion drifts from step to step.
     freeze_motion_norm: bool = setting(
-        True, "Normalise motion codes with per-step batch statistics in training (deployment cannot).",
-        flag="--per-step-motion-norm")
+        True,
+        "Normalise motion codes with per-step batch statistics in training (deployment cannot).",
+        flag="--per-step-motion-norm",
+    )
     device: str = setting("cpu", f"{', '.join(DEVICES)} (auto: cuda when torch sees a GPU).")
-    bf16: bool = setting(False, "bfloat16 autocast of the image generator and critics (the motion RNN stays fp32).")
+    bf16: bool = setting(
+        False, "bfloat16 autocast of the image generator and critics (the motion RNN stays fp32)."
+    )
     seed: int = setting(0, "Seed of every random draw of the run.")
     checkpoint_every: int = setting(250, "Steps between checkpoints (and at the end).")
     sample_every: int = setting(500, "Steps between sample sheets.")
@@ -75,14 +82,25 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise choice_error(InputError, "device", self.device, DEVICES)
         problems = []
-        for name in ("ngf", "ndf", "d_content", "d_motion", "hidden_size", "steps", "frame_step",
-                     "checkpoint_every", "sample_every"):
+        for name in (
+            "ngf",
+            "ndf",
+            "d_content",
+            "d_motion",
+            "hidden_size",
+            "steps",
+            "frame_step",
+            "checkpoint_every",
+            "sample_every",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch < 2:
             problems.append(f"batch must be >= 2 (batch norm needs it), got {self.batch}")
         if self.clip_frames < 4:
-            problems.append(f"clip_frames must be >= 4 (the video critic's time kernels), got {self.clip_frames}")
+            problems.append(
+                f"clip_frames must be >= 4 (the video critic's time kernels), got {self.clip_frames}"
+            )
         if self.threads < 0:
             problems.append(f"threads must be >= 0, got {self.threads}")
         if not 0 < self.lr < math.inf:
@@ -102,8 +120,13 @@ class TrainConfig:
 
     def model_config(self, n_categories: int) -> ModelConfig:
         return ModelConfig(
-            image_size=self.image_size, ngf=self.ngf, d_content=self.d_content, d_motion=self.d_motion,
-            hidden_size=self.hidden_size, cell=self.cell, motion_mode=self.motion_mode,
+            image_size=self.image_size,
+            ngf=self.ngf,
+            d_content=self.d_content,
+            d_motion=self.d_motion,
+            hidden_size=self.hidden_size,
+            cell=self.cell,
+            motion_mode=self.motion_mode,
             n_categories=n_categories,
         )
 
@@ -116,9 +139,9 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)

@@ -4,12 +4,12 @@ Each file is either a video (mp4, avi, gif: read with imageio) or a MoCoGAN-styl
 image H x (H*T) with the T square frames side by side). The layout is detected from the
 file's content, not its name: the public actions data are PNG strips named `.jpg`.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -27,7 +27,7 @@ STILL_FORMATS = ("png", "jpeg", "bmp")
 VIDEO_FORMATS = ("gif", "mp4", "avi", "webm", "mkv")
 
 
-def sniff_format(path: Path) -> Optional[str]:
+def sniff_format(path: Path) -> str | None:
     """The file's container from its first bytes, or None when it is not one we read."""
     try:
         with open(path, "rb") as handle:
@@ -68,7 +68,9 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     kind = sniff_format(path)
     if kind is None:
-        raise DataError(f"{path}: not an image strip or video (expected PNG/JPEG/BMP strips or GIF/MP4/AVI videos)")
+        raise DataError(
+            f"{path}: not an image strip or video (expected PNG/JPEG/BMP strips or GIF/MP4/AVI videos)"
+        )
     try:
         if kind in STILL_FORMATS:
             image = iio.imread(path)
@@ -135,11 +137,15 @@ def load_folder(root: str | os.PathLike, min_frames: int = 1) -> ClipDataset:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    subdirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                     key=lambda d: _class_sort_key(d.name))
+    subdirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: _class_sort_key(d.name),
+    )
     if subdirs:
-        groups = [(d.name, sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")))
-                  for d in subdirs]
+        groups = [
+            (d.name, sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")))
+            for d in subdirs
+        ]
         groups = [(name, files) for name, files in groups if files]
         classes = [name for name, _ in groups]
     else:
@@ -147,7 +153,9 @@ def load_folder(root: str | os.PathLike, min_frames: int = 1) -> ClipDataset:
         classes = []
     files = [(index, f) for index, (_, fs) in enumerate(groups) for f in fs]
     if not files:
-        raise DataError(f"data folder {root} holds no clips (expected image strips or videos, one class per subfolder)")
+        raise DataError(
+            f"data folder {root} holds no clips (expected image strips or videos, one class per subfolder)"
+        )
 
     clips, labels, paths, problems = [], [], [], []
     for index, path in files:
@@ -171,13 +179,15 @@ def load_folder(root: str | os.PathLike, min_frames: int = 1) -> ClipDataset:
     if len(sizes) > 1:
         described = ", ".join(f"{h}x{w} ({len(ps)} files, e.g. {ps[0]})" for (h, w), ps in sizes.items())
         raise DataError(f"frames of mixed sizes in {root}: {described}; all clips must share one frame size")
-    (height, width), = sizes
+    ((height, width),) = sizes
     if height != width:
         raise DataError(f"frames in {root} are {height}x{width}; training needs square frames")
     return ClipDataset(clips, np.asarray(labels, dtype=np.int64), classes, paths)
 
 
-def synthetic_dataset(n_categories: int, size: int, n_clips: int = 8, n_frames: int = 24, seed: int = 0) -> ClipDataset:
+def synthetic_dataset(
+    n_categories: int, size: int, n_clips: int = 8, n_frames: int = 24, seed: int = 0
+) -> ClipDataset:
     """Moving coloured squares, for --dry-run and tests: no files needed."""
     rng = np.random.default_rng(seed)
     clips, labels = [], []
@@ -191,8 +201,10 @@ def synthetic_dataset(n_categories: int, size: int, n_clips: int = 8, n_frames: 
         for t in range(n_frames):
             px = int((x + dx * t) % (size - side))
             py = int((y + dy * t) % (size - side))
-            video[t, py:py + side, px:px + side] = colour
+            video[t, py : py + side, px : px + side] = colour
         clips.append(video)
         labels.append(label)
     classes = [str(c) for c in range(n_categories)]
-    return ClipDataset(clips, np.asarray(labels, dtype=np.int64), classes, [f"<synthetic {i}>" for i in range(n_clips)])
+    return ClipDataset(
+        clips, np.asarray(labels, dtype=np.int64), classes, [f"<synthetic {i}>" for i in range(n_clips)]
+    )

@@ -1,6 +1,7 @@
 """MoCoGAN's two critics: one judges single frames (2D convolutions), the other whole
 T-frame clips (3D convolutions). With categories, each also predicts the clip's action
 (an auxiliary classifier, as MoCoGAN's categorical video discriminator does)."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

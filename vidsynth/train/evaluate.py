@@ -10,9 +10,10 @@
   videos the category they were asked for, next to its accuracy on real clips. The critic is
   not an independent judge; the figure says whether categories are told apart at all.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -21,8 +22,14 @@ from vidsynth.model.noise import sample_noise
 from vidsynth.train.sampler import ClipSampler
 
 
-def _generate(model: VideoGenerator, n: int, n_frames: int, seed: int, fix: Optional[str] = None,
-              category: Optional[int] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def _generate(
+    model: VideoGenerator,
+    n: int,
+    n_frames: int,
+    seed: int,
+    fix: str | None = None,
+    category: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     noise = sample_noise(model.config, n, seed, fix=fix, category=category)
     labels = None if noise.category is None else torch.from_numpy(noise.category)
     with torch.no_grad():
@@ -43,8 +50,13 @@ def pairwise_first_frame_difference(video: torch.Tensor) -> float:
     return float(distances.sum() / (n * (n - 1)))
 
 
-def quality_figures(model: VideoGenerator, sampler: ClipSampler, n_videos: int = 64, seed: int = 0,
-                    video_critic: Optional[torch.nn.Module] = None) -> dict[str, Any]:
+def quality_figures(
+    model: VideoGenerator,
+    sampler: ClipSampler,
+    n_videos: int = 64,
+    seed: int = 0,
+    video_critic: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     model = model.eval()
     n_frames = sampler.clip_frames
     rng = torch.Generator().manual_seed(seed)
@@ -52,7 +64,9 @@ def quality_figures(model: VideoGenerator, sampler: ClipSampler, n_videos: int =
     real = (real + 1) / 2
     fake, fake_labels = _generate(model, n_videos, n_frames, seed)
     figures: dict[str, Any] = {
-        "clips": n_videos, "frames_per_clip": n_frames, "real_frame_step": sampler.frame_step,
+        "clips": n_videos,
+        "frames_per_clip": n_frames,
+        "real_frame_step": sampler.frame_step,
         "frame_change_generated": round(frame_change(fake), 5),
         "frame_change_real": round(frame_change(real), 5),
     }
@@ -60,7 +74,9 @@ def quality_figures(model: VideoGenerator, sampler: ClipSampler, n_videos: int =
     category = 0 if model.config.n_categories > 0 else None
     same_motion, _ = _generate(model, 16, 2, seed + 1, fix="motion", category=category)
     same_content, _ = _generate(model, 16, 2, seed + 1, fix="content", category=category)
-    figures["first_frame_difference_different_content"] = round(pairwise_first_frame_difference(same_motion), 5)
+    figures["first_frame_difference_different_content"] = round(
+        pairwise_first_frame_difference(same_motion), 5
+    )
     figures["first_frame_difference_same_content"] = round(pairwise_first_frame_difference(same_content), 5)
     figures["first_frame_difference_real_clips"] = round(pairwise_first_frame_difference(real[:16]), 5)
     if video_critic is not None and fake_labels is not None:
@@ -68,7 +84,10 @@ def quality_figures(model: VideoGenerator, sampler: ClipSampler, n_videos: int =
         with torch.no_grad():
             _, real_logits = video_critic(real * 2 - 1)
             _, fake_logits = video_critic(fake * 2 - 1)
-        figures["critic_category_accuracy_real"] = round(float((real_logits.argmax(1) == real_labels).float().mean()), 3)
+        figures["critic_category_accuracy_real"] = round(
+            float((real_logits.argmax(1) == real_labels).float().mean()), 3
+        )
         figures["critic_category_accuracy_generated"] = round(
-            float((fake_logits.argmax(1) == fake_labels).float().mean()), 3)
+            float((fake_logits.argmax(1) == fake_labels).float().mean()), 3
+        )
     return figures

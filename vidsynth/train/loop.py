@@ -16,6 +16,7 @@ With --bf16 autocast covers the image generator and the critics; the motion recu
 float32, as every exported artifact runs it. `train()` puts back the process-wide torch settings
 it changes (thread count, cudnn autotuning) when it returns.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,10 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +72,11 @@ class Trainer:
 
     @property
     def networks(self) -> dict[str, torch.nn.Module]:
-        return {"generator": self.generator, "image_critic": self.image_critic, "video_critic": self.video_critic}
+        return {
+            "generator": self.generator,
+            "image_critic": self.image_critic,
+            "video_critic": self.video_critic,
+        }
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -87,19 +93,28 @@ def build_trainer(config: TrainConfig, n_categories: int) -> Trainer:
     model_config = config.model_config(n_categories)
     generator = build_model(model_config, seed=config.seed).to(device).train()
     with seeded_init(config.seed + 1):
-        image_critic = ImageDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(device)
-        video_critic = VideoDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(device)
+        image_critic = ImageDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(
+            device
+        )
+        video_critic = VideoDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(
+            device
+        )
     betas = (config.beta1, config.beta2)
     rng = torch.Generator(device="cpu")
     rng.manual_seed(config.seed)
     noise_rng = torch.Generator(device=device)
     noise_rng.manual_seed(config.seed + NOISE_SEED_OFFSET)
     return Trainer(
-        config, generator, image_critic.train(), video_critic.train(),
+        config,
+        generator,
+        image_critic.train(),
+        video_critic.train(),
         torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
         torch.optim.Adam(image_critic.parameters(), lr=config.lr, betas=betas),
         torch.optim.Adam(video_critic.parameters(), lr=config.lr, betas=betas),
-        rng, noise_rng, device,
+        rng,
+        noise_rng,
+        device,
     )
 
 
@@ -176,7 +191,9 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     g_video = _bce(gen_v, 1.0)
     g_category = torch.zeros((), device=dev)
     if n_cat > 0:
-        g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(gen_i_cls.float(), fake_labels)
+        g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(
+            gen_i_cls.float(), fake_labels
+        )
     t.opt_g.zero_grad(set_to_none=True)
     (g_image + g_video + w * g_category).backward()
     t.opt_g.step()
@@ -226,7 +243,9 @@ def _dataset(config: TrainConfig) -> ClipDataset:
 def _describe_data(config: TrainConfig, data: ClipDataset) -> dict[str, Any]:
     return {
         "folder": "synthetic (dry run)" if config.dry_run else str(Path(config.data).resolve()),
-        "clips": len(data.clips), "frames": data.n_frames, "frame_size": data.frame_size,
+        "clips": len(data.clips),
+        "frames": data.n_frames,
+        "frame_size": data.frame_size,
         "classes": data.classes,
     }
 
@@ -254,7 +273,7 @@ class _StopFlag:
         self.stop = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -274,10 +293,10 @@ def train(
     config: TrainConfig,
     run_dir: str | os.PathLike,
     resume: bool = False,
-    max_minutes: Optional[float] = None,
-    command: Optional[str] = None,
+    max_minutes: float | None = None,
+    command: str | None = None,
     progress: bool = True,
-    on_step: Optional[Callable[[int, dict[str, float]], None]] = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Trains (or, with `resume`, continues) a run in `run_dir`; returns the final record.
 
@@ -295,7 +314,9 @@ def train(
             raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
         config = stored.replace(steps=config.steps, device=config.device, threads=config.threads)
     elif (run_dir / CHECKPOINT_DIR).exists():
-        raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        raise InputError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
     elif (run_dir / WEIGHTS_DIR).exists() and any((run_dir / WEIGHTS_DIR).iterdir()):
         raise InputError(
             f"{run_dir / WEIGHTS_DIR} already exists and is not from a run (no checkpoint); "
@@ -309,10 +330,10 @@ def _run(
     config: TrainConfig,
     run_dir: Path,
     resume: bool,
-    max_minutes: Optional[float],
-    command: Optional[str],
+    max_minutes: float | None,
+    command: str | None,
     progress: bool,
-    on_step: Optional[Callable[[int, dict[str, float]], None]],
+    on_step: Callable[[int, dict[str, float]], None] | None,
 ) -> dict[str, Any]:
     data = _dataset(config)
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
@@ -326,12 +347,17 @@ def _run(
         record["train_config"] = config.to_dict()
         record["command"] = record.get("command", []) + commands
         # Checkpoints written before the loss log held every step's losses themselves.
-        log = LossLog(run_dir, resume_step=record["step"], legacy_rows=record.pop("losses", None), names=LOSS_NAMES)
+        log = LossLog(
+            run_dir, resume_step=record["step"], legacy_rows=record.pop("losses", None), names=LOSS_NAMES
+        )
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         record = {
-            "step": 0, "elapsed_s": 0.0, "train_config": config.to_dict(),
-            "model_config": t.generator.config.to_dict(), "data": _describe_data(config, data),
+            "step": 0,
+            "elapsed_s": 0.0,
+            "train_config": config.to_dict(),
+            "model_config": t.generator.config.to_dict(),
+            "data": _describe_data(config, data),
             "command": commands,
         }
         log = LossLog(run_dir)
@@ -361,9 +387,17 @@ def _run(
                 raise RuntimeBackendError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix({"dI": f"{losses['d_image']:.3f}", "dV": f"{losses['d_video']:.3f}",
-                                 "gI": f"{losses['g_image']:.3f}", "gV": f"{losses['g_video']:.3f}",
-                                 "gC": f"{losses['g_category']:.3f}", "s/step": f"{seconds:.2f}"}, refresh=False)
+                bar.set_postfix(
+                    {
+                        "dI": f"{losses['d_image']:.3f}",
+                        "dV": f"{losses['d_video']:.3f}",
+                        "gI": f"{losses['g_image']:.3f}",
+                        "gV": f"{losses['g_video']:.3f}",
+                        "gC": f"{losses['g_category']:.3f}",
+                        "s/step": f"{seconds:.2f}",
+                    },
+                    refresh=False,
+                )
             out_of_time = deadline is not None and time.monotonic() >= deadline
             finished = step >= config.steps or out_of_time or flag.stop
             record["step"] = step
@@ -385,8 +419,10 @@ def _run(
 
 def summary_line(record: dict[str, Any]) -> str:
     rate = record["steps_this_call"] / max(record["wall_s_this_call"], 1e-9)
-    return (f"step {record['step']} ({record['stopped']}); {record['steps_this_call']} steps in "
-            f"{record['wall_s_this_call']:.0f} s ({rate:.2f} steps/s)")
+    return (
+        f"step {record['step']} ({record['stopped']}); {record['steps_this_call']} steps in "
+        f"{record['wall_s_this_call']:.0f} s ({rate:.2f} steps/s)"
+    )
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
@@ -399,4 +435,3 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool =
     provenance.pop("vidsynth_version", None)
     provenance.pop("saved_at", None)
     return save_weights(model, out, provenance, force=force)
-

@@ -1,11 +1,12 @@
 """The per-step loss log, RUN_DIR/losses.jsonl: one JSON object per step, appended as the run
 goes. Checkpoints stay the same size however long the run is; a resumed run first cuts the
 log back to its checkpoint's step, so the steps it redoes are not logged twice."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from vidsynth.atomic import atomic_file
 from vidsynth.errors import InputError
@@ -31,8 +32,13 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
 class LossLog:
     """Appends one line per step, flushed at once: the log never lags the checkpoint."""
 
-    def __init__(self, run_dir: str | Path, resume_step: Optional[int] = None,
-                 legacy_rows: Optional[list[list[float]]] = None, names: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        resume_step: int | None = None,
+        legacy_rows: list[list[float]] | None = None,
+        names: tuple[str, ...] = (),
+    ) -> None:
         """A new log, or with `resume_step` the run's log cut back to that step.
         `legacy_rows` (per-step loss lists, as older checkpoints stored them with `names`)
         start the log of a run that has none yet."""
@@ -54,7 +60,7 @@ class LossLog:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "LossLog":
+    def __enter__(self) -> LossLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

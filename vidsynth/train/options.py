@@ -3,6 +3,7 @@ options of one invocation (where the run lives, how long this call may take, ...
 
 Torch-free: the CLI imports it to build its commands.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -19,10 +20,18 @@ _ARGV = "vidsynth.train.argv"
 
 # Options of one invocation, not settings of the run (a resumed run keeps its settings).
 RUN_OPTIONS = (
-    click.Option(["--out", "run_dir"], required=True, type=click.Path(file_okay=False),
-                 help="Run directory: checkpoint/, weights/, samples/, losses.jsonl."),
+    click.Option(
+        ["--out", "run_dir"],
+        required=True,
+        type=click.Path(file_okay=False),
+        help="Run directory: checkpoint/, weights/, samples/, losses.jsonl.",
+    ),
     click.Option(["--max-minutes"], type=float, help="Checkpoint and stop after this much wall time."),
-    click.Option(["--resume"], is_flag=True, help="Continue the run in --out from its checkpoint (its stored settings)."),
+    click.Option(
+        ["--resume"],
+        is_flag=True,
+        help="Continue the run in --out from its checkpoint (its stored settings).",
+    ),
     click.Option(["--quiet"], is_flag=True, help="No progress bar."),
 )
 
@@ -62,8 +71,15 @@ def config_options() -> list[click.Option]:
             options.append(click.Option([flag, f.name], type=int, help=f"{help_text} [default: {default}]"))
         else:
             kind = click.Path(file_okay=False) if f.metadata["directory"] else kind
-            options.append(click.Option([flag, f.name], type=kind, default=f.default,
-                                        show_default=f.default is not None, help=help_text))
+            options.append(
+                click.Option(
+                    [flag, f.name],
+                    type=kind,
+                    default=f.default,
+                    show_default=f.default is not None,
+                    help=help_text,
+                )
+            )
     return options
 
 
@@ -77,4 +93,3 @@ def config_from_options(values: dict[str, Any]) -> TrainConfig:
         elif f.name in settings and kinds[f.name][0] is bool:
             settings[f.name] = not f.default if settings[f.name] else f.default
     return TrainConfig(**settings)
-

@@ -1,5 +1,6 @@
 """Random real clips and frames for the critics, drawn with the run's own torch.Generator
 (whose state the checkpoints carry, so a resumed run draws the same batches)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,9 @@ class ClipSampler:
         frames = torch.from_numpy(np.concatenate(dataset.clips)).permute(0, 3, 1, 2)
         if frames.shape[-1] != image_size:
             resized = torch.nn.functional.interpolate(
-                frames.float(), size=(image_size, image_size), mode="area" if frames.shape[-1] > image_size else "bilinear"
+                frames.float(),
+                size=(image_size, image_size),
+                mode="area" if frames.shape[-1] > image_size else "bilinear",
             )
             frames = resized.round().clamp(0, 255).to(torch.uint8)
         self.frames = frames.contiguous()
@@ -38,7 +41,7 @@ class ClipSampler:
         # Each frame's clip, so frames are drawn uniformly over all frames, as MoCoGAN does.
         self.frame_clip = torch.repeat_interleave(torch.arange(len(dataset.clips)), self.lengths)
 
-    def to(self, device: torch.device) -> "ClipSampler":
+    def to(self, device: torch.device) -> ClipSampler:
         """Keeps the frame bank on `device`, so batches are gathered there (indices stay on the CPU
         generator, so the draws do not depend on the device)."""
         self.frames = self.frames.to(device)

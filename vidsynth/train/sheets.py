@@ -1,4 +1,5 @@
 """Contact sheets of generated videos: a row per video, a column per frame."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int
         if config.n_categories > 0:
             category = torch.arange(n_videos, device=device) % config.n_categories
         with torch.no_grad():
-            video = model(torch.from_numpy(noise.z_content).to(device), torch.from_numpy(noise.z_motion).to(device),
-                          n_frames, category)
+            video = model(
+                torch.from_numpy(noise.z_content).to(device),
+                torch.from_numpy(noise.z_motion).to(device),
+                n_frames,
+                category,
+            )
     finally:
         model.train(was_training)
     return to_uint8(video.detach().float().cpu().numpy())
@@ -38,7 +43,7 @@ def sheet(videos: np.ndarray, gap: int = 2) -> np.ndarray:
     out = np.full((b * (h + gap) - gap, t * (w + gap) - gap, c), 255, dtype=np.uint8)
     for i in range(b):
         for j in range(t):
-            out[i * (h + gap): i * (h + gap) + h, j * (w + gap): j * (w + gap) + w] = videos[i, j]
+            out[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = videos[i, j]
     return out
 
 

@@ -1,4 +1,5 @@
 """Weights: our safetensors + JSON format, legacy importers, demo and shipped default weights."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ from vidsynth.errors import WeightsError
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "default"
 
 
-def load_model(name_or_path: Optional[str | os.PathLike] = None):
+def load_model(name_or_path: str | os.PathLike | None = None):
     """A VideoGenerator in eval mode: None -> the shipped default weights, "demo" -> seeded
     random (untrained) weights, otherwise a directory in vidsynth's weights format."""
     from vidsynth.weights.demo import demo_model
@@ -18,13 +19,19 @@ def load_model(name_or_path: Optional[str | os.PathLike] = None):
 
     if name_or_path is None or name_or_path == "default":
         if not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
-            raise WeightsError("this vidsynth build ships no default weights; use --weights demo or a weights directory")
+            raise WeightsError(
+                "this vidsynth build ships no default weights; use --weights demo or a weights directory"
+            )
         return load_weights(DEFAULT_WEIGHTS_DIR)
     if name_or_path == "demo":
         return demo_model()
     path = Path(name_or_path)
     if path.is_file():
-        raise WeightsError(f"weights {str(name_or_path)!r} is a file; pass its directory (the one holding config.json)")
+        raise WeightsError(
+            f"weights {str(name_or_path)!r} is a file; pass its directory (the one holding config.json)"
+        )
     if not path.exists():
-        raise WeightsError(f"unknown weights {str(name_or_path)!r}: expected 'default', 'demo' or a weights directory")
+        raise WeightsError(
+            f"unknown weights {str(name_or_path)!r}: expected 'default', 'demo' or a weights directory"
+        )
     return load_weights(path)

@@ -1,5 +1,6 @@
 """The `demo` weights: seeded random, untrained. Batch-norm statistics are calibrated on
 seeded noise so demo videos show contrast instead of flat grey."""
+
 from __future__ import annotations
 
 import torch

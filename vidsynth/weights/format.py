@@ -1,11 +1,12 @@
 """vidsynth's own weights format: a directory with model.safetensors and config.json."""
+
 from __future__ import annotations
 
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -13,9 +14,9 @@ from safetensors.torch import load_file, save_file
 
 from vidsynth.atomic import atomic_directory, owned_directory
 from vidsynth.checksums import SUMS_FILE, verify_sums, write_sums
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import ConfigError, WeightsError
 from vidsynth.files import read_small_file
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
 from vidsynth.weights.state import check_shapes, load_state_strict
@@ -23,7 +24,10 @@ from vidsynth.weights.state import check_shapes, load_state_strict
 TENSORS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 1 << 20
-SHIPPED_EXTRAS = ("MODEL_CARD.md", "quality.json")  # beside the shipped default weights (scripts/ship_default.py)
+SHIPPED_EXTRAS = (
+    "MODEL_CARD.md",
+    "quality.json",
+)  # beside the shipped default weights (scripts/ship_default.py)
 # What `--force` may replace: a weights directory as save_weights (and ship_default) write it.
 recognise_weights = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE, *SHIPPED_EXTRAS}, CONFIG_FILE)
 
@@ -31,7 +35,7 @@ recognise_weights = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE, *SHIP
 def save_weights(
     model: VideoGenerator,
     directory: str | os.PathLike,
-    provenance: Optional[dict[str, Any]] = None,
+    provenance: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Path:
     """Writes `model` atomically. `provenance` records where the weights came from
@@ -70,7 +74,9 @@ def load_weights(directory: str | os.PathLike) -> VideoGenerator:
     """A VideoGenerator in eval mode with the weights stored in `directory`."""
     directory = Path(directory)
     if directory.is_file():
-        raise WeightsError(f"weights {directory} is a file; pass its directory (the one holding {CONFIG_FILE})")
+        raise WeightsError(
+            f"weights {directory} is a file; pass its directory (the one holding {CONFIG_FILE})"
+        )
     if not directory.is_dir():
         raise WeightsError(f"weights directory {directory} does not exist")
     config, provenance = read_config(directory)

@@ -1,6 +1,7 @@
 """Importers for the public MoCoGAN checkpoints (pickled state dicts, read without unpickling
 arbitrary objects): the course assignment's Generator_I + LSTM, and DLHacks/mocogan's
 Generator_I + GRU. Modules built from torch.nn.LSTMCell / GRUCell save the same keys."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import WeightsError
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.weights.state import check_shapes, load_state_strict
 
@@ -31,7 +32,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the restricted unpickler raises many kinds on damaged input
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {detail})") from None
+        raise WeightsError(
+            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {detail})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -60,7 +63,10 @@ def _check_backed(tensor: torch.Tensor, key: str, path: Path) -> None:
     if tensor.numel() == 0:
         return
     extent = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
-    if any(stride == 0 for size, stride in zip(tensor.shape, tensor.stride()) if size > 1) or extent < tensor.numel():
+    if (
+        any(stride == 0 for size, stride in zip(tensor.shape, tensor.stride()) if size > 1)
+        or extent < tensor.numel()
+    ):
         raise WeightsError(
             f"{path}: {key} declares shape {tuple(tensor.shape)} with strides {tensor.stride()}, "
             "more elements than the file stores; refusing it"
@@ -69,16 +75,24 @@ def _check_backed(tensor: torch.Tensor, key: str, path: Path) -> None:
 
 def _generator_layout(state: dict[str, torch.Tensor], path: Path) -> dict[str, int]:
     if "main.0.weight" not in state:
-        raise WeightsError(f"{path} is not a Generator_I checkpoint: no key main.0.weight (found {sorted(state)[:6]})")
+        raise WeightsError(
+            f"{path} is not a Generator_I checkpoint: no key main.0.weight (found {sorted(state)[:6]})"
+        )
     first = state["main.0.weight"]  # ConvTranspose2d weight: (nz, 8ngf, k, k)
     last = state.get("main.12.weight")
     if first.dim() != 4 or last is None or last.dim() != 4:
         raise WeightsError(f"{path} does not have Generator_I's layout (main.0 and main.12 ConvTranspose2d)")
     kernel = first.shape[-1]
     if kernel not in _FIRST_KERNEL_TO_SIZE:
-        raise WeightsError(f"{path}: first kernel {kernel} matches no known image size (6 -> 96px, 4 -> 64px)")
-    return {"nz": first.shape[0], "ngf": first.shape[1] // 8, "nc": last.shape[1],
-            "image_size": _FIRST_KERNEL_TO_SIZE[kernel]}
+        raise WeightsError(
+            f"{path}: first kernel {kernel} matches no known image size (6 -> 96px, 4 -> 64px)"
+        )
+    return {
+        "nz": first.shape[0],
+        "ngf": first.shape[1] // 8,
+        "nc": last.shape[1],
+        "image_size": _FIRST_KERNEL_TO_SIZE[kernel],
+    }
 
 
 def _motion_layout(state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict[str, torch.Tensor]]:
@@ -109,15 +123,23 @@ def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathL
         )
     cell_name, motion_mode = _CELLS[cell]
     config = ModelConfig(
-        image_size=layout["image_size"], ngf=layout["ngf"], nc=layout["nc"], d_content=d_content,
-        d_motion=d_motion, hidden_size=hidden_size, cell=cell_name, motion_mode=motion_mode,
+        image_size=layout["image_size"],
+        ngf=layout["ngf"],
+        nc=layout["nc"],
+        d_content=d_content,
+        d_motion=d_motion,
+        hidden_size=hidden_size,
+        cell=cell_name,
+        motion_mode=motion_mode,
     )
     source = f"{generator_path} + {motion_path}"
     state = {f"image.{k}": v for k, v in generator_state.items()}
     state.update({f"motion.{k}": v for k, v in motion_state.items()})
     # Checkpoints from torch < 0.4 have no BatchNorm batch counters; they are unused at inference.
     for key in [k for k in state if k.endswith(".running_mean")]:
-        state.setdefault(key.replace("running_mean", "num_batches_tracked"), torch.zeros((), dtype=torch.long))
+        state.setdefault(
+            key.replace("running_mean", "num_batches_tracked"), torch.zeros((), dtype=torch.long)
+        )
     check_shapes(config, {k: tuple(v.shape) for k, v in state.items()}, source)  # before allocating the model
     model = VideoGenerator(config)
     load_state_strict(model, state, source)

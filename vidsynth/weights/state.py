@@ -2,13 +2,14 @@
 compared against a model built on the meta device first, so a config or checkpoint that
 declares huge sizes is refused before anything that size is allocated; values are checked
 before they are copied in (a NaN or a negative variance would "generate" black videos)."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from vidsynth.model.config import ModelConfig
 from vidsynth.errors import WeightsError
+from vidsynth.model.config import ModelConfig
 
 _BATCH_COUNTER = "num_batches_tracked"
 
@@ -35,7 +36,9 @@ def shape_problems(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[
         problems.append(f"unexpected keys {unexpected}")
     for key in sorted(set(expected) & set(found)):
         if tuple(found[key]) != tuple(expected[key]):
-            problems.append(f"shape mismatch at {key}: expected {tuple(expected[key])}, found {tuple(found[key])}")
+            problems.append(
+                f"shape mismatch at {key}: expected {tuple(expected[key])}, found {tuple(found[key])}"
+            )
     return problems
 
 
@@ -65,7 +68,9 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     """Copies `state` into `model`, refusing missing or unexpected keys, shape mismatches,
     non-float dtypes, NaN/inf values and negative batch-norm variances."""
     expected = model.state_dict()
-    problems = shape_problems({k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()})
+    problems = shape_problems(
+        {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()}
+    )
     problems += value_problems({k: v for k, v in state.items() if k in expected})
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems[:8]) + (" ..." if len(problems) > 8 else ""))
