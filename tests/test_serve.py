@@ -19,9 +19,10 @@ from vidsynth.cli import cli
 from vidsynth.errors import InputError
 from vidsynth.runtime.generate import generate_videos
 from vidsynth.runtime.request import GenerateRequest
+from vidsynth.runtime.sharing import shares_model_calls
 from vidsynth.serve.body import BodyError, package, parse_body
 from vidsynth.serve.limits import LimitError, ServeLimits
-from vidsynth.serve.render import render_requests, shares_model_calls
+from vidsynth.serve.render import render_requests
 
 SERVER = GenerateRequest(weights="demo", backend="onnxruntime", device="cpu")
 

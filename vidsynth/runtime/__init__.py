@@ -8,6 +8,7 @@ hardware.py   what this machine offers, and the backend `auto` picks from it
 stream.py     the chunked generation loop and the float -> uint8 conversion
 writers.py    mp4 / gif / png writers (ffmpeg.py: the checked mp4 encoder process)
 output.py     the output directory: staging, a lock, an all-or-nothing commit
+sharing.py    whether videos stacked into one model call keep the values they get alone
 generate.py   generate_videos, the public function
 
 Importing this package stays torch-free; the torch backends are imported only when asked for.

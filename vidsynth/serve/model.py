@@ -25,8 +25,8 @@ class VideoModel:
 
     def __init__(self, server: GenerateRequest, limits: ServeLimits, threads: int) -> None:
         from vidsynth.runtime.backend import open_backend
+        from vidsynth.runtime.sharing import shares_model_calls
         from vidsynth.serve.card import model_card
-        from vidsynth.serve.render import shares_model_calls
 
         self.backend = open_backend(server)
         _limit_torch_threads(threads)
