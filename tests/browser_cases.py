@@ -56,7 +56,8 @@ def test_the_page_plays_a_generated_video(url, tmp_path):
             page.fill("#frames", "32")
             page.click("#generate")
             page.wait_for_function(
-                "() => { const v = document.getElementById('video'); return v.readyState >= 2 && v.videoWidth > 0; }",
+                "() => { const v = document.getElementById('video'); "
+                "return v.readyState >= 2 && v.videoWidth > 0; }",
                 timeout=120_000,
             )
             first = page.evaluate("document.getElementById('video').currentTime")

@@ -61,7 +61,8 @@ def unshare_problem() -> str | None:
         return "unshare/ip not found: Ray tests need a private network namespace (util-linux, iproute2)"
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
-        return f"cannot create a network namespace ({probe.stderr.strip() or 'unshare -n failed'}); run the tests as root"
+        said = probe.stderr.strip() or "unshare -n failed"
+        return f"cannot create a network namespace ({said}); run the tests as root"
     return None
 
 

@@ -9,7 +9,10 @@ from vidsynth.cli import cli
 
 
 def test_import_vidsynth_does_not_import_torch():
-    code = "import sys, vidsynth, vidsynth.model.config, vidsynth.model.noise, vidsynth.errors; print('torch' in sys.modules)"
+    code = (
+        "import sys, vidsynth, vidsynth.model.config, vidsynth.model.noise, vidsynth.errors; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -40,8 +40,8 @@ sys.meta_path.insert(0, Blocker())
 NO_TELEMETRY_PROBE = """
 import sys
 from vidsynth.runtime import GenerateRequest, generate_videos
-generate_videos(GenerateRequest(artifacts=sys.argv[1], backend="openvino", device="cpu", num_videos=2, frames=9,
-                                chunk_frames=4, format="png", out=sys.argv[2]))
+generate_videos(GenerateRequest(artifacts=sys.argv[1], backend="openvino", device="cpu",
+                                num_videos=2, frames=9, chunk_frames=4, format="png", out=sys.argv[2]))
 loaded = sorted(m for m in sys.modules if m.startswith(("openvino_telemetry", "torch")))
 print("openvino" in sys.modules, loaded)
 """

@@ -109,7 +109,8 @@ def info_command(weights: str, hardware: bool) -> None:
 @click.option(
     "--no-optimize",
     is_flag=True,
-    help="ONNX graphs of the literal model, without the inference rewrites (folded batch norms, fused recurrence).",
+    help="ONNX graphs of the literal model, without the inference rewrites "
+    "(folded batch norms, fused recurrence).",
 )
 def export_command(
     weights: str,
@@ -220,13 +221,20 @@ def generate_command(**values) -> None:
     "--backend",
     "backends",
     multiple=True,
-    help="Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, openvino, openvino-literal, torch.compile, optimized, pt2 (-literal: the --no-optimize ONNX graphs). Default: all (--quick: all but torch.compile, pt2 and the -literal rows).",
+    help=(
+        "Backend to time (repeatable): reference, eager, torchscript, onnxruntime, onnxruntime-literal, "
+        "openvino, openvino-literal, torch.compile, optimized, pt2 (-literal: the --no-optimize ONNX "
+        "graphs). Default: all (--quick: all but torch.compile, pt2 and the -literal rows)."
+    ),
 )
 @click.option(
     "--precision",
     "precisions",
     multiple=True,
-    help="Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). On CPU, fp16 runs where exported (onnxruntime).",
+    help=(
+        "Precision (repeatable): fp32, bf16, fp16; default all three (--quick: fp32, bf16). "
+        "On CPU, fp16 runs where exported (onnxruntime)."
+    ),
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option(

@@ -174,7 +174,8 @@ def check_options(
         )
     if dtype != "fp32" and "pt2" in formats:
         raise ExportError(
-            f"the pt2 format is exported in fp32 only, got --dtype {dtype}; drop pt2 from --formats or use fp32"
+            f"the pt2 format is exported in fp32 only, got --dtype {dtype}; drop pt2 from --formats or "
+            "use fp32"
         )
     if "onnx" not in formats:
         if opset is not None:

@@ -126,7 +126,8 @@ def check_readable(manifest: dict[str, Any], path: Path) -> None:
         raise RuntimeBackendError(f"{path} has format_version {shown}; expected a positive integer")
     if version > FORMAT_VERSION:
         raise RuntimeBackendError(
-            f"{path} was written by {written_by} in format_version {version}; this vidsynth {__version__} reads "
+            f"{path} was written by {written_by} in format_version {version}; this vidsynth "
+            f"{__version__} reads "
             f"format_version {FORMAT_VERSION} and older: upgrade vidsynth, or export again with this one"
         )
     rewrites = manifest.get("rewrites", [])
@@ -135,7 +136,8 @@ def check_readable(manifest: dict[str, Any], path: Path) -> None:
     unknown = [name for name in rewrites if name not in GRAPH_REWRITES]
     if unknown:
         raise RuntimeBackendError(
-            f"{path} lists graph rewrites {unknown} unknown to this vidsynth {__version__} (written by {written_by}); "
+            f"{path} lists graph rewrites {unknown} unknown to this vidsynth {__version__} (written by "
+            f"{written_by}); "
             f"known: {', '.join(GRAPH_REWRITES)}: upgrade vidsynth, or export again with --no-optimize"
         )
 
@@ -170,5 +172,6 @@ def recognise_export(directory: Path) -> str | None:
         return f"it has no valid {MANIFEST_FILE}"
     extra = sorted({entry.name for entry in directory.iterdir()} - {MANIFEST_FILE, *manifest["files"]})
     if extra:
-        return f"it also holds {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}, which the manifest does not list"
+        listed = ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else "")
+        return f"it also holds {listed}, which the manifest does not list"
     return None

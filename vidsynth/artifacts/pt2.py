@@ -26,7 +26,8 @@ def check_torch_version(made_with: str | None, path: str | os.PathLike) -> None:
     """Refuses a package compiled by another torch: its native code calls that torch's ABI."""
     if made_with != torch.__version__:
         raise RuntimeBackendError(
-            f"{path} was compiled by torch {made_with or 'of unknown version'}, but this is torch {torch.__version__}; "
+            f"{path} was compiled by torch {made_with or 'of unknown version'}, but this is torch "
+            f"{torch.__version__}; "
             f"install torch=={made_with} or re-export with `vidsynth export --formats pt2`"
         )
 

@@ -157,7 +157,10 @@ def reference_contender(model: Any, device: str) -> Contender:
 
     start = time.perf_counter()
     reference = ReferenceGenerator.from_model(model).to(device)
-    notes = "torch.nn LSTMCell/GRUCell in a Python loop + nn.Sequential Generator_I, eager fp32 (the public scripts)"
+    notes = (
+        "torch.nn LSTMCell/GRUCell in a Python loop + nn.Sequential Generator_I, "
+        "eager fp32 (the public scripts)"
+    )
     return torch_contender(
         "reference", "fp32", device, reference, notes, streams=False, setup_s=time.perf_counter() - start
     )
@@ -212,7 +215,8 @@ def optimized_contenders(model: Any, device: str, precisions: tuple[str, ...]) -
         module = optimize_for_inference(model, precision)
         last = "sub-pixel last layer, " if precision == "fp32" else ""
         notes = (
-            f"vidsynth.model.inference: {module.motion_kind} motion, batch norm folded, first layer as a matmul, {last}"
+            f"vidsynth.model.inference: {module.motion_kind} motion, batch norm folded, first layer as "
+            f"a matmul, {last}"
             f"channels-last, {module.image.frame_chunk}-frame chunks"
         )
         out.append(

@@ -75,7 +75,8 @@ def main() -> None:
     }
     print(
         f"{args.weights} {model.config.image_size}x{model.config.image_size} ngf={model.config.ngf}, "
-        f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average {os.getloadavg()[0]:.1f}"
+        f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         contenders, errors, reference = {}, {}, None
@@ -97,7 +98,8 @@ def main() -> None:
                 times[key].append(time.perf_counter() - start)
     for (label, runtime), measured in times.items():
         print(
-            f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median {statistics.median(measured):.3f} s  "
+            f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median "
+            f"{statistics.median(measured):.3f} s  "
             f"max abs vs the first {errors[(label, runtime)]:.1e}"
         )
 

@@ -147,8 +147,10 @@ def targets_markdown(results: dict) -> list[str]:
     if "bf16_speedup" in t:
         x = t["bf16_speedup"]
         lines.append(
-            f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR {x['psnr_db']:.1f} dB "
-            f"({_pct(x['peak_fraction'])}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: "
+            f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, PSNR "
+            f"{x['psnr_db']:.1f} dB "
+            f"({_pct(x['peak_fraction'])}% of the bf16 matmul peak); target >= {x['target']:.0f}x at >= "
+            f"{x['psnr_target_db']:.0f} dB: "
             f"{_met(x)}"
         )
     if "artifact_speedup" in t:
@@ -167,7 +169,8 @@ def targets_markdown(results: dict) -> list[str]:
         if source in t:
             x = t[source]
             lines.append(
-                f"- `--backend auto` with {'weights' if source == 'auto' else 'artifacts'} at {b}x{f}: **{x['label']}** "
+                f"- `--backend auto` with {'weights' if source == 'auto' else 'artifacts'} at {b}x{f}: "
+                f"**{x['label']}** "
                 f"takes {x['value']:.2f}x the time of the best explicit backend ({x['best']}); "
                 f"target <= {x['target']:.2f}x: {_met(x)}"
             )
@@ -226,8 +229,8 @@ def markdown(results: dict, plot: str | None = None) -> str:
         f"Machine: {cpu}, {machine.get('cpu_count')} CPUs ({', '.join(machine.get('isa', []))}), "
         f"torch {machine['torch']}, onnxruntime {machine.get('onnxruntime')}; "
         f"{machine['threads']['torch_intra_op']} threads for torch and onnxruntime (intra-op); "
-        f"load average {machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end')} at end"
-        + "."
+        f"load average {machine.get('load_average_at_start')} at start, "
+        f"{machine.get('load_average_at_end')} at end" + "."
     )
     peaks = ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in limit.items())
     focus = {
@@ -276,13 +279,16 @@ def markdown(results: dict, plot: str | None = None) -> str:
             else f"{r['peak_rss_mib']:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
         )
         lines.append(
-            f"| {r['backend']} | {r['precision']} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['p99_ms'])} | {r['n']} | "
-            f"{_fmt(r['frames_per_s'])} | {_fmt(r['gflop_per_s'])} | {_fmt(pct)} | {_fmt(speed)} | {_fmt(r['ttff_ms'])} | {_fmt(rss)} | {_fmt(r['psnr_db'])} |"
+            f"| {r['backend']} | {r['precision']} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | "
+            f"{_fmt(r['p99_ms'])} | {r['n']} | "
+            f"{_fmt(r['frames_per_s'])} | {_fmt(r['gflop_per_s'])} | {_fmt(pct)} | {_fmt(speed)} | "
+            f"{_fmt(r['ttff_ms'])} | {_fmt(rss)} | {_fmt(r['psnr_db'])} |"
         )
     lines.append("")
     shapes = sorted({(r["batch"], r["frames"]) for r in results["rows"]})
     labels = sorted(
-        {r["label"] for r in results["rows"]}, key=lambda l: [r["label"] for r in results["rows"]].index(l)
+        {r["label"] for r in results["rows"]},
+        key=lambda label: [r["label"] for r in results["rows"]].index(label),
     )
     lines.append("p50 latency in ms of one call (B x T), every shape:")
     lines.append("")
@@ -301,7 +307,8 @@ def markdown(results: dict, plot: str | None = None) -> str:
     if motion:
         errors = motion.get("max_abs_err_vs_eager", {})
         lines += _table(
-            f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of {motion['repeats']}:",
+            f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
+            f"{motion['repeats']}:",
             ["motion backend", "µs per step", "max abs diff vs eager"],
             [
                 [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
@@ -311,7 +318,8 @@ def markdown(results: dict, plot: str | None = None) -> str:
     levers = results.get("levers") or {}
     if levers:
         lines += _table(
-            f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of {levers['repeats']}):",
+            f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of "
+            f"{levers['repeats']}):",
             ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
             [
                 [
@@ -377,7 +385,8 @@ def plot(results: dict, path: Path) -> None:
     axes[0][-1].legend(fontsize=7)
     machine = results["machine"]
     fig.suptitle(
-        f"vidsynth {results['config']['image_size']}px ngf={results['config']['ngf']} on {machine.get('model_name', '?')}, "
+        f"vidsynth {results['config']['image_size']}px ngf={results['config']['ngf']} on "
+        f"{machine.get('model_name', '?')}, "
         f"{machine['threads']['torch_intra_op']} threads",
         fontsize=10,
     )

@@ -140,7 +140,8 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
         log(
-            f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load {machine['load_average_at_start']}"
+            f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load "
+            f"{machine['load_average_at_start']}"
         )
         contenders, skipped = build_contenders(
             model, weights, device, backends, precisions, threads, Path(work), log
@@ -151,7 +152,8 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
         rows, cell_skips = measure_grid(contenders, config, plan, log, focus_limit)
         for name, value in focus_limit.items():
             log(
-                f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: {value['flops_per_s'] / 1e9:.0f} GFLOP/s"
+                f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: "
+                f"{value['flops_per_s'] / 1e9:.0f} GFLOP/s"
             )
         ttff = measure_ttff(contenders, config, plan, log)
         motion = measure_motion(model, plan, threads, log) if device == "cpu" else {}
@@ -166,17 +168,35 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
             "seed": SEED,
             "noise": "vidsynth.model.noise.sample_noise(config, batch, seed=0)",
             "threads": threads,
-            "warm_up": f"one untimed call per shape when a call is expected to take < {plan.warmup_below_s}s; "
-            "every contender is warmed up at the first shape",
-            "repeats": f"interleaved across contenders, up to {plan.max_repeats} per shape, ~{plan.shape_budget_s}s per contender and shape (at least 1; at least {FOCUS_REPEATS} at batch x frames {FOCUS_SHAPE})",
+            "warm_up": (
+                f"one untimed call per shape when a call is expected to take < {plan.warmup_below_s}s; "
+                "every contender is warmed up at the first shape"
+            ),
+            "repeats": (
+                f"interleaved across contenders, up to {plan.max_repeats} per shape, "
+                f"~{plan.shape_budget_s}s per contender and shape "
+                f"(at least 1; at least {FOCUS_REPEATS} at batch x frames {FOCUS_SHAPE})"
+            ),
             "latency": "p50/p90/p99 of the timed calls (with n < 100, p99 is close to the slowest call)",
-            "peak_rss": "the kernel's peak RSS mark (VmHWM), reset before each call; delta = peak minus RSS before the call",
-            "ttff": "time to first frame when streaming: initial_state + generate_chunk(n_frames=1) (reference: a 1-frame call)",
-            "flops": "ConvTranspose2d multiply-adds x 2 per frame, counted from the config; achieved = flops x B x T / p50",
+            "peak_rss": (
+                "the kernel's peak RSS mark (VmHWM), reset before each call; "
+                "delta = peak minus RSS before the call"
+            ),
+            "ttff": (
+                "time to first frame when streaming: initial_state + generate_chunk(n_frames=1) "
+                "(reference: a 1-frame call)"
+            ),
+            "flops": (
+                "ConvTranspose2d multiply-adds x 2 per frame, counted from the config; "
+                "achieved = flops x B x T / p50"
+            ),
             "psnr": "against eager fp32 at batch/frames "
             + str(plan.accuracy_shape)
             + ", over the [-1, 1] range",
-            "first_call": f"seconds of each contender's very first call, at batch/frames {plan.accuracy_shape}, lazy setup included (torch.compile compiles there)",
+            "first_call": (
+                f"seconds of each contender's very first call, at batch/frames {plan.accuracy_shape}, "
+                "lazy setup included (torch.compile compiles there)"
+            ),
             "quick": quick,
         },
         "machine": machine,
@@ -334,11 +354,15 @@ def measure_grid(
                         "label": c.label,
                         "batch": batch,
                         "frames": n_frames,
-                        "reason": f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous shapes x frames), {free:.0f} MiB available",
+                        "reason": (
+                            f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous "
+                            f"shapes x frames), {free:.0f} MiB available"
+                        ),
                     }
                 )
                 log(
-                    f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} available"
+                    f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} "
+                    "available"
                 )
                 continue
             inputs = c.prepare(noise)

@@ -175,7 +175,8 @@ def write_report(results: list[dict], out: Path, args) -> None:
         "",
         f"`{record['command']}` on {record['cpus']} CPUs; load average before {args.load_before}, "
         f"after {[round(x, 2) for x in record['load_average_after']]}. {args.requests} requests of "
-        f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend {args.backend}.",
+        f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend "
+        f"{args.backend}.",
         "",
     ]
     if max(args.load_before[0], record["load_average_after"][0]) > (record["cpus"] or 1):
@@ -187,12 +188,14 @@ def write_report(results: list[dict], out: Path, args) -> None:
     for run in offline_runs:
         lines += [
             f"Offline{' (again, after the served runs)' if run is not base else ''}: "
-            f"{run['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, backend open), "
+            f"{run['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, "
+            "backend open), "
             f"{run['model_videos_per_s_batch8']} videos/s for the bare model at batch 8 ({run['detail']}).",
             "",
         ]
     lines += [
-        "| scenario | replicas x CPUs | ok | requests/s | vs offline (mean of runs) | p50 s | p99 s | p99/p50 | mean batch | CPU use |",
+        "| scenario | replicas x CPUs | ok | requests/s | vs offline (mean of runs) | p50 s | p99 s | "
+        "p99/p50 | mean batch | CPU use |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -200,8 +203,10 @@ def write_report(results: list[dict], out: Path, args) -> None:
             continue
         share = f"{r['requests_per_s'] / offline_rate:.0%}" if offline_rate else "-"
         lines.append(
-            f"| {r['scenario']} | {r['replicas']} x {r['cpus_per_replica']:g} | {r['ok']}/{r['requests']} | {r['requests_per_s']} | {share} "
-            f"| {r['p50_s']} | {r['p99_s']} | {r['p99_s'] / r['p50_s']:.2f} | {r['mean_batch']} | {r['cpu_use']:.0%} |"
+            f"| {r['scenario']} | {r['replicas']} x {r['cpus_per_replica']:g} | "
+            f"{r['ok']}/{r['requests']} | {r['requests_per_s']} | {share} "
+            f"| {r['p50_s']} | {r['p99_s']} | {r['p99_s'] / r['p50_s']:.2f} | {r['mean_batch']} | "
+            f"{r['cpu_use']:.0%} |"
         )
     (out / "serve.md").write_text("\n".join(lines) + "\n")
 
@@ -246,7 +251,7 @@ def main() -> None:
             str(args.frames),
         ]
         run = subprocess.run(command, env=env, capture_output=True, text=True)
-        line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in run.stdout.splitlines() if out.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{scenario} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         results.append(json.loads(line[len("RESULT ") :]))

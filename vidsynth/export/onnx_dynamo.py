@@ -77,7 +77,8 @@ def check_opset(requested: int | None, exporter: str, formats: Sequence[str]) ->
         return MIN_OPSET
     if requested < MIN_OPSET:
         raise ExportError(
-            f"ONNX opset {requested} is below {MIN_OPSET}, the lowest the torch.export-based exporter writes; use --opset {MIN_OPSET} or higher"
+            f"ONNX opset {requested} is below {MIN_OPSET}, the lowest the torch.export-based exporter "
+            f"writes; use --opset {MIN_OPSET} or higher"
         )
     return requested
 
@@ -86,7 +87,8 @@ def require_onnxscript() -> None:
     """The torch.export-based exporter writes its graphs with onnxscript, an optional package."""
     if importlib.util.find_spec("onnxscript") is None:
         raise MissingDependencyError(
-            "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install 'vidsynth[dynamo]'"
+            "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install "
+            "'vidsynth[dynamo]'"
         )
 
 

@@ -89,7 +89,8 @@ def compile_package(program: torch.export.ExportedProgram, path: Path, config: M
         torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=options)
     except Exception as exc:  # inductor and the C++ toolchain raise many unrelated types
         raise ExportError(
-            f"AOTInductor could not compile {path.name} (torch {torch.__version__}; a C++ compiler such as g++ "
+            f"AOTInductor could not compile {path.name} (torch {torch.__version__}; a C++ compiler such "
+            "as g++ "
             f"must be installed): {exc}"
         ) from exc
 
@@ -109,5 +110,8 @@ def pt2_record() -> dict[str, Any]:
         "device": "cpu",
         "motion": "(state, n_frames) -> (codes (n_frames, B, d_motion), state_out)",
         "image": "(B*n_frames, nz, 1, 1) latents -> (B*n_frames, nc, H, W) frames",
-        "latents": "cat(codes transposed to batch-major, z_content[, one-hot category]), as vidsynth.model.generator.frame_latents",
+        "latents": (
+            "cat(codes transposed to batch-major, z_content[, one-hot category]), "
+            "as vidsynth.model.generator.frame_latents"
+        ),
     }

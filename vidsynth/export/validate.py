@@ -213,7 +213,8 @@ def validate_backends(
     for backend, value in psnr.items():
         if value < min_psnr_db:
             problems.append(
-                f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {min_psnr_db:g} dB minimum"
+                f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the "
+                f"{min_psnr_db:g} dB minimum"
             )
     if problems:
         header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"

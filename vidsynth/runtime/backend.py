@@ -167,7 +167,8 @@ def exported_weights(weights: str | None, formats: tuple[str, ...], notify: Noti
 
     model = load_model(weights)
     notify(
-        f"exporting the weights ({', '.join(formats)}) for this run; `vidsynth export` once and --artifacts skip this"
+        f"exporting the weights ({', '.join(formats)}) for this run; `vidsynth export` once and "
+        "--artifacts skip this"
     )
     with tempfile.TemporaryDirectory(prefix="vidsynth-export-") as tmp:
         directory = Path(tmp) / "artifacts"

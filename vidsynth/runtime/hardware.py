@@ -126,7 +126,8 @@ def auto_backend(artifacts: bool, device: str, hardware: Hardware) -> tuple[str,
     if hardware.native_bf16:
         return (
             "optimized-bf16",
-            f"weights on a CPU with native bf16 ({', '.join(f for f in NATIVE_BF16_FLAGS if f in hardware.cpu_flags)})",
+            "weights on a CPU with native bf16 "
+            f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in hardware.cpu_flags)})",
         )
     return (
         "optimized",

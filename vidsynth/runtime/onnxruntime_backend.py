@@ -51,7 +51,10 @@ def no_cuda_provider_reason() -> str:
             "onnxruntime and onnxruntime-gpu are both installed and share one module, which is now the "
             f"CPU build; keep only the GPU one: {swap}"
         )
-    return f"onnxruntime {ort.__version__} is a CPU build without {CUDA_PROVIDER}; for CUDA: {swap} (README, GPU)"
+    return (
+        f"onnxruntime {ort.__version__} is a CPU build without {CUDA_PROVIDER}; "
+        f"for CUDA: {swap} (README, GPU)"
+    )
 
 
 def cuda_provider_available() -> bool:
@@ -72,7 +75,8 @@ def _open_session(path: Path, device: str, contract: ExportContract, threads: in
     got_out = [o.name for o in session.get_outputs()]
     if got_in != contract.input_names or got_out != contract.output_names:
         raise RuntimeBackendError(
-            f"{path} has inputs {got_in} and outputs {got_out}; expected {contract.input_names} and {contract.output_names}"
+            f"{path} has inputs {got_in} and outputs {got_out}; expected {contract.input_names} and "
+            f"{contract.output_names}"
         )
     return session
 

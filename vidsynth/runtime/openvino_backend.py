@@ -69,7 +69,8 @@ class _Graph:
         )
         if not fits:
             raise RuntimeBackendError(
-                f"{path} has inputs {[sorted(n) for n in got_in]} and outputs {[sorted(n) for n in got_out]}; "
+                f"{path} has inputs {[sorted(n) for n in got_in]} and outputs "
+                f"{[sorted(n) for n in got_out]}; "
                 f"expected {contract.input_names} and {contract.output_names}"
             )
         self.outputs = contract.output_names

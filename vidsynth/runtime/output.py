@@ -31,7 +31,8 @@ def locked_directory(directory: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InputError(
-                f"another vidsynth run is writing into {directory}; wait for it to finish or choose another --out"
+                f"another vidsynth run is writing into {directory}; wait for it to finish or choose "
+                "another --out"
             ) from None
         yield
     finally:

@@ -18,7 +18,8 @@ def open_pt2(request: GenerateRequest, notify: Notify) -> TorchBackend:
 
     if request.device == "cuda":
         raise RuntimeBackendError(
-            "the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend torchscript on CUDA"
+            "the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend "
+            "torchscript on CUDA"
         )
     source = (
         nullcontext(Artifacts(request.artifacts))

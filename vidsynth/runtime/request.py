@@ -32,7 +32,10 @@ def fps_problem(fps: object, fmt: str) -> str | None:
     if not MIN_FPS <= fps <= MAX_FPS:
         return f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}"
     if fmt == "gif" and fps > MAX_GIF_FPS:
-        return f"gif frame delays are whole hundredths of a second: fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
+        return (
+            "gif frame delays are whole hundredths of a second: "
+            f"fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
+        )
     return None
 
 

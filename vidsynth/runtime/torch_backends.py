@@ -79,7 +79,8 @@ def warn_if_bf16_is_emulated(notify: Notify) -> None:
         slowdown, unit = hardware.emulated_bf16_slowdown
         notify(
             f"warning: this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)}), so bf16 is emulated: "
-            f"measured {slowdown:g}x slower than fp32 on an {unit} CPU like this one; --backend auto picks fp32 here"
+            f"measured {slowdown:g}x slower than fp32 on an {unit} CPU like this one; --backend auto "
+            "picks fp32 here"
         )
 
 

@@ -83,7 +83,8 @@ class Ingress:
         except asyncio.TimeoutError:
             return error_response(
                 504,
-                f"the request took longer than the server's limit of {limits.timeout_s:g} s; ask for fewer frames or videos",
+                f"the request took longer than the server's limit of {limits.timeout_s:g} s; ask for "
+                "fewer frames or videos",
             )
         except VidsynthError as exc:  # raised in the replica: Ray wraps it, .cause is ours
             cause = getattr(exc, "cause", exc)

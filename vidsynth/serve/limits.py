@@ -38,7 +38,8 @@ class ServeLimits:
             problems.append(
                 (
                     "num_videos",
-                    f"num_videos is {request.num_videos}; this server makes at most {self.max_videos} per request",
+                    f"num_videos is {request.num_videos}; this server makes at most {self.max_videos} "
+                    "per request",
                 )
             )
         total = request.frames * request.num_videos

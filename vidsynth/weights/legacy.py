@@ -102,7 +102,8 @@ def _motion_layout(state: dict[str, torch.Tensor], path: Path) -> tuple[str, dic
         if f"{cell}.weight_ih" in state:
             return cell, state
     raise WeightsError(
-        f"{path} is not a motion checkpoint: expected lstm.weight_ih or gru.weight_ih (found {sorted(state)[:6]})"
+        f"{path} is not a motion checkpoint: expected lstm.weight_ih or gru.weight_ih (found "
+        f"{sorted(state)[:6]})"
     )
 
 
