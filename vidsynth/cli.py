@@ -66,13 +66,16 @@ def import_command(generator: str, motion: str, out: str, force: bool) -> None:
 def info_command(weights: str, hardware: bool) -> None:
     """Print a model's config and parameter count (WEIGHTS: default, demo or a directory)."""
     if hardware:
+        from vidsynth.artifacts.contract import FILES
         from vidsynth.runtime.hardware import auto_backend, probe_hardware
 
         found = probe_hardware()
-        picks = {
-            source: dict(zip(("backend", "why"), auto_backend(source == "artifacts", "auto", found)))
-            for source in ("weights", "artifacts")
-        }
+        picks = {}
+        for source, formats in (("weights", None), ("artifacts", frozenset(FILES))):
+            try:
+                picks[source] = dict(zip(("backend", "why"), auto_backend(formats, "auto", found)))
+            except VidsynthError as exc:
+                picks[source] = {"backend": None, "why": str(exc)}
         click.echo(json.dumps({**found.describe(), "auto_backend": picks}, indent=2))
         return
     from vidsynth.weights import load_model

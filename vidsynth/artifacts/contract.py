@@ -55,6 +55,15 @@ FILES = {
     "onnx": (ONNX_FILE, ONNX_CHUNK_FILE),
     "pt2": (PT2_MOTION_FILE, PT2_IMAGE_FILE),
 }
+
+
+def formats_in(manifest: dict) -> frozenset[str]:
+    """The export formats whose files a manifest lists (a streaming-only ONNX graph is optional)."""
+    listed = manifest.get("files", {})
+    needed = {**FILES, "onnx": (ONNX_FILE,)}
+    return frozenset(fmt for fmt, files in needed.items() if all(name in listed for name in files))
+
+
 INITIAL_STATE_RULE = "zeros(B, state_size - d_motion) then z_motion"
 
 # Inference rewrites an ONNX graph may carry (the manifest's "rewrites" lists those applied).

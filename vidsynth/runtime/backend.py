@@ -88,7 +88,8 @@ def resolve_backend(request: GenerateRequest, notify: Notify = lambda message: N
         return request.backend
     from vidsynth.runtime.hardware import auto_backend, probe_hardware
 
-    name, why = auto_backend(request.artifacts is not None, request.device, probe_hardware())
+    formats = None if request.artifacts is None else exported_formats(request.artifacts)
+    name, why = auto_backend(formats, request.device, probe_hardware())
     notify(f"--backend auto chose {name}: {why}")
     return name
 
@@ -103,6 +104,23 @@ def open_backend(request: GenerateRequest, notify: Notify = lambda message: None
     except ImportError as exc:
         raise MissingDependencyError(f"the {name} backend cannot start ({exc}): {spec.install}") from None
     return getattr(module, spec.opener)(request, notify)
+
+
+def exported_formats(directory: str | Path) -> frozenset[str]:
+    """The formats (torchscript, onnx, pt2) an export directory's manifest lists; the files
+    themselves are verified when the chosen backend opens them."""
+    from vidsynth.artifacts.contract import formats_in
+    from vidsynth.artifacts.manifest import read_manifest
+
+    _check_is_directory(Path(directory))
+    return formats_in(read_manifest(directory, verify_hashes=False))
+
+
+def _check_is_directory(directory: Path) -> None:
+    if not directory.is_dir():
+        raise RuntimeBackendError(
+            f"artifacts directory {directory} does not exist; make one with `vidsynth export`"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,10 +151,7 @@ class Artifacts:
         from vidsynth.artifacts.manifest import read_manifest
 
         self.directory = Path(directory)
-        if not self.directory.is_dir():
-            raise RuntimeBackendError(
-                f"artifacts directory {self.directory} does not exist; make one with `vidsynth export`"
-            )
+        _check_is_directory(self.directory)
         self.manifest: dict[str, Any] = read_manifest(self.directory, verify_hashes=True)
         try:
             self.config = ModelConfig.from_dict(self.manifest["config"])

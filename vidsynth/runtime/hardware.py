@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
+from vidsynth.errors import MissingDependencyError
+
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}  # module -> distribution
 # How many times as long the optimized backend takes at bf16 as at fp32 on a CPU without native
@@ -86,8 +88,14 @@ def _installed_distribution(distribution: str) -> str | None:
         return None
 
 
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is loaded: without one no runtime needs to be asked for CUDA
+    (asking onnxruntime-gpu makes it log an error)."""
+    return os.path.exists("/proc/driver/nvidia")
+
+
 def _cuda_device(torch_installed: bool) -> str | None:
-    if not torch_installed or not os.path.exists("/proc/driver/nvidia"):
+    if not torch_installed or not nvidia_driver_present():
         return None  # no driver: no need to import torch to know
     import torch
 
@@ -101,34 +109,62 @@ def probe_hardware() -> Hardware:
     return Hardware(model, os.cpu_count() or 1, flags, runtimes, _cuda_device(runtimes["torch"] is not None))
 
 
-def auto_backend(artifacts: bool, device: str, hardware: Hardware) -> tuple[str, str]:
-    """(backend name, why) for a source of export artifacts or of weights on `device`
-    (cpu, cuda or auto). The order comes from the benchmarks (README, Benchmarks)."""
-    if device == "cuda" or (device == "auto" and hardware.cuda_device is not None):
-        return "torchscript", f"CUDA GPU {hardware.cuda_device}: TorchScript was the fastest fp32 path there"
-    if artifacts:
-        if hardware.has("openvino"):
-            return (
-                "openvino",
-                "export artifacts on the CPU: OpenVINO ran the optimized generator.onnx fastest",
-            )
-        if hardware.has("onnxruntime"):
-            return (
-                "onnxruntime",
-                "export artifacts on the CPU, OpenVINO not installed: onnxruntime runs generator.onnx",
-            )
-        if hardware.has("torch"):
-            return (
-                "torchscript",
-                "export artifacts on the CPU, onnxruntime not installed: TorchScript runs generator.pt",
-            )
-        return "onnxruntime", "export artifacts, and neither onnxruntime nor torch is installed"
-    if hardware.native_bf16:
-        return (
-            "optimized-bf16",
-            "weights on a CPU with native bf16 "
-            f"({', '.join(f for f in NATIVE_BF16_FLAGS if f in hardware.cpu_flags)})",
+# Artifact backends in the order the benchmarks rank them (README, Benchmarks), per device:
+# (backend, the export format it runs, the runtime module it needs, why it is chosen).
+_ARTIFACT_PICKS = {
+    "cpu": (
+        ("openvino", "onnx", "openvino", "OpenVINO ran the optimized generator.onnx fastest"),
+        ("onnxruntime", "onnx", "onnxruntime", "onnxruntime runs generator.onnx"),
+        ("torchscript", "torchscript", "torch", "TorchScript runs generator.pt"),
+        ("pt2", "pt2", "torch", "AOTInductor runs the .pt2 packages"),
+    ),
+    "cuda": (
+        ("torchscript", "torchscript", "torch", "TorchScript was the fastest fp32 path there"),
+        ("onnxruntime", "onnx", "onnxruntime", "onnxruntime runs generator.onnx on its CUDA provider"),
+    ),
+}
+
+
+def auto_backend(formats: frozenset[str] | None, device: str, hardware: Hardware) -> tuple[str, str]:
+    """(backend name, why) for export artifacts holding `formats` (torchscript, onnx, pt2), or
+    for weights when `formats` is None, on `device` (cpu, cuda or auto): the first backend in
+    the benchmarks' order whose format is present and whose runtime is installed. A
+    MissingDependencyError when none is."""
+    if device == "cuda":
+        where, on = "cuda", "--device cuda"
+    elif device == "auto" and hardware.cuda_device is not None:
+        where, on = "cuda", f"CUDA GPU {hardware.cuda_device}"
+    else:
+        where, on = "cpu", "the CPU"
+    if formats is None:
+        return _weights_backend(where, on, hardware)
+    source = f"export artifacts ({', '.join(sorted(formats)) or 'no formats'}) on {on}"
+    passed_over = []
+    for name, fmt, runtime, reason in _ARTIFACT_PICKS[where]:
+        if fmt not in formats:
+            passed_over.append(f"no {fmt} for {name}")
+        elif not hardware.has(runtime):
+            passed_over.append(f"{runtime} not installed")
+        else:
+            skipped = f" ({'; '.join(passed_over)})" if passed_over else ""
+            return name, f"{source}{skipped}: {reason}"
+    raise MissingDependencyError(
+        f"--backend auto found no backend for {source}: {'; '.join(passed_over)}; install the runtime "
+        "of a format the export holds, or export a format an installed runtime runs (export --formats)"
+    )
+
+
+def _weights_backend(where: str, on: str, hardware: Hardware) -> tuple[str, str]:
+    if not hardware.has("torch"):
+        raise MissingDependencyError(
+            f"--backend auto: weights on {on} need torch, which is not installed: pip install torch "
+            "(the CPU build: pip install torch==2.13.0), or run an ONNX export with --artifacts"
         )
+    if where == "cuda":
+        return "torchscript", f"weights on {on}: TorchScript was the fastest fp32 path there"
+    if hardware.native_bf16:
+        flags = ", ".join(flag for flag in NATIVE_BF16_FLAGS if flag in hardware.cpu_flags)
+        return "optimized-bf16", f"weights on a CPU with native bf16 ({flags})"
     return (
         "optimized",
         "weights on a CPU without native bf16 (no amx_bf16/avx512_bf16): the fp32 inference copy",

@@ -26,6 +26,7 @@ from vidsynth.errors import RuntimeBackendError
 from vidsynth.model.noise import Noise
 from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
 from vidsynth.runtime.backend import Artifacts, Backend, Notify, choose_device, exported_weights
+from vidsynth.runtime.hardware import nvidia_driver_present
 from vidsynth.runtime.request import GenerateRequest
 
 ort = import_onnxruntime()
@@ -45,6 +46,8 @@ def _installed(distribution: str) -> bool:
 
 def no_cuda_provider_reason() -> str:
     """Why onnxruntime offers no CUDAExecutionProvider, and the fix."""
+    if not nvidia_driver_present():
+        return "no NVIDIA GPU driver is loaded (/proc/driver/nvidia is missing)"
     swap = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'vidsynth[gpu]'"
     if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
         return (
@@ -58,7 +61,7 @@ def no_cuda_provider_reason() -> str:
 
 
 def cuda_provider_available() -> bool:
-    return CUDA_PROVIDER in ort.get_available_providers()
+    return nvidia_driver_present() and CUDA_PROVIDER in ort.get_available_providers()
 
 
 def _open_session(path: Path, device: str, contract: ExportContract, threads: int) -> Any:
