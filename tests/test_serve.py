@@ -179,7 +179,9 @@ def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend
     from vidsynth.export.artifacts import export_artifacts
     from vidsynth.serve.card import model_card
     from vidsynth.weights import load_model
-    from vidsynth.weights.format import parameter_count
+
+    def parameter_count(model):
+        return sum(p.numel() for p in model.parameters())
 
     card = model_card(GenerateRequest(weights=weights), backend)
     assert card["parameters"] == parameter_count(load_model(weights))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -258,6 +260,20 @@ def test_time_limit_stops_after_a_checkpoint(tmp_path):
     record = train(config, tmp_path / "run", max_minutes=1e-6, progress=False)
     assert record["stopped"] == "time limit" and record["step"] == 1
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 1
+
+
+def test_sigterm_stops_after_a_checkpoint_and_puts_the_handler_back(tmp_path):
+    config = TrainConfig(data=None, dry_run=True, steps=50, checkpoint_every=100, **TINY)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_at_step_2(step, losses):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    record = train(config, tmp_path / "run", progress=False, on_step=terminate_at_step_2)
+    assert record["stopped"] == "signal" and record["step"] == 2
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_bad_settings_are_collected_in_one_error():

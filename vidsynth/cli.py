@@ -78,13 +78,13 @@ def info_command(weights: str, hardware: bool) -> None:
                 picks[source] = {"backend": None, "why": str(exc)}
         click.echo(json.dumps({**found.describe(), "auto_backend": picks}, indent=2))
         return
+    from vidsynth.model.generator import parameter_count
     from vidsynth.weights import load_model
-    from vidsynth.weights.format import parameter_count
 
     model = load_model(weights)
     report = {
         "config": model.config.to_dict(),
-        "parameters": parameter_count(model),
+        "parameters": parameter_count(model.config),
         "provenance": getattr(model, "provenance", {}),
     }
     click.echo(json.dumps(report, indent=2))

@@ -1,14 +1,17 @@
-"""SIGTERM (what timeout, systemd and Kubernetes send) handled like SIGINT: it raises in the
-main thread, so every `with atomic_...` block and staging directory cleans up on the way out."""
+"""SIGTERM (what timeout, systemd and Kubernetes send) and SIGINT, handled one of two ways:
+`sigterm_as_interrupt` makes SIGTERM raise like Ctrl-C, so every `with atomic_...` block and
+staging directory cleans up on the way out; `stop_requested` turns both into a request that a
+long-running loop (training, a server) honours at its next safe point."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 EXIT_STATUS = 128 + signal.SIGTERM
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Terminated(KeyboardInterrupt):
@@ -20,13 +23,33 @@ def _raise_terminated(signum, frame) -> None:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises Terminated (main thread only; elsewhere a no-op)."""
+def _handled(signums: tuple[int, ...], handler: Callable) -> Iterator[None]:
+    """`handler` for `signums` within the block, the previous handlers after it. Python lets
+    only the main thread set handlers: elsewhere this changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated (main thread only; elsewhere a no-op)."""
+    with _handled((signal.SIGTERM,), _raise_terminated):
+        yield
+
+
+@contextmanager
+def stop_requested() -> Iterator[threading.Event]:
+    """Within the block, SIGINT and SIGTERM set the returned event instead of interrupting;
+    the caller checks it (or waits on it) and stops cleanly. SIGINT is set explicitly because a
+    background job of a non-interactive shell starts with it ignored. Main thread only:
+    elsewhere the event is never set by a signal."""
+    stop = threading.Event()
+    with _handled(STOP_SIGNALS, lambda signum, frame: stop.set()):
+        yield stop

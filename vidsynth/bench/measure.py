@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from vidsynth.runtime.plan import available_memory
+
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds, dtype=np.float64) * 1e3
@@ -53,15 +55,8 @@ def peak_rss_mib() -> float | None:
     return None if kib is None else kib / 1024
 
 
-def mem_available_mib() -> float | None:
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+def mem_available_mib() -> float:
+    return available_memory() / 2**20
 
 
 def timed(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any]:

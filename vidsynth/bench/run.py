@@ -348,7 +348,7 @@ def measure_grid(
             ]
             need = max([mib_per_frame.get(c.label, 0.0)] + peers) * total
             free = mem_available_mib()
-            if free is not None and need > 0.7 * free:
+            if need > 0.7 * free:
                 skips.append(
                     {
                         "label": c.label,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -44,7 +45,7 @@ def field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
 
 def _unwrap_optional(hint: Any) -> tuple[type, bool]:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
         return args[0], True
     return hint, False
 

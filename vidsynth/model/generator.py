@@ -141,3 +141,10 @@ def build_model(config: ModelConfig, seed: int | None = None) -> VideoGenerator:
         return VideoGenerator(config)
     with seeded_init(seed):
         return VideoGenerator(config)
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Trainable parameters of a generator with `config`, counted on the meta device (nothing
+    is allocated)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VideoGenerator(config).parameters())

@@ -16,7 +16,7 @@ from vidsynth.errors import InputError
 from vidsynth.model.noise import FIX_CHOICES
 from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
 
-VIDEO_FORMATS = ("mp4", "gif", "png")
+OUTPUT_FORMATS = ("mp4", "gif", "png")
 # Frame rates a file can carry. GIF stores frame delays in whole hundredths of a second
 # (Pillow truncates the milliseconds it is given), so above 100 fps a delay would become 0,
 # which players show at an arbitrary speed.
@@ -67,7 +67,7 @@ class GenerateRequest:
     fps: float = _option(8.0, "frames per second written into mp4/gif", "F")
     format: str = _option(
         "mp4",
-        f"{' | '.join(VIDEO_FORMATS)} (png: one sheet.png, a row per video, a column per frame)",
+        f"{' | '.join(OUTPUT_FORMATS)} (png: one sheet.png, a row per video, a column per frame)",
         "NAME",
     )
     out: str = _option(
@@ -98,7 +98,7 @@ class GenerateRequest:
 
         choice("backend", self.backend, BACKENDS)
         choice("device", self.device, DEVICES)
-        choice("format", self.format, VIDEO_FORMATS)
+        choice("format", self.format, OUTPUT_FORMATS)
         if self.fix is not None:
             choice("fix", self.fix, FIX_CHOICES)
         for name in ("num_videos", "frames", "chunk_frames"):

@@ -1,14 +1,12 @@
 """The facts `GET /v1/model` reports: config, provenance, size, backend and device.
-Read from the weights' config.json and safetensors header, or the export manifest. Torch-free."""
+Read from the weights' config.json, or the export manifest (torch-free for exports)."""
 
 from __future__ import annotations
 
-import json
-import struct
-from math import prod
 from pathlib import Path
 from typing import Any
 
+from vidsynth.artifacts.manifest import read_manifest
 from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.request import GenerateRequest
 
@@ -23,21 +21,6 @@ def _weights_dir(server: GenerateRequest) -> Path | None:
     return DEFAULT_WEIGHTS_DIR if server.weights in (None, "default") else Path(server.weights)
 
 
-BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # batch-norm state, not parameters
-
-
-def safetensors_parameters(path: Path) -> int:
-    """The model's parameter count from a safetensors file's JSON header alone (no torch)."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return sum(
-        prod(entry["shape"])
-        for name, entry in header.items()
-        if name != "__metadata__" and not name.endswith(BUFFERS)
-    )
-
-
 def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
     card: dict[str, Any] = {
         "config": backend.config.to_dict(),
@@ -49,14 +32,14 @@ def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
     }
     directory = _weights_dir(server)
     if directory is not None:
+        from vidsynth.model.generator import parameter_count
         from vidsynth.weights.format import read_config
 
-        card["provenance"] = read_config(directory)[1]
-        tensors = directory / "model.safetensors"
-        card["size_bytes"] = tensors.stat().st_size
-        card["parameters"] = safetensors_parameters(tensors)
+        config, card["provenance"] = read_config(directory)
+        card["size_bytes"] = (directory / "model.safetensors").stat().st_size
+        card["parameters"] = parameter_count(config)
     elif server.artifacts is not None:
-        manifest = json.loads((Path(server.artifacts) / "manifest.json").read_text())
+        manifest = read_manifest(server.artifacts, verify_hashes=False)  # the backend verified it
         card["provenance"] = {
             "source": f"export artifacts (vidsynth {manifest.get('vidsynth_version')})",
             "dtype": manifest.get("dtype"),

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from vidsynth.errors import InputError, choice_error
+from vidsynth.errors import ConfigError, InputError, choice_error
 from vidsynth.model.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig, field_type_problems
 from vidsynth.runtime.backend import DEVICES
 
@@ -73,26 +73,14 @@ class TrainConfig:
         problems = field_type_problems(self)
         if problems:
             raise InputError("bad training settings: " + "; ".join(problems))
-        if self.cell not in CELLS:
-            raise choice_error(InputError, "cell", self.cell, CELLS)
-        if self.motion_mode not in MOTION_MODES:
-            raise choice_error(InputError, "motion mode", self.motion_mode, MOTION_MODES)
-        if self.image_size not in IMAGE_SIZES:
-            raise choice_error(InputError, "image size", self.image_size, [str(s) for s in IMAGE_SIZES])
         if self.device not in DEVICES:
             raise choice_error(InputError, "device", self.device, DEVICES)
         problems = []
-        for name in (
-            "ngf",
-            "ndf",
-            "d_content",
-            "d_motion",
-            "hidden_size",
-            "steps",
-            "frame_step",
-            "checkpoint_every",
-            "sample_every",
-        ):
+        try:
+            self.model_config(n_categories=0)  # the generator's settings, checked where they are defined
+        except ConfigError as exc:
+            problems.append(str(exc))
+        for name in ("ndf", "steps", "frame_step", "checkpoint_every", "sample_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch < 2:

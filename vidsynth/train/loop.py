@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +34,8 @@ from torch import Tensor
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.model.generator import VideoGenerator, build_model, seeded_init
 from vidsynth.runtime.backend import choose_device
+from vidsynth.runtime.hardware import probe_hardware
+from vidsynth.signals import stop_requested
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
@@ -204,15 +204,7 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, {torch.get_num_threads()} torch CPU threads"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
+    return f"{probe_hardware().cpu_model}, {torch.get_num_threads()} torch threads"
 
 
 def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
@@ -264,29 +256,6 @@ def _torch_settings(config: TrainConfig, device: torch.device) -> Iterator[None]
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = benchmark
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT so the loop checkpoints and leaves cleanly."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.stop = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def train(
@@ -373,7 +342,7 @@ def _run(
 
         bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True, mininterval=2.0)
     step = start_step
-    with _StopFlag() as flag, log:
+    with stop_requested() as stop, log:
         while step < config.steps:
             tick = time.monotonic()
             losses = train_step(t, sampler)
@@ -399,7 +368,7 @@ def _run(
                     refresh=False,
                 )
             out_of_time = deadline is not None and time.monotonic() >= deadline
-            finished = step >= config.steps or out_of_time or flag.stop
+            finished = step >= config.steps or out_of_time or stop.is_set()
             record["step"] = step
             record["elapsed_s"] = base_elapsed + time.monotonic() - started
             if step % config.sample_every == 0 or finished:
@@ -411,7 +380,7 @@ def _run(
                 break
     if bar is not None:
         bar.close()
-    record["stopped"] = "steps" if step >= config.steps else ("signal" if flag.stop else "time limit")
+    record["stopped"] = "steps" if step >= config.steps else ("signal" if stop.is_set() else "time limit")
     record["steps_this_call"] = step - start_step
     record["wall_s_this_call"] = time.monotonic() - started
     return record
