@@ -195,16 +195,17 @@ def _request_options(command):
 def generate_command(**values) -> None:
     """Make videos (video_000.mp4, ... or one sheet.png) from weights or export artifacts.
 
-    With no options: the default weights, a few short mp4 videos in ./videos."""
+    With no options: the default weights, a few short mp4 videos in ./videos.
+    `--out - --num-videos 1` streams one video to stdout (pipe it into ffplay -)."""
     from vidsynth.runtime.generate import generate_videos
     from vidsynth.runtime.request import GenerateRequest
 
     result = generate_videos(
         GenerateRequest(**values, progress=True), notify=lambda m: click.echo(m, err=True)
     )
-    click.echo(
-        f"{len(result.paths)} file(s) from {result.backend} ({result.detail}) on {result.device}:", err=True
-    )
+    made = f"{len(result.paths)} file(s)" if result.paths else "one video to stdout"
+    ending = ":" if result.paths else ""
+    click.echo(f"{made} from {result.backend} ({result.detail}) on {result.device}{ending}", err=True)
     for path in result.paths:
         click.echo(str(path))
 

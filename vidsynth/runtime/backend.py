@@ -3,8 +3,9 @@ they read it, and the registry that opens one by name.
 
 Inputs are the numpy codes from vidsynth.model.noise.sample_noise; outputs are numpy float32 videos
 (B, T, nc, H, W) in [-1, 1]. The recurrent state between chunks is opaque to callers (a tensor
-or an ONNX Runtime value that may live on the GPU). Torch-free: `open_backend` imports only the
-backend asked for, so the ONNX Runtime path never imports torch.
+or an ONNX Runtime value that may live on the GPU); `state_to_host` and `state_from_host` turn it
+into a numpy array and back, so that another process can continue a stream. Torch-free:
+`open_backend` imports only the backend asked for, so the ONNX Runtime path never imports torch.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ class Backend(ABC):
     @abstractmethod
     def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
         """The next n_frames frames and the state to continue from."""
+
+    def state_to_host(self, state: Any) -> np.ndarray:
+        """The state generate_chunk returned, as a float32 numpy array (B, state_size)."""
+        return np.asarray(state, dtype=np.float32)
+
+    def state_from_host(self, state: np.ndarray) -> Any:
+        """A state from state_to_host (made by any backend of the same model), ready for generate_chunk."""
+        return np.ascontiguousarray(state, dtype=np.float32)
 
     def device_memory_available(self) -> int | None:
         """Free bytes on the compute device when it is not host memory; None otherwise."""

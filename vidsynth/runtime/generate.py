@@ -3,16 +3,19 @@ Torch is imported only by the torch backends."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from vidsynth.errors import StorageError
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime.backend import Notify, open_backend
 from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.plan import Plan, plan_generation
-from vidsynth.runtime.request import GenerateRequest
+from vidsynth.runtime.request import STDOUT, GenerateRequest
 from vidsynth.runtime.stream import check_channels, stream_videos
-from vidsynth.runtime.writers import open_writer
+from vidsynth.runtime.writers import Mp4StreamWriter, open_writer
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,16 @@ class GenerateResult:
     plan: Plan
 
 
-def generate_videos(request: GenerateRequest, notify: Notify = lambda message: None) -> GenerateResult:
+def generate_videos(
+    request: GenerateRequest, notify: Notify = lambda message: None, sink: BinaryIO | None = None
+) -> GenerateResult:
     """Makes request.num_videos videos of request.frames frames and writes them to
     request.out (video_000.mp4, ... or one sheet.png). Bad input raises a VidsynthError
-    before anything is written; a failure part-way leaves no partial files."""
+    before anything is written; a failure part-way leaves no partial files.
+    With out "-", the one video goes to `sink` (stdout) as a fragmented MP4 while it is made."""
     request.validate()
-    check_output_dir(request.out_path)
+    if request.out != STDOUT:
+        check_output_dir(request.out_path)
     backend = open_backend(request, notify)
     config = backend.config
     check_channels(config.nc)
@@ -42,6 +49,9 @@ def generate_videos(request: GenerateRequest, notify: Notify = lambda message: N
         device_available=backend.device_memory_available(),
     )
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
+    if request.out == STDOUT:
+        _stream_out(backend, noise, request, plan, sys.stdout.buffer if sink is None else sink)
+        return GenerateResult([], backend.name, backend.device, backend.detail, plan)
     with staged_output(request.out_path) as (staging, names):
         writer = open_writer(
             request.format, staging, request.num_videos, request.frames, request.fps, config.image_size
@@ -54,3 +64,16 @@ def generate_videos(request: GenerateRequest, notify: Notify = lambda message: N
             raise
     paths = [request.out_path / name for name in names]
     return GenerateResult(paths, backend.name, backend.device, backend.detail, plan)
+
+
+def _stream_out(backend, noise, request: GenerateRequest, plan: Plan, sink: BinaryIO) -> None:
+    writer = Mp4StreamWriter(sink, request.frames, request.fps, backend.config.image_size)
+    try:
+        stream_videos(backend, noise, request.frames, plan, writer, progress=request.progress)
+        writer.finish()
+    except BrokenPipeError:
+        writer.abort()
+        raise StorageError("the reader of the video on stdout closed it before the end") from None
+    except BaseException:
+        writer.abort()
+        raise

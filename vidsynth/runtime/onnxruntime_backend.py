@@ -153,6 +153,12 @@ class OnnxRuntimeBackend(Backend):
         video, state_out = self._run(self.chunk_session, inputs, chunk_contract(self.config).output_names)
         return video.numpy(), state_out  # state_out stays on the device
 
+    def state_to_host(self, state: Any) -> np.ndarray:
+        return state.numpy()
+
+    def state_from_host(self, state: np.ndarray) -> Any:
+        return self._value(np.asarray(state, dtype=np.float32))
+
 
 def _open(artifacts: Artifacts, request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
     device = request.device

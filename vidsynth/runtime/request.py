@@ -22,7 +22,10 @@ OUTPUT_FORMATS = ("mp4", "gif", "png")
 # which players show at an arbitrary speed.
 MIN_FPS = 0.01  # one frame per 100 s
 MAX_FPS = 1000.0
-MAX_GIF_FPS = 100.0  # a 10 ms delay, the shortest GIF stores
+MAX_GIF_FPS = 100.0
+STDOUT = (
+    "-"  # --out -: one mp4 video to stdout, as a fragmented MP4  # a 10 ms delay, the shortest GIF stores
+)
 
 
 def fps_problem(fps: object, fmt: str) -> str | None:
@@ -71,7 +74,10 @@ class GenerateRequest:
         "NAME",
     )
     out: str = _option(
-        "videos", "output directory (video_000.mp4, ... or sheet.png); created if missing", "DIR"
+        "videos",
+        "output directory (video_000.mp4, ... or sheet.png); created if missing; "
+        "- writes one mp4 video to stdout (a fragmented MP4, e.g. for ffplay -)",
+        "DIR|-",
     )
     fix: str | None = _option(
         None,
@@ -126,6 +132,14 @@ class GenerateRequest:
                 + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts)
                 + ") with --artifacts"
             )
+        if self.out == STDOUT:
+            if self.format != "mp4":
+                problems.setdefault("format", f"--out - writes mp4 only, got --format {self.format}")
+            if self.num_videos != 1:
+                problems.setdefault(
+                    "num_videos",
+                    f"--out - writes one video; got --num-videos {self.num_videos}: add --num-videos 1",
+                )
         if problems:
             raise InputError("; ".join(problems.values()), fields=tuple(problems))
         return self

@@ -57,6 +57,12 @@ class TorchBackend(Backend):
             video, state = self.module.generate_chunk(self._tensor(noise.z_content), state, n_frames, *extra)
         return self._to_numpy(video), state  # the state stays on the device
 
+    def state_to_host(self, state: torch.Tensor) -> np.ndarray:
+        return state.detach().float().cpu().numpy()
+
+    def state_from_host(self, state: np.ndarray) -> torch.Tensor:
+        return self._tensor(np.ascontiguousarray(state, dtype=np.float32))
+
     def device_memory_available(self) -> int | None:
         if self.device != "cuda":
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -90,6 +91,33 @@ class Mp4Writer(VideoWriter):
         for encoder in self._open.values():
             encoder.kill()  # its partial file goes with the staging directory
         self._open.clear()
+
+
+class Mp4StreamWriter(VideoWriter):
+    """One video as a fragmented MP4 written to `sink` (stdout, a pipe) while it is made."""
+
+    def __init__(self, sink: BinaryIO, n_frames: int, fps: float, size: int) -> None:
+        from vidsynth.runtime.ffmpeg import FragmentedMp4Encoder
+
+        super().__init__(Path(), 1, n_frames, fps, size)
+        self.sink = sink
+        self._encoder = FragmentedMp4Encoder(size, fps)
+
+    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
+        for frame in pixels[0]:
+            self._encoder.send(frame)
+        self._write(self._encoder.take())
+
+    def finish(self) -> list[str]:
+        self._write(self._encoder.finish())
+        return []
+
+    def abort(self) -> None:
+        self._encoder.kill()
+
+    def _write(self, data: bytes) -> None:
+        self.sink.write(data)
+        self.sink.flush()
 
 
 class GifWriter(VideoWriter):
