@@ -7,6 +7,10 @@ Writes vidsynth/weights/default/ (model.safetensors, config.json, quality.json),
 docs/samples.png (8 videos x 16 frames, a row per video, category = row mod classes) and
 docs/sample.gif (the same 8 videos in a 4 x 2 grid), and prints the quality figures.
 
+MoCoGAN's actions folders are numbered (0, 1, 3, 4); the shipped config names each category
+after the Weizmann action its folder holds (ACTIONS), so `info`, `--help` and the server show
+names rather than folder numbers.
+
 The quality figures need the run's video critic (RUN_DIR/checkpoint/networks.safetensors).
 `--evaluate-only` writes them to RUN_DIR/quality.json and ships nothing, so a run trained on
 another machine can be judged there and shipped from its weights and quality.json alone.
@@ -32,11 +36,14 @@ from vidsynth.train.loop import WEIGHTS_DIR, export_run
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.train.sheets import render_videos, sheet, write_png
 from vidsynth.weights import DEFAULT_WEIGHTS_DIR, load_model
+from vidsynth.weights.format import read_config, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SEED = 7
 QUALITY_FILE = "quality.json"
 MODEL_CARD = "MODEL_CARD.md"
+# The Weizmann action in each of MoCoGAN's data/actions class folders.
+ACTIONS = {"0": "one-hand wave", "1": "two-hand wave", "3": "jumping jack", "4": "bend"}
 
 
 def video_critic(run_dir: Path, config: TrainConfig, n_categories: int) -> VideoDiscriminator:
@@ -73,6 +80,19 @@ def evaluate(run: Path, data_dir: str) -> dict:
     return figures
 
 
+def ship_weights(run: Path) -> None:
+    """The run's generator as the default weights, its categories named after their actions."""
+    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)  # replaces the whole directory
+    model = load_model()
+    folders = model.config.category_names
+    if folders and all(name in ACTIONS for name in folders):
+        _, provenance = read_config(DEFAULT_WEIGHTS_DIR)
+        for key in ("vidsynth_version", "saved_at"):
+            provenance.pop(key, None)
+        model.config = model.config.replace(category_names=tuple(ACTIONS[name] for name in folders))
+        save_weights(model, DEFAULT_WEIGHTS_DIR, provenance, force=True)
+
+
 def write_json(data: dict, path: Path) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -105,7 +125,7 @@ def main(run_dir: str, data_dir: str, evaluate_only: bool = False) -> None:
         )
     card = DEFAULT_WEIGHTS_DIR / MODEL_CARD
     card_text = card.read_text() if card.is_file() else None
-    export_run(run, DEFAULT_WEIGHTS_DIR, force=True)  # replaces the whole directory
+    ship_weights(run)
     if card_text is not None:
         card.write_text(card_text)  # hand-written: update its figures after shipping
     model = load_model()

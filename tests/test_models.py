@@ -1,5 +1,6 @@
 """VideoGenerator: shapes, latent layout, scripting, streaming, conditioning."""
 
+import json
 import math
 
 import pytest
@@ -139,11 +140,29 @@ def test_presets():
         (dict(bn_eps=math.inf), "bn_eps must be a finite number > 0, got inf"),
         (dict(bn_eps="abc"), "bn_eps must be a number, got 'abc'"),
         (dict(bn_eps=True), "bn_eps must be a number, got True"),
+        (dict(n_categories=2, category_names=("a",)), "name all 2 categories or none, got 1"),
+        (dict(category_names=("a",)), "name all 0 categories or none"),
+        (dict(n_categories=1, category_names=(" ",)), "printable names of 1 to 255"),
+        (dict(n_categories=1, category_names=("a\nb",)), "printable names"),
+        (dict(n_categories=2, category_names=("a", "a")), "must be distinct"),
+        (dict(n_categories=1, category_names=(1,)), "category_names must be a list of strings"),
+        (dict(n_categories=1, category_names="a"), "category_names must be a list of strings"),
     ],
 )
 def test_bad_config_is_refused(changes, message):
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**changes)
+
+
+def test_category_names_are_optional_and_survive_json():
+    old = {k: v for k, v in PRESETS["mocogan64"].replace(n_categories=2).to_dict().items()}
+    del old["category_names"]  # a config written before categories had names
+    assert ModelConfig.from_dict(old).category_names == ()
+    named = ModelConfig(n_categories=2, category_names=["wave", "bend"])
+    assert named.category_names == ("wave", "bend")
+    assert ModelConfig.from_dict(json.loads(json.dumps(named.to_dict()))) == named
+    assert named.category_labels() == "0 = wave, 1 = bend"
+    assert ModelConfig(n_categories=2).category_labels() == "0, 1"
 
 
 def test_unknown_config_fields_are_refused():

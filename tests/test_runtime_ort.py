@@ -1,6 +1,6 @@
 """The torch-free ONNX Runtime script, conditional models, and flat memory when streaming.
 
-One conditional model (ngf=8, 64x64, GRU feedback, 3 categories) is saved and exported once.
+One conditional model (ngf=8, 64x64, GRU feedback, 3 named categories) is saved and exported once.
 The script runs in subprocesses where `import torch` (and onnx, safetensors) fails.
 """
 
@@ -24,7 +24,14 @@ from vidsynth.runtime import GenerateRequest, generate_videos
 from vidsynth.runtime.stream import to_uint8
 from vidsynth.weights.format import save_weights
 
-CONFIG = ModelConfig(ngf=8, image_size=64, cell="gru", motion_mode="feedback", n_categories=3)
+CONFIG = ModelConfig(
+    ngf=8,
+    image_size=64,
+    cell="gru",
+    motion_mode="feedback",
+    n_categories=3,
+    category_names=("wave", "jump", "bend"),
+)
 SIZE = CONFIG.image_size
 
 TORCH_BLOCKER = '''
@@ -159,7 +166,7 @@ def test_conditional_models_draw_a_category_per_video_unless_given(made, tmp_pat
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--category", "3"], "category must be in [0, 2], got 3"),
+        (["--category", "3"], "category must be in [0, 2] (0 = wave, 1 = jump, 2 = bend), got 3"),
         (["--frames", "0"], "frames must be a positive integer"),
         (["--backend", "eager"], "the eager backend runs weights, not export artifacts"),
         (["--format", "webm"], "unknown format 'webm'"),

@@ -181,7 +181,8 @@ def test_dry_run_trains_and_writes_a_loadable_run(tmp_path):
     assert (out / "samples" / "step_000003.png").is_file()
     model = load_model(out / "weights")
     assert model.config.n_categories == 2 and model.provenance["steps"] == 3
-    assert model.provenance["command"] == ["vidsynth train " + " ".join(args)]  # as given
+    typed = " ".join(args).replace(str(out), out.name)  # as given, directories by name
+    assert model.provenance["command"] == ["vidsynth train " + typed]
     video = model(torch.zeros(2, 50), torch.zeros(2, 10), 5, torch.tensor([0, 1]))
     assert video.shape == (2, 5, 3, 64, 64) and torch.isfinite(video).all()
 
@@ -466,6 +467,48 @@ def test_training_on_strip_folder_learns_its_classes(tmp_path):
     model = load_model(tmp_path / "run" / "weights")
     assert model.config.n_categories == 2 and model.config.image_size == 64  # 32 px data upsampled
     assert model.provenance["training_data"]["classes"] == ["0", "3"]
+    assert model.config.category_names == ("0", "3")
+
+
+def test_weights_name_the_categories_and_record_no_local_paths(tmp_path):
+    """The class folders name the categories; the weights' provenance keeps the data folder's
+    and run directory's names, not where they were on the training machine."""
+    data = tmp_path / "clips" / "actions"
+    for label in ("wave", "bend down"):
+        (data / label).mkdir(parents=True)
+        _write_strip(data / label / "a.png", _clip(6, size=32, seed=len(label)))
+    run = tmp_path / "runs" / "run_b"
+    args = ["--data", str(data), f"--out={run}", "--steps", "1", "--ngf", "4", "--ndf", "4"]
+    args += ["--batch", "2", "--clip-frames", "4", "--frame-step", "1", "--threads", "1", "--quiet"]
+    result = CliRunner().invoke(cli, ["train", *args])
+    assert result.exit_code == 0, result.output
+    config_text = (run / "weights" / "config.json").read_text()
+    assert str(tmp_path) not in config_text
+    model = load_model(run / "weights")
+    assert model.config.category_names == ("bend down", "wave")
+    provenance = model.provenance
+    assert provenance["training_data"]["folder"] == "actions"
+    assert provenance["train_config"]["data"] == "actions"
+    assert provenance["command"] == [
+        "vidsynth train --data actions --out=run_b --steps 1 --ngf 4 --ndf 4 --batch 2 --clip-frames 4 "
+        "--frame-step 1 --threads 1 --quiet"
+    ]
+    info = CliRunner().invoke(cli, ["info", str(run / "weights")])
+    assert info.exit_code == 0 and str(tmp_path) not in info.output
+    assert "0 = bend down, 1 = wave" in info.output
+
+
+def test_class_folders_that_cannot_name_categories_leave_them_numbered(tmp_path, caplog):
+    data = tmp_path / "data"
+    for label in ("a", "tab\there"):
+        (data / label).mkdir(parents=True)
+        _write_strip(data / label / "a.png", _clip(6, size=32))
+    config = TrainConfig(data=str(data), steps=1, **TINY)
+    with caplog.at_level("WARNING"):
+        train(config, tmp_path / "run", progress=False)
+    model = load_model(tmp_path / "run" / "weights")
+    assert model.config.n_categories == 2 and model.config.category_names == ()
+    assert "cannot name categories" in caplog.text
 
 
 def test_export_run_copies_weights_with_provenance(tmp_path):

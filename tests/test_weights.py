@@ -132,6 +132,22 @@ def test_default_weights_load_with_their_provenance():
     assert model.provenance["source"] == "vidsynth train" and model.provenance["steps"] > 0
 
 
+def test_default_weights_name_their_actions_and_record_no_local_paths():
+    from vidsynth.weights import DEFAULT_WEIGHTS_DIR
+
+    model = load_model()
+    assert model.config.category_names == ("one-hand wave", "two-hand wave", "jumping jack", "bend")
+    shipped = (DEFAULT_WEIGHTS_DIR / "config.json").read_text() + (
+        DEFAULT_WEIGHTS_DIR / "MODEL_CARD.md"
+    ).read_text()
+    assert "/work/" not in shipped and "/tmp/" not in shipped and ".gpu" not in shipped
+    assert model.provenance["training_data"]["folder"] == "actions"
+    help_text = CliRunner().invoke(cli, ["generate", "--help"]).output
+    assert "default weights: 0 = one-hand wave, 1 = two-hand wave, 2 = jumping jack, 3 = bend" in " ".join(
+        help_text.split()
+    )
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 

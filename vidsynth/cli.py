@@ -84,6 +84,7 @@ def info_command(weights: str, hardware: bool) -> None:
     model = load_model(weights)
     report = {
         "config": model.config.to_dict(),
+        **({"categories": model.config.category_labels()} if model.config.n_categories else {}),
         "parameters": parameter_count(model.config),
         "provenance": getattr(model, "provenance", {}),
     }
@@ -166,6 +167,29 @@ def train_command(
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
 
 
+class _CategoryOption(click.Option):
+    """`--category`, whose help also names the default weights' categories (read when shown)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        names = _default_category_names()
+        if record is None or not names:
+            return record
+        listed = ", ".join(f"{k} = {name}" for k, name in enumerate(names))
+        return record[0], f"{record[1]} (default weights: {listed})"
+
+
+def _default_category_names() -> tuple[str, ...]:
+    from vidsynth.model.config import ModelConfig
+    from vidsynth.weights import DEFAULT_WEIGHTS_DIR
+
+    try:
+        record = json.loads((DEFAULT_WEIGHTS_DIR / "config.json").read_text())
+        return ModelConfig.from_dict(record["model"]).category_names
+    except (OSError, ValueError, KeyError, TypeError, VidsynthError):
+        return ()  # help text must not fail; loading the weights says what is wrong
+
+
 def _request_options(command):
     """One click option per GenerateRequest field that has command-line help: the request
     declares each option (default, help, metavar) once."""
@@ -181,6 +205,7 @@ def _request_options(command):
         command = click.option(
             "--" + spec.name.replace("_", "-"),
             spec.name,
+            cls=_CategoryOption if spec.name == "category" else click.Option,
             type=kind,
             default=spec.default,
             metavar=spec.metadata["metavar"],
@@ -394,6 +419,7 @@ def serve_command(
 )
 @click.option(
     "--category",
+    cls=_CategoryOption,
     default=None,
     type=int,
     help="Conditional models: every video's category [default: drawn per video].",

@@ -19,13 +19,20 @@ MOTION_MODES = ("same-input", "feedback")
 IMAGE_SIZES = (64, 96)
 
 
-_EXPECTED = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_EXPECTED = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    tuple: "a list of strings",
+}
+MAX_CATEGORY_NAME = 255  # characters: as long as a folder name, since training takes those
 
 
 def field_type_problems(instance: Any) -> list[str]:
     """One line for each field of a dataclass instance whose value is not of the field's
-    declared type (int, float, str, bool, or Optional of one). A bool is not an integer here,
-    and an integer is a valid float."""
+    declared type (int, float, str, bool, tuple[str, ...], or Optional of one). A bool is not
+    an integer here, and an integer is a valid float."""
     problems = []
     for name, (kind, optional) in field_kinds(type(instance)).items():
         value = getattr(instance, name)
@@ -46,16 +53,25 @@ def field_kinds(cls: type) -> dict[str, tuple[type, bool]]:
 def _unwrap_optional(hint: Any) -> tuple[type, bool]:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-        return args[0], True
+        return _unwrap_optional(args[0])[0], True
+    if typing.get_origin(hint) is tuple:  # only tuple[str, ...] is declared
+        return tuple, False
     return hint, False
 
 
 def _is_kind(value: Any, kind: type) -> bool:
+    if kind is tuple:
+        return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
     if isinstance(value, bool):
         return kind is bool
     if kind is float:
         return isinstance(value, (int, float))
     return isinstance(value, kind)
+
+
+def is_category_name(name: str) -> bool:
+    """Whether `name` can label a category: printable, not blank, at most MAX_CATEGORY_NAME long."""
+    return bool(name.strip()) and len(name) <= MAX_CATEGORY_NAME and name.isprintable()
 
 
 @dataclass(frozen=True)
@@ -70,8 +86,13 @@ class ModelConfig:
     motion_mode: str = "same-input"  # step input: same noise each step, or the previous output
     n_categories: int = 0  # >0: a one-hot action category is appended to the content code
     bn_eps: float = 1e-5  # BatchNorm epsilon, as torch.nn's default
+    # What each category shows, by index (training takes the class folder names); empty: the
+    # categories are known by number only, as in configs written before names were recorded.
+    category_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.category_names, list):  # as JSON and callers give it
+            object.__setattr__(self, "category_names", tuple(self.category_names))
         problems = field_type_problems(self)
         if problems:
             raise ConfigError("bad model config: " + "; ".join(problems))
@@ -89,6 +110,31 @@ class ModelConfig:
             raise ConfigError(f"config field n_categories must be >= 0, got {self.n_categories!r}")
         if not (math.isfinite(self.bn_eps) and self.bn_eps > 0):
             raise ConfigError(f"config field bn_eps must be a finite number > 0, got {self.bn_eps!r}")
+        self._check_category_names()
+
+    def _check_category_names(self) -> None:
+        names = self.category_names
+        if names and len(names) != self.n_categories:
+            raise ConfigError(
+                f"config field category_names must name all {self.n_categories} categories or none, "
+                f"got {len(names)} names"
+            )
+        for name in names:
+            if not is_category_name(name):
+                raise ConfigError(
+                    "config field category_names must hold printable names of 1 to "
+                    f"{MAX_CATEGORY_NAME} characters, got {name[: MAX_CATEGORY_NAME + 1]!r}"
+                )
+        if len(set(names)) != len(names):
+            raise ConfigError(f"config field category_names must be distinct, got {list(names)!r}")
+
+    def category_label(self, category: int) -> str:
+        """`category` as users see it: its index, and its name where the config has one."""
+        return f"{category} = {self.category_names[category]}" if self.category_names else str(category)
+
+    def category_labels(self) -> str:
+        """Every category as users see it, e.g. "0 = wave, 1 = bend"; "" for an unconditional model."""
+        return ", ".join(self.category_label(k) for k in range(self.n_categories))
 
     @property
     def nz(self) -> int:
@@ -102,7 +148,9 @@ class ModelConfig:
         return cell_state + self.d_motion
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["category_names"] = list(self.category_names)  # JSON's form, so dicts compare as read
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

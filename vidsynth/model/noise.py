@@ -48,8 +48,10 @@ def sample_noise(
         if category is None:
             labels = rng.integers(0, config.n_categories, size=batch, dtype=np.int64)
         elif not 0 <= category < config.n_categories:
+            names = f" ({config.category_labels()})" if config.category_names else ""
             raise InputError(
-                f"category must be in [0, {config.n_categories - 1}], got {category}", fields=["category"]
+                f"category must be in [0, {config.n_categories - 1}]{names}, got {category}",
+                fields=["category"],
             )
         else:
             labels = np.full(batch, category, dtype=np.int64)

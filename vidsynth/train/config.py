@@ -8,6 +8,7 @@ Each field is declared once, here: a field with `help` is also a `vidsynth train
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -106,7 +107,7 @@ class TrainConfig:
         if problems:
             raise InputError("bad training settings: " + "; ".join(problems))
 
-    def model_config(self, n_categories: int) -> ModelConfig:
+    def model_config(self, n_categories: int, category_names: Sequence[str] = ()) -> ModelConfig:
         return ModelConfig(
             image_size=self.image_size,
             ngf=self.ngf,
@@ -116,6 +117,7 @@ class TrainConfig:
             cell=self.cell,
             motion_mode=self.motion_mode,
             n_categories=n_categories,
+            category_names=tuple(category_names),
         )
 
     @property

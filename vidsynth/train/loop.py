@@ -20,9 +20,10 @@ it changes (thread count, cudnn autotuning) when it returns.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
+from vidsynth.model.config import MAX_CATEGORY_NAME, is_category_name
 from vidsynth.model.generator import VideoGenerator, build_model, seeded_init
 from vidsynth.runtime.backend import choose_device
 from vidsynth.runtime.hardware import probe_hardware
@@ -41,6 +43,7 @@ from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
 from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
 from vidsynth.train.loss_log import LossLog
+from vidsynth.train.provenance import path_name, public_command, public_train_config
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.train.sheets import render_videos, sheet, write_png
 
@@ -49,6 +52,8 @@ WEIGHTS_DIR = "weights"
 SAMPLES_DIR = "samples"
 SAMPLE_SEED = 1234  # fixed noise for the sample sheets, so sheets compare across steps
 NOISE_SEED_OFFSET = 2  # the instance-noise generator is seeded with seed + this
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,9 +93,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(choose_device(name, torch.cuda.is_available(), "torch sees no CUDA GPU").name)
 
 
-def build_trainer(config: TrainConfig, n_categories: int) -> Trainer:
+def build_trainer(config: TrainConfig, n_categories: int, category_names: Sequence[str] = ()) -> Trainer:
     device = resolve_device(config.device)
-    model_config = config.model_config(n_categories)
+    model_config = config.model_config(n_categories, category_names)
     generator = build_model(model_config, seed=config.seed).to(device).train()
     with seeded_init(config.seed + 1):
         image_critic = ImageDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(
@@ -210,12 +215,12 @@ def _hardware(device: torch.device) -> str:
 def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
     return {
         "source": "vidsynth train",
-        "training_data": record["data"],
+        "training_data": {**record["data"], "folder": path_name(record["data"]["folder"])},
         "steps": record["step"],
         "train_wall_time_s": round(record["elapsed_s"], 1),
         "hardware": record["hardware"],
-        "command": record["command"],
-        "train_config": t.config.to_dict(),
+        "command": [public_command(command) for command in record["command"]],
+        "train_config": public_train_config(t.config.to_dict()),
     }
 
 
@@ -232,9 +237,23 @@ def _dataset(config: TrainConfig) -> ClipDataset:
     return load_folder(config.data, min_frames=1)
 
 
+def _category_names(data: ClipDataset) -> tuple[str, ...]:
+    """The class folder names name the categories, unless one cannot label a category."""
+    unusable = [name for name in data.classes if not is_category_name(name)]
+    if unusable:
+        logger.warning(
+            "class folders %s cannot name categories (printable, at most %d characters): "
+            "the categories are known by number only",
+            ", ".join(repr(name) for name in unusable),
+            MAX_CATEGORY_NAME,
+        )
+        return ()
+    return tuple(data.classes)
+
+
 def _describe_data(config: TrainConfig, data: ClipDataset) -> dict[str, Any]:
     return {
-        "folder": "synthetic (dry run)" if config.dry_run else str(Path(config.data).resolve()),
+        "folder": "synthetic (dry run)" if config.dry_run else Path(config.data).resolve().name,
         "clips": len(data.clips),
         "frames": data.n_frames,
         "frame_size": data.frame_size,
@@ -306,7 +325,7 @@ def _run(
 ) -> dict[str, Any]:
     data = _dataset(config)
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
-    t = build_trainer(config, data.n_categories)
+    t = build_trainer(config, data.n_categories, _category_names(data))
     sampler.to(t.device)
     commands = [command] if command else []
     if resume:
