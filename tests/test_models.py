@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from vidsynth.errors import ConfigError, InputError
-from vidsynth.model.config import PRESETS, ModelConfig
-from vidsynth.model.generator import VideoGenerator, build_model
+from vidsynth.model.config import PRESETS, ModelConfig, image_layers
+from vidsynth.model.generator import ImageGenerator, VideoGenerator, build_model
 
 SMALL = dict(ngf=8, hidden_size=16)
 
@@ -39,6 +39,23 @@ def test_state_dict_keys_match_legacy_generator_layout():
         for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     }
     assert keys == convs | norms
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), small(image_size=64, n_categories=3)])
+def test_image_layers_describe_the_image_generator(config):
+    """What the memory plan and the FLOP count read (image_layers) is what the model builds."""
+    with torch.device("meta"):
+        image = ImageGenerator(config)
+        seen = []
+        for module in image.main:
+            if isinstance(module, nn.ConvTranspose2d):
+                module.register_forward_hook(lambda m, args, out: seen.append((m, args[0].shape, out.shape)))
+        image(torch.empty(2, config.nz, 1, 1))
+    described = [
+        (m.in_channels, m.out_channels, m.kernel_size[0], inputs[-1], out[-1]) for m, inputs, out in seen
+    ]
+    assert described == [tuple(layer) for layer in image_layers(config)]
+    assert image_layers(config)[-1].out_side == config.image_size
 
 
 def test_frame_t_is_drawn_from_motion_then_content():

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import time
 
-from vidsynth.model.config import ModelConfig
-
-
-def generator_layers(config: ModelConfig) -> list[tuple[int, int, int, int]]:
-    """(in channels, out channels, kernel, input side) of each ConvTranspose2d."""
-    ngf, side = config.ngf, config.image_size // 16
-    channels = [config.nz, 8 * ngf, 4 * ngf, 2 * ngf, ngf, config.nc]
-    layers = [(channels[0], channels[1], side, 1)]
-    for i in range(1, 5):
-        layers.append((channels[i], channels[i + 1], 4, side))
-        side *= 2
-    return layers
+from vidsynth.model.config import ModelConfig, image_layers
 
 
 def generator_flops_per_frame(config: ModelConfig) -> int:
     """2 x multiply-adds of the ConvTranspose2d layers for one frame: every input pixel meets
     every kernel tap, in x out channels (the batch norms, ReLUs and tanh are not counted)."""
-    return sum(2 * cin * cout * k * k * side * side for cin, cout, k, side in generator_layers(config))
+    return sum(
+        2 * layer.in_channels * layer.out_channels * layer.kernel**2 * layer.in_side**2
+        for layer in image_layers(config)
+    )
 
 
 def matmul_peak(dtype_name: str, sizes: tuple[int, ...], repeats: int, device: str = "cpu") -> dict:

@@ -10,7 +10,7 @@ import math
 import types
 import typing
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from vidsynth.errors import ConfigError, choice_error
 
@@ -162,6 +162,28 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return replace(self, **changes)
+
+
+class ImageLayer(NamedTuple):
+    """One ConvTranspose2d of the image generator."""
+
+    in_channels: int
+    out_channels: int
+    kernel: int
+    in_side: int  # height and width of its input
+    out_side: int
+
+
+def image_layers(config: ModelConfig) -> list[ImageLayer]:
+    """The image generator's ConvTranspose2d layers, first to last: channels go
+    nz -> 8ngf -> 4ngf -> 2ngf -> ngf -> nc, the side 1 -> s -> 2s -> 4s -> 8s -> 16s."""
+    ngf, side = config.ngf, config.image_size // 16
+    channels = [config.nz, 8 * ngf, 4 * ngf, 2 * ngf, ngf, config.nc]
+    layers = [ImageLayer(channels[0], channels[1], side, 1, side)]
+    for in_channels, out_channels in zip(channels[1:-1], channels[2:]):
+        layers.append(ImageLayer(in_channels, out_channels, 4, side, 2 * side))
+        side *= 2
+    return layers
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from vidsynth.errors import InputError
-from vidsynth.model.config import ModelConfig
+from vidsynth.model.config import ModelConfig, image_layers
 
 MEMORY_FRACTION = 0.5  # plan against half of what is free: the OS and other work need room
 MAX_BATCH_FRAMES = 256  # frames per model call when many short videos are made together
@@ -38,15 +38,8 @@ def available_memory() -> int:
 def frame_compute_bytes(config: ModelConfig) -> int:
     """Rough peak bytes per frame in one model call: the largest activation in and out of a
     layer, plus the output frame as float32 (model output, host copy, quantising)."""
-    side = config.image_size // 16
-    stages = [config.ngf * 8 * side**2]
-    channels = config.ngf * 8
-    for _ in range(3):
-        channels //= 2
-        side *= 2
-        stages.append(channels * side**2)
-    pixels = config.nc * config.image_size**2
-    return _FLOAT * (3 * max(stages) + 3 * pixels)
+    outputs = [layer.out_channels * layer.out_side**2 for layer in image_layers(config)]
+    return _FLOAT * (3 * max(outputs[:-1]) + 3 * outputs[-1])
 
 
 def noise_bytes(config: ModelConfig, n_videos: int) -> int:
