@@ -187,11 +187,9 @@ def test_stale_entries_of_dead_runs_are_swept_and_live_ones_kept(tmp_path, tiny_
     stale_tmp = tmp_path / f".w.tmp-{dead_pid}-abc123"
     stale_old = tmp_path / f".w.old-{dead_pid}"
     live_tmp = tmp_path / f".w.tmp-{os.getppid()}-xyz"
-    legacy_tmp = tmp_path / ".w.tmp-k2j4_x9q"  # an older vidsynth's name, without a PID
-    for directory in (stale_tmp, stale_old, live_tmp, legacy_tmp):
+    for directory in (stale_tmp, stale_old, live_tmp):
         directory.mkdir()
         (directory / "partial.safetensors").write_bytes(b"\0" * 10)
-    os.utime(legacy_tmp, (time.time() - 3600, time.time() - 3600))
     save_weights(tiny_model, target, {"run": 2}, force=True)
     assert entries(tmp_path) == sorted([live_tmp.name, "w"])
 

@@ -188,6 +188,12 @@ def test_a_generator_pt_that_writes_a_file_is_refused_before_it_runs(art, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_manifest_listing_generator_pt_without_its_operators_is_refused(art):
+    edit_manifest(art, lambda manifest: manifest.pop("torchscript_ops"))
+    with pytest.raises(RuntimeBackendError, match="generator.pt without torchscript_ops"):
+        read_manifest(art)
+
+
 def test_file_operators_are_refused_even_when_the_manifest_lists_them(tmp_path):
     scripted = torch.jit.script(WritesAFile(str(tmp_path / "v")))
     listed = sorted(graph_operators(scripted))

@@ -15,7 +15,6 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from vidsynth.checksums import SUMS_FILE
 from vidsynth.cli import cli
 from vidsynth.errors import DataError, InputError, RuntimeBackendError
 from vidsynth.train.config import TrainConfig
@@ -234,9 +233,29 @@ def test_motion_norm_is_trained_as_deployed(tmp_path):
     frozen = load_model(tmp_path / "frozen" / "weights")
     assert torch.equal(frozen.motion.bn.running_mean, torch.zeros(config.d_motion))
     assert torch.equal(frozen.motion.bn.running_var, torch.ones(config.d_motion))
-    train(config.replace(freeze_motion_norm=False), tmp_path / "batch", progress=False)
+    train(config.replace(per_step_motion_norm=True), tmp_path / "batch", progress=False)
     batch = load_model(tmp_path / "batch" / "weights")
     assert not torch.equal(batch.motion.bn.running_mean, torch.zeros(config.d_motion))
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_a_run_recorded_with_freeze_motion_norm_resumes_with_the_same_setting(frozen):
+    recorded = TrainConfig(data=None, dry_run=True).to_dict()
+    del recorded["per_step_motion_norm"]
+    recorded["freeze_motion_norm"] = frozen
+    assert TrainConfig.from_dict(recorded).per_step_motion_norm is not frozen
+
+
+def test_the_shipped_weights_training_settings_read_back():
+    from vidsynth.weights import DEFAULT_WEIGHTS_DIR
+    from vidsynth.weights.format import read_config
+
+    if not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
+        pytest.skip("this build ships no default weights")
+    recorded = read_config(DEFAULT_WEIGHTS_DIR)[1]["train_config"]
+    assert TrainConfig.from_dict(recorded) == TrainConfig.from_dict(
+        {**recorded, "per_step_motion_norm": False}
+    )
 
 
 def test_seed_decides_the_run(tmp_path):
@@ -363,7 +382,7 @@ def test_command_line_flags_and_defaults():
         data=None,
         dry_run=True,
         steps=DRY_RUN_STEPS,
-        freeze_motion_norm=False,
+        per_step_motion_norm=True,
         bf16=True,
         image_size=96,
         cell="lstm",
@@ -402,22 +421,6 @@ def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
         log.write(json.dumps({"step": 3, "d_image": 99.0}) + "\n")
     train(config, tmp_path / "killed", resume=True, progress=False)
     assert read_losses(tmp_path / "killed") == read_losses(tmp_path / "whole")
-
-
-def test_resume_of_a_checkpoint_that_holds_its_losses(tmp_path):
-    """Checkpoints written before the loss log kept every step's losses in state.json."""
-    config = TrainConfig(data=None, dry_run=True, steps=3, **TINY)
-    train(config, tmp_path / "whole", progress=False)
-    train(config.replace(steps=2), tmp_path / "old", progress=False)
-    rows = read_losses(tmp_path / "old")
-    state = _state(tmp_path / "old")
-    state["losses"] = [[row[name] for name in row if name != "step"] for row in rows]
-    (tmp_path / "old" / "checkpoint" / "state.json").write_text(json.dumps(state))
-    (tmp_path / "old" / "checkpoint" / SUMS_FILE).unlink()  # older checkpoints had no checksums either
-    (tmp_path / "old" / LOSS_LOG).unlink()
-    train(config, tmp_path / "old", resume=True, progress=False)
-    assert read_losses(tmp_path / "old") == read_losses(tmp_path / "whole")
-    assert "losses" not in _state(tmp_path / "old")
 
 
 def test_train_puts_the_torch_settings_back(tmp_path):

@@ -17,7 +17,6 @@ import re
 import shutil
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,16 +77,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_STARTED = time.time()
-
-
-def _older_than_this_run(path: Path) -> bool:
-    try:
-        return path.lstat().st_mtime < _STARTED
-    except OSError:
-        return False
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -100,22 +89,16 @@ def _remove(path: Path) -> None:
 
 def sweep_stale(parent: Path, name: str, kinds: str = "tmp|old") -> None:
     """Removes `.NAME.tmp-PID-*` and `.NAME.old-PID` entries in `parent` whose writer is no
-    longer running (and `.NAME.tmp-xxxxxxxx` of older vidsynth versions, older than this
-    run); an `.old-PID` whose replacement never arrived is renamed back to NAME."""
+    longer running; an `.old-PID` whose replacement never arrived is renamed back to NAME."""
     pattern = re.compile(rf"^\.{re.escape(name)}\.({kinds})-(\d+)(-.*)?$")
     try:
         entries = sorted(parent.iterdir())
     except OSError:
         return
-    legacy = re.compile(rf"^\.{re.escape(name)}\.tmp-[A-Za-z0-9_]{{8}}{re.escape(Path(name).suffix)}$")
     target = parent / name
     for entry in entries:
         match = pattern.match(entry.name)
-        if match is None:
-            if legacy.match(entry.name) and _older_than_this_run(entry):
-                _remove(entry)  # written by a vidsynth that did not record its PID
-            continue
-        if _pid_alive(int(match.group(2))):
+        if match is None or _pid_alive(int(match.group(2))):
             continue
         if match.group(1) == "old" and not os.path.lexists(target):
             try:

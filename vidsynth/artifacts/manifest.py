@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from vidsynth.artifacts.contract import GRAPH_REWRITES, MANIFEST_FILE
+from vidsynth.artifacts.contract import GRAPH_REWRITES, MANIFEST_FILE, TORCHSCRIPT_FILE
 from vidsynth.checksums import sha256_file
 from vidsynth.errors import RuntimeBackendError, VidsynthError
 from vidsynth.files import read_small_file
@@ -87,6 +87,8 @@ def check_structure(manifest: Any, path: Path) -> None:
             problem = _file_entry_problem(name, record)
             if problem:
                 problems.append(problem)
+    if isinstance(files, dict) and TORCHSCRIPT_FILE in files and "torchscript_ops" not in manifest:
+        problems.append(f"it lists {TORCHSCRIPT_FILE} without torchscript_ops, the operators it may run")
     if "torchscript_ops" in manifest:
         ops = manifest["torchscript_ops"]
         if not (

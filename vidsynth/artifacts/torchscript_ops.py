@@ -87,15 +87,8 @@ def scan_archive(path: str | os.PathLike) -> None:
         raise RuntimeBackendError(f"{path} is not a TorchScript archive: {exc}") from None
 
 
-def check_operators(
-    module: torch.jit.ScriptModule, recorded: list[str] | None, path: str | os.PathLike
-) -> None:
+def check_operators(module: torch.jit.ScriptModule, recorded: list[str], path: str | os.PathLike) -> None:
     """Refuses `module` if it uses file/IO operators or any operator outside `recorded`."""
-    if recorded is None:
-        raise RuntimeBackendError(
-            f"the manifest beside {path} records no TorchScript operator set (an older export); "
-            "re-export it with this vidsynth to run it with --backend torchscript"
-        )
     operators = graph_operators(module)
     refused = refused_operators(operators)
     if refused:
@@ -108,7 +101,7 @@ def check_operators(
 
 
 def load_checked(
-    path: str | os.PathLike, recorded: list[str] | None, device: str = "cpu"
+    path: str | os.PathLike, recorded: list[str], device: str = "cpu"
 ) -> tuple[torch.jit.ScriptModule, str]:
     """torch.jit.load of an export's generator.pt, only after its code and operators pass;
     with the config.json text it carries (empty if none)."""

@@ -127,7 +127,7 @@ def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
         if device == "cpu" and exported.manifest.get("dtype") == "bf16":
             warn_if_bf16_is_emulated(notify)
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
-        module, carried_config = load_checked(path, exported.manifest.get("torchscript_ops"), device)
+        module, carried_config = load_checked(path, exported.manifest["torchscript_ops"], device)
         check_graph_config(exported.config, carried_config, str(path))
         config = exported.config
     else:

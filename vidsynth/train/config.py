@@ -17,13 +17,11 @@ from vidsynth.model.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig,
 from vidsynth.runtime.backend import DEVICES
 
 
-def setting(
-    default: Any = None, help: str | None = None, *, flag: str | None = None, directory: bool = False
-) -> Any:
-    """A TrainConfig field. With `help` it is a command-line option too: `--field-name`
-    (or `flag`); a bool is a flag that sets the opposite of its default; `directory` makes
-    the option a directory path."""
-    metadata = {"help": help, "flag": flag, "directory": directory}
+def setting(default: Any = None, help: str | None = None, *, directory: bool = False) -> Any:
+    """A TrainConfig field. With `help` it is a command-line option too, `--field-name`; a
+    bool is a flag that sets the opposite of its default; `directory` makes the option a
+    directory path."""
+    metadata = {"help": help, "directory": directory}
     return field(default=default, metadata=metadata)
 
 
@@ -51,14 +49,12 @@ class TrainConfig:
     real_label: float = setting(0.9)  # one-sided label smoothing for real samples
     instance_noise: float = setting(0.1)  # std of Gaussian noise added to every critic input
     category_weight: float = setting(1.0)  # weight of the action-classification losses
-    # Normalise motion codes with the motion module's stored statistics during training too
-    # (its eval mode), exactly as deployed models do. Per-step batch statistics (the
-    # assignment's training mode) cannot be reproduced at deployment, where one set of
+    # Off: motion codes are normalised with the motion module's stored statistics during
+    # training too (its eval mode), exactly as deployed models do. Per-step batch statistics
+    # (the assignment's training mode) cannot be reproduced at deployment, where one set of
     # running statistics serves every step, and feedback motion drifts from step to step.
-    freeze_motion_norm: bool = setting(
-        True,
-        "Normalise motion codes with per-step batch statistics in training (deployment cannot).",
-        flag="--per-step-motion-norm",
+    per_step_motion_norm: bool = setting(
+        False, "Normalise motion codes with per-step batch statistics in training (deployment cannot)."
     )
     device: str = setting("cpu", f"{', '.join(DEVICES)} (auto: cuda when torch sees a GPU).")
     bf16: bool = setting(
@@ -130,6 +126,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        if "freeze_motion_norm" in data:  # how existing runs and the shipped weights record the inverse
+            frozen = data.pop("freeze_motion_norm")
+            data.setdefault("per_step_motion_norm", not frozen if isinstance(frozen, bool) else frozen)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

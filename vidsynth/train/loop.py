@@ -143,7 +143,7 @@ def _noisy(x: Tensor, sigma: float, rng: torch.Generator) -> Tensor:
 def set_train_modes(t: Trainer) -> None:
     for network in t.networks.values():
         network.train()
-    if t.config.freeze_motion_norm:
+    if not t.config.per_step_motion_norm:
         t.generator.motion.eval()
 
 
@@ -334,10 +334,7 @@ def _run(
             t.generators[name].manual_seed(config.seed + NOISE_SEED_OFFSET + record["step"])
         record["train_config"] = config.to_dict()
         record["command"] = record.get("command", []) + commands
-        # Checkpoints written before the loss log held every step's losses themselves.
-        log = LossLog(
-            run_dir, resume_step=record["step"], legacy_rows=record.pop("losses", None), names=LOSS_NAMES
-        )
+        log = LossLog(run_dir, resume_step=record["step"])
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         record = {

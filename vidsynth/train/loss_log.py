@@ -32,22 +32,12 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
 class LossLog:
     """Appends one line per step, flushed at once: the log never lags the checkpoint."""
 
-    def __init__(
-        self,
-        run_dir: str | Path,
-        resume_step: int | None = None,
-        legacy_rows: list[list[float]] | None = None,
-        names: tuple[str, ...] = (),
-    ) -> None:
-        """A new log, or with `resume_step` the run's log cut back to that step.
-        `legacy_rows` (per-step loss lists, as older checkpoints stored them with `names`)
-        start the log of a run that has none yet."""
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
+        """A new log, or with `resume_step` the run's log cut back to that step."""
         self.path = Path(run_dir) / LOSS_LOG
-        rows: list[dict[str, Any]] = []
-        if resume_step is not None:
-            rows = [row for row in read_losses(run_dir) if row["step"] <= resume_step]
-            if not rows and legacy_rows:
-                rows = [{"step": i, **dict(zip(names, values))} for i, values in enumerate(legacy_rows, 1)]
+        rows = (
+            [] if resume_step is None else [row for row in read_losses(run_dir) if row["step"] <= resume_step]
+        )
         with atomic_file(self.path) as tmp:
             tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
         self._file: TextIO = self.path.open("a")

@@ -62,7 +62,7 @@ def config_options() -> list[click.Option]:
         help_text = f.metadata.get("help")
         if help_text is None:
             continue
-        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        flag = "--" + f.name.replace("_", "-")
         kind, _ = kinds[f.name]
         if kind is bool:  # a flag sets the opposite of the default
             options.append(click.Option([flag, f.name], is_flag=True, help=help_text))
