@@ -3,11 +3,10 @@ GPU) and the source; it is said in one line; bf16 on a CPU that emulates it warn
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
+from entry_point import run_vidsynth
 
 from vidsynth.cli import cli
 from vidsynth.errors import InputError, MissingDependencyError
@@ -164,18 +163,6 @@ onnxruntime.get_available_providers = lambda: ["CUDAExecutionProvider", *_availa
 """
 
 
-def run_vidsynth(*args: str, site: str | None = None, tmp_path=None) -> subprocess.CompletedProcess:
-    """The installed `vidsynth` entry point with the CLI's defaults; `site`: a sitecustomize.py."""
-    env = dict(os.environ)
-    if site is not None:
-        (tmp_path / "site").mkdir(exist_ok=True)
-        (tmp_path / "site" / "sitecustomize.py").write_text(site)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path / "site"), env.get("PYTHONPATH")]))
-    entry = os.path.join(os.path.dirname(sys.executable), "vidsynth")
-    command = [entry] if os.path.exists(entry) else [sys.executable, "-m", "vidsynth"]
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def torchscript_only(weights, tmp_path_factory):
     """The README's bf16 recipe: `vidsynth export --dtype bf16 --formats torchscript`."""
@@ -208,7 +195,7 @@ def test_auto_on_cuda_without_torch_picks_onnxruntime(onnx_and_torchscript, tmp_
         "--out",
         str(tmp_path / "v"),
         site=BLOCK_TORCH,
-        tmp_path=tmp_path,
+        scratch=tmp_path,
     )
     assert "--backend auto chose onnxruntime" in result.stderr, result.stderr
     assert "torch not installed" in result.stderr and "GPU None" not in result.stderr
@@ -227,7 +214,7 @@ def test_device_auto_does_not_ask_onnxruntime_for_cuda_without_a_gpu(onnx_and_to
         "--out",
         str(tmp_path / "v"),
         site=FAKE_ORT_GPU,
-        tmp_path=tmp_path,
+        scratch=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "CUDAExecutionProvider" not in result.stderr

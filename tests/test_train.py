@@ -4,15 +4,18 @@ command line, and the shipped default weights."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from entry_point import run_vidsynth
 from safetensors.torch import load_file
 
 from vidsynth.cli import cli
@@ -591,3 +594,76 @@ def test_default_weights_export_like_any_model(tmp_path):
     manifest = export.export_artifacts(load_model(), tmp_path / "export", formats=("torchscript",))
     assert manifest["config"] == load_model().config.to_dict()
     assert (tmp_path / "export" / "generator.pt").is_file()
+
+
+# -- the command line as users run it ------------------------------------------------------------
+
+TINY_ARGS = ["--ngf", "4", "--ndf", "4", "--batch", "2", "--clip-frames", "4", "--frame-step", "1"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """A two-step dry run made by `vidsynth train`, with settings other than the CLI's defaults."""
+    out = tmp_path_factory.mktemp("cli_run") / "run"
+    result = run_vidsynth(
+        "train",
+        "--dry-run",
+        "--out",
+        str(out),
+        *TINY_ARGS,
+        "--threads",
+        "1",
+        "--steps",
+        "2",
+        "--sample-every",
+        "1000",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture
+def run_copy(cli_run, tmp_path):
+    return Path(shutil.copytree(cli_run, tmp_path / "run"))
+
+
+def test_resume_keeps_the_stored_settings_and_needs_no_data(run_copy):
+    result = run_vidsynth("train", "--resume", "--out", str(run_copy), "--quiet")
+    assert result.returncode == 0, result.stderr
+    settings = _state(run_copy)["train_config"]
+    assert settings["steps"] == 2 and settings["threads"] == 1 and settings["batch"] == 2
+    assert settings["dry_run"] is True and settings["sample_every"] == 1000
+    assert "step 2 (steps); 0 steps" in result.stdout
+
+
+def test_resume_changes_only_the_typed_settings(run_copy):
+    result = run_vidsynth("train", "--resume", "--out", str(run_copy), "--steps", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    settings = _state(run_copy)["train_config"]
+    assert (settings["steps"], settings["threads"], settings["device"]) == (3, 1, "cpu")
+    assert [row["step"] for row in read_losses(run_copy)] == [1, 2, 3]
+
+
+def test_resume_refuses_a_setting_the_checkpoint_fixes(run_copy):
+    result = run_vidsynth("train", "--resume", "--out", str(run_copy), "--ngf", "8")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: a resumed run keeps its ngf (stored ngf=4); drop those options, "
+        "or start a new run with another --out"
+    ]
+    assert _state(run_copy)["step"] == 2
+
+
+def test_resume_logs_which_settings_changed(run_copy, caplog):
+    from vidsynth.train.loop import resumed_config
+
+    with caplog.at_level(logging.INFO, logger="vidsynth.train.loop"):
+        train(resumed_config(run_copy, {"steps": 3}), run_copy, resume=True, progress=False)
+    assert "resuming" in caplog.text and "changed: steps 2 -> 3" in caplog.text
+
+
+def test_train_without_data_names_the_options(tmp_path):
+    result = run_vidsynth("train", "--out", str(tmp_path / "run"))
+    assert result.returncode != 0
+    assert "--data FOLDER is needed (or --dry-run" in result.stderr and "unless dry_run" not in result.stderr

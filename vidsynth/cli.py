@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vidsynth.errors import VidsynthError
-from vidsynth.train.options import TrainCommand, command_line, config_from_options
+from vidsynth.train.options import TrainCommand, command_line, config_from_options, typed_settings
 
 
 class _Group(click.Group):
@@ -156,10 +156,14 @@ def train_command(
     run_dir: str, max_minutes: float | None, resume: bool, quiet: bool, **settings: Any
 ) -> None:
     """Train a MoCoGAN generator; its latest weights land in OUT/weights."""
-    from vidsynth.train.loop import summary_line, train
+    from vidsynth.train.loop import resumed_config, summary_line, train
 
-    config = config_from_options(settings)
-    command = command_line(click.get_current_context())
+    ctx = click.get_current_context()
+    if resume:  # the stored settings, changed only where an option was typed
+        config = resumed_config(run_dir, typed_settings(ctx, settings))
+    else:
+        config = config_from_options(settings)
+    command = command_line(ctx)
     record = train(
         config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet
     )

@@ -25,6 +25,25 @@ def setting(default: Any = None, help: str | None = None, *, directory: bool = F
     return field(default=default, metadata=metadata)
 
 
+# Settings a resumed run keeps whatever the command line says: they shape the networks, seed
+# the random streams, live in the optimizers' checkpointed state, or choose the data's classes.
+FIXED_ON_RESUME = (
+    "image_size",
+    "cell",
+    "motion_mode",
+    "ngf",
+    "ndf",
+    "d_content",
+    "d_motion",
+    "hidden_size",
+    "lr",
+    "beta1",
+    "beta2",
+    "seed",
+    "dry_run",
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str | None = setting(
@@ -99,7 +118,7 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < math.inf:
                 problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.data is None and not self.dry_run:
-            problems.append("a data folder is needed unless dry_run")
+            problems.append("--data FOLDER is needed (or --dry-run to train on synthetic clips)")
         if problems:
             raise InputError("bad training settings: " + "; ".join(problems))
 

@@ -39,7 +39,7 @@ from vidsynth.runtime.backend import choose_device
 from vidsynth.runtime.hardware import probe_hardware
 from vidsynth.signals import stop_requested
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
-from vidsynth.train.config import TrainConfig
+from vidsynth.train.config import FIXED_ON_RESUME, TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
 from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
 from vidsynth.train.loss_log import LossLog
@@ -288,19 +288,15 @@ def train(
 ) -> dict[str, Any]:
     """Trains (or, with `resume`, continues) a run in `run_dir`; returns the final record.
 
-    With `resume` the stored TrainConfig is used, except `steps` (the new total) and
-    `device`/`threads`. `max_minutes` stops the run early (after a checkpoint) once that much
-    wall time has passed in this call. `command`, the command line that started this call, is
-    kept in the run's provenance. Per-step losses go to RUN_DIR/losses.jsonl (see read_losses).
+    With `resume`, `config` is the run's stored TrainConfig (resumed_config) with any changes:
+    those of FIXED_ON_RESUME are refused, the others are logged. `max_minutes` stops the run
+    early (after a checkpoint) once that much wall time has passed in this call. `command`, the
+    command line that started this call, is kept in the run's provenance. Per-step losses go to
+    RUN_DIR/losses.jsonl (see read_losses).
     """
     run_dir = Path(run_dir)
     if resume:
-        record = read_checkpoint_record(run_dir)
-        try:
-            stored = TrainConfig.from_dict(record["train_config"])
-        except (AttributeError, KeyError, TypeError, ValueError, VidsynthError) as exc:
-            raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
-        config = stored.replace(steps=config.steps, device=config.device, threads=config.threads)
+        _log_resumed_settings(run_dir, _stored_config(run_dir, {}).to_dict(), config)
     elif (run_dir / CHECKPOINT_DIR).exists():
         raise InputError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
@@ -312,6 +308,48 @@ def train(
         )
     with _torch_settings(config, resolve_device(config.device)):
         return _run(config, run_dir, resume, max_minutes, command, progress, on_step)
+
+
+def _stored_settings(run_dir: Path) -> dict[str, Any]:
+    settings = read_checkpoint_record(run_dir).get("train_config")
+    if not isinstance(settings, dict):
+        raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: not an object")
+    return settings
+
+
+def _stored_config(run_dir: Path, changes: dict[str, Any]) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict({**_stored_settings(run_dir), **changes})
+    except (AttributeError, KeyError, TypeError, ValueError, VidsynthError) as exc:
+        if changes:  # the stored settings are sound: a change is what is wrong
+            _stored_config(run_dir, {})
+            raise
+        raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
+
+
+def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = None) -> TrainConfig:
+    """The TrainConfig stored with the run in `run_dir`, with `changes` (the settings given
+    anew, e.g. the options typed on the command line) applied."""
+    return _stored_config(Path(run_dir), changes or {})
+
+
+def _log_resumed_settings(run_dir: Path, stored: dict[str, Any], config: TrainConfig) -> None:
+    settings = config.to_dict()
+    changed = {
+        name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value
+    }
+    fixed = [name for name in changed if name in FIXED_ON_RESUME]
+    if fixed:
+        raise InputError(
+            f"a resumed run keeps its {', '.join(fixed)} ("
+            + ", ".join(f"stored {name}={stored.get(name)!r}" for name in fixed)
+            + "); drop those options, or start a new run with another --out"
+        )
+    if changed:
+        said = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+        logger.info("resuming %s with its stored settings, changed: %s", run_dir, said)
+    else:
+        logger.info("resuming %s with its stored settings, none changed", run_dir)
 
 
 def _run(

@@ -11,6 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from vidsynth.model.config import field_kinds
 from vidsynth.train.config import TrainConfig
@@ -81,6 +82,18 @@ def config_options() -> list[click.Option]:
                 )
             )
     return options
+
+
+def typed_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig settings the user typed on the command line (not click's defaults), as
+    TrainConfig values: what changes a resumed run's stored settings."""
+    kinds = field_kinds(TrainConfig)
+    typed = {}
+    for f in fields(TrainConfig):
+        if f.name in values and ctx.get_parameter_source(f.name) is ParameterSource.COMMANDLINE:
+            value = values[f.name]
+            typed[f.name] = (not f.default if value else f.default) if kinds[f.name][0] is bool else value
+    return typed
 
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:
