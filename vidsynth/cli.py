@@ -194,14 +194,22 @@ def _default_category_names() -> tuple[str, ...]:
         return ()  # help text must not fail; loading the weights says what is wrong
 
 
-def _request_options(command):
-    """One click option per GenerateRequest field that has command-line help: the request
-    declares each option (default, help, metavar) once."""
+def _request_options(*names: str):
+    """One click option per GenerateRequest field that has command-line help (only `names`,
+    when given): the request declares each option (default, help, metavar) once."""
+
+    def decorate(command):
+        return _add_request_options(command, names)
+
+    return decorate
+
+
+def _add_request_options(command, names: tuple[str, ...]):
     from vidsynth.runtime.request import GenerateRequest
 
     hints = typing.get_type_hints(GenerateRequest)
     for spec in reversed(fields(GenerateRequest)):
-        if "help" not in spec.metadata:
+        if "help" not in spec.metadata or (names and spec.name not in names):
             continue
         kind = next(
             t for t in typing.get_args(hints[spec.name]) or (hints[spec.name],) if t is not type(None)
@@ -219,8 +227,11 @@ def _request_options(command):
     return command
 
 
+_MODEL_OPTIONS = ("weights", "artifacts", "backend", "device")  # what serve and batch share with generate
+
+
 @cli.command("generate")
-@_request_options
+@_request_options()
 def generate_command(**values) -> None:
     """Make videos (video_000.mp4, ... or one sheet.png) from weights or export artifacts.
 
@@ -303,23 +314,7 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
 
 
 @cli.command("serve")
-@click.option(
-    "--weights",
-    default=None,
-    metavar="NAME|DIR",
-    help="default, demo or a weights directory [default: the shipped default weights].",
-)
-@click.option(
-    "--artifacts", default=None, metavar="DIR", help="Export directory to serve instead of weights."
-)
-@click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    metavar="NAME",
-    help="Any `generate` backend; auto picks the fastest for this machine.",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@_request_options(*_MODEL_OPTIONS)
 @click.option(
     "--address",
     default=None,
@@ -400,21 +395,7 @@ def serve_command(
     "--out", required=True, type=click.Path(file_okay=False), help="Directory of the videos and index.jsonl."
 )
 @click.option("--count", required=True, type=int, help="Videos in the dataset (video i uses seed + i).")
-@click.option(
-    "--weights",
-    default=None,
-    metavar="NAME|DIR",
-    help="default, demo or a weights directory [default: the shipped default weights].",
-)
-@click.option("--artifacts", default=None, metavar="DIR", help="Export directory to run instead of weights.")
-@click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    metavar="NAME",
-    help="Any `generate` backend; auto picks the fastest for this machine.",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@_request_options(*_MODEL_OPTIONS)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of video 0.")
 @click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")
 @click.option("--fps", default=8.0, show_default=True, type=float, help="Frames per second written into mp4.")

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from vidsynth.errors import StorageError
 from vidsynth.model.noise import sample_noise
-from vidsynth.runtime.backend import Notify, open_backend
+from vidsynth.runtime.backend import Backend, Notify, open_backend
 from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import STDOUT, GenerateRequest
@@ -27,6 +27,18 @@ class GenerateResult:
     plan: Plan
 
 
+def plan_on(backend: Backend, n_videos: int, n_frames: int, fmt: str, chunk_frames: int) -> Plan:
+    """The memory plan for `backend`'s model, against the memory of the device it runs on."""
+    return plan_generation(
+        backend.config,
+        n_videos,
+        n_frames,
+        fmt,
+        chunk_frames,
+        device_available=backend.device_memory_available(),
+    )
+
+
 def generate_videos(
     request: GenerateRequest, notify: Notify = lambda message: None, sink: BinaryIO | None = None
 ) -> GenerateResult:
@@ -40,14 +52,7 @@ def generate_videos(
     backend = open_backend(request, notify)
     config = backend.config
     check_channels(config.nc)
-    plan = plan_generation(
-        config,
-        request.num_videos,
-        request.frames,
-        request.format,
-        request.chunk_frames,
-        device_available=backend.device_memory_available(),
-    )
+    plan = plan_on(backend, request.num_videos, request.frames, request.format, request.chunk_frames)
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
     if request.out == STDOUT:
         _stream_out(backend, noise, request, plan, sys.stdout.buffer if sink is None else sink)

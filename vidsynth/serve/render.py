@@ -16,7 +16,7 @@ import numpy as np
 from vidsynth.errors import InputError, VidsynthError
 from vidsynth.model.noise import Noise, sample_noise, stack_noise
 from vidsynth.runtime.backend import Backend
-from vidsynth.runtime.plan import plan_generation
+from vidsynth.runtime.generate import plan_on
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.stream import stream_videos
 from vidsynth.runtime.writers import VideoWriter, open_writer
@@ -60,14 +60,7 @@ def prepare(backend: Backend, request: GenerateRequest) -> Noise:
     config = backend.config
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
     try:
-        plan_generation(
-            config,
-            request.num_videos,
-            request.frames,
-            request.format,
-            request.chunk_frames,
-            device_available=backend.device_memory_available(),
-        )
+        plan_on(backend, request.num_videos, request.frames, request.format, request.chunk_frames)
     except InputError as exc:
         raise InputError(str(exc), fields=["frames", "num_videos"]) from None
     return noise
@@ -101,14 +94,7 @@ def _render_together(
     # A lone request is planned as `generate` plans it; a shared batch keeps mp4's bound on
     # open encoders whatever its formats.
     fmt = first.format if len(requests) == 1 else "mp4"
-    plan = plan_generation(
-        backend.config,
-        total,
-        first.frames,
-        fmt,
-        first.chunk_frames,
-        device_available=backend.device_memory_available(),
-    )
+    plan = plan_on(backend, total, first.frames, fmt, first.chunk_frames)
     with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
         writers = []
         for number, request in enumerate(requests):
