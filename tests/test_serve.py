@@ -175,6 +175,42 @@ def test_bad_command_options_fail_before_ray_starts(args, message):
     assert result.exit_code != 0 and message in result.output
 
 
+def test_serve_and_batch_pass_every_option_through(monkeypatch):
+    import vidsynth.batch.job
+    import vidsynth.serve.server
+
+    calls = {}
+    monkeypatch.setattr(vidsynth.serve.server, "run_server", lambda *args, **kw: calls.update(serve=args))
+    monkeypatch.setattr(vidsynth.batch.job, "run_batch", lambda *args, **kw: calls.update(batch=args) or [])
+    model = ["--weights", "demo", "--backend", "onnxruntime", "--device", "cpu"]
+    serve = ["serve", *model, "--address", "a:1", "--host", "h", "--port", "9", "--replicas", "2"]
+    serve += ["--cpus-per-replica", "0.5", "--max-batch", "3", "--max-queued", "7", "--timeout", "9.5"]
+    batch = ["batch", *model, "--out", "o", "--count", "5", "--seed", "1", "--frames", "6", "--fps", "4"]
+    batch += ["--format", "npy", "--videos-per-call", "2", "--workers", "3", "--cpus-per-worker", "2"]
+    for args in (serve, batch + ["--address", "b:2"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    options, address, host, port = calls["serve"]
+    request = GenerateRequest(weights="demo", backend="onnxruntime", device="cpu")
+    assert (address, host, port, options.model) == ("a:1", "h", 9, request)
+    assert (options.replicas, options.cpus_per_replica) == (2, 0.5)
+    limits = ServeLimits(max_batch=3, max_ongoing=3, max_queued=7, timeout_s=9.5)
+    assert options.limits == limits
+    job, address = calls["batch"]
+    assert address == "b:2" and job == BatchJob(
+        out="o",
+        count=5,
+        model=request,
+        seed=1,
+        frames=6,
+        fps=4.0,
+        format="npy",
+        videos_per_call=2,
+        workers=3,
+        cpus_per_worker=2.0,
+    )
+
+
 def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend, weights, tmp_path):
     from vidsynth.export.artifacts import export_artifacts
     from vidsynth.serve.card import model_card

@@ -230,6 +230,13 @@ def _add_request_options(command, names: tuple[str, ...]):
 _MODEL_OPTIONS = ("weights", "artifacts", "backend", "device")  # what serve and batch share with generate
 
 
+def _model_request(values: dict[str, Any]):
+    """The GenerateRequest of the model options among a command's `values` (removed from them)."""
+    from vidsynth.runtime.request import GenerateRequest
+
+    return GenerateRequest(**{name: values.pop(name) for name in _MODEL_OPTIONS})
+
+
 @cli.command("generate")
 @_request_options()
 def generate_command(**values) -> None:
@@ -355,37 +362,14 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
     type=float,
     help="Seconds before a request gets 504.",
 )
-def serve_command(
-    weights,
-    artifacts,
-    backend,
-    device,
-    address,
-    replicas,
-    cpus_per_replica,
-    host,
-    port,
-    max_videos,
-    max_total_frames,
-    max_batch,
-    max_queued,
-    timeout_s,
-) -> None:
+def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> None:
     """Serve videos over HTTP (Ray Serve): POST /v1/videos, GET /v1/model, a web page at /."""
-    from vidsynth.runtime.request import GenerateRequest
     from vidsynth.serve.limits import ServeLimits
     from vidsynth.serve.options import ServeOptions
     from vidsynth.serve.server import run_server
 
-    limits = ServeLimits(
-        max_videos=max_videos,
-        max_total_frames=max_total_frames,
-        max_batch=max_batch,
-        max_ongoing=max_batch,
-        max_queued=max_queued,
-        timeout_s=timeout_s,
-    )
-    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
+    model = _model_request(values)
+    limits = ServeLimits(max_ongoing=values["max_batch"], **values)
     options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
     run_server(options, address, host, port, echo=click.echo)
 
@@ -400,7 +384,7 @@ def serve_command(
 @click.option("--frames", default=16, show_default=True, type=int, help="Frames per video.")
 @click.option("--fps", default=8.0, show_default=True, type=float, help="Frames per second written into mp4.")
 @click.option(
-    "--format", "fmt", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays."
+    "--format", default="mp4", show_default=True, help="mp4, or npy: (frames, H, W, 3) uint8 arrays."
 )
 @click.option(
     "--category",
@@ -417,43 +401,13 @@ def serve_command(
 @click.option(
     "--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray."
 )
-def batch_command(
-    out,
-    count,
-    weights,
-    artifacts,
-    backend,
-    device,
-    seed,
-    frames,
-    fps,
-    fmt,
-    category,
-    videos_per_call,
-    workers,
-    cpus_per_worker,
-    address,
-) -> None:
+def batch_command(address, **values) -> None:
     """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
     from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
-    from vidsynth.runtime.request import GenerateRequest
 
-    model = GenerateRequest(weights=weights, artifacts=artifacts, backend=backend, device=device)
-    job = BatchJob(
-        out=out,
-        count=count,
-        model=model,
-        seed=seed,
-        frames=frames,
-        fps=fps,
-        format=fmt,
-        category=category,
-        videos_per_call=videos_per_call,
-        workers=workers,
-        cpus_per_worker=cpus_per_worker,
-    )
+    job = BatchJob(model=_model_request(values), **values)
     done = run_batch(job, address, echo=click.echo)
-    click.echo(f"{len(done)} videos in {out}, listed in {Path(out) / INDEX_NAME}")
+    click.echo(f"{len(done)} videos in {job.out}, listed in {Path(job.out) / INDEX_NAME}")
 
 
 def main() -> None:
