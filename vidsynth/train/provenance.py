@@ -20,7 +20,7 @@ def _path_flags() -> set[str]:
     flags = {RUN_DIR_FLAG}
     for f in fields(TrainConfig):
         if f.metadata.get("directory"):
-            flags.add(f.metadata["flag"] or "--" + f.name.replace("_", "-"))
+            flags.add("--" + f.name.replace("_", "-"))
     return flags
 
 
