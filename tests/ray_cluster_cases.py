@@ -4,6 +4,7 @@ nodes, and a `batch` job uses both. Run by tests/test_serve_ray.py inside `unsha
 from __future__ import annotations
 
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,6 +14,7 @@ from serve_support import post_json, require_netns, small_weights
 
 require_netns()
 
+from vidsynth.export import export_weights  # noqa: E402
 from vidsynth.runtime.generate import generate_videos  # noqa: E402
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
 from vidsynth.serve.options import ServeOptions  # noqa: E402
@@ -66,7 +68,7 @@ def test_two_nodes_serve_requests(cluster, weights):
         serve.shutdown()
 
 
-def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
+def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path, caplog):
     import ray
 
     from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
@@ -76,7 +78,7 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
     job = BatchJob(
         out=str(tmp_path / "data"), count=12, model=model, seed=100, frames=8, videos_per_call=2, workers=2
     )
-    records = run_batch(job, echo=print)
+    records = run_batch(job)
     assert sorted(records) == list(range(12))
     assert {record["node"] for record in records.values()} == nodes
     lines = [json.loads(line) for line in (tmp_path / "data" / INDEX_NAME).read_text().splitlines()]
@@ -96,15 +98,17 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
             num_videos=1,
             frames=8,
             out=str(tmp_path / "generate"),
-        )
+        ),
+        exporter=export_weights,
     )
     assert made.paths[0].read_bytes() == (tmp_path / "data" / "video_000005.mp4").read_bytes()
 
     # Resumable: a lost video is made again, the others are skipped.
     (tmp_path / "data" / "video_000003.mp4").unlink()
-    messages = []
-    again = run_batch(job, echo=messages.append)
-    assert messages[0].startswith("11 of 12 videos already") and "making 1" in messages[0]
+    caplog.set_level(logging.INFO, logger="vidsynth")
+    caplog.clear()
+    again = run_batch(job)
+    assert caplog.messages[0].startswith("11 of 12 videos already") and "making 1" in caplog.messages[0]
     assert sorted(again) == list(range(12)) and (tmp_path / "data" / "video_000003.mp4").is_file()
 
 
@@ -115,7 +119,7 @@ def test_npy_frames(cluster, weights, tmp_path):
     job = BatchJob(
         out=str(tmp_path / "npy"), count=3, model=model, frames=70, format="npy", category=1, workers=1
     )
-    records = run_batch(job, echo=print)
+    records = run_batch(job)
     frames = np.load(tmp_path / "npy" / records[2]["file"])
     assert frames.shape == (70, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 0
     assert {record["category"] for record in records.values()} == {1}

@@ -14,6 +14,7 @@ from serve_support import http, post_json, require_netns, small_weights
 
 require_netns()
 
+from vidsynth.export import export_weights  # noqa: E402
 from vidsynth.runtime.generate import generate_videos  # noqa: E402
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
 from vidsynth.serve.limits import ServeLimits  # noqa: E402
@@ -64,7 +65,8 @@ def reference(weights: str, tmp_path: Path, **options) -> dict[str, bytes]:
     out = tmp_path / f"generate-{len(list(tmp_path.iterdir()))}"
     values = {"num_videos": 1, **options}
     result = generate_videos(
-        GenerateRequest(weights=weights, backend="onnxruntime", device="cpu", out=str(out), **values)
+        GenerateRequest(weights=weights, backend="onnxruntime", device="cpu", out=str(out), **values),
+        exporter=export_weights,
     )
     return {path.name: path.read_bytes() for path in result.paths}
 

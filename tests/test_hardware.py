@@ -2,6 +2,7 @@
 GPU) and the source; it is said in one line; bf16 on a CPU that emulates it warns."""
 
 import json
+import logging
 import os
 
 import pytest
@@ -99,19 +100,19 @@ def weights(tmp_path_factory):
     return str(directory)
 
 
-def test_generate_says_what_auto_chose(weights, tmp_path):
-    said = []
+def test_generate_says_what_auto_chose(weights, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vidsynth")
     result = generate_videos(
-        GenerateRequest(weights=weights, num_videos=1, frames=2, format="png", out=str(tmp_path)), said.append
+        GenerateRequest(weights=weights, num_videos=1, frames=2, format="png", out=str(tmp_path))
     )
     expected, _ = auto_backend(None, "auto", probe_hardware())
     assert result.backend == expected
-    assert [line for line in said if line.startswith(f"--backend auto chose {expected}: ")]
+    assert [line for line in caplog.messages if line.startswith(f"--backend auto chose {expected}: ")]
 
 
 @pytest.mark.skipif(probe_hardware().native_bf16, reason="this CPU has native bf16: nothing to warn about")
-def test_explicit_bf16_on_an_emulating_cpu_warns(weights, tmp_path):
-    said = []
+def test_explicit_bf16_on_an_emulating_cpu_warns(weights, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vidsynth")
     request = GenerateRequest(
         weights=weights,
         backend="optimized-bf16",
@@ -121,10 +122,12 @@ def test_explicit_bf16_on_an_emulating_cpu_warns(weights, tmp_path):
         format="png",
         out=str(tmp_path),
     )
-    generate_videos(request, said.append)
+    generate_videos(request)
     assert any(
-        line.startswith("warning: this CPU has no native bf16") and "slower than fp32" in line
-        for line in said
+        record.levelno == logging.WARNING
+        and record.getMessage().startswith("this CPU has no native bf16")
+        and "slower than fp32" in record.getMessage()
+        for record in caplog.records
     )
 
 

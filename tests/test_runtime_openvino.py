@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from vidsynth.cli import cli
 from vidsynth.errors import MissingDependencyError, RuntimeBackendError
-from vidsynth.export import export_artifacts
+from vidsynth.export import export_artifacts, export_weights
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime import GenerateRequest, generate_videos
@@ -92,7 +92,9 @@ def test_openvino_writes_what_onnxruntime_writes(made, tmp_path):
 
 @pytest.mark.usefixtures("openvino_installed")
 def test_openvino_from_weights_and_the_command_line(made, tmp_path):
-    backend = open_backend(GenerateRequest(weights=made.weights, backend="openvino", device="cpu"))
+    backend = open_backend(
+        GenerateRequest(weights=made.weights, backend="openvino", device="cpu"), exporter=export_weights
+    )
     noise = sample_noise(CONFIG, 2, seed=5)
     expected = open_backend(GenerateRequest(weights=made.weights, backend="eager", device="cpu")).generate(
         noise, 6
@@ -146,7 +148,8 @@ def test_openvino_runs_without_torch_and_loads_no_telemetry(made, tmp_path):
         [
             sys.executable,
             "-m",
-            "vidsynth.runtime.ort",
+            "vidsynth",
+            "generate",
             "--artifacts",
             made.artifacts,
             "--backend",

@@ -87,7 +87,7 @@ def torch_free(made, *args: str) -> subprocess.CompletedProcess:
 
 def ort_script(made, *args: str) -> subprocess.CompletedProcess:
     return torch_free(
-        made, "-m", "vidsynth.runtime.ort", "--artifacts", made.artifacts, "--device", "cpu", *args
+        made, "-m", "vidsynth", "generate", "--artifacts", made.artifacts, "--device", "cpu", *args
     )
 
 
@@ -177,7 +177,8 @@ def test_script_bad_input_is_one_error_line(made, tmp_path, args, fragment):
     result = torch_free(
         made,
         "-m",
-        "vidsynth.runtime.ort",
+        "vidsynth",
+        "generate",
         "--artifacts",
         made.artifacts,
         "--device",
@@ -195,7 +196,7 @@ def test_script_bad_input_is_one_error_line(made, tmp_path, args, fragment):
 
 
 def test_script_names_torch_when_weights_need_it_and_refuses_tampered_artifacts(made, tmp_path):
-    result = torch_free(made, "-m", "vidsynth.runtime.ort", "--out", str(tmp_path / "out"))
+    result = torch_free(made, "-m", "vidsynth", "generate", "--out", str(tmp_path / "out"))
     chose, error = result.stderr.strip().splitlines()
     assert result.returncode == 1 and chose.startswith("--backend auto chose optimized: weights")
     assert (
@@ -209,7 +210,7 @@ def test_script_names_torch_when_weights_need_it_and_refuses_tampered_artifacts(
     with open(tampered / "generator_chunk.onnx", "ab") as handle:
         handle.write(b"\0")
     result = torch_free(
-        made, "-m", "vidsynth.runtime.ort", "--artifacts", str(tampered), "--out", str(tmp_path / "out")
+        made, "-m", "vidsynth", "generate", "--artifacts", str(tampered), "--out", str(tmp_path / "out")
     )
     assert result.returncode == 1 and "generator_chunk.onnx" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2  # what auto chose, then the one error

@@ -17,6 +17,7 @@ from serve_support import small_weights
 from vidsynth.batch.job import BatchJob, NpyWriter, read_index
 from vidsynth.cli import cli
 from vidsynth.errors import InputError
+from vidsynth.export import export_weights
 from vidsynth.runtime.generate import generate_videos
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.sharing import shares_model_calls
@@ -36,7 +37,9 @@ def weights(tmp_path_factory) -> str:
 def backend(weights, one_thread):
     from vidsynth.runtime.backend import open_backend
 
-    return open_backend(GenerateRequest(weights=weights, backend="onnxruntime", device="cpu"))
+    return open_backend(
+        GenerateRequest(weights=weights, backend="onnxruntime", device="cpu"), exporter=export_weights
+    )
 
 
 def test_a_body_becomes_the_servers_request_with_one_video_by_default():
@@ -120,7 +123,8 @@ def test_a_request_made_alone_streams_as_generate_does(backend, weights, tmp_pat
 
 
 def generated(request: GenerateRequest, out) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in generate_videos(replace(request, out=str(out))).paths}
+    result = generate_videos(replace(request, out=str(out)), exporter=export_weights)
+    return {path.name: path.read_bytes() for path in result.paths}
 
 
 def files_of(rendered) -> dict[str, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -12,6 +13,8 @@ import click
 
 from vidsynth.errors import VidsynthError
 from vidsynth.train.options import TrainCommand, command_line, config_from_options, typed_settings
+
+logger = logging.getLogger(__name__)
 
 
 class _Group(click.Group):
@@ -31,10 +34,44 @@ class _Group(click.Group):
             ctx.exit(EXIT_STATUS)
 
 
+class _PlainFormatter(logging.Formatter):
+    """The message alone; warnings and errors say which they are ("warning: ...")."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the stderr of the moment (click's test runner swaps it per invocation)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def _configure_logging(level: int) -> None:
+    """One plain stderr handler on vidsynth's loggers, at `level`; set once per invocation."""
+    package = logging.getLogger("vidsynth")
+    for handler in [h for h in package.handlers if isinstance(h, _StderrHandler)]:
+        package.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(_PlainFormatter())
+    package.addHandler(handler)
+    package.setLevel(level)
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="vidsynth")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also print debug messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors (results still print).")
+def cli(verbose: bool, quiet: bool) -> None:
     """Generate, export and serve MoCoGAN videos."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet contradict each other: pass one")
+    _configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 @cli.command("import")
@@ -244,15 +281,14 @@ def generate_command(**values) -> None:
 
     With no options: the default weights, a few short mp4 videos in ./videos.
     `--out - --num-videos 1` streams one video to stdout (pipe it into ffplay -)."""
+    from vidsynth.export import export_weights
     from vidsynth.runtime.generate import generate_videos
     from vidsynth.runtime.request import GenerateRequest
 
-    result = generate_videos(
-        GenerateRequest(**values, progress=True), notify=lambda m: click.echo(m, err=True)
-    )
+    result = generate_videos(GenerateRequest(**values, progress=True), exporter=export_weights)
     made = f"{len(result.paths)} file(s)" if result.paths else "one video to stdout"
     ending = ":" if result.paths else ""
-    click.echo(f"{made} from {result.backend} ({result.detail}) on {result.device}{ending}", err=True)
+    logger.info("%s from %s (%s) on %s%s", made, result.backend, result.detail, result.device, ending)
     for path in result.paths:
         click.echo(str(path))
 
@@ -371,7 +407,7 @@ def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> 
     model = _model_request(values)
     limits = ServeLimits(max_ongoing=values["max_batch"], **values)
     options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
-    run_server(options, address, host, port, echo=click.echo)
+    run_server(options, address, host, port)
 
 
 @cli.command("batch")
@@ -406,7 +442,7 @@ def batch_command(address, **values) -> None:
     from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
 
     job = BatchJob(model=_model_request(values), **values)
-    done = run_batch(job, address, echo=click.echo)
+    done = run_batch(job, address)
     click.echo(f"{len(done)} videos in {job.out}, listed in {Path(job.out) / INDEX_NAME}")
 
 

@@ -9,10 +9,10 @@ renamed into place from a hidden staging directory and then gets its line in ind
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from vidsynth.errors import InputError
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.writers import VideoWriter, video_name
 
+logger = logging.getLogger(__name__)
 BATCH_FORMATS = ("mp4", "npy")
 INDEX_NAME = "index.jsonl"
 
@@ -115,10 +116,11 @@ class VideoMaker:
     """A Ray Data actor: opens the backend once, then turns batches of ids into files."""
 
     def __init__(self, job: BatchJob) -> None:
+        from vidsynth.export import export_weights
         from vidsynth.runtime.backend import open_backend
 
         self.job = job
-        self.backend = open_backend(job.request(0))
+        self.backend = open_backend(job.request(0), exporter=export_weights)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import ray
@@ -196,9 +198,7 @@ def _default_workers(ray, cpus_per_worker: float) -> int:
     return max(1, int(spare // cpus_per_worker))
 
 
-def run_batch(
-    job: BatchJob, address: str | None = None, echo: Callable[[str], None] = print
-) -> dict[int, dict]:
+def run_batch(job: BatchJob, address: str | None = None) -> dict[int, dict]:
     """Makes the videos of `job` not made yet; returns the index records of all of them."""
     from vidsynth.cluster import import_ray, import_ray_data, start_ray
     from vidsynth.runtime.output import check_output_dir
@@ -209,7 +209,7 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     done = read_index(out)
     pending = [i for i in range(job.count) if i not in done]
-    echo(f"{len(done)} of {job.count} videos already in {out}; making {len(pending)}")
+    logger.info("%d of %d videos already in %s; making %d", len(done), job.count, out, len(pending))
     if pending:
         ray = import_ray()
         data = import_ray_data()
@@ -233,7 +233,7 @@ def run_batch(
                     index.flush()
                     done[int(row["id"])] = json.loads(_index_line(row))
                     if made % max(1, len(pending) // 20) == 0 or made == len(pending):
-                        echo(f"{made}/{len(pending)} videos made")
+                        logger.info("%d/%d videos made", made, len(pending))
         finally:
             if started:
                 ray.shutdown()

@@ -294,13 +294,11 @@ def artifact_contender(
 
 def auto_contender(source: dict[str, str], device: str, threads: int, export_s: float = 0.0) -> Contender:
     """What `vidsynth generate` runs by default (`--backend auto`) for weights or artifacts."""
-    from vidsynth.runtime.backend import open_backend
+    from vidsynth.runtime.backend import auto_choice, open_backend
     from vidsynth.runtime.request import GenerateRequest
 
-    chosen: list[str] = []
-    runner = open_backend(
-        GenerateRequest(**source, backend="auto", device=device, threads=threads).validate(), chosen.append
-    )
+    name, why = auto_choice(GenerateRequest(**source, device=device, threads=threads).validate())
+    runner = open_backend(GenerateRequest(**source, backend=name, device=device, threads=threads))
     row = "auto" if "weights" in source else "auto-artifacts"
     precision = "bf16" if runner.name.endswith("bf16") else "fp32"
     return Contender(
@@ -308,7 +306,7 @@ def auto_contender(source: dict[str, str], device: str, threads: int, export_s: 
         precision,
         runner.device,
         runner.detail,
-        "; ".join(chosen),
+        f"--backend auto chose {name}: {why}",
         prepare=lambda noise: noise,
         video=runner.generate,
         first_frame=lambda noise: runner.generate_chunk(noise, runner.initial_state(noise), 1)[0],

@@ -45,6 +45,7 @@ def offline(args) -> dict:
     """The same backend on the same CPUs without a server: the bare model at batch 8, and
     the runtime's pipeline (noise, model calls, mp4 encoding: what `generate` runs once its
     backend is open) making all N videos in one run."""
+    from vidsynth.export import export_weights
     from vidsynth.model.noise import sample_noise
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.request import GenerateRequest
@@ -58,7 +59,7 @@ def offline(args) -> dict:
         frames=args.frames,
         num_videos=args.requests,
     )
-    backend = open_backend(request)
+    backend = open_backend(request, exporter=export_weights)
     noise = sample_noise(backend.config, 8, seed=0)
     backend.generate(noise, args.frames)
     times = []

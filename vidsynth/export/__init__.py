@@ -4,9 +4,29 @@ Importing this package stays torch-free (the ONNX Runtime script reads manifests
 `vidsynth.artifacts.manifest`); the exporters load on first use.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 from vidsynth.artifacts.manifest import read_manifest
 
-__all__ = ["export_artifacts", "read_manifest"]
+if TYPE_CHECKING:
+    from vidsynth.model.generator import VideoGenerator
+
+__all__ = ["export_artifacts", "export_weights", "read_manifest"]
+
+
+def export_weights(
+    model: VideoGenerator | str | None, out_dir: str | os.PathLike, formats: Sequence[str]
+) -> dict[str, Any]:
+    """`export_artifacts(model, out_dir, formats)` with the default options, imported when
+    called: the exporter that runtime callers pass (vidsynth.runtime.backend.Exporter) without
+    importing torch on paths that never export."""
+    from vidsynth.export.artifacts import export_artifacts
+
+    return export_artifacts(model, out_dir, formats=formats)
 
 
 def __getattr__(name: str):

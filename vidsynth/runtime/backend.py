@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -29,16 +30,26 @@ from vidsynth.model.noise import Noise
 from vidsynth.optional import ONNXRUNTIME_HINT, OPENVINO_HINT
 
 if TYPE_CHECKING:
+    from vidsynth.model.generator import VideoGenerator
     from vidsynth.runtime.request import GenerateRequest
 
-Notify = Callable[[str], None]
+logger = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda", "auto")
+
+
+class Exporter(Protocol):
+    """Writes `model` as export artifacts of `formats` into `out_dir`, for artifact backends
+    given weights. The runtime never imports the exporter: its caller passes one
+    (vidsynth.export.export_artifacts, or vidsynth.export.export_weights, which imports torch
+    only when called)."""
+
+    def __call__(self, model: VideoGenerator, out_dir: Path, formats: Sequence[str]) -> Any: ...
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     module: str  # imported only when this backend is opened
-    opener: str  # module function (request, notify) -> Backend
+    opener: str  # module function (request, exporter) -> Backend
     runs_artifacts: bool  # False: it runs weights only
     install: str  # what to install when the module's runtime is missing
 
@@ -91,28 +102,35 @@ class Backend(ABC):
         return None
 
 
-def resolve_backend(request: GenerateRequest, notify: Notify = lambda message: None) -> str:
-    """The backend `request` names; for `auto`, the one chosen for this machine, said in one line."""
-    if request.backend != AUTO:
-        return request.backend
+def auto_choice(request: GenerateRequest) -> tuple[str, str]:
+    """(backend, why) that `auto` picks for the request's source and device on this machine."""
     from vidsynth.runtime.hardware import auto_backend, probe_hardware
 
     formats = None if request.artifacts is None else exported_formats(request.artifacts)
-    name, why = auto_backend(formats, request.device, probe_hardware())
-    notify(f"--backend auto chose {name}: {why}")
+    return auto_backend(formats, request.device, probe_hardware())
+
+
+def resolve_backend(request: GenerateRequest) -> str:
+    """The backend `request` names; for `auto`, the one chosen for this machine, logged in one line."""
+    if request.backend != AUTO:
+        return request.backend
+    name, why = auto_choice(request)
+    logger.info("--backend auto chose %s: %s", name, why)
     return name
 
 
-def open_backend(request: GenerateRequest, notify: Notify = lambda message: None) -> Backend:
-    """The backend `request` names, opened on its device (the request is validated already)."""
-    name = resolve_backend(request, notify)
+def open_backend(request: GenerateRequest, exporter: Exporter | None = None) -> Backend:
+    """The backend `request` names, opened on its device (the request is validated already).
+    Artifact backends (onnxruntime, openvino, pt2) given weights instead of artifacts export
+    them for this run with `exporter`; without one they refuse."""
+    name = resolve_backend(request)
     request = replace(request, backend=name)
     spec = REGISTRY[name]
     try:
         module = importlib.import_module(spec.module)
     except ImportError as exc:
         raise MissingDependencyError(f"the {name} backend cannot start ({exc}): {spec.install}") from None
-    return getattr(module, spec.opener)(request, notify)
+    return getattr(module, spec.opener)(request, exporter)
 
 
 def exported_formats(directory: str | Path) -> frozenset[str]:
@@ -182,21 +200,28 @@ class Artifacts:
 
 
 @contextmanager
-def exported_weights(weights: str | None, formats: tuple[str, ...], notify: Notify) -> Iterator[Artifacts]:
-    """Weights (default, demo or a directory) exported to `formats` in a temporary directory,
-    for artifact backends given weights. Open what you need inside the block: the directory is
+def exported_weights(
+    request: GenerateRequest, formats: tuple[str, ...], exporter: Exporter | None
+) -> Iterator[Artifacts]:
+    """The request's weights exported by `exporter` to `formats` in a temporary directory, for
+    artifact backends given weights. Open what you need inside the block: the directory is
     removed after it. Needs torch."""
-    from vidsynth.export import export_artifacts
     from vidsynth.weights import load_model
 
-    model = load_model(weights)
-    notify(
-        f"exporting the weights ({', '.join(formats)}) for this run; `vidsynth export` once and "
-        "--artifacts skip this"
+    if exporter is None:
+        raise RuntimeBackendError(
+            f"the {request.backend} backend runs export artifacts: pass artifacts made by `vidsynth export` "
+            "(--artifacts DIR), or from Python an exporter (exporter=vidsynth.export.export_weights) "
+            "to export these weights for this run"
+        )
+    model = load_model(request.weights)
+    logger.info(
+        "exporting the weights (%s) for this run; `vidsynth export` once and --artifacts skip this",
+        ", ".join(formats),
     )
     with tempfile.TemporaryDirectory(prefix="vidsynth-export-") as tmp:
         directory = Path(tmp) / "artifacts"
-        export_artifacts(model, directory, formats=formats)
+        exporter(model, directory, formats)
         yield Artifacts(directory)
 
 

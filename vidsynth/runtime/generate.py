@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from vidsynth.errors import StorageError
 from vidsynth.model.noise import sample_noise
-from vidsynth.runtime.backend import Backend, Notify, open_backend
+from vidsynth.runtime.backend import Backend, Exporter, open_backend
 from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import STDOUT, GenerateRequest
@@ -40,16 +40,18 @@ def plan_on(backend: Backend, n_videos: int, n_frames: int, fmt: str, chunk_fram
 
 
 def generate_videos(
-    request: GenerateRequest, notify: Notify = lambda message: None, sink: BinaryIO | None = None
+    request: GenerateRequest, exporter: Exporter | None = None, sink: BinaryIO | None = None
 ) -> GenerateResult:
     """Makes request.num_videos videos of request.frames frames and writes them to
     request.out (video_000.mp4, ... or one sheet.png). Bad input raises a VidsynthError
     before anything is written; a failure part-way leaves no partial files.
-    With out "-", the one video goes to `sink` (stdout) as a fragmented MP4 while it is made."""
+    With out "-", the one video goes to `sink` (stdout) as a fragmented MP4 while it is made.
+    The artifact backends (onnxruntime, openvino, pt2) given weights export them with
+    `exporter` (vidsynth.export.export_weights); without one they ask for artifacts."""
     request.validate()
     if request.out != STDOUT:
         check_output_dir(request.out_path)
-    backend = open_backend(request, notify)
+    backend = open_backend(request, exporter)
     config = backend.config
     check_channels(config.nc)
     plan = plan_on(backend, request.num_videos, request.frames, request.format, request.chunk_frames)

@@ -9,6 +9,7 @@ Given weights instead of artifacts, it exports them to a temporary directory fir
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ from vidsynth.artifacts.contract import (
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.model.noise import Noise
 from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
-from vidsynth.runtime.backend import Artifacts, Backend, Notify, choose_device, exported_weights
+from vidsynth.runtime.backend import Artifacts, Backend, Exporter, choose_device, exported_weights
 from vidsynth.runtime.hardware import nvidia_driver_present
 from vidsynth.runtime.request import GenerateRequest
+
+logger = logging.getLogger(__name__)
 
 ort = import_onnxruntime()
 
@@ -160,7 +163,7 @@ class OnnxRuntimeBackend(Backend):
         return self._value(np.asarray(state, dtype=np.float32))
 
 
-def _open(artifacts: Artifacts, request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
+def _open(artifacts: Artifacts, request: GenerateRequest) -> OnnxRuntimeBackend:
     device = request.device
     choice = choose_device(device, cuda_provider_available(), no_cuda_provider_reason())
     try:
@@ -168,15 +171,15 @@ def _open(artifacts: Artifacts, request: GenerateRequest, notify: Notify) -> Onn
     except RuntimeBackendError as exc:
         if device != "auto" or choice.name != "cuda":
             raise
-        notify(f"--device auto: {exc}; running on cpu")
+        logger.info("--device auto: %s; running on cpu", exc)
         return OnnxRuntimeBackend(artifacts, "cpu", request.threads)
     if choice.note:
-        notify(choice.note)
+        logger.info(choice.note)
     return backend
 
 
-def open_onnxruntime(request: GenerateRequest, notify: Notify) -> OnnxRuntimeBackend:
+def open_onnxruntime(request: GenerateRequest, exporter: Exporter | None = None) -> OnnxRuntimeBackend:
     if request.artifacts is not None:
-        return _open(Artifacts(request.artifacts), request, notify)
-    with exported_weights(request.weights, ("onnx",), notify) as artifacts:
-        return _open(artifacts, request, notify)
+        return _open(Artifacts(request.artifacts), request)
+    with exported_weights(request, ("onnx",), exporter) as artifacts:
+        return _open(artifacts, request)

@@ -11,6 +11,7 @@ telemetry client from starting (see there).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from vidsynth.artifacts.contract import (
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.model.noise import Noise
 from vidsynth.optional import import_openvino
-from vidsynth.runtime.backend import Artifacts, Backend, Notify, exported_weights
+from vidsynth.runtime.backend import Artifacts, Backend, Exporter, exported_weights
 from vidsynth.runtime.request import GenerateRequest
+
+logger = logging.getLogger(__name__)
 
 DEVICE = "CPU"
 
@@ -125,7 +128,7 @@ class OpenVinoBackend(Backend):
         return video, state_out
 
 
-def open_openvino(request: GenerateRequest, notify: Notify) -> OpenVinoBackend:
+def open_openvino(request: GenerateRequest, exporter: Exporter | None = None) -> OpenVinoBackend:
     """The OpenVINO backend over the request's artifacts (or its weights, exported first); CPU only."""
     if request.device == "cuda":
         raise RuntimeBackendError(
@@ -135,8 +138,8 @@ def open_openvino(request: GenerateRequest, notify: Notify) -> OpenVinoBackend:
     if request.artifacts is not None:
         backend = OpenVinoBackend(Artifacts(request.artifacts), request.threads)
     else:
-        with exported_weights(request.weights, ("onnx",), notify) as artifacts:
+        with exported_weights(request, ("onnx",), exporter) as artifacts:
             backend = OpenVinoBackend(artifacts, request.threads)
     if request.device == "auto":
-        notify("the openvino backend runs on the CPU")
+        logger.info("the openvino backend runs on the CPU")
     return backend

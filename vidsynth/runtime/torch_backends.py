@@ -5,6 +5,7 @@ a module with forward and generate_chunk, without autograd, on the chosen device
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,10 @@ from vidsynth.artifacts.contract import TORCHSCRIPT_FILE, initial_state
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise
-from vidsynth.runtime.backend import Artifacts, Backend, DeviceChoice, Notify, choose_device
+from vidsynth.runtime.backend import Artifacts, Backend, DeviceChoice, Exporter, choose_device
 from vidsynth.runtime.request import GenerateRequest
+
+logger = logging.getLogger(__name__)
 
 
 def torch_device(requested: str) -> DeviceChoice:
@@ -70,35 +73,37 @@ class TorchBackend(Backend):
         return int(free)
 
 
-def _chosen(request: GenerateRequest, notify: Notify) -> str:
+def _chosen(request: GenerateRequest) -> str:
     choice = torch_device(request.device)
     if choice.note:
-        notify(choice.note)
+        logger.info(choice.note)
     return choice.name
 
 
-def warn_if_bf16_is_emulated(notify: Notify) -> None:
+def warn_if_bf16_is_emulated() -> None:
     from vidsynth.runtime.hardware import NATIVE_BF16_FLAGS, probe_hardware
 
     hardware = probe_hardware()
     if not hardware.native_bf16:
         slowdown, unit = hardware.emulated_bf16_slowdown
-        notify(
-            f"warning: this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)}), so bf16 is emulated: "
-            f"measured {slowdown:g}x slower than fp32 on an {unit} CPU like this one; --backend auto "
-            "picks fp32 here"
+        logger.warning(
+            "this CPU has no native bf16 (%s), so bf16 is emulated: measured %gx slower than fp32 "
+            "on an %s CPU like this one; --backend auto picks fp32 here",
+            " or ".join(NATIVE_BF16_FLAGS),
+            slowdown,
+            unit,
         )
 
 
-def open_eager(request: GenerateRequest, notify: Notify) -> TorchBackend:
+def open_eager(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
     from vidsynth.weights import load_model
 
     model = load_model(request.weights)
-    device = _chosen(request, notify)
+    device = _chosen(request)
     return TorchBackend("eager", model.to(device).eval(), model.config, device)
 
 
-def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
+def open_optimized(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
     from vidsynth.model.inference import optimize_for_inference
     from vidsynth.weights import load_model
 
@@ -107,25 +112,25 @@ def open_optimized(request: GenerateRequest, notify: Notify) -> TorchBackend:
             "the optimized backend runs on the CPU; on CUDA use --backend eager or torchscript"
         )
     if request.device == "auto" and torch.cuda.is_available():
-        notify("the optimized backend runs on the CPU, not on the GPU")
+        logger.info("the optimized backend runs on the CPU, not on the GPU")
     precision = "bf16" if request.backend == "optimized-bf16" else "fp32"
     if precision == "bf16":
-        warn_if_bf16_is_emulated(notify)
+        warn_if_bf16_is_emulated()
     model = optimize_for_inference(load_model(request.weights), precision)
     backend = TorchBackend(request.backend, model, model.config, "cpu")
     backend.detail += f", {precision}, motion: {model.motion_kind}"
     return backend
 
 
-def open_torchscript(request: GenerateRequest, notify: Notify) -> TorchBackend:
-    device = _chosen(request, notify)
+def open_torchscript(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
+    device = _chosen(request)
     if request.artifacts is not None:
         from vidsynth.artifacts.torchscript_ops import load_checked
         from vidsynth.runtime.backend import check_graph_config
 
         exported = Artifacts(request.artifacts)
         if device == "cpu" and exported.manifest.get("dtype") == "bf16":
-            warn_if_bf16_is_emulated(notify)
+            warn_if_bf16_is_emulated()
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
         module, carried_config = load_checked(path, exported.manifest["torchscript_ops"], device)
         check_graph_config(exported.config, carried_config, str(path))

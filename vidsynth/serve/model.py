@@ -24,11 +24,12 @@ class VideoModel:
     returns its Rendered file, or raises the request's VidsynthError."""
 
     def __init__(self, server: GenerateRequest, limits: ServeLimits, threads: int) -> None:
+        from vidsynth.export import export_weights
         from vidsynth.runtime.backend import open_backend
         from vidsynth.runtime.sharing import shares_model_calls
         from vidsynth.serve.card import model_card
 
-        self.backend = open_backend(server)
+        self.backend = open_backend(server, exporter=export_weights)
         _limit_torch_threads(threads)
         self.share_calls = shares_model_calls(self.backend)
         self.card = {

@@ -3,14 +3,16 @@ SIGTERM take down what this process started."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 
 from vidsynth.cluster import import_ray, import_serve, start_ray
 from vidsynth.errors import VidsynthError
+
+logger = logging.getLogger(__name__)
 
 APP_NAME = "vidsynth"
 READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
@@ -44,9 +46,7 @@ def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
         time.sleep(0.5)
 
 
-def run_server(
-    options, address: str | None, host: str, port: int, echo: Callable[[str], None] = print
-) -> None:
+def run_server(options, address: str | None, host: str, port: int) -> None:
     """Serves until SIGINT or SIGTERM, then shuts down Serve and (if it started it) Ray."""
     ray = import_ray()
     serve = import_serve()
@@ -59,10 +59,10 @@ def run_server(
         signal.signal(signum, lambda *_: stop.set())
     try:
         url = deploy(options, host, port)
-        echo(f"vidsynth serving {url} (POST /v1/videos, GET /v1/model, the page at /); Ctrl-C stops")
+        logger.info("vidsynth serving %s (POST /v1/videos, GET /v1/model, the page at /); Ctrl-C stops", url)
         while not stop.wait(0.5):
             pass
-        echo("stopping")
+        logger.info("stopping")
     finally:
         if address is None:
             serve.shutdown()
