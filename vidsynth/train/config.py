@@ -44,6 +44,11 @@ FIXED_ON_RESUME = (
 )
 
 
+def option_flag(name: str) -> str:
+    """The command-line flag of the TrainConfig field `name`: `--field-name`."""
+    return "--" + name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str | None = setting(

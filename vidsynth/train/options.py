@@ -14,7 +14,7 @@ import click
 from click.core import ParameterSource
 
 from vidsynth.model.config import field_kinds
-from vidsynth.train.config import TrainConfig
+from vidsynth.train.config import TrainConfig, option_flag
 
 DRY_RUN_STEPS = 3  # --steps when --dry-run is given without it
 _ARGV = "vidsynth.train.argv"
@@ -63,7 +63,7 @@ def config_options() -> list[click.Option]:
         help_text = f.metadata.get("help")
         if help_text is None:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = option_flag(f.name)
         kind, _ = kinds[f.name]
         if kind is bool:  # a flag sets the opposite of the default
             options.append(click.Option([flag, f.name], is_flag=True, help=help_text))

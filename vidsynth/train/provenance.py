@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import PurePath
 from typing import Any
 
-from vidsynth.train.config import TrainConfig
+from vidsynth.train.config import TrainConfig, option_flag
 
 RUN_DIR_FLAG = "--out"
 
@@ -20,7 +20,7 @@ def _path_flags() -> set[str]:
     flags = {RUN_DIR_FLAG}
     for f in fields(TrainConfig):
         if f.metadata.get("directory"):
-            flags.add("--" + f.name.replace("_", "-"))
+            flags.add(option_flag(f.name))
     return flags
 
 
