@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import struct
 import subprocess
 import sys
@@ -198,3 +199,119 @@ def test_streams_share_a_model_call_with_the_frames_they_get_alone(made):
     for (frames, state), (frames_alone, state_alone) in zip(together, alone):
         assert np.array_equal(frames, frames_alone) and np.array_equal(state, state_alone)
     assert [len(f[0]) for f, _ in together] == [8, 8, 2]
+
+
+# -- the stream route's logic, without Ray -----------------------------------------------
+
+
+class LocalModel:
+    """Stands in for the model deployment: makes each call with a backend in this process,
+    optionally failing chosen calls as a replica that died would."""
+
+    def __init__(self, backend, fail_calls=()):
+        self.backend = backend
+        self.fail_calls = set(fail_calls)
+        self.calls = 0
+
+    async def __call__(self, call):
+        from vidsynth.serve.live import ChunkResult
+
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise RuntimeError("the replica died")
+        ((frames, state),) = next_chunks(self.backend, [(call.noise, call.state, call.n_frames)], False)
+        return ChunkResult(frames, state, replica="local")
+
+
+def live(made, backend="onnxruntime", **limits):
+    from vidsynth.serve.live import LiveLimits, LiveStreams
+
+    runner = open_backend(GenerateRequest(**source(made, backend), device="cpu"))
+    model = LocalModel(runner, limits.pop("fail_calls", ()))
+    return LiveStreams(LiveLimits(**{"lead_s": 1000.0, **limits}), model), model, runner
+
+
+def collect(stream) -> bytes:
+    import asyncio
+
+    async def run():
+        return b"".join([piece async for piece in stream.body()])
+
+    return asyncio.run(run())
+
+
+def stdout_bytes(made, backend, **options) -> bytes:
+    sink = io.BytesIO()
+    request = GenerateRequest(**source(made, backend), device="cpu", num_videos=1, out="-", **options)
+    generate_videos(request, sink=sink)
+    return sink.getvalue()
+
+
+def test_a_stream_is_the_mp4_generate_writes_to_stdout_even_when_a_call_fails(made):
+    """Byte for byte: the same frames through the same encoder. The third call fails once
+    (a replica that died) and is made again; no frame is missing or repeated."""
+    streams, model, _ = live(made, fail_calls={3})
+    body = json.dumps({"seed": 3, "frames": 100, "fps": 25, "category": 1}).encode()
+    stream = streams.open(body, GenerateRequest(**source(made, "onnxruntime")), CONFIG)
+    assert streams.active == 1 and stream.headers["X-Vidsynth-Frames"] == "100"
+    assert collect(stream) == stdout_bytes(made, "onnxruntime", seed=3, frames=100, fps=25, category=1)
+    assert streams.active == 0
+    assert streams.counts["retries"] == 1 and streams.counts["frames_sent"] == 100
+    assert model.calls == 1 + len(list(stream_pieces(100, 64)))
+
+
+def test_stream_admission_limits_and_bad_bodies(made):
+    from vidsynth.errors import InputError
+    from vidsynth.serve.limits import LimitError
+    from vidsynth.serve.live import StreamsBusy
+
+    streams, _, _ = live(made, max_streams=1, max_frames=50)
+    server = GenerateRequest(**source(made, "onnxruntime"))
+    endless = streams.open(b'{"seed": 1}', server, CONFIG)
+    assert endless.total == 50  # an endless stream ends at the server's cap
+    with pytest.raises(StreamsBusy):
+        streams.open(b"{}", server, CONFIG)
+    del endless  # dropped before its body started: the slot comes back
+    import gc
+
+    gc.collect()
+    assert streams.active == 0
+    for body, field in (
+        (b'{"frames": 51}', "frames"),
+        (b'{"format": "gif"}', "format"),
+        (b'{"num_videos": 2}', "num_videos"),
+        (b'{"category": 7}', "category"),
+        (b'{"colour": 1}', "colour"),
+    ):
+        with pytest.raises(InputError) as caught:
+            streams.open(body, server, CONFIG)
+        assert field in caught.value.fields, body
+    with pytest.raises(LimitError):
+        streams.open(b'{"frames": 51}', server, CONFIG)
+    assert streams.active == 0
+
+
+def test_a_cancelled_stream_stops_within_the_call_it_is_in(made):
+    """What a client disconnect does: Ray Serve cancels the response's task."""
+    import asyncio
+
+    streams, model, _ = live(made, lead_s=0.5)
+    stream = streams.open(b'{"seed": 2, "fps": 8}', GenerateRequest(**source(made, "onnxruntime")), CONFIG)
+
+    async def run():
+        body, sent = stream.body(), []
+        while True:  # until the stream waits for the clock (fps 8, 0.5 s ahead at most)
+            task = asyncio.ensure_future(body.__anext__())
+            done, _ = await asyncio.wait([task], timeout=1.0)
+            if not done:
+                break
+            sent.append(task.result())
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return b"".join(sent)
+
+    assert top_boxes(asyncio.run(run()))[:2] == ["ftyp", "moov"]
+    calls = model.calls
+    assert streams.active == 0
+    assert calls <= 4  # the early calls of the first chunk; then it waited for the clock

@@ -19,3 +19,7 @@ def test_web_page_in_chromium():
 
 def test_serve_command_stops_cleanly():
     run_scenarios("ray_cli_cases.py", timeout_s=900)
+
+
+def test_live_streams():
+    run_scenarios("live_cases.py", timeout_s=900)

@@ -398,15 +398,37 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
     type=float,
     help="Seconds before a request gets 504.",
 )
-def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> None:
-    """Serve videos over HTTP (Ray Serve): POST /v1/videos, GET /v1/model, a web page at /."""
+@click.option(
+    "--max-streams", default=8, show_default=True, type=int, help="Live streams at once before 503."
+)
+@click.option(
+    "--stream-max-frames",
+    default=None,
+    type=int,
+    help="Most frames per live stream (an endless one ends there) [default: no cap].",
+)
+@click.option(
+    "--stream-lead",
+    default=2.0,
+    show_default=True,
+    type=float,
+    help="Seconds of video a live stream may run ahead of real time.",
+)
+def serve_command(
+    address, host, port, replicas, cpus_per_replica, max_streams, stream_max_frames, stream_lead, **values
+) -> None:
+    """Serve videos over HTTP (Ray Serve): POST /v1/videos, POST /v1/streams (live), a web page at /."""
     from vidsynth.serve.limits import ServeLimits
+    from vidsynth.serve.live import LiveLimits
     from vidsynth.serve.options import ServeOptions
     from vidsynth.serve.server import run_server
 
     model = _model_request(values)
     limits = ServeLimits(max_ongoing=values["max_batch"], **values)
-    options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits)
+    live = LiveLimits(max_streams=max_streams, max_frames=stream_max_frames, lead_s=stream_lead)
+    options = ServeOptions(
+        model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits, live=live
+    )
     run_server(options, address, host, port)
 
 

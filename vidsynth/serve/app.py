@@ -1,8 +1,9 @@
 """The HTTP ingress (FastAPI on Ray Serve) and the application that ties it to VideoModel.
 
 Routes: `POST /v1/videos` (a JSON body of CLIENT_FIELDS -> the encoded file, or a zip of
-several), `GET /v1/model`, `GET /healthz`, and the web page at `/`. Validation is the
-runtime's (GenerateRequest.validate, sample_noise); this layer maps errors to status codes:
+several), `POST /v1/streams` (the same body -> a live fragmented MP4, serve/live.py) and
+`GET /v1/streams` (its counters), `GET /v1/model`, `GET /healthz`, and the web page at `/`.
+Validation is the runtime's (GenerateRequest.validate, sample_noise); this layer maps errors to status codes:
 400 body not a JSON object, 422 a bad field, 413 over the server's limits, 503 queue full,
 504 timed out. Every error body is JSON: {"error": message, "fields": [names]}."""
 
@@ -16,13 +17,16 @@ from vidsynth.cluster import import_serve
 serve = import_serve()
 
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse  # noqa: E402
 from ray.serve.exceptions import BackPressureError  # noqa: E402
 from ray.serve.handle import DeploymentHandle  # noqa: E402
 
 from vidsynth.errors import InputError, VidsynthError  # noqa: E402
+from vidsynth.model.config import ModelConfig  # noqa: E402
+from vidsynth.runtime.ffmpeg import STREAM_MEDIA_TYPE  # noqa: E402
 from vidsynth.serve.body import BodyError, parse_body  # noqa: E402
 from vidsynth.serve.limits import LimitError  # noqa: E402
+from vidsynth.serve.live import LiveStreams, StreamsBusy  # noqa: E402
 from vidsynth.serve.model import VideoModel  # noqa: E402
 from vidsynth.serve.options import ServeOptions  # noqa: E402
 
@@ -46,6 +50,7 @@ class Ingress:
         self.options = options
         self.page = resources.files("vidsynth.serve").joinpath("page.html").read_text()
         self.card: dict[str, Any] | None = None
+        self.live = LiveStreams(options.live, lambda call: self.model.stream_chunk.remote(call))
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -104,6 +109,27 @@ class Ingress:
                 "X-Vidsynth-Batch": str(rendered.batch),
             },
         )
+
+    @api.post("/v1/streams")
+    async def streams(self, request: Request) -> Response:
+        try:
+            config = ModelConfig.from_dict((await self._card())["config"])
+            stream = self.live.open(await request.body(), self.options.model, config)
+        except StreamsBusy as exc:
+            return error_response(
+                503, str(exc), headers={"Retry-After": str(self.options.live.retry_after_s)}
+            )
+        except BodyError as exc:
+            return error_response(400, str(exc))
+        except LimitError as exc:
+            return error_response(413, str(exc), exc.fields)
+        except InputError as exc:
+            return error_response(422, str(exc), exc.fields)
+        return StreamingResponse(stream.body(), media_type=STREAM_MEDIA_TYPE, headers=stream.headers)
+
+    @api.get("/v1/streams")
+    async def streams_info(self) -> dict:
+        return self.live.stats()
 
     async def _card(self) -> dict[str, Any]:
         if self.card is None:

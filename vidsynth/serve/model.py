@@ -17,6 +17,7 @@ serve = import_serve()
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
 from vidsynth.serve.body import Rendered  # noqa: E402
 from vidsynth.serve.limits import ServeLimits  # noqa: E402
+from vidsynth.serve.live import ChunkCall, ChunkResult  # noqa: E402
 
 
 class VideoModel:
@@ -39,6 +40,8 @@ class VideoModel:
         }
         self._batch.set_max_batch_size(limits.max_batch)
         self._batch.set_batch_wait_timeout_s(limits.batch_wait_s)
+        self._chunks.set_max_batch_size(limits.max_batch)
+        self._chunks.set_batch_wait_timeout_s(limits.batch_wait_s)
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -67,6 +70,26 @@ class VideoModel:
             if isinstance(o, Rendered)
             else o
             for o, r in zip(outcomes, requests)
+        ]
+
+    async def stream_chunk(self, call: ChunkCall) -> ChunkResult:
+        """A live stream's next chunk (serve/live.py): its state comes in and goes out with it."""
+        return await self._chunks(call)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _chunks(self, calls: list[ChunkCall]) -> list[ChunkResult]:
+        import ray
+
+        from vidsynth.runtime.chunks import next_chunks
+
+        made = await asyncio.to_thread(
+            next_chunks, self.backend, [(c.noise, c.state, c.n_frames) for c in calls], self.share_calls
+        )
+        replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
+        lengths = Counter(c.n_frames for c in calls)
+        return [
+            ChunkResult(frames, state, replica, lengths[c.n_frames] if self.share_calls else 1)
+            for (frames, state), c in zip(made, calls)
         ]
 
 

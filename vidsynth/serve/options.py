@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from vidsynth.errors import InputError
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.serve.limits import ServeLimits
+from vidsynth.serve.live import LiveLimits
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,12 @@ class ServeOptions:
     replicas: int = 1
     cpus_per_replica: float = 1.0
     limits: ServeLimits = field(default_factory=ServeLimits)
+    live: LiveLimits = field(default_factory=LiveLimits)  # POST /v1/streams
 
     def validate(self) -> ServeOptions:
         self.model.validate()
         self.limits.validate()
+        self.live.validate()
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
             raise InputError(
                 f"replicas must be a positive integer, got {self.replicas!r}", fields=["replicas"]

@@ -25,7 +25,8 @@ def deploy(options, host: str, port: int, name: str = APP_NAME, route_prefix: st
 
     serve = import_serve()
     app = build_app(options)
-    serve.start(http_options={"host": host, "port": port, "request_timeout_s": options.limits.timeout_s + 30})
+    # No proxy timeout: a live stream may last for ever; /v1/videos keeps its own (limits.timeout_s).
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": None})
     serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
     wait_ready(url)
@@ -59,7 +60,11 @@ def run_server(options, address: str | None, host: str, port: int) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         url = deploy(options, host, port)
-        logger.info("vidsynth serving %s (POST /v1/videos, GET /v1/model, the page at /); Ctrl-C stops", url)
+        logger.info(
+            "vidsynth serving %s (POST /v1/videos, POST /v1/streams, GET /v1/model, the page at /); "
+            "Ctrl-C stops",
+            url,
+        )
         while not stop.wait(0.5):
             pass
         logger.info("stopping")

@@ -1,0 +1,211 @@
+"""Live streams (`POST /v1/streams`): one video sent as a fragmented MP4 while it is made.
+
+A stream is a sequence of stateless model calls (runtime/chunks.py): the ingress holds the
+stream's noise and its recurrent state as numpy, and each call carries them to whichever
+replica takes it and brings the frames and the next state back. So streams of the same chunk
+length share batched calls, and a call that fails because its replica died is made again
+(once) elsewhere, with no frame missing or repeated. The ingress encodes the frames as they
+come back and sends the fragments with chunked transfer.
+
+Bounds: at most `max_streams` at once (503 past it); a stream runs at most `lead_s` seconds
+of video ahead of the wall clock, because Ray Serve's proxy buffers what a replica sends
+without telling it whether the client reads (the lead bounds what waits for a slow reader);
+`max_frames` caps each stream when the server sets it; a client that goes away cancels the
+stream's task, which stops at the call or wait it is in. Ray-free, so it is tested without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from vidsynth.errors import InputError, VidsynthError
+from vidsynth.model.config import ModelConfig
+from vidsynth.model.noise import Noise, sample_noise
+from vidsynth.runtime.chunks import FIRST_FRAMES, first_state, stream_pieces
+from vidsynth.runtime.ffmpeg import FragmentedMp4Encoder
+from vidsynth.runtime.request import GenerateRequest
+from vidsynth.serve.body import parse_body
+from vidsynth.serve.limits import LimitError
+
+logger = logging.getLogger(__name__)
+
+RETRY_WAIT_S = 0.2  # before a failed call is made again: the router learns that a replica died
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    max_streams: int = 8  # streams at once; past this: 503 with Retry-After
+    max_frames: int | None = None  # frames per stream (an endless request ends there); None: no cap
+    lead_s: float = 2.0  # seconds of video a stream may run ahead of the wall clock
+    first_frames: int = FIRST_FRAMES  # frames of the first call: how soon the first frame leaves
+    retry_after_s: int = 5  # what a 503 tells the client to wait
+
+    def validate(self) -> LiveLimits:
+        bad = [name for name, value in vars(self).items() if value is not None and not value > 0]
+        if bad:
+            raise InputError(f"stream limits must be positive: {', '.join(bad)}", fields=bad)
+        return self
+
+
+@dataclass(frozen=True)
+class ChunkCall:
+    """One model call of one stream: its noise row, the state it continues from, the frames."""
+
+    noise: Noise
+    state: np.ndarray  # (1, state_size) float32
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    frames: np.ndarray  # (1, n_frames, H, W, 3) uint8
+    state: np.ndarray  # (1, state_size) float32, the state after these frames
+    replica: str = ""  # node id/pid of the replica that made it
+    batch: int = 1  # calls that shared its model call
+
+
+class StreamsBusy(VidsynthError):
+    """Every stream slot is taken (HTTP 503)."""
+
+
+CallModel = Callable[[ChunkCall], Awaitable[ChunkResult]]
+
+
+class LiveStreams:
+    """The ingress's streams: admission, and each stream's calls, pacing and encoding."""
+
+    def __init__(self, limits: LiveLimits, call_model: CallModel) -> None:
+        self.limits = limits.validate()
+        self.call_model = call_model
+        self.active = 0
+        self.counts = {"streams": 0, "frames_sent": 0, "model_calls": 0, "retries": 0}
+        self.last_replica = ""
+
+    def stats(self) -> dict:
+        return {
+            "active": self.active,
+            **self.counts,
+            "last_replica": self.last_replica,
+            "limits": vars(self.limits),
+        }
+
+    def open(self, raw: bytes, server: GenerateRequest, config: ModelConfig) -> Stream:
+        """The stream a request body asks for. Raises BodyError (400), InputError (422),
+        LimitError (413) or StreamsBusy (503)."""
+        request = parse_body(raw, server)
+        endless = "frames" not in json.loads(raw or b"{}")
+        problems = {}
+        if request.format != "mp4":
+            problems["format"] = f"a stream is an mp4 video; got format {request.format!r}"
+        if request.num_videos != 1:
+            problems["num_videos"] = f"a stream is one video; got num_videos {request.num_videos}"
+        if problems:
+            raise InputError("; ".join(problems.values()), fields=list(problems))
+        cap = self.limits.max_frames
+        if cap is not None and not endless and request.frames > cap:
+            raise LimitError(
+                f"frames is {request.frames}; this server streams at most {cap} frames per stream",
+                fields=["frames"],
+            )
+        total = cap if endless else request.frames
+        noise = sample_noise(config, 1, request.seed, request.fix, request.category)
+        if self.active >= self.limits.max_streams:
+            raise StreamsBusy(
+                f"the server is streaming {self.active} videos, its limit; "
+                f"retry in {self.limits.retry_after_s} s"
+            )
+        return Stream(self, replace(request, frames=total or request.frames), total, noise, config)
+
+    async def call(self, call: ChunkCall) -> ChunkResult:
+        """One model call, made a second time if the first fails for any reason but bad input
+        (a replica that died, a full queue): the call holds all the stream's state."""
+        for attempt in (1, 2):
+            try:
+                self.counts["model_calls"] += 1
+                result = await self.call_model(call)
+                self.last_replica = result.replica
+                return result
+            except VidsynthError:
+                raise
+            except Exception as exc:
+                if attempt == 2:
+                    raise
+                self.counts["retries"] += 1
+                logger.warning("a stream's model call failed (%s); making it again", type(exc).__name__)
+                await asyncio.sleep(RETRY_WAIT_S)
+        raise AssertionError("unreachable")
+
+
+class Stream:
+    """One admitted stream; holds a slot until its body ends or it is dropped unstarted."""
+
+    def __init__(
+        self,
+        owner: LiveStreams,
+        request: GenerateRequest,
+        total: int | None,
+        noise: Noise,
+        config: ModelConfig,
+    ) -> None:
+        self.owner = owner
+        self.request = request
+        self.total = total
+        self.noise = noise
+        self.config = config
+        owner.active += 1
+        owner.counts["streams"] += 1
+        self._release = weakref.finalize(self, _release, owner)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Vidsynth-Frames": "endless" if self.total is None else str(self.total),
+            "X-Vidsynth-Fps": f"{self.request.fps:g}",
+            "Cache-Control": "no-store",
+        }
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The fragmented MP4, piece by piece."""
+        encoder = FragmentedMp4Encoder(self.config.image_size, self.request.fps)
+        finished = False
+        try:
+            state = first_state(self.config, self.noise)
+            started = time.monotonic()
+            limits = self.owner.limits
+            pieces = stream_pieces(self.total, self.request.chunk_frames, limits.first_frames)
+            for piece in pieces:
+                due = started + (piece.start + piece.skip) / self.request.fps - limits.lead_s
+                if due > time.monotonic():
+                    await asyncio.sleep(due - time.monotonic())
+                result = await self.owner.call(ChunkCall(self.noise, state, piece.n_frames))
+                if piece.carries:
+                    state = result.state
+                frames = result.frames[0, piece.skip :]
+                data = await asyncio.to_thread(_encode, encoder, frames)
+                self.owner.counts["frames_sent"] += len(frames)
+                if data:
+                    yield data
+            finished = True
+            yield await asyncio.to_thread(encoder.finish)
+        finally:
+            if not finished:
+                await asyncio.to_thread(encoder.kill)
+            self._release()
+
+
+def _encode(encoder: FragmentedMp4Encoder, frames: np.ndarray) -> bytes:
+    for frame in frames:
+        encoder.send(frame)
+    return encoder.take()
+
+
+def _release(owner: LiveStreams) -> None:
+    owner.active -= 1
