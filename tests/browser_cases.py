@@ -51,6 +51,7 @@ def test_the_page_plays_a_generated_video(url, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 640})
             page.goto(url + "/")
             page.wait_for_selector("#card dt:text('Training data')", timeout=60_000)
+            assert "jumping jack (2)" in page.inner_text("#category")  # the config's category names
             page.select_option("#category", "2")
             page.fill("#seed", "7")
             page.fill("#frames", "32")
