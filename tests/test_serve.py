@@ -182,6 +182,7 @@ def test_bad_command_options_fail_before_ray_starts(args, message):
 def test_serve_and_batch_pass_every_option_through(monkeypatch):
     import vidsynth.batch.job
     import vidsynth.serve.server
+    from vidsynth.serve.live import LiveLimits
 
     calls = {}
     monkeypatch.setattr(vidsynth.serve.server, "run_server", lambda *args, **kw: calls.update(serve=args))
@@ -189,6 +190,7 @@ def test_serve_and_batch_pass_every_option_through(monkeypatch):
     model = ["--weights", "demo", "--backend", "onnxruntime", "--device", "cpu"]
     serve = ["serve", *model, "--address", "a:1", "--host", "h", "--port", "9", "--replicas", "2"]
     serve += ["--cpus-per-replica", "0.5", "--max-batch", "3", "--max-queued", "7", "--timeout", "9.5"]
+    serve += ["--max-streams", "4", "--stream-max-frames", "900", "--stream-lead", "1.5"]
     batch = ["batch", *model, "--out", "o", "--count", "5", "--seed", "1", "--frames", "6", "--fps", "4"]
     batch += ["--format", "npy", "--videos-per-call", "2", "--workers", "3", "--cpus-per-worker", "2"]
     for args in (serve, batch + ["--address", "b:2"]):
@@ -200,6 +202,7 @@ def test_serve_and_batch_pass_every_option_through(monkeypatch):
     assert (options.replicas, options.cpus_per_replica) == (2, 0.5)
     limits = ServeLimits(max_batch=3, max_ongoing=3, max_queued=7, timeout_s=9.5)
     assert options.limits == limits
+    assert options.live == LiveLimits(max_streams=4, max_frames=900, lead_s=1.5)
     job, address = calls["batch"]
     assert address == "b:2" and job == BatchJob(
         out="o",
