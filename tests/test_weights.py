@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 from legacy_reference import AssignmentLSTM, DLHacksGRU, Generator_I, legacy_video, randomize_batchnorm
 
+from vidsynth.checksums import write_sums
 from vidsynth.cli import cli
 from vidsynth.errors import InputError, WeightsError
 from vidsynth.model.config import ModelConfig
@@ -272,6 +273,9 @@ def test_bad_weights_directories(tmp_path):
     tensors.write_bytes(tensors.read_bytes()[:100])
     with pytest.raises(WeightsError, match="does not match its sha256 in SHA256SUMS"):
         load_weights(tmp_path / "w")
-    (tmp_path / "w" / "SHA256SUMS").unlink()  # as written by an older vidsynth
+    write_sums(tmp_path / "w", ("model.safetensors", "config.json"))  # as a tool that rewrites weights would
     with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        load_weights(tmp_path / "w")
+    (tmp_path / "w" / "SHA256SUMS").unlink()
+    with pytest.raises(WeightsError, match="has no SHA256SUMS, so its files cannot be verified"):
         load_weights(tmp_path / "w")

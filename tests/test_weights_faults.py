@@ -18,15 +18,18 @@ from click.testing import CliRunner
 from legacy_reference import AssignmentLSTM, Generator_I
 from safetensors.torch import load_file, save_file
 
-from vidsynth.checksums import SUMS_FILE, write_sums
+from vidsynth.checksums import write_sums
 from vidsynth.cli import cli
 from vidsynth.errors import InputError, StorageError, WeightsError
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
+from vidsynth.train.checkpoint import STATE_FILE, TENSOR_FILES
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.loop import train
 from vidsynth.weights.format import load_weights, save_weights
 from vidsynth.weights.legacy import import_legacy
+
+CHECKPOINT_FILES = (*TENSOR_FILES, STATE_FILE)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ModelConfig(ngf=8, image_size=64)
@@ -57,7 +60,7 @@ def rewrite_config(directory: Path, **model_changes) -> None:
     record = json.loads((directory / "config.json").read_text())
     record["model"].update(model_changes)
     (directory / "config.json").write_text(json.dumps(record))
-    (directory / SUMS_FILE).unlink()
+    write_sums(directory, ("model.safetensors", "config.json"))
 
 
 def finishes(function, *args, timeout: float = 20.0) -> str:
@@ -207,7 +210,7 @@ def test_a_flipped_byte_in_a_training_checkpoint_is_refused_on_resume(run):
 @pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"step": "x"}', "\x00\xff binary"])
 def test_resume_with_a_damaged_state_json_is_one_clear_error(run, damage):
     (run / "checkpoint" / "state.json").write_text(damage, errors="surrogateescape")
-    (run / "checkpoint" / SUMS_FILE).unlink()  # damaged after the fact, or by an older vidsynth
+    write_sums(run / "checkpoint", CHECKPOINT_FILES)  # damaged before its hashes were recorded
     with pytest.raises(InputError, match="damaged|not a vidsynth checkpoint"):
         train(TrainConfig(steps=2, **TINY_RUN), run, resume=True, progress=False)
 
@@ -221,7 +224,7 @@ def test_resume_from_a_checkpoint_of_another_run_is_one_clear_error(run, tmp_pat
     )
     with pytest.raises(InputError, match="does not match its sha256"):
         train(TrainConfig(steps=2, **TINY_RUN), run, resume=True, progress=False)
-    write_sums(folder, ("networks.safetensors", "optimizers.safetensors", "rng.safetensors", "state.json"))
+    write_sums(folder, CHECKPOINT_FILES)
     with pytest.raises(InputError, match="does not fit the run its state.json describes"):
         train(TrainConfig(steps=2, **TINY_RUN), run, resume=True, progress=False)
 

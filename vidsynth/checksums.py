@@ -30,12 +30,14 @@ def write_sums(directory: Path, names: Iterable[str]) -> None:
     (directory / SUMS_FILE).write_text("".join(lines))
 
 
-def verify_sums(directory: Path, error: type[VidsynthError]) -> bool:
-    """Checks every file SHA256SUMS lists; False if `directory` has no SHA256SUMS (written by
-    an older vidsynth), `error` naming the first file that does not match."""
+def verify_sums(directory: Path, error: type[VidsynthError]) -> None:
+    """Checks every file SHA256SUMS lists; `error` names a missing SHA256SUMS or the first
+    file that does not match."""
     path = directory / SUMS_FILE
     if not os.path.lexists(path):
-        return False
+        raise error(
+            f"{directory} has no {SUMS_FILE}, so its files cannot be verified; it was not written by vidsynth"
+        )
     text = read_small_file(path, 64 << 10, error, "a SHA256SUMS list").decode("utf-8", "replace")
     for line in text.splitlines():
         match = _LINE.match(line)
@@ -49,4 +51,3 @@ def verify_sums(directory: Path, error: type[VidsynthError]) -> bool:
             raise error(
                 f"{target} does not match its sha256 in {SUMS_FILE}: the file is corrupted or was changed"
             )
-    return True
