@@ -44,9 +44,11 @@ def test_reference_code_makes_the_same_videos(config):
     assert torch.allclose(theirs, ours, atol=1e-5)
 
 
-def test_quick_run_writes_results(tiny_weights, tmp_path):
+def test_quick_run_writes_results(tiny_weights, tmp_path, caplog):
+    caplog.set_level("INFO", logger="vidsynth")
     out = tmp_path / "results"
-    results = run_benchmark(weights=tiny_weights, out=out, quick=True, log=lambda message: None)
+    results = run_benchmark(weights=tiny_weights, out=out, quick=True)
+    assert any(message.startswith(f"wrote {out}/results.json") for message in caplog.messages)
     assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "latency.png"}
     saved = json.loads((out / "results.json").read_text())
     labels = {c["label"] for c in saved["contenders"]}

@@ -352,7 +352,6 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
         batches=batches or None,
         frames=frames or None,
         force=force,
-        log=click.echo,
     )
 
 

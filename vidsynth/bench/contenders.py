@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import numpy as np
 
 from vidsynth.errors import VidsynthError
 from vidsynth.model.noise import Noise
+
+logger = logging.getLogger(__name__)
 
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
@@ -340,7 +343,6 @@ def build_contenders(
     precisions: tuple[str, ...],
     threads: int,
     work_dir: Path,
-    log: Callable[[str], None],
 ) -> tuple[list[Contender], list[Skipped]]:
     contenders: list[Contender] = []
     skipped: list[Skipped] = []
@@ -352,7 +354,7 @@ def build_contenders(
     for precision in precisions if wants_export else ():
         if device == "cpu" and precision == "fp16" and "onnxruntime" not in backends:
             continue
-        log(f"exporting {precision} artifacts")
+        logger.info(f"exporting {precision} artifacts")
         directory, problem, export_s = export_dir(model, work_dir, precision)
         if directory is None:
             for backend in sorted(wants_export):
@@ -375,7 +377,7 @@ def build_contenders(
         if "openvino" in backends and precision == "fp32" and problem is None:
             _add_artifact_row(contenders, skipped, "openvino", directory, device, threads, export_s)
     if {"onnxruntime-literal", "openvino-literal"} & set(backends) and "fp32" in precisions:
-        log("exporting fp32 artifacts with --no-optimize")
+        logger.info("exporting fp32 artifacts with --no-optimize")
         literal, problem, export_s = export_dir(model, work_dir, "fp32", optimize=False)
         for row in ("onnxruntime-literal", "openvino-literal"):
             if row not in backends:
@@ -389,7 +391,7 @@ def build_contenders(
     if "optimized" in backends:
         contenders += optimized_contenders(model, device, precisions)
     if "pt2" in backends:
-        log("exporting the pt2 packages (AOTInductor compiles C++)")
+        logger.info("exporting the pt2 packages (AOTInductor compiles C++)")
         found = pt2_contender(model, device, precisions, threads, work_dir)
         (contenders if isinstance(found, Contender) else skipped).append(found)
     if "auto" in backends:

@@ -10,6 +10,7 @@ medians are reported. Large shapes get fewer repeats (a time budget per shape an
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import tempfile
 import time
@@ -39,6 +40,8 @@ from vidsynth.bench.measure import (
 from vidsynth.errors import InputError, choice_error
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.noise import sample_noise
+
+logger = logging.getLogger(__name__)
 
 SEED = 0
 FOCUS_SHAPE = (8, 64)  # the shape the speed targets are stated at: always a few repeats
@@ -87,7 +90,6 @@ def run_benchmark(
     batches: Sequence[int] | None = None,
     frames: Sequence[int] | None = None,
     force: bool = False,
-    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Runs the benchmark and writes results.json, results.md and latency.png into `out`
     (refusing to replace earlier results there unless `force`). Returns the results dictionary.
@@ -126,12 +128,12 @@ def run_benchmark(
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(weights, out, quick, backends, precisions, device, threads, plan, log)
+        return _run(weights, out, quick, backends, precisions, device, threads, plan)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(weights, out, quick, backends, precisions, device, threads, plan, log) -> dict[str, Any]:
+def _run(weights, out, quick, backends, precisions, device, threads, plan) -> dict[str, Any]:
     from vidsynth.weights import load_model
 
     model = load_model(weights)
@@ -139,26 +141,26 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as work:
         machine = machine_description(threads)
-        log(
+        logger.info(
             f"machine: {machine.get('model_name')} x{machine.get('cpu_count')}, load "
             f"{machine['load_average_at_start']}"
         )
         contenders, skipped = build_contenders(
-            model, weights, device, backends, precisions, threads, Path(work), log
+            model, weights, device, backends, precisions, threads, Path(work)
         )
-        limit = measure_limit(plan, precisions, device, log)
-        accuracy = measure_accuracy(contenders, config, plan, log)
+        limit = measure_limit(plan, precisions, device)
+        accuracy = measure_accuracy(contenders, config, plan)
         focus_limit: dict = {}
-        rows, cell_skips = measure_grid(contenders, config, plan, log, focus_limit)
+        rows, cell_skips = measure_grid(contenders, config, plan, focus_limit)
         for name, value in focus_limit.items():
-            log(
+            logger.info(
                 f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: "
                 f"{value['flops_per_s'] / 1e9:.0f} GFLOP/s"
             )
-        ttff = measure_ttff(contenders, config, plan, log)
-        motion = measure_motion(model, plan, threads, log) if device == "cpu" else {}
-        levers = measure_levers(model, plan, limit, log) if device == "cpu" else {}
-        limit_after = measure_limit(plan, precisions, device, log, only_fp32=True)
+        ttff = measure_ttff(contenders, config, plan)
+        motion = measure_motion(model, plan, threads) if device == "cpu" else {}
+        levers = measure_levers(model, plan, limit) if device == "cpu" else {}
+        limit_after = measure_limit(plan, precisions, device, only_fp32=True)
         machine["load_average_at_end"] = load_average()
     flops = generator_flops_per_frame(config)
     finish_rows(rows, contenders, flops, limit, ttff, accuracy, focus_limit)
@@ -237,7 +239,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan, log) 
     from vidsynth.bench.report import write_results
 
     write_results(results, out)
-    log(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
+    logger.info(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
     return results
 
 
@@ -254,19 +256,16 @@ def measure_limit(
     plan: Schedule,
     precisions: Sequence[str],
     device: str,
-    log: Callable[[str], None],
     only_fp32: bool = False,
 ) -> dict:
     limit = {}
     for name in ("fp32",) + (() if only_fp32 else tuple(p for p in ("bf16", "fp16") if p in precisions)):
         limit[name] = matmul_peak(name, plan.peak_sizes, plan.peak_repeats, device)
-        log(f"matmul peak {name}: {limit[name]['flops_per_s'] / 1e9:.0f} GFLOP/s")
+        logger.info(f"matmul peak {name}: {limit[name]['flops_per_s'] / 1e9:.0f} GFLOP/s")
     return limit
 
 
-def measure_accuracy(
-    contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]
-) -> dict[str, dict]:
+def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule) -> dict[str, dict]:
     batch, n_frames = plan.accuracy_shape
     noise = sample_noise(config, batch, seed=SEED + 1)
     outputs = {}
@@ -324,7 +323,7 @@ def interleaved_peaks(precisions: tuple[str, ...], device: str) -> dict[str, tup
 
 
 def measure_grid(
-    contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None], focus_limit: dict
+    contenders: list[Contender], config: Any, plan: Schedule, focus_limit: dict
 ) -> tuple[list[dict], list[dict]]:
     shapes = sorted(((b, t) for b in plan.batches for t in plan.frames), key=lambda s: (s[0] * s[1], s[0]))
     seconds_per_frame: dict[str, float] = {}
@@ -360,7 +359,7 @@ def measure_grid(
                         ),
                     }
                 )
-                log(
+                logger.info(
                     f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} "
                     "available"
                 )
@@ -429,13 +428,13 @@ def measure_grid(
                     else None,
                 }
             )
-            log(f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}")
+            logger.info(
+                f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}"
+            )
     return rows, skips
 
 
-def measure_ttff(
-    contenders: list[Contender], config: Any, plan: Schedule, log: Callable[[str], None]
-) -> dict[str, dict[int, float]]:
+def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule) -> dict[str, dict[int, float]]:
     ttff: dict[str, dict[int, float]] = {c.label: {} for c in contenders}
     for batch in plan.batches:
         noise = sample_noise(config, batch, seed=SEED)
@@ -448,14 +447,14 @@ def measure_ttff(
                 samples[c.label].append(timed(lambda: c.first_frame(inputs), c.sync)[0])
         for c, _ in prepared:
             ttff[c.label][batch] = float(np.median(samples[c.label]) * 1e3)
-        log(
+        logger.info(
             f"  time to first frame at B={batch}: "
             + ", ".join(f"{k} {v[batch]:.1f} ms" for k, v in ttff.items())
         )
     return ttff
 
 
-def measure_motion(model: Any, plan: Schedule, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+def measure_motion(model: Any, plan: Schedule, threads: int) -> dict[str, Any]:
     """Microseconds per recurrent step at batch 1, motion module only."""
     import torch
 
@@ -474,7 +473,7 @@ def measure_motion(model: Any, plan: Schedule, threads: int, log: Callable[[str]
             samples[name].append(timed(lambda: fn(z_motion, n), lambda: None)[0])
     per_step = {name: float(np.median(s) / n * 1e6) for name, s in samples.items()}
     for name, us in per_step.items():
-        log(f"  motion {name}: {us:.2f} us/step")
+        logger.info(f"  motion {name}: {us:.2f} us/step")
     return {
         "batch": 1,
         "frames": n,
@@ -484,7 +483,7 @@ def measure_motion(model: Any, plan: Schedule, threads: int, log: Callable[[str]
     }
 
 
-def measure_levers(model: Any, plan: Schedule, limit: dict, log: Callable[[str], None]) -> dict[str, Any]:
+def measure_levers(model: Any, plan: Schedule, limit: dict) -> dict[str, Any]:
     """The image generator alone at batch x frames = plan.lever_frames, one lever at a time."""
     import torch
 
@@ -520,7 +519,7 @@ def measure_levers(model: Any, plan: Schedule, limit: dict, log: Callable[[str],
                 "max_abs_err_vs_eager": errors[name],
             }
         )
-        log(f"  lever {name}: {seconds * 1e3:.0f} ms ({100 * flops / seconds / peak:.0f}% of peak)")
+        logger.info(f"  lever {name}: {seconds * 1e3:.0f} ms ({100 * flops / seconds / peak:.0f}% of peak)")
     return {"frames": n, "repeats": plan.lever_repeats, "rows": rows}
 
 
