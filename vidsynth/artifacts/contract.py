@@ -15,6 +15,7 @@ import numpy as np
 
 from vidsynth.errors import ExportError, choice_error
 from vidsynth.model.config import ModelConfig
+from vidsynth.model.noise import Noise
 
 Dim = int | str  # a fixed size, or the name of a dynamic axis
 
@@ -143,6 +144,22 @@ def chunk_contract(config: ModelConfig) -> ExportContract:
     state = TensorSpec("state", "float32", (BATCH, config.state_size))
     outputs = (_video_spec(config), TensorSpec("state_out", "float32", (BATCH, config.state_size)))
     return ExportContract(_inputs(config, state), outputs)
+
+
+def graph_inputs(contract: ExportContract, noise: Noise, n_frames: int) -> dict[str, np.ndarray]:
+    """The inputs `contract` names, for `noise` and `n_frames`, each a C-contiguous array of the
+    contract's dtype; all but a carried `state`, which the caller adds."""
+    values = {
+        "z_content": noise.z_content,
+        "z_motion": noise.z_motion,
+        "n_frames": n_frames,
+        "category": noise.category,
+    }
+    return {
+        spec.name: np.require(values[spec.name], spec.dtype, "C")
+        for spec in contract.inputs
+        if spec.name != "state"
+    }
 
 
 def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:

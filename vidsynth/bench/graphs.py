@@ -63,16 +63,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
+    from vidsynth.artifacts.contract import generator_contract, graph_inputs
     from vidsynth.model.noise import sample_noise
     from vidsynth.weights import load_model
 
     model = load_model(args.weights)
     noise = sample_noise(model.config, args.batch, seed=0)
-    feed = {
-        "z_content": noise.z_content,
-        "z_motion": noise.z_motion,
-        "n_frames": np.array(args.frames, np.int64),
-    }
+    feed = graph_inputs(generator_contract(model.config), noise, args.frames)
     print(
         f"{args.weights} {model.config.image_size}x{model.config.image_size} ngf={model.config.ngf}, "
         f"B={args.batch} x T={args.frames}, threads={args.threads or 'default'}, load average "

@@ -28,10 +28,12 @@ from vidsynth.artifacts.contract import (
     ExportContract,
     chunk_contract,
     generator_contract,
+    graph_inputs,
     initial_state,
 )
 from vidsynth.errors import ValidationError
 from vidsynth.export.precision import psnr_db
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import Noise, sample_noise
 
@@ -110,24 +112,16 @@ def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
     return whole, stream
 
 
-def onnx_runners(whole_session, chunk_session, state_size: int) -> tuple[WholeRunner, StreamRunner]:
-    def feed(first: np.ndarray, second: np.ndarray, n_frames: int, category: np.ndarray | None) -> list:
-        values = [first, second, np.array(n_frames, dtype=np.int64)]
-        return values if category is None else values + [category]
-
+def onnx_runners(whole_session, chunk_session, config: ModelConfig) -> tuple[WholeRunner, StreamRunner]:
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
-        names = [i.name for i in whole_session.get_inputs()]
-        values = feed(noise.z_content, noise.z_motion, n_frames, noise.category)
-        return whole_session.run(None, dict(zip(names, values)))[0]
+        return whole_session.run(None, graph_inputs(generator_contract(config), noise, n_frames))[0]
 
     def stream(noise: Noise, chunks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        names = [i.name for i in chunk_session.get_inputs()]
-        state = initial_state(noise.z_motion, state_size)
+        state = initial_state(noise.z_motion, config.state_size)
         parts = []
         for n_frames in chunks:
-            video, state = chunk_session.run(
-                None, dict(zip(names, feed(noise.z_content, state, n_frames, noise.category)))
-            )
+            inputs = graph_inputs(chunk_contract(config), noise, n_frames)
+            video, state = chunk_session.run(None, {**inputs, "state": state})
             parts.append(video)
         return np.concatenate(parts, axis=1), state
 
@@ -290,7 +284,7 @@ def validate_export(
             if random:
                 problems.append(f"{file} holds random ops {random}")
         whole["onnx"], stream["onnx_streaming"] = onnx_runners(
-            sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config.state_size
+            sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config
         )
     if "pt2" in formats:
         from vidsynth.artifacts.pt2 import load_pt2

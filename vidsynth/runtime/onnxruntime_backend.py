@@ -21,6 +21,7 @@ from vidsynth.artifacts.contract import (
     ExportContract,
     chunk_contract,
     generator_contract,
+    graph_inputs,
     initial_state,
 )
 from vidsynth.errors import RuntimeBackendError
@@ -128,19 +129,16 @@ class OnnxRuntimeBackend(Backend):
             ) from None
         return binding.get_outputs()
 
-    def _codes(self, noise: Noise, n_frames: int) -> dict[str, Any]:
-        codes: dict[str, Any] = {
-            "z_content": self._value(noise.z_content.astype(np.float32, copy=False)),
-            "n_frames": np.array(n_frames, dtype=np.int64),  # a loop count, read on the host
-        }
-        if self.config.n_categories > 0:
-            codes["category"] = self._value(noise.category.astype(np.int64, copy=False))
-        return codes
+    def _inputs(self, contract: ExportContract, noise: Noise, n_frames: int) -> dict[str, Any]:
+        """The graph's inputs on the run's device, but n_frames: a loop count, read on the host."""
+        inputs = graph_inputs(contract, noise, n_frames)
+        return {name: value if name == "n_frames" else self._value(value) for name, value in inputs.items()}
 
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
-        inputs = self._codes(noise, n_frames)
-        inputs["z_motion"] = self._value(noise.z_motion.astype(np.float32, copy=False))
-        (video,) = self._run(self.video_session, inputs, generator_contract(self.config).output_names)
+        contract = generator_contract(self.config)
+        (video,) = self._run(
+            self.video_session, self._inputs(contract, noise, n_frames), contract.output_names
+        )
         return video.numpy()
 
     def initial_state(self, noise: Noise) -> Any:
@@ -151,9 +149,9 @@ class OnnxRuntimeBackend(Backend):
             raise RuntimeBackendError(
                 f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
             )
-        inputs = self._codes(noise, n_frames)
-        inputs["state"] = state
-        video, state_out = self._run(self.chunk_session, inputs, chunk_contract(self.config).output_names)
+        contract = chunk_contract(self.config)
+        inputs = {**self._inputs(contract, noise, n_frames), "state": state}
+        video, state_out = self._run(self.chunk_session, inputs, contract.output_names)
         return video.numpy(), state_out  # state_out stays on the device
 
     def state_to_host(self, state: Any) -> np.ndarray:

@@ -24,6 +24,7 @@ from vidsynth.artifacts.contract import (
     ExportContract,
     chunk_contract,
     generator_contract,
+    graph_inputs,
     initial_state,
 )
 from vidsynth.errors import RuntimeBackendError
@@ -99,19 +100,8 @@ class OpenVinoBackend(Backend):
             )
         self.detail = f"openvino {openvino_version()} {DEVICE}, f32"
 
-    def _feed(self, noise: Noise, n_frames: int) -> dict[str, np.ndarray]:
-        feed = {
-            "z_content": np.ascontiguousarray(noise.z_content, dtype=np.float32),
-            "n_frames": np.array(n_frames, dtype=np.int64),
-        }
-        if self.config.n_categories > 0:
-            feed["category"] = np.ascontiguousarray(noise.category, dtype=np.int64)
-        return feed
-
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
-        feed = self._feed(noise, n_frames)
-        feed["z_motion"] = np.ascontiguousarray(noise.z_motion, dtype=np.float32)
-        (video,) = self.video_graph(feed)
+        (video,) = self.video_graph(graph_inputs(generator_contract(self.config), noise, n_frames))
         return video
 
     def initial_state(self, noise: Noise) -> np.ndarray:
@@ -122,9 +112,8 @@ class OpenVinoBackend(Backend):
             raise RuntimeBackendError(
                 f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
             )
-        feed = self._feed(noise, n_frames)
-        feed["state"] = state
-        video, state_out = self.chunk_graph(feed)
+        feed = graph_inputs(chunk_contract(self.config), noise, n_frames)
+        video, state_out = self.chunk_graph({**feed, "state": state})
         return video, state_out
 
 
