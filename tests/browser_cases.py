@@ -33,7 +33,7 @@ def url():
     from vidsynth.cluster import start_ray
     from vidsynth.serve.server import deploy
 
-    start_ray(None, num_cpus=2)
+    start_ray(None)
     try:
         yield deploy(
             ServeOptions(model=GenerateRequest(backend="onnxruntime", device="cpu")), "127.0.0.1", PORT

@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     options = ServeOptions(
         model=model, replicas=2, cpus_per_replica=0.5, live=LiveLimits(max_streams=MAX_STREAMS, lead_s=2.0)
     )
-    start_ray(None, num_cpus=2)
+    start_ray(None)
     try:
         yield SimpleNamespace(url=deploy(options, "127.0.0.1", PORT), model=model)
     finally:

@@ -37,7 +37,7 @@ def servers(weights):
     from vidsynth.cluster import start_ray
     from vidsynth.serve.server import deploy
 
-    start_ray(None, num_cpus=4)
+    start_ray(None)
     try:
         model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
         # A long batch wait so that concurrent test requests are seen to share model calls.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,8 +67,29 @@ def unshare_problem() -> str | None:
     return None
 
 
+SUMMARY_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
+SKIP_REASON = re.compile(r"^SKIPPED \[\d+\] (.+)$", re.MULTILINE)
+
+
+def scenario_outcome(returncode: int, stdout: str) -> tuple[str, str]:
+    """("passed" | "skipped" | "failed", why) of a scenario run of pytest: a run passes only
+    with no failure or error and at least one pass; it is skipped only when every test was
+    skipped, and then `why` lists the reasons pytest printed (-rs)."""
+    lines = stdout.strip().splitlines()
+    counts: dict[str, int] = {}
+    for number, word in SUMMARY_COUNT.findall(lines[-1] if lines else ""):
+        counts[word.rstrip("s") if word.startswith("error") else word] = int(number)
+    if returncode == 0 and counts.get("passed", 0) > 0:
+        return "passed", ""
+    bad = counts.get("failed", 0) + counts.get("error", 0)
+    if returncode == 0 and not bad and counts.get("skipped", 0) > 0:
+        return "skipped", "; ".join(dict.fromkeys(SKIP_REASON.findall(stdout))) or "no reason given"
+    return "failed", f"pytest exited {returncode} ({lines[-1] if lines else 'no output'})"
+
+
 def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
-    """Runs tests/`case_file` with pytest in a private network namespace (loopback only)."""
+    """Runs tests/`case_file` with pytest in a private network namespace (loopback only).
+    Fails if any of its tests failed; skips, naming the causes, only if all of them skipped."""
     problem = unshare_problem()
     if problem:
         pytest.skip(problem)
@@ -94,9 +116,11 @@ def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = Non
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{case_file} ran past {timeout_s} s:\n{(exc.stdout or '')[-4000:]}")
     output = result.stdout[-6000:] + result.stderr[-3000:]
-    if result.returncode == 5 or ("skipped" in result.stdout and "passed" not in result.stdout):
-        pytest.skip(f"{case_file}: {result.stdout.strip().splitlines()[-1]}")
-    assert result.returncode == 0, f"{case_file} failed:\n{output}"
+    outcome, why = scenario_outcome(result.returncode, result.stdout)
+    if outcome == "skipped":
+        pytest.skip(f"{case_file}: every test skipped: {why}")
+    if outcome == "failed":
+        pytest.fail(f"{case_file} failed: {why}\n{output}")
     print(output)
 
 

@@ -240,3 +240,50 @@ def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend
     assert (
         exported["provenance"]["dtype"] == "fp32" and "export artifacts" in exported["provenance"]["source"]
     )
+
+
+@pytest.mark.parametrize("raw", [b'{"seed": ' + b"9" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000])
+def test_a_huge_number_or_deep_nesting_is_a_body_error(raw):
+    with pytest.raises(BodyError, match="too large or nesting too deep"):
+        parse_body(raw, SERVER)
+
+
+def test_a_body_is_read_within_its_size_and_time():
+    import asyncio
+
+    from vidsynth.serve.body import SlowBody, read_body
+
+    async def chunks(*parts: bytes, stall: bool = False):
+        for part in parts:
+            yield part
+        if stall:
+            await asyncio.sleep(60)
+
+    assert asyncio.run(read_body(chunks(b'{"seed"', b": 1}"), "11", 16, 1)) == b'{"seed": 1}'
+    with pytest.raises(LimitError, match="over 16 bytes"):
+        asyncio.run(read_body(chunks(b"{}"), str(64 << 20), 16, 1))
+    with pytest.raises(LimitError, match="over 16 bytes"):
+        asyncio.run(read_body(chunks(b"x" * 10, b"x" * 10), None, 16, 1))
+    with pytest.raises(SlowBody, match="0.1 s"):
+        asyncio.run(read_body(chunks(b'{"seed": ', stall=True), "100", 16 << 10, 0.1))
+
+
+def test_replicas_default_to_what_fits_and_too_many_are_refused_naming_the_cpus():
+    from vidsynth.errors import VidsynthError
+    from vidsynth.serve.options import ServeOptions
+    from vidsynth.serve.server import fit_replicas
+
+    assert fit_replicas(ServeOptions(replicas=None), 2, "here").replicas == 2
+    assert fit_replicas(ServeOptions(replicas=None, cpus_per_replica=0.5), 2, "here").replicas == 4
+    assert fit_replicas(ServeOptions(replicas=2), 2, "here").replicas == 2
+    with pytest.raises(VidsynthError, match=r"3 CPUs asked for, but here has 2 CPU\(s\) available"):
+        fit_replicas(ServeOptions(replicas=3), 2, "here")
+    with pytest.raises(VidsynthError, match="64 CPUs asked for.*lower --cpus-per-replica"):
+        fit_replicas(ServeOptions(replicas=None, cpus_per_replica=64), 2, "here")
+
+
+def test_the_model_card_names_the_weights_without_their_path(backend, weights, tmp_path):
+    from vidsynth.serve.card import model_card
+
+    card = model_card(GenerateRequest(weights=weights), backend)
+    assert card["weights"] == "weights" and str(tmp_path.parent) not in json.dumps(card)

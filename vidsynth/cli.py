@@ -364,7 +364,10 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
     help="Join this Ray cluster instead of starting a local Ray.",
 )
 @click.option(
-    "--replicas", default=1, show_default=True, type=int, help="Model replicas (spread over the cluster)."
+    "--replicas",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Model replicas (spread over the cluster) [default: as many as fit: CPUs / --cpus-per-replica].",
 )
 @click.option(
     "--cpus-per-replica",
@@ -374,7 +377,7 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
     help="CPUs (and intra-op threads) per replica.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--max-videos", default=16, show_default=True, type=int, help="Most num_videos per request.")
 @click.option(
     "--max-total-frames",

@@ -3,7 +3,10 @@ naming the extra, and the Ray instance a command starts or joins."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 from types import ModuleType
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
@@ -14,6 +17,9 @@ BATCH_HINT = "pip install 'vidsynth[batch]' (ray[data])"
 # Set in every Ray process we start. The ffmpeg writer of imageio-ffmpeg broke its pipe
 # under Ray's worker threads unless it leaves SIGINT alone; usage statistics stay off.
 WORKER_ENV = {"IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+# Ray's own Python logging (start-up notes, deprecations) stays in its log files
+# (/tmp/ray/session_latest/logs); only its errors reach the terminal.
+QUIET_LOGGERS = ("ray", "ray.serve", "ray.data")
 
 
 def _import(name: str, hint: str) -> ModuleType:
@@ -37,6 +43,12 @@ def import_serve() -> ModuleType:
     return _import("ray.serve", SERVE_HINT)
 
 
+def quiet_ray_logging() -> None:
+    """Only Ray's errors reach the terminal."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def import_ray_data() -> ModuleType:
     import_ray()
     return _import("ray.data", BATCH_HINT)
@@ -46,12 +58,25 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     """A local Ray instance (address None) or the cluster at `address`; every worker gets
     WORKER_ENV."""
     ray = import_ray()
-    kwargs = {"runtime_env": {"env_vars": dict(WORKER_ENV)}, "log_to_driver": False}
+    kwargs = {
+        "runtime_env": {"env_vars": dict(WORKER_ENV)},
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+    }
     if address is None:
         kwargs.update(include_dashboard=False, num_cpus=num_cpus)
     else:
         kwargs["address"] = address
+    quiet_ray_logging()
+    # Ray's processes start with SIGINT ignored, so a Ctrl-C at the terminal (sent to the whole
+    # process group) reaches only this process, which takes them down in order.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
         raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    quiet_ray_logging()

@@ -1,7 +1,8 @@
 """SIGTERM (what timeout, systemd and Kubernetes send) and SIGINT, handled one of two ways:
 `sigterm_as_interrupt` makes SIGTERM raise like Ctrl-C, so every `with atomic_...` block and
 staging directory cleans up on the way out; `stop_requested` turns both into a request that a
-long-running loop (training, a server) honours at its next safe point."""
+long-running loop (training) honours at its next safe point; `stop_signals_raise` makes both
+raise, to stop a wait inside a library (a server's deployment)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def stop_requested() -> Iterator[threading.Event]:
     stop = threading.Event()
     with _handled(STOP_SIGNALS, lambda signum, frame: stop.set()):
         yield stop
+
+
+def _raise_stop(signum, frame) -> None:
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM Terminated, whatever was
+    installed before (a library's own handlers, or SIGINT ignored, as in a background job of a
+    non-interactive shell). Main thread only: elsewhere a no-op."""
+    with _handled(STOP_SIGNALS, _raise_stop):
+        yield

@@ -3,9 +3,10 @@
 Routes: `POST /v1/videos` (a JSON body of CLIENT_FIELDS -> the encoded file, or a zip of
 several), `POST /v1/streams` (the same body -> a live fragmented MP4, serve/live.py) and
 `GET /v1/streams` (its counters), `GET /v1/model`, `GET /healthz`, and the web page at `/`.
-Validation is the runtime's (GenerateRequest.validate, sample_noise); this layer maps errors to status codes:
-400 body not a JSON object, 422 a bad field, 413 over the server's limits, 503 queue full,
-504 timed out. Every error body is JSON: {"error": message, "fields": [names]}."""
+Validation is the runtime's (GenerateRequest.validate, sample_noise); this layer maps errors
+to status codes: 400 body not a JSON object, 408 body too slow to arrive, 422 a bad field, 413
+over the server's limits (the body's size too), 503 queue full or too many bodies arriving at
+once, 504 timed out. Every error body is JSON: {"error": message, "fields": [names]}."""
 
 import asyncio
 from dataclasses import replace
@@ -24,7 +25,7 @@ from ray.serve.handle import DeploymentHandle  # noqa: E402
 from vidsynth.errors import InputError, VidsynthError  # noqa: E402
 from vidsynth.model.config import ModelConfig  # noqa: E402
 from vidsynth.runtime.ffmpeg import STREAM_MEDIA_TYPE  # noqa: E402
-from vidsynth.serve.body import BodyError, parse_body  # noqa: E402
+from vidsynth.serve.body import BodyError, SlowBody, parse_body, read_body  # noqa: E402
 from vidsynth.serve.limits import LimitError  # noqa: E402
 from vidsynth.serve.live import LiveStreams, StreamsBusy  # noqa: E402
 from vidsynth.serve.model import VideoModel  # noqa: E402
@@ -39,6 +40,16 @@ def error_response(
     return JSONResponse({"error": message, "fields": list(fields)}, status_code=status, headers=headers)
 
 
+def busy(why: str = "request queue full") -> JSONResponse:
+    return error_response(
+        503, f"the server is busy ({why}); retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+class TooManyReading(Exception):
+    """As many request bodies are arriving as the server reads at once (503)."""
+
+
 api = FastAPI(title="vidsynth", summary="MoCoGAN videos over HTTP")
 
 
@@ -51,6 +62,7 @@ class Ingress:
         self.page = resources.files("vidsynth.serve").joinpath("page.html").read_text()
         self.card: dict[str, Any] | None = None
         self.live = LiveStreams(options.live, lambda call: self.model.stream_chunk.remote(call))
+        self.reading = 0  # request bodies arriving now
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -69,10 +81,14 @@ class Ingress:
     async def videos(self, request: Request) -> Response:
         limits = self.options.limits
         try:
-            generate = parse_body(await request.body(), self.options.model)
+            generate = parse_body(await self._body(request), self.options.model)
             limits.check(generate)
+        except TooManyReading:
+            return busy(f"{limits.max_reading} request bodies arriving at once")
         except BodyError as exc:
             return error_response(400, str(exc))
+        except SlowBody as exc:
+            return error_response(408, str(exc))
         except LimitError as exc:
             return error_response(413, str(exc), exc.fields)
         except InputError as exc:
@@ -80,11 +96,7 @@ class Ingress:
         try:
             rendered = await asyncio.wait_for(self.model.generate.remote(generate), timeout=limits.timeout_s)
         except BackPressureError:
-            return error_response(
-                503,
-                "the server is busy (request queue full); retry shortly",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+            return busy()
         except asyncio.TimeoutError:
             return error_response(
                 504,
@@ -114,13 +126,17 @@ class Ingress:
     async def streams(self, request: Request) -> Response:
         try:
             config = ModelConfig.from_dict((await self._card())["config"])
-            stream = self.live.open(await request.body(), self.options.model, config)
+            stream = self.live.open(await self._body(request), self.options.model, config)
         except StreamsBusy as exc:
             return error_response(
                 503, str(exc), headers={"Retry-After": str(self.options.live.retry_after_s)}
             )
+        except TooManyReading:
+            return busy(f"{self.options.limits.max_reading} request bodies arriving at once")
         except BodyError as exc:
             return error_response(400, str(exc))
+        except SlowBody as exc:
+            return error_response(408, str(exc))
         except LimitError as exc:
             return error_response(413, str(exc), exc.fields)
         except InputError as exc:
@@ -130,6 +146,19 @@ class Ingress:
     @api.get("/v1/streams")
     async def streams_info(self) -> dict:
         return self.live.stats()
+
+    async def _body(self, request: Request) -> bytes:
+        """The request's body, bounded in size, in time and in how many arrive at once, so slow
+        or oversized senders cannot hold the ingress."""
+        limits = self.options.limits
+        if self.reading >= limits.max_reading:
+            raise TooManyReading()
+        self.reading += 1
+        try:
+            declared = request.headers.get("content-length")
+            return await read_body(request.stream(), declared, limits.max_body_bytes, limits.body_timeout_s)
+        finally:
+            self.reading -= 1
 
     async def _card(self) -> dict[str, Any]:
         if self.card is None:
@@ -151,12 +180,15 @@ def build_app(options: ServeOptions):
         max_ongoing_requests=limits.max_ongoing,
         max_queued_requests=limits.max_queued,
     ).bind(replace(options.model, threads=options.model.threads or threads), limits, threads)
-    # The ingress only parses and forwards, so it takes little CPU and holds many requests:
-    # the bounded queue that answers 503 in JSON is the model's. Past the ingress's own bound
-    # (far beyond it), Ray's proxy answers 503 in plain text.
-    ingress_capacity = max(100, 4 * (options.replicas * limits.max_ongoing + limits.max_queued))
+    # The ingress only parses and forwards, so it reserves no CPU (every CPU is the replicas')
+    # and holds many requests: the bounded queue that answers 503 in JSON is the model's, and
+    # bodies still arriving are bounded apart (max_reading). Past the ingress's own bound (far
+    # beyond both), Ray's proxy answers 503 in plain text.
+    ingress_capacity = max(
+        100, 4 * (options.replicas * limits.max_ongoing + limits.max_queued) + limits.max_reading
+    )
     return Ingress.options(
-        ray_actor_options={"num_cpus": 0.1},
+        ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=ingress_capacity,
         max_queued_requests=ingress_capacity,
     ).bind(model, options)

@@ -6,13 +6,16 @@ GenerateRequest.validate, the same check `vidsynth generate` runs."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from vidsynth.errors import InputError
 from vidsynth.runtime.request import GenerateRequest
+from vidsynth.serve.limits import LimitError
 
 CLIENT_FIELDS = ("seed", "frames", "fps", "format", "category", "fix", "num_videos")
 DEFAULT_NUM_VIDEOS = 1  # a request is usually for one video to watch
@@ -24,6 +27,35 @@ class BodyError(InputError):
     """A body that is not a JSON object (HTTP 400, before any field is looked at)."""
 
 
+class SlowBody(InputError):
+    """A body that did not arrive within the server's time (HTTP 408)."""
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes], declared: str | None, max_bytes: int, timeout_s: float
+) -> bytes:
+    """The whole body from `chunks`, refused (LimitError) as soon as its declared length or
+    what has arrived is over `max_bytes`, and (SlowBody) if it is not complete in `timeout_s`."""
+    too_large = LimitError(
+        f'the request body is over {max_bytes} bytes; expected a small JSON object such as {{"seed": 1}}'
+    )
+    if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise too_large
+
+    async def collect() -> bytes:
+        data = bytearray()
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > max_bytes:
+                raise too_large
+        return bytes(data)
+
+    try:
+        return await asyncio.wait_for(collect(), timeout_s)
+    except asyncio.TimeoutError:
+        raise SlowBody(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
 def parse_body(raw: bytes, server: GenerateRequest) -> GenerateRequest:
     """The validated request for `raw` (a JSON object of CLIENT_FIELDS) on top of the
     server's own settings. Raises BodyError or InputError naming the fields at fault."""
@@ -32,6 +64,11 @@ def parse_body(raw: bytes, server: GenerateRequest) -> GenerateRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BodyError(
             f'the request body is not valid JSON ({exc}); expected a JSON object such as {{"seed": 1}}'
+        ) from None
+    except (ValueError, RecursionError):  # an integer of thousands of digits; nesting too deep
+        raise BodyError(
+            "the request body holds a number too large or nesting too deep; "
+            'expected a JSON object such as {"seed": 1}'
         ) from None
     if not isinstance(payload, dict):
         raise BodyError(f"the request body must be a JSON object, got {type(payload).__name__}")

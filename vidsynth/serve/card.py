@@ -21,14 +21,19 @@ def _weights_dir(server: GenerateRequest) -> Path | None:
     return DEFAULT_WEIGHTS_DIR if server.weights in (None, "default") else Path(server.weights)
 
 
+def _name(where: str | None) -> str | None:
+    return None if where is None else Path(where).name
+
+
 def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
     card: dict[str, Any] = {
         "config": backend.config.to_dict(),
         "backend": backend.name,
         "device": backend.device,
         "detail": backend.detail,
-        "weights": server.weights or ("default" if server.artifacts is None else None),
-        "artifacts": server.artifacts,
+        # Names only: the server's own paths are none of a client's business.
+        "weights": _name(server.weights) or ("default" if server.artifacts is None else None),
+        "artifacts": _name(server.artifacts),
     }
     directory = _weights_dir(server)
     if directory is not None:

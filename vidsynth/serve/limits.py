@@ -24,6 +24,9 @@ class ServeLimits:
     max_ongoing: int = 8  # requests a replica holds at once (`vidsynth serve`: max_batch)
     max_queued: int = 32  # requests waiting for a replica; beyond this: 503
     timeout_s: float = 120.0  # a request still unanswered after this gets 504
+    max_body_bytes: int = 64 << 10  # a request body is a small JSON object; beyond this: 413
+    body_timeout_s: float = 10.0  # a body still arriving after this gets 408
+    max_reading: int = 64  # bodies arriving at once; beyond this: 503, so slow senders cannot hold every slot
 
     def validate(self) -> ServeLimits:
         bad = [name for name, value in vars(self).items() if not value > 0]

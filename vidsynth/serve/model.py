@@ -64,7 +64,10 @@ class VideoModel:
         # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
         outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
         replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
-        shapes = Counter((r.frames, r.chunk_frames) for r in requests)  # what render_requests grouped
+        # What render_requests grouped into shared calls: requests refused before them do not count.
+        shapes = Counter(
+            (r.frames, r.chunk_frames) for o, r in zip(outcomes, requests) if isinstance(o, Rendered)
+        )
         return [
             replace(o, replica=replica, batch=shapes[(r.frames, r.chunk_frames)] if self.share_calls else 1)
             if isinstance(o, Rendered)

@@ -13,10 +13,11 @@ from vidsynth.serve.live import LiveLimits
 @dataclass(frozen=True)
 class ServeOptions:
     """What `vidsynth serve` deploys: the model (weights or artifacts, backend, device) as a
-    GenerateRequest, how many replicas with how many CPUs each, and the limits."""
+    GenerateRequest, how many replicas (None: as many as fit the CPUs, decided by run_server)
+    with how many CPUs each, and the limits."""
 
     model: GenerateRequest = field(default_factory=GenerateRequest)
-    replicas: int = 1
+    replicas: int | None = 1
     cpus_per_replica: float = 1.0
     limits: ServeLimits = field(default_factory=ServeLimits)
     live: LiveLimits = field(default_factory=LiveLimits)  # POST /v1/streams
@@ -25,7 +26,9 @@ class ServeOptions:
         self.model.validate()
         self.limits.validate()
         self.live.validate()
-        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
+        if self.replicas is not None and (
+            isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1
+        ):
             raise InputError(
                 f"replicas must be a positive integer, got {self.replicas!r}", fields=["replicas"]
             )

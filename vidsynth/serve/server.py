@@ -1,41 +1,59 @@
-"""`vidsynth serve`: start (or join) Ray, deploy the app, print the URL, and on Ctrl-C or
-SIGTERM take down what this process started."""
+"""`vidsynth serve`: check what will be deployed, start (or join) Ray sized to it, deploy the
+app, print the URL, and on Ctrl-C or SIGTERM take down what this process started."""
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
+import math
+import os
+import socket
 import time
 import urllib.request
+from dataclasses import replace
 
 from vidsynth.cluster import import_ray, import_serve, start_ray
 from vidsynth.errors import VidsynthError
+from vidsynth.runtime.request import GenerateRequest
+from vidsynth.serve.options import ServeOptions
+from vidsynth.signals import stop_signals_raise
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "vidsynth"
 READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
+POLL_S = 0.5
 
 
-def deploy(options, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:
+def deploy(options: ServeOptions, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:
     """Deploys the app on the running Ray instance; returns its URL once /healthz answers.
     Serve's HTTP options are set by the first app deployed on an instance."""
+    from ray.serve.api import RunTarget
+
     from vidsynth.serve.app import build_app
 
     serve = import_serve()
     app = build_app(options)
     # No proxy timeout: a live stream may last for ever; /v1/videos keeps its own (limits.timeout_s).
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": None})
-    serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
+    serve.run_many(
+        [RunTarget(app, name=name, route_prefix=route_prefix)], wait_for_applications_running=False
+    )
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
-    wait_ready(url)
+    wait_ready(url, name)
     return url
 
 
-def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+def wait_ready(url: str, name: str | None = None, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Returns once `url`/healthz answers 200. With the app's `name`, raises as soon as Serve
+    says the app failed to deploy or a replica cannot be scheduled."""
     deadline = time.monotonic() + timeout_s
     while True:
+        if name is not None:
+            problem = deployment_problem(name)
+            if problem:
+                raise VidsynthError(problem)
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
                 if response.status == 200:
@@ -44,33 +62,113 @@ def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
             pass
         if time.monotonic() > deadline:
             raise VidsynthError(f"the server at {url} did not become ready within {timeout_s:.0f} s")
-        time.sleep(0.5)
+        time.sleep(POLL_S)
 
 
-def run_server(options, address: str | None, host: str, port: int) -> None:
-    """Serves until SIGINT or SIGTERM, then shuts down Serve and (if it started it) Ray."""
+def deployment_problem(name: str) -> str | None:
+    """Why app `name` will not become ready, from Serve's status, or None while it may."""
+    status = import_serve().status().applications.get(name)
+    if status is None:
+        return None
+    if status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+        return f"the {name} app failed to deploy: {last_error_line(status.message)}"
+    for deployment, info in status.deployments.items():
+        if "to be scheduled" in info.message:  # Serve's notice after 30 s without resources
+            return f"the {deployment} replicas cannot be scheduled: {info.message.split('. ', 1)[-1]}"
+    return None
+
+
+def last_error_line(message: str) -> str:
+    """The exception line of a traceback Serve reports (its last `SomeError: ...` line)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    errors = [
+        line for line in lines if line.split(":", 1)[0].rsplit(".", 1)[-1].endswith(("Error", "Exception"))
+    ]
+    return (errors or lines or ["no reason given"])[-1][:500]
+
+
+def local_cpus() -> int:
+    """The CPUs this process may run on (what a local Ray is given)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fit_replicas(options: ServeOptions, cpus: float, where: str) -> ServeOptions:
+    """`options` with replicas set to as many as fit `cpus` when not given; raises when the
+    replicas asked for (or a single one) need more CPUs than `where` has."""
+    per = options.cpus_per_replica
+    fit = math.floor(cpus / per + 1e-9)
+    replicas = options.replicas if options.replicas is not None else max(fit, 1)
+    if replicas * per > cpus + 1e-9:
+        hint = f"use --replicas {fit} or fewer" if fit >= 1 else "lower --cpus-per-replica"
+        raise VidsynthError(
+            f"{replicas} replica(s) x {per:g} CPU(s) = {replicas * per:g} CPUs asked for, but {where} has "
+            f"{cpus:g} CPU(s) available; {hint}"
+        )
+    return replace(options, replicas=replicas)
+
+
+def check_model_source(model: GenerateRequest) -> None:
+    """Opens the weights (checksums, config, tensor shapes) or checks the export's manifest and
+    hashes here, so a bad source fails with its own message before anything is deployed."""
+    if model.artifacts is not None:
+        from vidsynth.runtime.backend import Artifacts
+
+        Artifacts(model.artifacts)
+    else:
+        from vidsynth.weights import load_model
+
+        load_model(model.weights)
+
+
+def check_port_free(host: str, port: int) -> None:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        raise VidsynthError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from None
+
+
+def run_server(options: ServeOptions, address: str | None, host: str, port: int) -> None:
+    """Serves until SIGINT or SIGTERM, then takes down the app and (if it started it) Ray.
+    `options.replicas` None means as many as fit the CPUs. Everything that can be checked
+    without Ray (options, weights or artifacts, port, CPUs) is checked before Ray starts."""
+    options.validate()
+    fitted = options.replicas is None
+    cpus: float | None = None
+    if address is None:
+        check_port_free(host, port)
+        cpus = local_cpus()
+        options = fit_replicas(options, cpus, "this machine")
+    check_model_source(options.model)
     ray = import_ray()
     serve = import_serve()
-    options.validate()
-    stop = threading.Event()
-    start_ray(address)
-    # ray.init installs its own SIGTERM handler: ours goes in after it. A background job of a
-    # non-interactive shell starts with SIGINT ignored, so SIGINT is set explicitly too.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        url = deploy(options, host, port)
-        logger.info(
-            "vidsynth serving %s (POST /v1/videos, POST /v1/streams, GET /v1/model, the page at /); "
-            "Ctrl-C stops",
-            url,
-        )
-        while not stop.wait(0.5):
-            pass
-        logger.info("stopping")
-    finally:
-        if address is None:
-            serve.shutdown()
-        else:  # a shared cluster: remove our app, leave Serve to whoever runs the cluster
-            serve.delete(APP_NAME)
-        ray.shutdown()
+    with stop_signals_raise():
+        try:
+            start_ray(address, num_cpus=cpus)
+            with stop_signals_raise():  # again: ray.init installs its own SIGTERM handler
+                if address is not None:
+                    cpus = ray.available_resources().get("CPU", 0.0)
+                    options = fit_replicas(options, cpus, f"the Ray cluster at {address}")
+                fit = f" (as many as fit {cpus:g} CPUs; --replicas sets another number)" if fitted else ""
+                logger.info(
+                    "starting %d replica(s) x %g CPU%s", options.replicas, options.cpus_per_replica, fit
+                )
+                url = deploy(options, host, port)
+                logger.info(
+                    "vidsynth serving %s (POST /v1/videos, POST /v1/streams, GET /v1/model, the page at /); "
+                    "Ctrl-C stops",
+                    url,
+                )
+                while True:
+                    time.sleep(POLL_S)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): a server's normal way to stop
+            logger.info("stopping")
+        finally:
+            if ray.is_initialized():
+                if address is not None and APP_NAME in serve.status().applications:
+                    serve.delete(APP_NAME)  # a shared cluster: remove our app, leave Serve to its owner
+                # A local Ray goes down whole with ray.shutdown; Serve's own shutdown would only
+                # add Ray's complaints about the controller it kills.
+                ray.shutdown()
