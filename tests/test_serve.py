@@ -242,7 +242,11 @@ def test_the_model_card_reads_weights_and_artifacts_without_loading_them(backend
     )
 
 
-@pytest.mark.parametrize("raw", [b'{"seed": ' + b"9" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000])
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"seed": ' + b"9" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000],
+    ids=["5000-digit-integer", "100k-deep-array"],
+)
 def test_a_huge_number_or_deep_nesting_is_a_body_error(raw):
     with pytest.raises(BodyError, match="too large or nesting too deep"):
         parse_body(raw, SERVER)
@@ -287,3 +291,18 @@ def test_the_model_card_names_the_weights_without_their_path(backend, weights, t
 
     card = model_card(GenerateRequest(weights=weights), backend)
     assert card["weights"] == "weights" and str(tmp_path.parent) not in json.dumps(card)
+
+
+def test_what_serve_reports_while_deploying_comes_down_to_one_line():
+    from vidsynth.serve.server import UNSCHEDULABLE, last_error_line
+
+    notice = (
+        "Deployment 'VideoModel' in application 'vidsynth' has 1 replicas that have taken more than 30s "
+        "to be scheduled. This may be due to waiting for the cluster to auto-scale. Resources required "
+        "for each replica: {'CPU': 1.0}, total resources available: {}. Use `ray status` for more details."
+    )
+    found = UNSCHEDULABLE.search(notice)
+    assert (found["asked"], found["available"]) == ("{'CPU': 1.0}", "{}")
+    traceback = "Traceback (most recent call last):\n  File 'x', line 1\nray.exceptions.RayTaskError: x\n"
+    traceback += "vidsynth.errors.WeightsError: weights directory nope does not exist\n"
+    assert last_error_line(traceback) == "vidsynth.errors.WeightsError: weights directory nope does not exist"

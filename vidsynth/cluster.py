@@ -63,8 +63,8 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
         "log_to_driver": False,
         "logging_level": logging.ERROR,
     }
-    if address is None:
-        kwargs.update(include_dashboard=False, num_cpus=num_cpus)
+    if address is None:  # "local": a new instance, even where another is running on this machine
+        kwargs.update(address="local", include_dashboard=False, num_cpus=num_cpus)
     else:
         kwargs["address"] = address
     quiet_ray_logging()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import socket
 import time
 import urllib.request
@@ -24,6 +25,11 @@ logger = logging.getLogger(__name__)
 APP_NAME = "vidsynth"
 READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
 POLL_S = 0.5
+UNSCHEDULABLE = re.compile(
+    r"to be scheduled.*Resources required for each replica: (?P<asked>.*?), "
+    r"total resources available: (?P<available>.*?)\. ",
+    re.S,
+)
 
 
 def deploy(options: ServeOptions, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:
@@ -73,8 +79,12 @@ def deployment_problem(name: str) -> str | None:
     if status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
         return f"the {name} app failed to deploy: {last_error_line(status.message)}"
     for deployment, info in status.deployments.items():
-        if "to be scheduled" in info.message:  # Serve's notice after 30 s without resources
-            return f"the {deployment} replicas cannot be scheduled: {info.message.split('. ', 1)[-1]}"
+        found = UNSCHEDULABLE.search(info.message)  # Serve's notice after 30 s without resources
+        if found:
+            return (
+                f"the {deployment} replicas cannot be scheduled: each asks for {found['asked']}, "
+                f"the cluster has {found['available']} available; use fewer --replicas or --cpus-per-replica"
+            )
     return None
 
 
