@@ -154,7 +154,11 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
     for folder, source in {
         "runtime": "def f():\n    from vidsynth.export.artifacts import export_artifacts\n",
         "model": "import importlib\nimportlib.import_module('vidsynth.weights.format')\n",
-        "batch": "from vidsynth.serve.render import x\nfrom vidsynth.runtime.backend import _TORCH\n",
+        "batch": (
+            "from vidsynth.serve.render import x\n"
+            "from vidsynth.runtime.backend import _TORCH\n"
+            "import vidsynth.model._hidden\n"
+        ),
         "train": "from vidsynth import cluster\n",
     }.items():
         (fake / folder).mkdir(parents=True)
@@ -163,7 +167,8 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
     layering = sorted(stage(i.module) for i in all_imports() if layering_error(i))
     assert layering == ["batch", "model", "runtime", "train"]
-    assert [i.names for i in all_imports() if private_error(i)] == [("_TORCH",)]
+    private = [(i.target, i.names) for i in all_imports() if private_error(i)]
+    assert private == [("vidsynth.runtime.backend", ("_TORCH",)), ("vidsynth.model._hidden", ())]
 
 
 @pytest.mark.parametrize(
