@@ -5,6 +5,7 @@ plan.py       how much memory a request needs and how to split it
 backend.py    the Backend interface, devices, export directories, the registry of backends
 hardware.py   what this machine offers, and the backend `auto` picks from it
 *_backend(s).py  torch (eager, optimized, torchscript), ONNX Runtime, OpenVINO, .pt2
+onnx_graphs.py what the ONNX Runtime and OpenVINO backends share: the two graphs, fed by the contract
 stream.py     the chunked generation loop and the float -> uint8 conversion
 writers.py    mp4 / gif / png writers (ffmpeg.py: the checked mp4 encoder process)
 output.py     the output directory: staging, a lock, an all-or-nothing commit

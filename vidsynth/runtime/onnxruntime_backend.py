@@ -15,20 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from vidsynth.artifacts.contract import (
-    ONNX_CHUNK_FILE,
-    ONNX_FILE,
-    ExportContract,
-    chunk_contract,
-    generator_contract,
-    graph_inputs,
-    initial_state,
-)
+from vidsynth.artifacts.contract import ExportContract
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.model.noise import Noise
 from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
-from vidsynth.runtime.backend import Artifacts, Backend, Exporter, choose_device, exported_weights
+from vidsynth.runtime.backend import Artifacts, Exporter, choose_device, exported_weights
 from vidsynth.runtime.hardware import nvidia_driver_present
+from vidsynth.runtime.onnx_graphs import OnnxGraphsBackend
 from vidsynth.runtime.request import GenerateRequest
 
 logger = logging.getLogger(__name__)
@@ -88,36 +80,36 @@ def _open_session(path: Path, device: str, contract: ExportContract, threads: in
     return session
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(OnnxGraphsBackend):
     name = "onnxruntime"
 
     def __init__(self, artifacts: Artifacts, device: str, threads: int = 0) -> None:
-        self.config = artifacts.config
         self.device = device
         self._ort_device = "cuda" if device == "cuda" else "cpu"
+        self._threads = threads
+        super().__init__(artifacts)
+        self.detail = f"onnxruntime {ort.__version__} {self.video_graph.get_providers()[0]}"
+
+    def _open(self, path: Path, contract: ExportContract) -> Any:
         from vidsynth.runtime.backend import check_onnx_session
 
-        video_path = artifacts.path(ONNX_FILE, "onnx")
-        self.video_session = _open_session(video_path, device, generator_contract(self.config), threads)
-        check_onnx_session(self.video_session, self.config, video_path)
-        self.chunk_session = None
-        if artifacts.has(ONNX_CHUNK_FILE):
-            path = artifacts.path(ONNX_CHUNK_FILE, "onnx")
-            self.chunk_session = _open_session(path, device, chunk_contract(self.config), threads)
-            check_onnx_session(self.chunk_session, self.config, path)
-        self.detail = f"onnxruntime {ort.__version__} {self.video_session.get_providers()[0]}"
+        session = _open_session(path, self.device, contract, self._threads)
+        check_onnx_session(session, self.config, path)
+        return session
 
     def _value(self, array: np.ndarray) -> Any:
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._ort_device, 0)
 
-    def _run(self, session: Any, inputs: dict[str, Any], outputs: list[str]) -> list[Any]:
+    def _run(self, session: Any, inputs: dict[str, Any], contract: ExportContract) -> list[Any]:
         binding = session.io_binding()
         for name, value in inputs.items():
-            if isinstance(value, ort.OrtValue):
-                binding.bind_ortvalue_input(name, value)
-            else:
+            if name == "n_frames":  # a loop count, read on the host
                 binding.bind_cpu_input(name, value)
-        for name in outputs:
+            else:
+                binding.bind_ortvalue_input(
+                    name, value if isinstance(value, ort.OrtValue) else self._value(value)
+                )
+        for name in contract.output_names:
             binding.bind_output(name, self._ort_device, 0)
         try:
             session.run_with_iobinding(binding)
@@ -127,32 +119,8 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime refused to run the graph ({type(exc).__name__}: {first}); "
                 "the graph does not fit the manifest's config: re-export the artifacts"
             ) from None
-        return binding.get_outputs()
-
-    def _inputs(self, contract: ExportContract, noise: Noise, n_frames: int) -> dict[str, Any]:
-        """The graph's inputs on the run's device, but n_frames: a loop count, read on the host."""
-        inputs = graph_inputs(contract, noise, n_frames)
-        return {name: value if name == "n_frames" else self._value(value) for name, value in inputs.items()}
-
-    def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
-        contract = generator_contract(self.config)
-        (video,) = self._run(
-            self.video_session, self._inputs(contract, noise, n_frames), contract.output_names
-        )
-        return video.numpy()
-
-    def initial_state(self, noise: Noise) -> Any:
-        return self._value(initial_state(noise.z_motion, self.config.state_size))
-
-    def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
-        if self.chunk_session is None:
-            raise RuntimeBackendError(
-                f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
-            )
-        contract = chunk_contract(self.config)
-        inputs = {**self._inputs(contract, noise, n_frames), "state": state}
-        video, state_out = self._run(self.chunk_session, inputs, contract.output_names)
-        return video.numpy(), state_out  # state_out stays on the device
+        video, *state = binding.get_outputs()
+        return [video.numpy(), *state]  # the state stays on the device
 
     def state_to_host(self, state: Any) -> np.ndarray:
         return state.numpy()

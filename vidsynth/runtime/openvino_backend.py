@@ -18,19 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from vidsynth.artifacts.contract import (
-    ONNX_CHUNK_FILE,
-    ONNX_FILE,
-    ExportContract,
-    chunk_contract,
-    generator_contract,
-    graph_inputs,
-    initial_state,
-)
+from vidsynth.artifacts.contract import ExportContract
 from vidsynth.errors import RuntimeBackendError
-from vidsynth.model.noise import Noise
 from vidsynth.optional import import_openvino
-from vidsynth.runtime.backend import Artifacts, Backend, Exporter, exported_weights
+from vidsynth.runtime.backend import Artifacts, Exporter, exported_weights
+from vidsynth.runtime.onnx_graphs import OnnxGraphsBackend
 from vidsynth.runtime.request import GenerateRequest
 
 logger = logging.getLogger(__name__)
@@ -86,35 +78,20 @@ class _Graph:
         return [np.array(self.request.get_tensor(name).data, copy=True) for name in self.outputs]
 
 
-class OpenVinoBackend(Backend):
+class OpenVinoBackend(OnnxGraphsBackend):
     name = "openvino"
     device = "cpu"
 
     def __init__(self, artifacts: Artifacts, threads: int = 0) -> None:
-        self.config = artifacts.config
-        self.video_graph = _Graph(artifacts.path(ONNX_FILE, "onnx"), generator_contract(self.config), threads)
-        self.chunk_graph = None
-        if artifacts.has(ONNX_CHUNK_FILE):
-            self.chunk_graph = _Graph(
-                artifacts.path(ONNX_CHUNK_FILE, "onnx"), chunk_contract(self.config), threads
-            )
+        self._threads = threads
+        super().__init__(artifacts)
         self.detail = f"openvino {openvino_version()} {DEVICE}, f32"
 
-    def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
-        (video,) = self.video_graph(graph_inputs(generator_contract(self.config), noise, n_frames))
-        return video
+    def _open(self, path: Path, contract: ExportContract) -> _Graph:
+        return _Graph(path, contract, self._threads)
 
-    def initial_state(self, noise: Noise) -> np.ndarray:
-        return initial_state(noise.z_motion, self.config.state_size)
-
-    def generate_chunk(self, noise: Noise, state: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.chunk_graph is None:
-            raise RuntimeBackendError(
-                f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
-            )
-        feed = graph_inputs(chunk_contract(self.config), noise, n_frames)
-        video, state_out = self.chunk_graph({**feed, "state": state})
-        return video, state_out
+    def _run(self, graph: _Graph, inputs: dict[str, Any], contract: ExportContract) -> list[np.ndarray]:
+        return graph(inputs)
 
 
 def open_openvino(request: GenerateRequest, exporter: Exporter | None = None) -> OpenVinoBackend:
