@@ -303,7 +303,7 @@ def test_bad_settings_are_collected_in_one_error():
     with pytest.raises(InputError) as info:
         TrainConfig(data=None, batch=1, clip_frames=2)
     message = str(info.value)
-    assert "batch" in message and "clip_frames" in message and "data folder" in message
+    assert "batch" in message and "clip_frames" in message and "--data FOLDER is needed" in message
 
 
 @pytest.mark.parametrize(
