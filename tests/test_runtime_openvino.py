@@ -182,11 +182,11 @@ def test_openvino_refuses_cuda_and_bad_artifacts(made, tmp_path):
 
 def test_missing_openvino_names_the_extra(made, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
-    with pytest.raises(MissingDependencyError, match=r"pip install 'vidsynth\[openvino\]'"):
+    with pytest.raises(MissingDependencyError, match="pip install openvino"):
         open_backend(GenerateRequest(artifacts=made.artifacts, backend="openvino", device="cpu"))
     result = CliRunner().invoke(
         cli,
         ["generate", "--artifacts", made.artifacts, "--backend", "openvino", "--out", str(tmp_path / "v")],
     )
-    assert result.exit_code == 1 and "vidsynth[openvino]" in result.output
+    assert result.exit_code == 1 and "pip install openvino" in result.output
     assert not (tmp_path / "v").exists()

@@ -294,7 +294,9 @@ def generate_command(**values) -> None:
 
 
 @cli.command("bench")
-@click.option("--quick", is_flag=True, help="Small shapes and few repeats: a smoke run in under a minute.")
+@click.option(
+    "--quick", is_flag=True, help="Small shapes and few repeats: a smoke run of minutes, not the full matrix."
+)
 @click.option(
     "--out",
     default="bench-results",

@@ -11,8 +11,8 @@ from types import ModuleType
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
 
-SERVE_HINT = "pip install 'vidsynth[serve]' (ray[serve], fastapi)"
-BATCH_HINT = "pip install 'vidsynth[batch]' (ray[data])"
+SERVE_HINT = "pip install 'ray[serve]>=2.60' 'fastapi>=0.110'"
+BATCH_HINT = "pip install 'ray[data]>=2.60'"
 
 # Set in every Ray process we start. The ffmpeg writer of imageio-ffmpeg broke its pipe
 # under Ray's worker threads unless it leaves SIGINT alone; usage statistics stay off.

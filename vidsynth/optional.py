@@ -10,7 +10,9 @@ from typing import Any
 
 from vidsynth.errors import MissingDependencyError
 
-ONNXRUNTIME_HINT = "pip install 'vidsynth[cpu]' (onnxruntime) or 'vidsynth[gpu]' (onnxruntime-gpu), not both"
+# Hints name the packages, not vidsynth's extras: installing an extra reinstalls vidsynth with
+# its dependencies, torch among them, which a torch-free install must not pull in.
+ONNXRUNTIME_HINT = "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), not both"
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
@@ -22,7 +24,7 @@ def import_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
-OPENVINO_HINT = "pip install 'vidsynth[openvino]' (openvino)"
+OPENVINO_HINT = "pip install openvino"
 
 
 def import_openvino() -> ModuleType:

@@ -1,2 +1,2 @@
 """`vidsynth batch`: a Ray Data job that writes a dataset of videos and an index, resumable.
-Needs the `batch` extra (`pip install 'vidsynth[batch]'`)."""
+Needs the `batch` extra (Ray Data)."""

@@ -194,7 +194,7 @@ def write_results(results: dict, out: Path) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return  # the plot needs the `bench` extra: pip install -e '.[bench]'
+        return  # the plot needs the `bench` extra: pip install matplotlib
     with atomic_file(out / "latency.png") as tmp:
         plot(results, tmp)
 

@@ -88,7 +88,7 @@ def require_onnxscript() -> None:
     if importlib.util.find_spec("onnxscript") is None:
         raise MissingDependencyError(
             "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install "
-            "'vidsynth[dynamo]'"
+            "onnxscript"
         )
 
 

@@ -44,7 +44,7 @@ def no_cuda_provider_reason() -> str:
     """Why onnxruntime offers no CUDAExecutionProvider, and the fix."""
     if not nvidia_driver_present():
         return "no NVIDIA GPU driver is loaded (/proc/driver/nvidia is missing)"
-    swap = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'vidsynth[gpu]'"
+    swap = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
     if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
         return (
             "onnxruntime and onnxruntime-gpu are both installed and share one module, which is now the "

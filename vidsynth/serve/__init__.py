@@ -2,5 +2,5 @@
 
 The deployment is the runtime plus a thin ingress: requests are GenerateRequests validated by
 the runtime, videos are made by the runtime's stream and writers, and the HTTP layer maps
-errors to status codes. Needs the `serve` extra (`pip install 'vidsynth[serve]'`).
+errors to status codes. Needs the `serve` extra (Ray Serve and FastAPI).
 """
