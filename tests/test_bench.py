@@ -5,15 +5,21 @@ No timing is asserted anywhere."""
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
+from vidsynth.artifacts.contract import DEFAULT_OPSET
+from vidsynth.bench.graphs import EXPERIMENTS, variant_model
 from vidsynth.bench.reference import ReferenceGenerator
 from vidsynth.bench.run import run_benchmark
 from vidsynth.cli import cli
+from vidsynth.export.onnx_export import export_graph
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
+from vidsynth.model.noise import sample_noise
+from vidsynth.optional import onnxruntime_session
 from vidsynth.weights.demo import demo_model
 from vidsynth.weights.format import save_weights
 
@@ -42,6 +48,30 @@ def test_reference_code_makes_the_same_videos(config):
         theirs = reference(z_content, z_motion, 9, *extra)
     assert theirs.shape == ours.shape
     assert torch.allclose(theirs, ours, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell,mode", [("lstm", "same-input"), ("gru", "feedback")])
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_graph_experiments_compute_the_same_video(tmp_path, cell, mode, experiment, one_thread):
+    """The rewrites bench/graphs.py times against the export's own stay correct, so that its
+    measurement means something."""
+    model = demo_model(ModelConfig(ngf=8, hidden_size=16, cell=cell, motion_mode=mode))
+    rewritten, applied = variant_model(model, f"default + {experiment}")
+    kinds = [type(layer).__name__ for layer in rewritten.image]
+    assert applied[-1] == experiment and (kinds[0] == "LatentProjection") == (experiment == "latent-matmul")
+    assert kinds.count("SubPixelConvTranspose") == (4 if experiment == "sub-pixel-upsampling" else 1)
+    export_graph(rewritten, tmp_path / "g.onnx", DEFAULT_OPSET, rewrites=applied)
+    session = onnxruntime_session(tmp_path / "g.onnx", threads=1)
+    for batch, n_frames in ((1, 1), (3, 23)):
+        noise = sample_noise(model.config, batch, seed=n_frames)
+        with torch.inference_mode():
+            eager = model(torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames)
+        feed = {
+            "z_content": noise.z_content,
+            "z_motion": noise.z_motion,
+            "n_frames": np.array(n_frames, np.int64),
+        }
+        assert np.abs(session.run(["video"], feed)[0] - eager.numpy()).max() <= 1e-4
 
 
 def test_quick_run_writes_results(tiny_weights, tmp_path, caplog):

@@ -1,6 +1,5 @@
 """The ONNX graphs' inference rewrites: what each graph holds, which rewrites apply to which
-model, the rewrites left off by default still computing the same video, and manifests that
-name a newer format or an unknown rewrite refused with the versions.
+model, and manifests that name a newer format or an unknown rewrite refused with the versions.
 
 The equivalence of the default rewritten graphs over every family and shape is in
 test_export.py (the default export is the optimized one).
@@ -9,22 +8,17 @@ test_export.py (the default export is the optimized one).
 import json
 import shutil
 
-import numpy as np
 import onnx
 import pytest
-import torch
 from click.testing import CliRunner
 
 from vidsynth.artifacts.contract import GRAPH_REWRITES
 from vidsynth.cli import cli
 from vidsynth.errors import ExportError, RuntimeBackendError
 from vidsynth.export import export_artifacts, read_manifest
-from vidsynth.export.onnx_export import export_graph, op_types
-from vidsynth.export.rewrites import DEFAULT_REWRITES, applicable_rewrites, rewrite_for_export
+from vidsynth.export.onnx_export import op_types
+from vidsynth.export.rewrites import DEFAULT_REWRITES, applicable_rewrites
 from vidsynth.model.config import ModelConfig
-from vidsynth.model.inference import LeanFeedbackMotion
-from vidsynth.model.noise import sample_noise
-from vidsynth.optional import onnxruntime_session
 from vidsynth.version import __version__
 from vidsynth.weights.demo import demo_model
 
@@ -73,7 +67,8 @@ def test_optimized_graphs_fold_batch_norms_and_fuse_the_recurrence(both_exports)
             )
             assert sum(op in ("MatMul", "Gemm") for op in body) == 1  # one matrix product per step
             assert sum(op in ("MatMul", "Gemm") for op in literal_body) >= 3
-            assert len(body) < 0.6 * len(literal_body)
+            assert len(body) < len(literal_body)
+            assert not {"Shape", "Gather", "Div"} & set(body)  # the gates split at fixed widths
         else:
             assert "GRU" in new and "Loop" not in new
         assert old.count("ConvTranspose") == 5 and new.count("ConvTranspose") == 4  # the last one sub-pixel
@@ -89,33 +84,6 @@ def test_no_optimize_from_the_command_line(tmp_path):
     assert "rewrites" not in result.output
     assert read_manifest(tmp_path / "a")["rewrites"] == []
     assert "BatchNormalization" in graph_ops(tmp_path / "a" / "generator.onnx")
-
-
-@pytest.mark.parametrize("cell,mode", [("lstm", "same-input"), ("gru", "feedback")])
-def test_rewrites_left_off_by_default_compute_the_same_video(tmp_path, cell, mode):
-    """latent-matmul and sub-pixel-upsampling did not win on either runtime (bench/graphs.py)
-    but stay correct, so that measurement means something."""
-    model = small_model(cell=cell, motion_mode=mode, image_size=96)
-    rewritten, applied = rewrite_for_export(
-        model, DEFAULT_REWRITES + ("latent-matmul", "sub-pixel-upsampling")
-    )
-    assert {"latent-matmul", "sub-pixel-upsampling"} <= set(applied) and "sub-pixel-last" not in applied
-    assert sum(type(layer).__name__ == "SubPixelConvTranspose" for layer in rewritten.image) == 4
-    path = tmp_path / "g.onnx"
-    export_graph(rewritten, path, 17, rewrites=applied)
-    session = onnxruntime_session(path, threads=1)
-    for batch, n_frames in ((1, 1), (3, 23)):
-        noise = sample_noise(model.config, batch, seed=n_frames)
-        with torch.inference_mode():
-            eager = model(
-                torch.from_numpy(noise.z_content), torch.from_numpy(noise.z_motion), n_frames
-            ).numpy()
-        feed = {
-            "z_content": noise.z_content,
-            "z_motion": noise.z_motion,
-            "n_frames": np.array(n_frames, np.int64),
-        }
-        assert np.abs(session.run(["video"], feed)[0] - eager).max() <= ATOL
 
 
 def test_rewrite_choices_are_checked():
@@ -139,26 +107,13 @@ def test_rewrite_choices_are_checked():
         applicable_rewrites(same_input, ("winograd",))
     with pytest.raises(ExportError, match="add fold-image-bn"):
         applicable_rewrites(same_input, ("sub-pixel-last",))
+    # the candidates that did not win are bench/graphs.py's experiments, not the exporter's
+    for experiment in ("latent-matmul", "sub-pixel-upsampling"):
+        with pytest.raises(ExportError, match=f"unknown graph rewrite '{experiment}'"):
+            applicable_rewrites(same_input, (experiment,))
     with pytest.raises(ExportError, match="fold-motion-bn comes with the recurrence rewrite"):
         applicable_rewrites(same_input, ("fold-motion-bn",))
     assert set(DEFAULT_REWRITES) <= set(GRAPH_REWRITES)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_lean_feedback_loop_follows_the_literal_recurrence(cell):
-    model = small_model(cell=cell, motion_mode="feedback")
-    lean = torch.jit.script(LeanFeedbackMotion(model.motion, cell))
-    z_motion = torch.from_numpy(sample_noise(model.config, 5, seed=2).z_motion)
-    with torch.inference_mode():
-        state = model.initial_state(z_motion)
-        expected, expected_state = model.motion.rollout(state, 300)
-        codes, final = lean.rollout(state, 300)
-        # continuing from a carried state is the same as one long rollout
-        first, middle = lean.rollout(state, 120)
-        rest, _ = lean.rollout(middle, 180)
-    assert (codes - expected).abs().max() <= ATOL
-    assert (final - expected_state).abs().max() <= ATOL
-    assert (torch.cat([first, rest]) - expected).abs().max() <= ATOL
 
 
 # -- refusing what this vidsynth cannot read -----------------------------------------------

@@ -123,6 +123,28 @@ def test_chunks_continue_the_same_video(cell, mode):
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_one_first_state_for_every_form(cell):
+    """The torch rule (model.layers.initial_state) and its numpy twin for the torch-free
+    runtimes (artifacts.contract.initial_state) give the same state, and every torch form
+    starts from it: zeros for the cell state, then z_motion."""
+    from vidsynth.artifacts.contract import initial_state
+    from vidsynth.model.inference import optimize_for_inference
+
+    model = build_model(small(cell=cell, motion_mode="feedback"), seed=0).eval()
+    z_motion = torch.randn(3, 10)
+    expected = torch.cat([torch.zeros(3, model.config.state_size - 10), z_motion], 1)
+    forms = {
+        "model": model.initial_state(z_motion),
+        "motion module": model.motion.initial_state(z_motion),
+        "scripted": torch.jit.script(model).initial_state(z_motion),
+        "optimized": optimize_for_inference(model).initial_state(z_motion),
+        "numpy": torch.from_numpy(initial_state(z_motion.numpy(), model.config.state_size)),
+    }
+    for name, state in forms.items():
+        assert torch.equal(state, expected), name
+
+
 def test_category_changes_the_video_and_defaults_to_zero():
     model = build_model(small(n_categories=4), seed=0).eval()
     z_content, z_motion = torch.randn(2, 50), torch.randn(2, 10)

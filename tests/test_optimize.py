@@ -1,5 +1,6 @@
 """vidsynth.model.inference: the inference copy makes the VideoGenerator's videos (fp32 up to float
-rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model family."""
+rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model family; its
+motion form follows the literal cells in few ops per step."""
 
 import pytest
 import torch
@@ -8,7 +9,8 @@ from vidsynth.errors import InputError
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
-from vidsynth.model.inference import optimize_for_inference
+from vidsynth.model.inference import InferenceMotion, optimize_for_inference
+from vidsynth.model.noise import sample_noise
 from vidsynth.weights.demo import demo_model
 
 FAMILIES = [
@@ -90,3 +92,52 @@ def test_sub_pixel_equals_conv_transpose(in_channels, out_channels, side):
         first = torch.nn.ConvTranspose2d(in_channels, out_channels, side, 1, 0, bias=False)
         z = torch.randn(4, in_channels, 1, 1)
         assert torch.allclose(LatentProjection(first)(z), first(z), atol=1e-5)
+
+
+MOTION_FAMILIES = [(cell, mode) for cell in ("lstm", "gru") for mode in ("same-input", "feedback")]
+
+
+@pytest.mark.parametrize("cell, mode", MOTION_FAMILIES)
+def test_inference_motion_follows_the_literal_recurrence(cell, mode):
+    model = demo_model(ModelConfig(ngf=8, hidden_size=16, cell=cell, motion_mode=mode))
+    fast = torch.jit.script(InferenceMotion(model.motion, cell))
+    z_motion = torch.from_numpy(sample_noise(model.config, 5, seed=2).z_motion)
+    with torch.inference_mode():
+        state = model.initial_state(z_motion)
+        expected, expected_state = model.motion.rollout(state, 300)
+        codes, final = fast.rollout(state, 300)
+        # continuing from a carried state is the same as one long rollout
+        first, middle = fast.rollout(state, 120)
+        rest, _ = fast.rollout(middle, 180)
+    assert (codes - expected).abs().max() <= 1e-4
+    assert (final - expected_state).abs().max() <= 1e-4
+    assert (torch.cat([first, rest]) - expected).abs().max() <= 1e-4
+
+
+def inlined(graph):
+    graph = graph.copy()
+    torch._C._jit_pass_inline(graph)
+    return graph
+
+
+def loop_bodies(graph) -> list[list[str]]:
+    """The operator kinds of each prim::Loop body."""
+    return [
+        [inner.kind() for inner in block.nodes()]
+        for node in graph.findAllNodes("prim::Loop")
+        for block in node.blocks()
+    ]
+
+
+@pytest.mark.parametrize("cell, mode", MOTION_FAMILIES)
+def test_the_optimized_recurrence_is_one_kernel_or_one_matrix_product_per_step(cell, mode):
+    """Feedback models too: their loop folds the next input's projection into the recurrent
+    weights instead of stepping the literal cells (three matrix products per step)."""
+    fast = optimize_for_inference(demo_model(ModelConfig(ngf=8, cell=cell, motion_mode=mode)))
+    graph = inlined(torch.jit.script(fast.motion).rollout.graph)
+    bodies = loop_bodies(graph)
+    if mode == "same-input":
+        assert bodies == [] and len(graph.findAllNodes(f"aten::{cell}")) == 1
+    else:
+        [body] = bodies
+        assert sum(kind in ("aten::addmm", "aten::matmul", "aten::mm", "aten::linear") for kind in body) == 1

@@ -74,9 +74,7 @@ GRAPH_REWRITES = {
     "fold-image-bn": "each image BatchNorm2d folded into the ConvTranspose2d weights and bias before it",
     "fused-recurrence": "the same-input recurrence as ONNX's LSTM/GRU operator",
     "lean-feedback-loop": "the feedback recurrence as a Loop of one matrix product per step",
-    "latent-matmul": "the first ConvTranspose2d (on a 1x1 latent) as one matrix product",
     "sub-pixel-last": "the last ConvTranspose2d as a 2x2 convolution and depth-to-space",
-    "sub-pixel-upsampling": "every stride-2 ConvTranspose2d as a 2x2 convolution and depth-to-space",
 }
 
 

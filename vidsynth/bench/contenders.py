@@ -430,13 +430,15 @@ def _add_artifact_row(
 
 def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
+    import torch
+
     from vidsynth.bench.reference import ReferenceGenerator
-    from vidsynth.model.inference import ScriptedMotion, optimize_for_inference
+    from vidsynth.model.inference import optimize_for_inference
 
     reference = ReferenceGenerator.from_model(model).motion
     eager = copy.deepcopy(model.motion).eval()
-    scripted = ScriptedMotion(copy.deepcopy(model.motion).eval())
-    fused = optimize_for_inference(model).motion
+    scripted = torch.jit.script(copy.deepcopy(model.motion).eval())
+    optimized = optimize_for_inference(model)
 
     def run_reference(z_motion: Any, n_frames: int) -> Any:
         reference.initHidden(z_motion.size(0))
@@ -444,7 +446,7 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
 
     def rollout(module: Any) -> Callable[[Any, int], Any]:
         def run(z_motion: Any, n_frames: int) -> Any:
-            return module.rollout(module.initial_state(z_motion), n_frames)[0]
+            return module.rollout(optimized.initial_state(z_motion), n_frames)[0]
 
         return run
 
@@ -455,8 +457,7 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
         "eager (vidsynth layers loop)": rollout(eager),
         "torchscript (scripted loop)": rollout(scripted),
     }
-    if model.config.motion_mode == "same-input":
-        contenders[f"optimized (fused torch.{model.config.cell})"] = rollout(fused)
+    contenders[f"optimized ({optimized.motion_kind})"] = rollout(optimized.motion)
     contenders = {name: _no_grad(fn) for name, fn in contenders.items()}
     from vidsynth.bench.motion_onnx import motion_kind, ort_motion
 

@@ -4,8 +4,9 @@ rewrites (vidsynth.export.rewrites), timed on onnxruntime and OpenVINO side by s
     python -m vidsynth.bench.graphs [--weights demo] [--batch 8] [--frames 64] [--threads 0] [--repeats 5]
 
 Prints one row per (rewrites, runtime): best and median seconds per call, the contenders
-timed in turn (round robin) so that load from elsewhere hits all of them alike. The defaults in
-vidsynth.export.rewrites.DEFAULT_REWRITES keep only what won here.
+timed in turn (round robin) so that load from elsewhere hits all of them alike, with progress
+bars on stderr meanwhile. vidsynth.export.rewrites keeps only what won here; the candidates
+that did not stay live in EXPERIMENTS.
 """
 
 from __future__ import annotations
@@ -16,28 +17,58 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-VARIANTS = {
-    "literal (--no-optimize)": None,
-    "default": "default",
-    "default + latent-matmul": ("latent-matmul",),
-    "default + sub-pixel-last": ("sub-pixel-last",),
-    "default + sub-pixel-upsampling": ("sub-pixel-upsampling",),
-}
+VARIANTS = ("literal (--no-optimize)", "default", "default + latent-matmul", "default + sub-pixel-upsampling")
 
 
-def export_variant(model, directory: Path, extra) -> Path:
+def latent_matmul(image: Any) -> Any:
+    """The first ConvTranspose2d (on a 1x1 latent) as one matrix product."""
+    from vidsynth.model.inference import rewrite_for_cpu
+
+    return rewrite_for_cpu(image, latent_matmul=True, sub_pixel_last=False)
+
+
+def sub_pixel_upsampling(image: Any) -> Any:
+    """Every stride-2 ConvTranspose2d as a 2x2 convolution and depth-to-space."""
+    from torch import nn
+
+    from vidsynth.model.inference import SubPixelConvTranspose
+
+    def rewritten(layer: nn.Module) -> nn.Module:
+        upsampling = isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2)
+        return SubPixelConvTranspose(layer) if upsampling else layer
+
+    return nn.Sequential(*(rewritten(layer) for layer in image))
+
+
+# Candidates measured here and left out of the export (see bench/results/graphs.md).
+EXPERIMENTS = {"latent-matmul": latent_matmul, "sub-pixel-upsampling": sub_pixel_upsampling}
+
+
+def variant_model(model: Any, variant: str) -> tuple[Any, tuple[str, ...]]:
+    """The model a variant exports and the names of its rewrites."""
+    from vidsynth.export.rewrites import rewrite_for_export
+
+    if variant.startswith("literal"):
+        return model, ()
+    rewritten, applied = rewrite_for_export(model)
+    experiment = variant.removeprefix("default + ")
+    if experiment in EXPERIMENTS:
+        rewritten.image = EXPERIMENTS[experiment](rewritten.image)
+        applied += (experiment,)
+    return rewritten, applied
+
+
+def export_variant(model: Any, directory: Path, variant: str) -> Path:
     from vidsynth.artifacts.contract import DEFAULT_OPSET
     from vidsynth.export.onnx_export import export_graph
-    from vidsynth.export.rewrites import DEFAULT_REWRITES, rewrite_for_export
 
     path = directory / "generator.onnx"
-    if extra is None:
-        export_graph(model, path, DEFAULT_OPSET)
-        return path
-    rewritten, applied = rewrite_for_export(model, DEFAULT_REWRITES + (() if extra == "default" else extra))
+    rewritten, applied = variant_model(model, variant)
     export_graph(rewritten, path, DEFAULT_OPSET, rewrites=applied)
     return path
 
@@ -77,10 +108,10 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         contenders, errors, reference = {}, {}, None
-        for index, (label, extra) in enumerate(VARIANTS.items()):
+        for index, label in enumerate(tqdm(VARIANTS, desc="export and warm up", unit="graph")):
             directory = Path(tmp) / str(index)
             directory.mkdir()
-            path = export_variant(model, directory, extra)
+            path = export_variant(model, directory, label)
             for runtime, run in runners(path, args.threads).items():
                 video = run(feed)  # warm-up
                 reference = video if reference is None else reference
@@ -88,11 +119,13 @@ def main() -> None:
                 errors[(label, runtime)] = float(np.abs(video - reference).max())
         # Round robin, so that a burst of load from elsewhere hits every contender alike.
         times: dict = {key: [] for key in contenders}
-        for _ in range(args.repeats):
-            for key, run in contenders.items():
-                start = time.perf_counter()
-                run(feed)
-                times[key].append(time.perf_counter() - start)
+        with tqdm(total=args.repeats * len(contenders), desc="timed calls", unit="call") as bar:
+            for _ in range(args.repeats):
+                for key, run in contenders.items():
+                    start = time.perf_counter()
+                    run(feed)
+                    times[key].append(time.perf_counter() - start)
+                    bar.update()
     for (label, runtime), measured in times.items():
         print(
             f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median "

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from vidsynth.artifacts.contract import initial_state
+
 
 def motion_graph(model: Any) -> bytes:
     """Serialized ONNX: inputs state (B, state_size) f32, n_frames int64 scalar -> codes (T, B, d_motion)."""
@@ -63,11 +65,9 @@ def ort_motion(model: Any, threads: int) -> Callable[[Any, int], np.ndarray]:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(motion_graph(model), options, providers=["CPUExecutionProvider"])
-    zeros = model.config.state_size - model.config.d_motion
 
     def run(z_motion: Any, n_frames: int) -> np.ndarray:
-        z = z_motion.numpy()
-        state = np.concatenate([np.zeros((z.shape[0], zeros), np.float32), z], 1)
+        state = initial_state(z_motion.numpy(), model.config.state_size)
         return session.run(["codes"], {"state": state, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
 
     return run

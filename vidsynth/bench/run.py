@@ -463,7 +463,7 @@ def measure_motion(model: Any, plan: Schedule, threads: int) -> dict[str, Any]:
     n = plan.motion_frames
     samples: dict[str, list[float]] = {name: [] for name in functions}
     with torch.inference_mode():
-        expected, _ = copy.deepcopy(model.motion).eval().rollout(model.motion.initial_state(z_motion), n)
+        expected, _ = copy.deepcopy(model.motion).eval().rollout(model.initial_state(z_motion), n)
     errors = {}
     for name, fn in functions.items():
         codes = fn(z_motion, n)

@@ -6,8 +6,9 @@ in-process optimized backend) and the names of the rewrites applied, which the m
 records. The copy keeps VideoGenerator's `forward`, `initial_state` and `generate_chunk`, so
 the exporter, the wrappers and the validation against the literal eager model are unchanged.
 
-Which rewrites are on by default was measured on onnxruntime and OpenVINO (bench/graphs.py);
-the others stay available by name for that measurement.
+The image generator's rewrites are those that made onnxruntime and OpenVINO faster, or one of
+them faster and the other no slower, since one file serves both (bench/graphs.py measures the
+candidates; bench/results/graphs.md has the figures).
 """
 
 from __future__ import annotations
@@ -15,33 +16,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from torch import nn
-
 from vidsynth.artifacts.contract import GRAPH_REWRITES
 from vidsynth.errors import ExportError, choice_error
 from vidsynth.model.generator import VideoGenerator
-from vidsynth.model.inference import (
-    FusedMotion,
-    LatentProjection,
-    LeanFeedbackMotion,
-    SubPixelConvTranspose,
-    fold_image_generator,
-)
+from vidsynth.model.inference import InferenceMotion, fold_image_generator, rewrite_for_cpu
 
-# Measured with `python -m vidsynth.bench.graphs` (demo 96x96 ngf=64, AVX2-only 2-core machine
-# shared with other jobs). One thread, B=2 x T=16, best of 9, load ~9: the sub-pixel last layer
-# took OpenVINO from 0.75 s to 0.54 s and left onnxruntime unchanged within noise (0.57-0.61 s);
-# latent-matmul was slower on both (0.70 s / 0.79 s), so it stays off. Two threads, B=8 x T=64,
-# best of 3, load ~4.5: literal -> these defaults took onnxruntime from 6.29 s to 5.76 s and
-# OpenVINO from 3.82 s to 3.21 s; sub-pixel-upsampling helped onnxruntime further (4.93 s) but
-# slowed OpenVINO (4.13 s), so it stays off while one file serves both runtimes.
-DEFAULT_REWRITES = (
-    "fold-motion-bn",
-    "fold-image-bn",
-    "fused-recurrence",
-    "lean-feedback-loop",
-    "sub-pixel-last",
-)
+DEFAULT_REWRITES = tuple(GRAPH_REWRITES)
+RECURRENCE_REWRITES = {"same-input": "fused-recurrence", "feedback": "lean-feedback-loop"}
 
 
 def applicable_rewrites(
@@ -51,22 +32,16 @@ def applicable_rewrites(
     for name in requested:
         if name not in GRAPH_REWRITES:
             raise choice_error(ExportError, "graph rewrite", name, tuple(GRAPH_REWRITES))
-    recurrence = {"same-input": "fused-recurrence", "feedback": "lean-feedback-loop"}[
-        model.config.motion_mode
-    ]
-    chosen = set(requested) - {"fused-recurrence", "lean-feedback-loop"}
+    recurrence = RECURRENCE_REWRITES[model.config.motion_mode]
+    chosen = set(requested) - set(RECURRENCE_REWRITES.values())
     if recurrence in requested:
         chosen |= {recurrence, "fold-motion-bn"}  # the recurrence rewrites fold the motion batch norm
     elif "fold-motion-bn" in chosen:
         raise ExportError(
             "fold-motion-bn comes with the recurrence rewrite: add fused-recurrence and lean-feedback-loop"
         )
-    if {"latent-matmul", "sub-pixel-last", "sub-pixel-upsampling"} & chosen and "fold-image-bn" not in chosen:
-        raise ExportError(
-            "latent-matmul and the sub-pixel rewrites rewrite the folded layers: add fold-image-bn"
-        )
-    if "sub-pixel-upsampling" in chosen:
-        chosen.discard("sub-pixel-last")  # the last layer is one of them
+    if "sub-pixel-last" in chosen and "fold-image-bn" not in chosen:
+        raise ExportError("sub-pixel-last rewrites the folded last layer: add fold-image-bn")
     return tuple(name for name in GRAPH_REWRITES if name in chosen)
 
 
@@ -76,24 +51,11 @@ def rewrite_for_export(
     """An eval-mode float32 CPU copy of `model` with the applicable rewrites, and their names."""
     applied = applicable_rewrites(model, requested)
     rewritten = copy.deepcopy(model).cpu().float().eval()
-    cell = model.config.cell
-    if "fused-recurrence" in applied:
-        rewritten.motion = FusedMotion(rewritten.motion, cell)
-    elif "lean-feedback-loop" in applied:
-        rewritten.motion = LeanFeedbackMotion(rewritten.motion, cell)
+    if "fold-motion-bn" in applied:
+        rewritten.motion = InferenceMotion(rewritten.motion, model.config.cell)
     if "fold-image-bn" in applied:
-        layers = list(fold_image_generator(rewritten.image))
-        if "latent-matmul" in applied:
-            layers[0] = LatentProjection(layers[0])
-        upsampling = [
-            i
-            for i, layer in enumerate(layers)
-            if isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2)
-        ]
-        if "sub-pixel-upsampling" in applied:
-            for i in upsampling:
-                layers[i] = SubPixelConvTranspose(layers[i])
-        elif "sub-pixel-last" in applied:
-            layers[upsampling[-1]] = SubPixelConvTranspose(layers[upsampling[-1]])
-        rewritten.image = nn.Sequential(*layers)
+        folded = fold_image_generator(rewritten.image)
+        rewritten.image = rewrite_for_cpu(
+            folded, latent_matmul=False, sub_pixel_last="sub-pixel-last" in applied
+        )
     return rewritten.eval(), applied

@@ -6,8 +6,8 @@ torch.export traces Python, so the model's `for _ in range(n_frames)` would be u
 at the example frame count. Here `n_frames` is an int64 scalar tensor: its value (read
 with `.item()`, an unbacked size to the tracer) sizes the buffer of motion codes, and the
 loop runs while the counter is below it, writing one step's code per iteration with
-`index_copy`. The steps themselves are the model's own `_cell_step` and `linear`, so there
-is one source for the recurrence. Eval mode only (batch norm from running statistics).
+`index_copy`. Each iteration is the model's own `step`, so there is one source for the
+recurrence. Eval mode only (batch norm from running statistics).
 
 Both the `.pt2` artifact and the torch.export-based ONNX exporter read these wrappers.
 """
@@ -38,17 +38,15 @@ def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Te
     batch, width = state.size(0), motion.input_size
     codes = state.new_zeros(steps * batch * width)
     offsets = torch.arange(batch * width, device=state.device)
-    feedback = motion.feedback
 
     def running(step: Tensor, cell_state: Tensor, x: Tensor, codes: Tensor) -> Tensor:
         return step < n_frames
 
     def advance(step: Tensor, cell_state: Tensor, x: Tensor, codes: Tensor) -> tuple[Tensor, ...]:
-        cell_state, h = motion._cell_step(x, cell_state)
-        y = motion.linear(h)
+        cell_state, next_x, y = motion.step(x, cell_state)
         codes = codes.index_copy(0, step * (batch * width) + offsets, y.reshape(-1))
-        # while_loop's outputs may not alias its inputs, hence the clone of an unchanged x.
-        return step + 1, cell_state, y if feedback else x.clone(), codes
+        # while_loop's outputs may not alias its inputs, hence the clone of a same-input x.
+        return step + 1, cell_state, next_x if motion.feedback else next_x.clone(), codes
 
     counter = torch.zeros((), dtype=torch.int64, device=state.device)
     _, cell_state, x, codes = while_loop(running, advance, (counter, cell_state, x, codes))

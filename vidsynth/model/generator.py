@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vidsynth.model.config import ModelConfig
-from vidsynth.model.layers import GRU, LSTM, check_n_frames
+from vidsynth.model.layers import GRU, LSTM, check_n_frames, initial_state
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -94,12 +94,13 @@ class VideoGenerator(nn.Module):
         self.nc = config.nc
         self.image_size = config.image_size
         self.n_categories = config.n_categories
+        self.cell_state_size = config.state_size - config.d_motion
         self.motion = build_motion(config)
         self.image = ImageGenerator(config)
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
         """The recurrent state a video starts from: (B, config.state_size)."""
-        return self.motion.initial_state(z_motion)
+        return initial_state(z_motion, self.cell_state_size)
 
     def generate_chunk(
         self, z_content: Tensor, state: Tensor, n_frames: int, category: Tensor | None = None

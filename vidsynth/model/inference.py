@@ -4,16 +4,16 @@
 `forward`, `initial_state` and `generate_chunk` as the VideoGenerator it came from, and the
 same outputs up to float rounding (fp32) or bf16 rounding of the image generator (bf16):
 
-- the motion recurrence runs as one fused op (`torch.lstm` / `torch.gru`, oneDNN's RNN
-  kernel on CPU) instead of a Python or TorchScript loop of small ops, when the model feeds
-  the same noise at every step (`same-input`). A `feedback` model feeds each step the
-  previous step's output, which no fused kernel does: it keeps the TorchScript loop.
+- the motion recurrence runs as InferenceMotion: one fused op (`torch.lstm` / `torch.gru`,
+  oneDNN's RNN kernel on CPU) when the model feeds the same noise at every step
+  (`same-input`); a TorchScript loop of one matrix product per step when it feeds back its
+  output (`feedback`), which no fused kernel does;
 - the eval-mode BatchNorm1d of the motion codes is folded into the linear layer, and every
   BatchNorm2d of the image generator into the ConvTranspose2d before it (weights and bias);
 - the first ConvTranspose2d (a 1x1 latent to a kxk map) runs as the one matrix product it is;
   in fp32 the last one (ngf -> 3 channels, where oneDNN's deconvolution is slow) runs as a 2x2
   convolution producing the four output phases, then depth-to-space (sub-pixel): the same
-  sums in another order, 2-3x faster there on a Sapphire Rapids CPU (see bench/levers.py);
+  sums in another order, and faster there (bench/levers.py measures it);
 - the image generator runs channels-last (oneDNN's preferred layout), optionally in bf16
   (AMX on recent Xeons), over frames in chunks of `frame_chunk` so that activations stay
   small (and in cache) whatever the batch and frame count.
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from vidsynth.errors import InputError, choice_error
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator, frame_latents
+from vidsynth.model.layers import gru_update, initial_state, lstm_update
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_FRAME_CHUNK = (
@@ -38,76 +39,39 @@ DEFAULT_FRAME_CHUNK = (
 )
 
 
-def folded_motion_output(motion: nn.Module) -> tuple[Tensor, Tensor]:
-    """Linear layer and eval BatchNorm1d as one affine map: (weight, bias)."""
-    scale = torch.rsqrt(motion.bn.running_var + motion.bn.eps)
-    weight = motion.linear.weight * scale[:, None]
-    bias = (motion.linear.bias - motion.bn.running_mean) * scale
-    return weight.detach().clone(), bias.detach().clone()
+class InferenceMotion(nn.Module):
+    """A motion module's eval-mode rollout in few ops. The linear layer and the BatchNorm1d
+    after it are one affine map, run once over all steps after the recurrence, which runs as:
 
+    - same-input: one torch.lstm / torch.gru call (oneDNN's fused RNN kernel on the CPU, ONNX's
+      LSTM/GRU operator in an export);
+    - feedback: a loop of one matrix product per step. The next input is the linear layer's
+      output, x' = W_l h' + b_l, so its projection W_ih x' + b_ih is an affine map of h' too:
+      both projections of h' are precomputed as one matrix (in float64, then rounded once), and
+      the loop carries the next step's pre-activations instead of x, rebuilding x from the last
+      h only at the end. Each step's gates are the cells' own (lstm_update, gru_update).
 
-class FusedMotion(nn.Module):
-    """A same-input LSTM/GRU motion module whose whole rollout is one torch.lstm/torch.gru call."""
-
-    def __init__(self, motion: nn.Module, cell: str) -> None:
-        super().__init__()
-        cell_module = motion.lstm if cell == "lstm" else motion.gru
-        self.is_lstm = cell == "lstm"
-        self.hidden_size = motion.hidden_size
-        self.cell_state_size = motion.cell_state_size
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            self.register_buffer(name, getattr(cell_module, name).detach().clone())
-        weight, bias = folded_motion_output(motion)
-        self.register_buffer("out_weight", weight)
-        self.register_buffer("out_bias", bias)
-
-    def initial_state(self, z_motion: Tensor) -> Tensor:
-        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
-        return torch.cat([zeros, z_motion], 1)
-
-    def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
-        """(n_frames, B, d_motion) normalised motion codes and the state after the last step."""
-        batch = state.size(0)
-        x = state[:, self.cell_state_size :]
-        inputs = x.unsqueeze(0).expand(n_frames, batch, x.size(1))
-        params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
-        h0 = state[:, : self.hidden_size].unsqueeze(0).contiguous()
-        if self.is_lstm:
-            c0 = state[:, self.hidden_size : self.cell_state_size].unsqueeze(0).contiguous()
-            hs, h, c = torch.lstm(inputs, [h0, c0], params, True, 1, 0.0, False, False, False)
-            cell_state = torch.cat([h[0], c[0]], 1)
-        else:
-            hs, h = torch.gru(inputs, h0, params, True, 1, 0.0, False, False, False)
-            cell_state = h[0]
-        codes = torch.addmm(
-            self.out_bias, hs.reshape(n_frames * batch, self.hidden_size), self.out_weight.t()
-        )
-        return codes.view(n_frames, batch, -1), torch.cat([cell_state, x], 1)
-
-
-class LeanFeedbackMotion(nn.Module):
-    """A feedback LSTM/GRU motion module whose loop does one matrix product per step.
-
-    In feedback mode the next input is the linear layer's output, x' = W_l h' + b_l, so its
-    input projection W_ih x' + b_ih is an affine map of h' too. Both projections of h' are
-    precomputed as one matrix (in float64, then rounded once), and the loop carries the next
-    step's pre-activations instead of x. The batch-norm-folded output map runs once on all
-    steps after the loop, and the carried input x is rebuilt from the last h.
+    `rollout(state, n_frames)` takes and returns the state the literal module carries.
     """
 
+    # Constants to TorchScript, so a scripted module keeps only its own mode's and cell's code.
+    __constants__ = ["is_lstm", "feedback"]
+
     def __init__(self, motion: nn.Module, cell: str) -> None:
         super().__init__()
         self.is_lstm = cell == "lstm"
+        self.feedback = motion.feedback
         self.hidden_size = motion.hidden_size
         self.cell_state_size = motion.cell_state_size
         cell_module = motion.lstm if self.is_lstm else motion.gru
         w_ih, w_hh = cell_module.weight_ih.detach().double(), cell_module.weight_hh.detach().double()
         b_ih, b_hh = cell_module.bias_ih.detach().double(), cell_module.bias_hh.detach().double()
         w_l, b_l = motion.linear.weight.detach().double(), motion.linear.bias.detach().double()
+        scale = torch.rsqrt(motion.bn.running_var.double() + motion.bn.eps)
         fed_weight, fed_bias = w_ih @ w_l, w_ih @ b_l + b_ih  # h' -> W_ih x' + b_ih
         if self.is_lstm:  # the gates only ever see the sum of both projections
             step_weight, step_bias = fed_weight + w_hh, fed_bias + b_hh
-        else:  # GRU keeps the candidate's two halves apart: n = tanh(x_n + r * h_n)
+        else:  # GRU keeps the candidate's two halves apart: [r, z summed; x_n; h_n]
             h2 = 2 * self.hidden_size
             step_weight = torch.cat([fed_weight[:h2] + w_hh[:h2], fed_weight[h2:], w_hh[h2:]])
             step_bias = torch.cat([fed_bias[:h2] + b_hh[:h2], fed_bias[h2:], b_hh[h2:]])
@@ -116,79 +80,62 @@ class LeanFeedbackMotion(nn.Module):
             ("weight_hh", w_hh),
             ("bias_ih", b_ih),
             ("bias_hh", b_hh),
-            ("step_weight", step_weight.t()),
-            ("step_bias", step_bias),
-            ("feedback_weight", w_l.t()),
+            # The maps to the d_motion outputs stay (d_motion, hidden) and are used transposed: the
+            # layout CPU GEMM runs faster for so narrow a right-hand factor (bench/results/motion.md).
+            ("out_weight", w_l * scale[:, None]),  # the linear layer with batch norm folded in
+            ("out_bias", (b_l - motion.bn.running_mean.double()) * scale),
+            ("feedback_weight", w_l),
             ("feedback_bias", b_l),
+            ("step_weight", step_weight.t()),  # feedback only
+            ("step_bias", step_bias),
         ):
             self.register_buffer(name, value.float().contiguous())
-        weight, bias = folded_motion_output(motion)
-        self.register_buffer("out_weight", weight.t().contiguous())
-        self.register_buffer("out_bias", bias)
 
-    def initial_state(self, z_motion: Tensor) -> Tensor:
-        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
-        return torch.cat([zeros, z_motion], 1)
-
-    def _first_preactivations(self, x: Tensor, h: Tensor) -> Tensor:
-        from_x = torch.addmm(self.bias_ih, x, self.weight_ih.t())
-        from_h = torch.addmm(self.bias_hh, h, self.weight_hh.t())
-        if self.is_lstm:
-            return from_x + from_h
-        h2 = 2 * self.hidden_size
-        return torch.cat([from_x[:, :h2] + from_h[:, :h2], from_x[:, h2:], from_h[:, h2:]], 1)
-
+    @torch.jit.export
     def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
         """(n_frames, B, d_motion) normalised motion codes and the state after the last step."""
+        h = state[:, : self.hidden_size]
+        c = state[:, self.hidden_size : self.cell_state_size]  # empty for a GRU
+        x = state[:, self.cell_state_size :]
+        if self.feedback:
+            hs, h, c = self._feedback_loop(x, h, c, n_frames)
+            x = torch.addmm(self.feedback_bias, h, self.feedback_weight.t())
+        else:
+            hs, h, c = self._fused(x, h, c, n_frames)
+        codes = torch.addmm(self.out_bias, hs.flatten(0, 1), self.out_weight.t())
+        return codes.view(n_frames, h.size(0), -1), torch.cat([h, c, x], 1)
+
+    def _fused(self, x: Tensor, h: Tensor, c: Tensor, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
+        inputs = x.unsqueeze(0).expand(n_frames, x.size(0), x.size(1))
+        params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        h0 = h.unsqueeze(0).contiguous()
+        if self.is_lstm:
+            c0 = c.unsqueeze(0).contiguous()
+            hs, h_last, c_last = torch.lstm(inputs, [h0, c0], params, True, 1, 0.0, False, False, False)
+            return hs, h_last[0], c_last[0]
+        hs, h_last = torch.gru(inputs, h0, params, True, 1, 0.0, False, False, False)
+        return hs, h_last[0], c
+
+    def _feedback_loop(self, x: Tensor, h: Tensor, c: Tensor, n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
         hidden = self.hidden_size
-        h = state[:, :hidden]
-        c = state[:, hidden : self.cell_state_size]  # empty for a GRU
-        pre = self._first_preactivations(state[:, self.cell_state_size :], h)
+        from_x = torch.addmm(self.bias_ih, x, self.weight_ih.t())  # the first step's input is x itself
+        from_h = torch.addmm(self.bias_hh, h, self.weight_hh.t())
+        if self.is_lstm:
+            pre = from_x + from_h
+        else:
+            h2 = 2 * hidden
+            pre = torch.cat([from_x[:, :h2] + from_h[:, :h2], from_x[:, h2:], from_h[:, h2:]], 1)
+        gru_parts = [hidden] * 4
         hs = []
         for _ in range(n_frames):
             if self.is_lstm:
-                i, f, g, o = pre.chunk(4, 1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                h, c = lstm_update(pre, c)
             else:
-                rz, x_n, h_n = pre.split([2 * hidden, hidden, hidden], 1)
-                r, z = torch.sigmoid(rz).chunk(2, 1)
-                n = torch.tanh(x_n + r * h_n)
-                h = (1.0 - z) * n + z * h
+                r, z, x_n, h_n = pre.split(gru_parts, 1)
+                h = gru_update(r, z, x_n, h_n, h)
             hs.append(h)
             pre = torch.addmm(self.step_bias, h, self.step_weight)
-        stacked = torch.stack(hs)
-        codes = torch.addmm(self.out_bias, stacked.flatten(0, 1), self.out_weight).view(
-            n_frames, h.size(0), -1
-        )
-        x = torch.addmm(self.feedback_bias, h, self.feedback_weight)
-        cell_state = torch.cat([h, c], 1) if self.is_lstm else h
-        return codes, torch.cat([cell_state, x], 1)
-
-
-class _Rollout(nn.Module):
-    def __init__(self, motion: nn.Module) -> None:
-        super().__init__()
-        self.motion = motion
-
-    def forward(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
-        return self.motion.rollout(state, n_frames)
-
-
-class ScriptedMotion(nn.Module):
-    """Any motion module's rollout as a TorchScript loop (for feedback mode)."""
-
-    def __init__(self, motion: nn.Module) -> None:
-        super().__init__()
-        self.cell_state_size = motion.cell_state_size
-        self.loop = torch.jit.script(_Rollout(motion))
-
-    def initial_state(self, z_motion: Tensor) -> Tensor:
-        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
-        return torch.cat([zeros, z_motion], 1)
-
-    def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
-        return self.loop(state, n_frames)
+        return torch.stack(hs), h, c
 
 
 def fold_image_generator(image: nn.Module) -> nn.Sequential:
@@ -270,11 +217,12 @@ class SubPixelConvTranspose(nn.Module):
         return out.permute(2, 3, 4, 0, 5, 1).reshape(n, self.out_channels, 2 * h, 2 * w)
 
 
-def rewrite_for_cpu(net: nn.Sequential, sub_pixel_last: bool) -> nn.Sequential:
-    """The folded generator with its first layer as a matrix product and, optionally, its last
+def rewrite_for_cpu(net: nn.Sequential, latent_matmul: bool, sub_pixel_last: bool) -> nn.Sequential:
+    """The folded generator with, optionally, its first layer as a matrix product and its last
     ConvTranspose2d as a sub-pixel convolution."""
     layers = list(net)
-    layers[0] = LatentProjection(layers[0])
+    if latent_matmul:
+        layers[0] = LatentProjection(layers[0])
     if sub_pixel_last:
         last = max(i for i, m in enumerate(layers) if isinstance(m, nn.ConvTranspose2d))
         layers[last] = SubPixelConvTranspose(layers[last])
@@ -296,7 +244,7 @@ class ChunkedImageGenerator(nn.Module):
         super().__init__()
         net = fold_image_generator(image)
         if rewrite:  # sub-pixel pays in fp32 only: oneDNN's bf16 deconvolution is already fast there
-            net = rewrite_for_cpu(net, sub_pixel_last=dtype == torch.float32)
+            net = rewrite_for_cpu(net, latent_matmul=True, sub_pixel_last=dtype == torch.float32)
         self.net = net.to(dtype=dtype, memory_format=torch.channels_last)
         self.dtype = dtype
         self.frame_chunk = frame_chunk
@@ -324,16 +272,15 @@ class InferenceGenerator(nn.Module):
         self.n_categories = config.n_categories
         self.nc = config.nc
         self.image_size = config.image_size
-        if config.motion_mode == "same-input":
-            self.motion: nn.Module = FusedMotion(model.motion, config.cell)
-            self.motion_kind = f"fused torch.{config.cell}"
-        else:
-            self.motion = ScriptedMotion(model.motion)
-            self.motion_kind = "TorchScript loop (feedback mode has no fused kernel)"
+        self.cell_state_size = config.state_size - config.d_motion
+        motion = InferenceMotion(model.motion, config.cell)
+        # Scripting pays in the feedback loop of small ops; a fused kernel is one call either way.
+        self.motion = torch.jit.script(motion) if motion.feedback else motion
+        self.motion_kind = motion_kind(config)
         self.image = ChunkedImageGenerator(model.image, config, PRECISIONS[precision], frame_chunk)
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
-        return self.motion.initial_state(z_motion)
+        return initial_state(z_motion, self.cell_state_size)
 
     @torch.no_grad()
     def generate_chunk(
@@ -348,6 +295,13 @@ class InferenceGenerator(nn.Module):
     ) -> Tensor:
         video, _ = self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)
         return video
+
+
+def motion_kind(config: ModelConfig) -> str:
+    """How InferenceMotion runs this model's recurrence, in words."""
+    if config.motion_mode == "same-input":
+        return f"fused torch.{config.cell}"
+    return "TorchScript loop of one matrix product per step"
 
 
 def optimize_for_inference(

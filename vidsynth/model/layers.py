@@ -24,6 +24,29 @@ def check_n_frames(n_frames: int) -> None:
         raise InputError(f"n_frames must be >= 1, got {n_frames}")
 
 
+def initial_state(z_motion: Tensor, cell_state_size: int) -> Tensor:
+    """The recurrent state a video starts from: a zero cell state, then z_motion as the first
+    step's input. (vidsynth.artifacts.contract.initial_state is the same rule in numpy, for the
+    torch-free runtimes.)"""
+    zeros = z_motion.new_zeros(z_motion.size(0), cell_state_size)
+    return torch.cat([zeros, z_motion], 1)
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """An LSTM step from its summed pre-activations (i, f, g, o): (h, c)."""
+    i, f, g, o = gates.chunk(4, -1)
+    c = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))  # f * c + i * g
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_update(r: Tensor, z: Tensor, x_n: Tensor, h_n: Tensor, h: Tensor) -> Tensor:
+    """A GRU step from the pre-activations of its reset and update gates (r, z) and its
+    candidate's input and hidden halves, kept apart because r scales only the hidden one."""
+    r, z = torch.sigmoid(r), torch.sigmoid(z)
+    n = torch.tanh(torch.addcmul(x_n, r, h_n))  # x_n + r * h_n
+    return torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h, in fewer ops: the inference loop is op-bound
+
+
 def _uniform_(tensor: Tensor, bound: float) -> None:
     with torch.no_grad():
         tensor.uniform_(-bound, bound)
@@ -75,10 +98,7 @@ class MyLSTMCell(nn.Module):
             + torch.matmul(h, self.weight_hh.t())
             + self.bias_hh
         )
-        i, f, g, o = gates.chunk(4, -1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
+        return lstm_update(gates, c)
 
 
 class MyGRUCell(nn.Module):
@@ -100,12 +120,10 @@ class MyGRUCell(nn.Module):
             _uniform_(param, bound)
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        x_r, x_z, x_n = (torch.matmul(x, self.weight_ih.t()) + self.bias_ih).chunk(3, -1)
-        h_r, h_z, h_n = (torch.matmul(h, self.weight_hh.t()) + self.bias_hh).chunk(3, -1)
-        r = torch.sigmoid(x_r + h_r)
-        z = torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
-        return (1.0 - z) * n + z * h
+        parts = [self.hidden_size] * 3
+        x_r, x_z, x_n = (torch.matmul(x, self.weight_ih.t()) + self.bias_ih).split(parts, -1)
+        h_r, h_z, h_n = (torch.matmul(h, self.weight_hh.t()) + self.bias_hh).split(parts, -1)
+        return gru_update(x_r + h_r, x_z + h_z, x_n, h_n, h)
 
 
 class _MotionRNN(nn.Module):
@@ -142,9 +160,14 @@ class _MotionRNN(nn.Module):
         raise NotImplementedError
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
-        """Zero cell state, with z_motion as the first step's input."""
-        zeros = z_motion.new_zeros(z_motion.size(0), self.cell_state_size)
-        return torch.cat([zeros, z_motion], 1)
+        return initial_state(z_motion, self.cell_state_size)
+
+    def step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One step of the recurrence: (cell state, the next step's input, the output before
+        batch norm)."""
+        cell_state, h = self._cell_step(x, cell_state)
+        y = self.linear(h)
+        return cell_state, y if self.feedback else x, y
 
     def rollout(self, state: Tensor, n_frames: int) -> tuple[Tensor, Tensor]:
         """(n_frames, B, input_size) motion codes and the state after the last step."""
@@ -152,10 +175,7 @@ class _MotionRNN(nn.Module):
         x = state[:, self.cell_state_size :]
         codes = []
         for _ in range(n_frames):
-            cell_state, h = self._cell_step(x, cell_state)
-            y = self.linear(h)
-            if self.feedback:
-                x = y
+            cell_state, x, y = self.step(x, cell_state)
             # Training normalises each step with its batch statistics, as the assignment does;
             # eval mode is one affine map, applied to all steps at once below.
             codes.append(self.bn(y) if self.training else y)
