@@ -1,5 +1,5 @@
 """The installed `vidsynth` command, run in a subprocess as a user runs it: the CLI's own
-defaults, no helper-only settings. PYTHONPATH is passed on, so a checkout's code is the one run."""
+defaults, no settings that only tests use. PYTHONPATH is passed on, so a checkout's code is the one run."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+# A sitecustomize.py for a CPU without native bf16: this machine's facts less those flags.
+NO_NATIVE_BF16 = """
+from dataclasses import replace
+
+import vidsynth.runtime.hardware as hardware
+
+_found = hardware.probe_hardware()
+_flags = frozenset(flag for flag in _found.cpu_flags if flag not in hardware.NATIVE_BF16_FLAGS)
+hardware.probe_hardware = lambda: replace(_found, cpu_flags=_flags)
+"""
 
 
 def entry_point() -> list[str]:

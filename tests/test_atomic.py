@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import vidsynth.atomic as atomic
+from vidsynth.artifacts.manifest import read_manifest
 from vidsynth.atomic import current_umask, sweep_stale
 from vidsynth.cli import cli
 from vidsynth.errors import InputError, StorageError
@@ -145,6 +146,7 @@ def test_a_failed_second_rename_rolls_back_to_the_previous_directory(tmp_path, t
 KILL_BETWEEN_RENAMES = """
 import os, signal, sys
 import vidsynth.atomic as atomic
+from vidsynth.artifacts.manifest import read_manifest
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import build_model
 from vidsynth.weights.format import save_weights
@@ -275,3 +277,80 @@ def test_temporaries_of_a_killed_export_are_swept_by_the_next_one(tmp_path, tiny
     assert any(p.name.startswith(".art.tmp-") for p in tmp_path.iterdir())
     subprocess.run([*args, "--out", str(tmp_path / "art")], cwd=REPO, check=True, capture_output=True)
     assert entries(tmp_path) == ["art", "w"]
+
+
+# -- the command line as users run it: runs into one --out -------------------------------------
+
+
+def _export_in_progress(tmp_path: Path) -> subprocess.Popen:
+    """`vidsynth export` into tmp_path/art, stopped (SIGSTOP) once it has started writing."""
+    from entry_point import entry_point
+
+    child = subprocess.Popen(
+        [
+            *entry_point(),
+            "export",
+            "--weights",
+            str(tmp_path / "w"),
+            "--formats",
+            "torchscript",
+            "--out",
+            str(tmp_path / "art"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = _wait_for(lambda: any(p.name.startswith(".art.tmp-") for p in tmp_path.iterdir()))
+    if not started:
+        child.kill()
+        raise AssertionError(f"export never started writing: {child.communicate()[1]}")
+    child.send_signal(signal.SIGSTOP)
+    return child
+
+
+def test_a_second_export_into_the_same_out_is_refused_while_the_first_runs(tmp_path, tiny_model):
+    from entry_point import run_vidsynth
+
+    save_weights(tiny_model, tmp_path / "w")
+    first = _export_in_progress(tmp_path)
+    try:
+        second = run_vidsynth("export", "--weights", str(tmp_path / "w"), "--out", str(tmp_path / "art"))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 1 and "another vidsynth run is writing" in second.stderr, second.stderr
+    assert entries(tmp_path) == ["art", "w"]
+    assert set(read_manifest(tmp_path / "art")["files"]) == {"generator.pt"}
+
+
+def test_a_directory_made_at_out_during_an_export_is_left_alone(tmp_path, tiny_model):
+    save_weights(tiny_model, tmp_path / "w")
+    child = _export_in_progress(tmp_path)
+    try:
+        project(tmp_path / "art")  # the user makes a directory there while the export runs
+    finally:
+        child.send_signal(signal.SIGCONT)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 1 and "was created or changed by something else" in err, err
+    assert entries(tmp_path / "art") == ["README.md", "src"]
+    assert (tmp_path / "art" / "src" / "main.py").read_text() == "print('hi')\n"
+    assert entries(tmp_path) == ["art", "w"]
+
+
+def test_import_force_refuses_a_directory_whose_config_json_is_not_ours(tmp_path):
+    import torch
+    from entry_point import run_vidsynth
+    from legacy_reference import AssignmentLSTM, Generator_I
+
+    torch.save(Generator_I(ngf=8, nz=60, first_kernel=4).state_dict(), tmp_path / "g.model")
+    torch.save(AssignmentLSTM(10, 100).state_dict(), tmp_path / "m.model")
+    user = tmp_path / "settings"
+    user.mkdir()
+    (user / "config.json").write_text('{"theme": "dark"}\n')  # the user's own config.json
+    result = run_vidsynth(
+        "import", str(tmp_path / "g.model"), str(tmp_path / "m.model"), "--out", str(user), "--force"
+    )
+    assert result.returncode == 1 and "refusing to replace" in result.stderr, result.stderr
+    assert (user / "config.json").read_text() == '{"theme": "dark"}\n'

@@ -162,3 +162,31 @@ def test_cli_bench_bad_options(tiny_weights, tmp_path, args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_bench_on_conditional_weights_finishes(tmp_path):
+    """The default weights are conditional: every measurement, the last (levers) included."""
+    from entry_point import run_vidsynth
+
+    weights = tmp_path / "conditional"
+    save_weights(demo_model(ModelConfig(ngf=8, image_size=64, n_categories=3)), weights, {"source": "test"})
+    result = run_vidsynth(
+        "bench",
+        "--quick",
+        "--weights",
+        str(weights),
+        "--backend",
+        "eager",
+        "--precision",
+        "fp32",
+        "--batch",
+        "1",
+        "--frames",
+        "2",
+        "--out",
+        str(tmp_path / "r"),
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert saved["levers"]["rows"] and saved["config"]["n_categories"] == 3

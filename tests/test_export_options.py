@@ -332,3 +332,13 @@ def test_export_of_a_cuda_model(model, tmp_path):
     manifest = export_artifacts(on_gpu, tmp_path / "art")
     assert max(manifest["validation"]["max_abs"].values()) <= 1e-4
     assert next(on_gpu.parameters()).is_cuda  # the caller's model is left where it was
+
+
+def test_export_into_an_existing_directory_is_refused_before_loading_the_model(previous):
+    from entry_point import run_vidsynth
+
+    before = digests(previous)
+    result = run_vidsynth("export", "--weights", "no-such-weights", "--out", str(previous))
+    assert result.returncode == 1
+    assert "already exists and is not empty; pass --force" in result.stderr, result.stderr
+    assert digests(previous) == before

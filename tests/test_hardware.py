@@ -7,7 +7,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from entry_point import run_vidsynth
+from entry_point import NO_NATIVE_BF16, run_vidsynth
 
 from vidsynth.cli import cli
 from vidsynth.errors import InputError, MissingDependencyError
@@ -221,3 +221,36 @@ def test_device_auto_does_not_ask_onnxruntime_for_cuda_without_a_gpu(onnx_and_to
     )
     assert result.returncode == 0, result.stderr
     assert "CUDAExecutionProvider" not in result.stderr
+
+
+@pytest.mark.parametrize("threads", ["3000", "100000"])
+def test_threads_beyond_the_cpus_are_one_error(weights, tmp_path, threads):
+    result = run_vidsynth(
+        "generate", "--weights", weights, "--threads", threads, "--out", str(tmp_path / "v")
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert f"--threads {threads} is more than the" in lines[0] and "CPUs this process can use" in lines[0]
+    assert not (tmp_path / "v").exists()
+
+
+def test_emulated_bf16_shows_progress_however_short_the_run(weights, tmp_path):
+    result = run_vidsynth(
+        "generate",
+        "--weights",
+        weights,
+        "--backend",
+        "optimized-bf16",
+        "--num-videos",
+        "2",
+        "--frames",
+        "4",
+        "--format",
+        "png",
+        "--out",
+        str(tmp_path / "v"),
+        site=NO_NATIVE_BF16,
+        scratch=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no native bf16" in result.stderr and "frames: 100%" in result.stderr and "8/8" in result.stderr

@@ -9,13 +9,15 @@ import math
 import os
 import shutil
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from entry_point import run_vidsynth
+from entry_point import NO_NATIVE_BF16, run_vidsynth
 from safetensors.torch import load_file
 
 from vidsynth.cli import cli
@@ -667,3 +669,192 @@ def test_train_without_data_names_the_options(tmp_path):
     result = run_vidsynth("train", "--out", str(tmp_path / "run"))
     assert result.returncode != 0
     assert "--data FOLDER is needed (or --dry-run" in result.stderr and "unless dry_run" not in result.stderr
+
+
+def _one_error_line(result) -> str:
+    """The run failed with one `Error:` line, the last one (what it said before may precede it)."""
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert result.returncode == 1 and errors == lines[-1:] and "Traceback" not in result.stderr, result.stderr
+    return lines[-1]
+
+
+def test_resume_after_a_crash_that_cut_the_last_loss_line(run_copy):
+    with open(run_copy / LOSS_LOG, "a") as log:
+        log.write('{"step": 3, "d_ima')  # the crash came mid-write
+    result = run_vidsynth("train", "--resume", "--out", str(run_copy), "--steps", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert [row["step"] for row in read_losses(run_copy)] == [1, 2, 3]
+
+
+def test_a_bad_rng_state_with_matching_sums_is_one_error(run_copy):
+    from safetensors.torch import save_file
+
+    from vidsynth.checksums import write_sums
+
+    folder = run_copy / "checkpoint"
+    save_file({"run.cpu": torch.zeros(3, dtype=torch.uint8)}, str(folder / "rng.safetensors"))
+    write_sums(folder, ("networks.safetensors", "optimizers.safetensors", "rng.safetensors", "state.json"))
+    line = _one_error_line(run_vidsynth("train", "--resume", "--out", str(run_copy), "--steps", "3"))
+    assert "rng.safetensors holds no valid state for the run random generator" in line
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--seed", str(2**70)], "seed must be between 0 and 2**63-1"),
+        (["--batch", "1000000"], "needs at least"),
+        (["--ngf", "1000000"], "needs at least"),
+        (["--threads", "100000"], "--threads 100000 is more than the"),
+    ],
+)
+def test_settings_too_large_for_the_machine_are_one_error(tmp_path, args, fragment):
+    out = tmp_path / "run"
+    line = _one_error_line(run_vidsynth("train", "--dry-run", "--out", str(out), *TINY_ARGS, *args))
+    assert fragment in line
+    assert not out.exists()  # refused before anything was written
+
+
+def _write_la_strip(path: Path, n_frames: int = 6, size: int = 16) -> None:
+    from PIL import Image
+
+    gray = _clip(n_frames, size)[..., 0].transpose(1, 0, 2).reshape(size, n_frames * size)
+    Image.fromarray(np.stack([gray, np.full_like(gray, 255)], axis=-1), "LA").save(path, format="PNG")
+
+
+def test_gray_and_alpha_strips_are_read_as_gray(tmp_path):
+    _write_la_strip(tmp_path / "la.png")
+    frames = read_clip(tmp_path / "la.png")
+    assert frames.shape == (6, 16, 16, 3) and (frames[..., 0] == frames[..., 2]).all()
+
+
+def test_training_on_gray_and_alpha_strips(tmp_path):
+    (tmp_path / "data").mkdir()
+    for name in ("a", "b"):
+        _write_la_strip(tmp_path / "data" / f"{name}.png")
+    result = run_vidsynth(
+        "train",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "run"),
+        *TINY_ARGS,
+        "--steps",
+        "1",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_16_bit_strip_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    gray = np.full((16, 16 * 4), 32896, np.uint16)  # 50% gray at 16 bits: 128 at 8 bits
+    Image.fromarray(gray).save(tmp_path / "deep.png")
+    assert iio.imread(tmp_path / "deep.png").dtype == np.uint16
+    frames = read_clip(tmp_path / "deep.png")
+    assert frames.shape == (4, 16, 16, 3) and (frames == 128).all()
+
+
+def test_a_full_disk_under_the_loss_log_is_one_error(tmp_path, small_tmpfs):
+    disk = small_tmpfs("disk", size="16k")
+    filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)  # full before the first step's losses
+    try:
+        while os.write(filler, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+    result = run_vidsynth(
+        "train",
+        "--dry-run",
+        "--out",
+        str(disk / "run"),
+        *TINY_ARGS,
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "100000",
+        "--sample-every",
+        "100000",
+        "--quiet",
+    )
+    line = _one_error_line(result)
+    assert "losses.jsonl (the disk is full)" in line
+
+
+def _start_long_run(out: Path) -> subprocess.Popen:
+    from entry_point import entry_point
+
+    return subprocess.Popen(
+        [
+            *entry_point(),
+            "train",
+            "--dry-run",
+            "--out",
+            str(out),
+            *TINY_ARGS,
+            "--steps",
+            "100000",
+            "--checkpoint-every",
+            "100000",
+            "--sample-every",
+            "100000",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_steps(out: Path, child: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        if (out / LOSS_LOG).is_file() and (out / LOSS_LOG).stat().st_size > 0:
+            return
+        time.sleep(0.2)
+    child.kill()
+    raise AssertionError(f"the run never logged a step: {child.communicate()[1]}")
+
+
+def test_sigterm_checkpoints_and_exits_143(tmp_path):
+    out = tmp_path / "run"
+    child = _start_long_run(out)
+    _wait_for_steps(out, child)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 143, err
+    assert _state(out)["step"] >= 1 and (out / "weights" / "model.safetensors").is_file()
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
+    out = tmp_path / "run"
+    first = _start_long_run(out)
+    try:
+        _wait_for_steps(out, first)
+        second = run_vidsynth("train", "--dry-run", "--out", str(out), *TINY_ARGS, "--steps", "2", "--quiet")
+        assert "another vidsynth run is writing into" in _one_error_line(second)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert first.returncode == 143 and _state(out)["step"] >= 1
+
+
+def test_bf16_training_on_a_cpu_that_emulates_it_warns_with_the_cost(tmp_path):
+    result = run_vidsynth(
+        "train",
+        "--dry-run",
+        "--out",
+        str(tmp_path / "run"),
+        *TINY_ARGS,
+        "--steps",
+        "1",
+        "--bf16",
+        "--quiet",
+        site=NO_NATIVE_BF16,
+        scratch=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--bf16 on a CPU without native bf16" in result.stderr and "x as long as fp32" in result.stderr

@@ -268,3 +268,45 @@ def test_torchscript_on_a_full_disk_is_an_error_not_an_abort(model, tmp_path, sm
     assert child.returncode == 1, f"exit {child.returncode}: {child.stderr[-400:]}"  # not -6 (SIGABRT)
     assert "no space left on the device" in child.stderr
     assert list(disk.iterdir()) == []
+
+
+# -- the command line as users run it ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda state: state.pop("lstm.weight_hh"), "lstm.weight_hh missing"),
+        (lambda state: state.update({"lstm.weight_ih": torch.zeros(400)}), "lstm.weight_ih (400,)"),
+    ],
+)
+def test_an_incomplete_legacy_motion_checkpoint_is_one_error(tmp_path, damage, fragment):
+    from entry_point import run_vidsynth
+
+    torch.save(Generator_I(ngf=8, nz=60, first_kernel=4).state_dict(), tmp_path / "g.model")
+    state = AssignmentLSTM(10, 100).state_dict()
+    damage(state)
+    torch.save(state, tmp_path / "m.model")
+    result = run_vidsynth(
+        "import", str(tmp_path / "g.model"), str(tmp_path / "m.model"), "--out", str(tmp_path / "w")
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "is not a complete LSTM checkpoint" in lines[0] and fragment in lines[0]
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_manifest_entry_for_a_huge_sparse_file_is_refused_before_hashing(model, tmp_path):
+    from entry_point import run_vidsynth
+
+    from vidsynth.export import export_artifacts
+
+    out = tmp_path / "art"
+    export_artifacts(model, out, formats=("torchscript",))
+    os.truncate(out / "generator.pt", 1 << 40)  # 1 TiB, sparse: nothing on disk, 19 min to hash
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["generator.pt"]["bytes"] = 1 << 40
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = run_vidsynth("generate", "--artifacts", str(out), "--out", str(tmp_path / "v"), timeout=120)
+    assert result.returncode == 1
+    assert "more than an export of its model can hold" in result.stderr, result.stderr

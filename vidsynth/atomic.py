@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -90,6 +91,7 @@ def _remove(path: Path) -> None:
 def sweep_stale(parent: Path, name: str, kinds: str = "tmp|old") -> None:
     """Removes `.NAME.tmp-PID-*` and `.NAME.old-PID` entries in `parent` whose writer is no
     longer running; an `.old-PID` whose replacement never arrived is renamed back to NAME."""
+    _sweep_lock(parent / f".{name}.lock")
     pattern = re.compile(rf"^\.{re.escape(name)}\.({kinds})-(\d+)(-.*)?$")
     try:
         entries = sorted(parent.iterdir())
@@ -107,6 +109,21 @@ def sweep_stale(parent: Path, name: str, kinds: str = "tmp|old") -> None:
             except OSError:
                 pass
         _remove(entry)
+
+
+def _sweep_lock(path: Path) -> None:
+    """Removes an output lock file left by a killed run (one no process holds)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()  # held while removed: a run that opened it meanwhile retries on a new file
+    except OSError:
+        pass  # held by a live run (or already gone)
+    finally:
+        os.close(fd)
 
 
 def _refuse_working_directory(target: Path) -> None:
@@ -131,7 +148,9 @@ def owned_directory(allowed: set[str], required: str) -> Recogniser:
     return lambda directory: _unexpected_entries(directory, allowed, required)
 
 
-def _check_replaceable(target: Path, force: bool, recognise: Recogniser | None) -> None:
+def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogniser | None) -> None:
+    """Refuses a `target` that atomic_directory would refuse, so a run can check before its work."""
+    target = Path(os.path.realpath(target))
     if os.path.lexists(target) and not target.is_dir():
         raise InputError(f"{target} exists and is not a directory")
     if not target.is_dir() or not any(target.iterdir()):
@@ -139,12 +158,71 @@ def _check_replaceable(target: Path, force: bool, recognise: Recogniser | None) 
     if not force:
         raise InputError(f"{target} already exists and is not empty; pass --force to replace it")
     _refuse_working_directory(target)
-    why = "it was not written by vidsynth" if recognise is None else recognise(target)
+    why = _not_ours(target, recognise)
     if why is not None:
         raise InputError(
             f"refusing to replace {target} even with --force: {why}. --force only replaces a directory "
             "vidsynth wrote; choose a new or empty directory"
         )
+
+
+def _not_ours(directory: Path, recognise: Recogniser | None) -> str | None:
+    return "it was not written by vidsynth" if recognise is None else recognise(directory)
+
+
+def _removable(previous: Path, force: bool, recognise: Recogniser | None) -> bool:
+    """Whether what was at the target when the new directory went in may be deleted: nothing,
+    an empty directory, or (with force) one vidsynth wrote."""
+    if not previous.is_dir() or previous.is_symlink():
+        return False
+    if not any(previous.iterdir()):
+        return True
+    return force and _not_ours(previous, recognise) is None
+
+
+_LOCKS_HELD: set[Path] = set()
+
+
+@contextmanager
+def output_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Holds the exclusive right to write `target` (a flock on `.NAME.lock` beside it, removed
+    afterwards); refuses at once while another run holds it. Reentrant within a process, so a
+    command can hold it for its whole run around the atomic_directory that writes `target`."""
+    target = Path(os.path.realpath(target))
+    if target in _LOCKS_HELD:
+        yield
+        return
+    check_writable_parent(target)
+    path = target.parent / f".{target.name}.lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, default_mode(0o666))
+        except OSError as exc:
+            raise InputError(f"cannot lock {target} for writing ({path}: {exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(
+                f"another vidsynth run is writing {target}; wait for it to finish or choose another --out"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed this lock file as we opened it: take the new one
+    _LOCKS_HELD.add(target)
+    try:
+        yield
+    finally:
+        _LOCKS_HELD.discard(target)
+        try:
+            path.unlink()  # while still holding it: a run waiting on this file retries on a new one
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def _make_modes_consistent(directory: Path) -> None:
@@ -179,16 +257,36 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Puts `tmp` at `target`; the previous `target` (if any) ends up removed."""
+def _appeared(target: Path) -> InputError:
+    return InputError(
+        f"{target} was created or changed by something else while this run wrote it; it was left as it "
+        "is and nothing was written: move it away or choose another --out"
+    )
+
+
+def _swap_in(tmp: Path, target: Path, force: bool, recognise: Recogniser | None) -> None:
+    """Puts `tmp` at `target`; the previous `target` (if any) ends up removed, but only if it is
+    still what the checks at the start allowed to replace: whatever appeared there since is put
+    back and the new directory is not committed."""
     if not os.path.lexists(target):
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)  # an empty directory made at target since is replaced, nothing else
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise _appeared(target) from None
+            raise
         return
     if _exchange(tmp, target):
-        _remove(tmp)  # now holds the previous contents
+        if not _removable(tmp, force, recognise):  # tmp now holds the previous contents
+            _exchange(tmp, target)
+            raise _appeared(target)
+        _remove(tmp)
         return
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, old)
+    if not _removable(old, force, recognise):
+        os.rename(old, target)
+        raise _appeared(target)
     try:
         os.rename(tmp, target)
     except OSError:
@@ -235,9 +333,16 @@ def atomic_directory(
     StorageError and leaves `target` as it was.
     """
     target = Path(os.path.realpath(target))  # ".", "out/" or a link name the real directory
+    with output_lock(target):
+        with _atomic_directory(target, force, recognise) as tmp:
+            yield tmp
+
+
+@contextmanager
+def _atomic_directory(target: Path, force: bool, recognise: Recogniser | None) -> Iterator[Path]:
     parent = target.parent
     sweep_stale(parent, target.name)
-    _check_replaceable(target, force, recognise)
+    check_replaceable(target, force, recognise)
     check_writable_parent(target)
     mount_point = target.is_dir() and os.path.ismount(target)
     if mount_point:
@@ -253,7 +358,7 @@ def atomic_directory(
         if mount_point:
             _swap_contents(tmp, target)
         else:
-            _swap_in(tmp, target)
+            _swap_in(tmp, target, force, recognise)
     except BaseException as exc:
         _remove(tmp)
         if is_disk_full(exc):

@@ -206,6 +206,8 @@ def train_command(
     )
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
+    if record.get("signal"):  # checkpointed, then stopped as the signal asked: say so in the status
+        ctx.exit(128 + record["signal"])
 
 
 class _CategoryOption(click.Option):

@@ -45,14 +45,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
 
 
+class StopRequest(threading.Event):
+    """Set by a stop signal; `signum` names the signal (the exit status is 128 + signum)."""
+
+    signum: int | None = None
+
+    def request(self, signum: int, frame: object = None) -> None:
+        self.signum = signum
+        self.set()
+
+
 @contextmanager
-def stop_requested() -> Iterator[threading.Event]:
+def stop_requested() -> Iterator[StopRequest]:
     """Within the block, SIGINT and SIGTERM set the returned event instead of interrupting;
     the caller checks it (or waits on it) and stops cleanly. SIGINT is set explicitly because a
     background job of a non-interactive shell starts with it ignored. Main thread only:
     elsewhere the event is never set by a signal."""
-    stop = threading.Event()
-    with _handled(STOP_SIGNALS, lambda signum, frame: stop.set()):
+    stop = StopRequest()
+    with _handled(STOP_SIGNALS, stop.request):
         yield stop
 
 

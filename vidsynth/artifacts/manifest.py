@@ -12,8 +12,9 @@ from typing import Any
 
 from vidsynth.artifacts.contract import GRAPH_REWRITES, MANIFEST_FILE, TORCHSCRIPT_FILE
 from vidsynth.checksums import sha256_file
-from vidsynth.errors import RuntimeBackendError, VidsynthError
+from vidsynth.errors import ConfigError, RuntimeBackendError, VidsynthError
 from vidsynth.files import read_small_file
+from vidsynth.model.config import ModelConfig, image_layers
 from vidsynth.version import __version__
 
 FORMAT_VERSION = 1
@@ -61,9 +62,38 @@ def read_manifest(directory: str | os.PathLike, verify_hashes: bool = True) -> d
         ) from None
     check_structure(manifest, path)
     if verify_hashes:
+        largest = largest_artifact_bytes(manifest["config"])
+        for name, record in manifest["files"].items():  # every size before any hashing
+            if record["bytes"] > largest:
+                raise RuntimeBackendError(
+                    f"{path} lists {name} at {record['bytes']:,} bytes, more than an export of its model "
+                    f"can hold (at most {largest:,}): the manifest or the file is not what vidsynth wrote"
+                )
+            check_size(directory / name, record)
         for name, record in manifest["files"].items():
             verify_file(directory / name, record)
     return manifest
+
+
+# A graph file holds its weights (at most 8 bytes each) and the graph itself; compiled .pt2
+# packages add their machine code.
+_BYTES_PER_WEIGHT = 8
+_GRAPH_BYTES = 256 << 20
+
+
+def largest_artifact_bytes(config: Any) -> int:
+    """The most bytes one export file of a model with `config` can take; MAX_FILE_BYTES when
+    the config is not one this vidsynth reads (the backends then refuse it)."""
+    try:
+        model = ModelConfig.from_dict(config)
+    except (ConfigError, TypeError, ValueError, KeyError):
+        return MAX_FILE_BYTES
+    image = sum(layer.in_channels * layer.out_channels * layer.kernel**2 for layer in image_layers(model))
+    recurrent = 4 * model.hidden_size * (model.hidden_size + model.d_motion + 2) + model.hidden_size * (
+        model.d_motion + 1
+    )
+    weights = image + 2 * recurrent + 8 * model.ngf * 4  # batch norms: four values per channel
+    return min(MAX_FILE_BYTES, _BYTES_PER_WEIGHT * weights + _GRAPH_BYTES)
 
 
 def check_structure(manifest: Any, path: Path) -> None:
@@ -144,9 +174,9 @@ def check_readable(manifest: dict[str, Any], path: Path) -> None:
         )
 
 
-def verify_file(path: Path, record: dict[str, Any]) -> None:
+def check_size(path: Path, record: dict[str, Any]) -> None:
     """`path` (a plain name inside the export directory) must be a regular file, not a link,
-    with the recorded size and sha256."""
+    of the recorded size."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -159,6 +189,11 @@ def verify_file(path: Path, record: dict[str, Any]) -> None:
         raise RuntimeBackendError(
             f"{path} does not have the size {MANIFEST_FILE} records: file changed or truncated"
         )
+
+
+def verify_file(path: Path, record: dict[str, Any]) -> None:
+    """`path` must be a regular file with the recorded size (check_size) and sha256."""
+    check_size(path, record)
     if sha256_file(path) != record["sha256"]:
         raise RuntimeBackendError(
             f"{path} does not match its sha256 in {MANIFEST_FILE}: file changed or corrupted"

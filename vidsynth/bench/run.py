@@ -40,6 +40,7 @@ from vidsynth.bench.measure import (
 from vidsynth.errors import InputError, choice_error
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.noise import sample_noise
+from vidsynth.runtime.hardware import threads_problem
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def run_benchmark(
         raise InputError("--device cuda: torch sees no CUDA GPU")
     if threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
+    if threads_problem(threads):
+        raise InputError(threads_problem(threads))
     plan = QUICK if quick else FULL
     if batches or frames:
         plan = Schedule(
@@ -488,14 +491,15 @@ def measure_levers(model: Any, plan: Schedule, limit: dict) -> dict[str, Any]:
     import torch
 
     from vidsynth.bench.levers import image_levers
+    from vidsynth.model.generator import frame_latents
 
     levers = image_levers(model)
     config = model.config
     n = plan.lever_frames
     noise = sample_noise(config, n, seed=SEED)
-    z = torch.cat([torch.from_numpy(noise.z_motion), torch.from_numpy(noise.z_content)], 1).view(
-        n, config.nz, 1, 1
-    )
+    category = None if noise.category is None else torch.from_numpy(noise.category)
+    codes = torch.from_numpy(noise.z_motion).unsqueeze(0)  # one frame per latent: (1, n, d_motion)
+    z = frame_latents(codes, torch.from_numpy(noise.z_content), config.n_categories, category)
     samples: dict[str, list[float]] = {name: [] for name in levers}
     errors = {}
     with torch.inference_mode():

@@ -23,7 +23,7 @@ from vidsynth.artifacts.contract import (
     streaming_record,
 )
 from vidsynth.artifacts.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
-from vidsynth.atomic import atomic_directory
+from vidsynth.atomic import atomic_directory, check_replaceable, output_lock
 from vidsynth.errors import ExportError
 from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
@@ -55,6 +55,21 @@ def export_artifacts(
     """
     onnx_exporter = check_exporter(onnx_exporter)
     formats, opset = check_options(formats, check_opset(opset, onnx_exporter, formats), dtype)
+    with output_lock(out_dir):  # one export at a time into out_dir, for the whole run
+        check_replaceable(out_dir, force, recognise_export)  # before the model is even loaded
+        return _export(model, out_dir, formats, opset, dtype, force, optimize, onnx_exporter)
+
+
+def _export(
+    model: VideoGenerator | str | None,
+    out_dir: str | os.PathLike,
+    formats: tuple[str, ...],
+    opset: int | None,
+    dtype: str,
+    force: bool,
+    optimize: bool,
+    onnx_exporter: str,
+) -> dict[str, Any]:
     if model is None or isinstance(model, str):
         from vidsynth.weights import load_model
 

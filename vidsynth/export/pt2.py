@@ -24,7 +24,10 @@ sources only.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +73,19 @@ def _export(
     module: torch.nn.Module, inputs: tuple, dynamic: tuple, file: str
 ) -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(module, inputs, dynamic_shapes=dynamic, strict=False)
+        with _quiet_torch_deprecations():
+            return torch.export.export(module, inputs, dynamic_shapes=dynamic, strict=False)
     except Exception as exc:  # torch.export raises many unrelated types
         raise ExportError(f"torch.export for {file} failed (torch {torch.__version__}): {exc}") from exc
+
+
+@contextlib.contextmanager
+def _quiet_torch_deprecations() -> Iterator[None]:
+    """torch.export and AOTInductor call torch's own deprecated internals, whose FutureWarnings
+    concern torch's developers, not users: FutureWarnings alone are hidden, and only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        yield
 
 
 def package_metadata(config: ModelConfig) -> dict[str, str]:
@@ -86,7 +99,10 @@ def package_metadata(config: ModelConfig) -> dict[str, str]:
 def compile_package(program: torch.export.ExportedProgram, path: Path, config: ModelConfig) -> None:
     options = {"aot_inductor.metadata": package_metadata(config)}
     try:
-        torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=options)
+        with _quiet_torch_deprecations():
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(path), inductor_configs=options
+            )
     except Exception as exc:  # inductor and the C++ toolchain raise many unrelated types
         raise ExportError(
             f"AOTInductor could not compile {path.name} (torch {torch.__version__}; a C++ compiler such "

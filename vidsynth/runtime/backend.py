@@ -76,6 +76,7 @@ class Backend(ABC):
     device: str  # "cpu" or "cuda"
     config: ModelConfig
     detail: str = ""  # library and provider, for messages
+    slow: bool = False  # far below its usual speed here (emulated bf16): every run shows progress
 
     @abstractmethod
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:

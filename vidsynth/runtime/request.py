@@ -15,6 +15,7 @@ from pathlib import Path
 from vidsynth.errors import InputError
 from vidsynth.model.noise import FIX_CHOICES
 from vidsynth.runtime.backend import AUTO, BACKENDS, DEVICES, REGISTRY
+from vidsynth.runtime.hardware import threads_problem
 
 OUTPUT_FORMATS = ("mp4", "gif", "png")
 # Frame rates a file can carry. GIF stores frame delays in whole hundredths of a second
@@ -113,6 +114,8 @@ class GenerateRequest:
                 problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
+        elif threads_problem(self.threads):
+            problems["threads"] = threads_problem(self.threads)
         fps_problem_text = fps_problem(self.fps, self.format)
         if fps_problem_text:
             problems["fps"] = fps_problem_text

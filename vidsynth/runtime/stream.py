@@ -43,7 +43,7 @@ def stream_videos(
 ) -> None:
     n_videos = noise.z_content.shape[0]
     total = n_videos * n_frames
-    show = progress and plan.streaming and total >= LONG_WORK_FRAMES
+    show = progress and ((plan.streaming and total >= LONG_WORK_FRAMES) or backend.slow)
     with tqdm(total=total, unit="frame", desc="frames", dynamic_ncols=True, disable=not show) as bar:
         for start in range(0, n_videos, plan.group_size):
             stop = min(n_videos, start + plan.group_size)
@@ -52,6 +52,7 @@ def stream_videos(
                 video = backend.generate(rows, n_frames)
                 check_video_shape(video, stop - start, n_frames, backend.config, backend.name)
                 writer.append(start, 0, to_uint8(video))
+                bar.update((stop - start) * n_frames)
             else:
                 state = backend.initial_state(rows)
                 for first in range(0, n_frames, plan.chunk_frames):

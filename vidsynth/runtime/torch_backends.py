@@ -80,7 +80,8 @@ def _chosen(request: GenerateRequest) -> str:
     return choice.name
 
 
-def warn_if_bf16_is_emulated() -> None:
+def warn_if_bf16_is_emulated() -> bool:
+    """Warns, and says True, when this CPU emulates bf16."""
     from vidsynth.runtime.hardware import NATIVE_BF16_FLAGS, probe_hardware
 
     hardware = probe_hardware()
@@ -93,6 +94,7 @@ def warn_if_bf16_is_emulated() -> None:
             slowdown,
             unit,
         )
+    return not hardware.native_bf16
 
 
 def open_eager(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
@@ -114,11 +116,11 @@ def open_optimized(request: GenerateRequest, exporter: Exporter | None = None) -
     if request.device == "auto" and torch.cuda.is_available():
         logger.info("the optimized backend runs on the CPU, not on the GPU")
     precision = "bf16" if request.backend == "optimized-bf16" else "fp32"
-    if precision == "bf16":
-        warn_if_bf16_is_emulated()
+    emulated = precision == "bf16" and warn_if_bf16_is_emulated()
     model = optimize_for_inference(load_model(request.weights), precision)
     backend = TorchBackend(request.backend, model, model.config, "cpu")
     backend.detail += f", {precision}, motion: {model.motion_kind}"
+    backend.slow = emulated
     return backend
 
 
@@ -129,8 +131,7 @@ def open_torchscript(request: GenerateRequest, exporter: Exporter | None = None)
         from vidsynth.runtime.backend import check_graph_config
 
         exported = Artifacts(request.artifacts)
-        if device == "cpu" and exported.manifest.get("dtype") == "bf16":
-            warn_if_bf16_is_emulated()
+        slow = device == "cpu" and exported.manifest.get("dtype") == "bf16" and warn_if_bf16_is_emulated()
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
         module, carried_config = load_checked(path, exported.manifest["torchscript_ops"], device)
         check_graph_config(exported.config, carried_config, str(path))
@@ -141,4 +142,7 @@ def open_torchscript(request: GenerateRequest, exporter: Exporter | None = None)
         model = load_model(request.weights).eval()
         module = torch.jit.script(model).to(device)
         config = model.config
-    return TorchBackend("torchscript", module.eval(), config, device)
+        slow = False
+    backend = TorchBackend("torchscript", module.eval(), config, device)
+    backend.slow = slow
+    return backend

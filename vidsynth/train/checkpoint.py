@@ -137,7 +137,14 @@ def load_checkpoint(
         if state is None:
             missing.append(name)
         else:
-            g.set_state(state)
+            try:
+                g.set_state(state)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InputError(
+                    f"{folder / 'rng.safetensors'} holds no valid state for the {name} random generator "
+                    f"({first}); the checkpoint is damaged or from another torch"
+                ) from None
     return record, missing
 
 

@@ -25,6 +25,8 @@ def setting(default: Any = None, help: str | None = None, *, directory: bool = F
     return field(default=default, metadata=metadata)
 
 
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; the run's streams are seeded a few above it
+
 # Settings a resumed run keeps whatever the command line says: they shape the networks, seed
 # the random streams, live in the optimizers' checkpointed state, or choose the data's classes.
 FIXED_ON_RESUME = (
@@ -112,6 +114,8 @@ class TrainConfig:
             )
         if self.threads < 0:
             problems.append(f"threads must be >= 0, got {self.threads}")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be between 0 and 2**63-1, got {self.seed}")
         if not 0 < self.lr < math.inf:
             problems.append(f"lr must be a finite number > 0, got {self.lr}")
         for name in ("beta1", "beta2"):

@@ -46,17 +46,28 @@ def sniff_format(path: Path) -> str | None:
     return None
 
 
-def _to_rgb(frames: np.ndarray) -> np.ndarray:
-    """(T, H, W[, C]) any of gray/RGB/RGBA -> (T, H, W, 3) uint8."""
+def _to_rgb(frames: np.ndarray, path: Path) -> np.ndarray:
+    """(T, H, W[, C]) gray, gray+alpha, RGB or RGBA at 8 or 16 bits -> (T, H, W, 3) uint8."""
     if frames.ndim == 3:
         frames = frames[..., None]
+    channels = frames.shape[-1]
+    if channels in (2, 4):
+        frames = frames[..., :-1]  # alpha: the actions strips carry a constant one
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
-    elif frames.shape[-1] == 4:
-        frames = frames[..., :3]  # the actions strips carry a constant alpha channel
-    if frames.dtype != np.uint8:
-        frames = np.clip(frames, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(frames)
+    elif frames.shape[-1] != 3:
+        raise DataError(f"{path}: {channels} channels per pixel; expected gray, gray+alpha, RGB or RGBA")
+    return np.ascontiguousarray(_to_uint8(frames, path))
+
+
+def _to_uint8(frames: np.ndarray, path: Path) -> np.ndarray:
+    if frames.dtype == np.uint8:
+        return frames
+    if frames.dtype == np.uint16:  # 16-bit PNG: 65535 is white, as 255 is at 8 bits
+        return ((frames.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if frames.dtype == np.bool_:
+        return frames.astype(np.uint8) * 255
+    raise DataError(f"{path}: pixels of type {frames.dtype}; expected 8- or 16-bit images")
 
 
 def read_clip(path: str | os.PathLike) -> np.ndarray:
@@ -98,7 +109,7 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as exc:  # imageio raises many types for damaged files
         raise DataError(f"{path}: cannot read {kind} data ({type(exc).__name__}: {exc})") from None
-    frames = _to_rgb(np.asarray(frames))
+    frames = _to_rgb(np.asarray(frames), path)
     if frames.shape[0] < 1:
         raise DataError(f"{path}: holds no frames")
     return frames

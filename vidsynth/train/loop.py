@@ -36,13 +36,15 @@ from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.model.config import MAX_CATEGORY_NAME, is_category_name
 from vidsynth.model.generator import VideoGenerator, build_model, seeded_init
 from vidsynth.runtime.backend import choose_device
-from vidsynth.runtime.hardware import probe_hardware
+from vidsynth.runtime.hardware import probe_hardware, threads_problem
+from vidsynth.runtime.output import check_output_dir, locked_directory
 from vidsynth.signals import stop_requested
 from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
 from vidsynth.train.config import FIXED_ON_RESUME, TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
 from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
 from vidsynth.train.loss_log import LossLog
+from vidsynth.train.memory import check_fits
 from vidsynth.train.provenance import path_name, public_command, public_train_config
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.train.sheets import render_videos, sheet, write_png
@@ -52,6 +54,11 @@ WEIGHTS_DIR = "weights"
 SAMPLES_DIR = "samples"
 SAMPLE_SEED = 1234  # fixed noise for the sample sheets, so sheets compare across steps
 NOISE_SEED_OFFSET = 2  # the instance-noise generator is seeded with seed + this
+# How many times as long a --bf16 training step took as an fp32 one where bf16 is emulated, by
+# the CPU's widest vector unit (batch 4, 64x64, ngf=ndf=32, one thread; oneDNN capped below the
+# bf16 instructions of an AMD EPYC with ONEDNN_MAX_CPU_ISA=AVX512_CORE: 154 s against 77 s for
+# 8 steps; =AVX2: 190 s against 12 s per step).
+TRAIN_EMULATED_BF16_SLOWDOWN = {"avx512f": (2.0, "AVX-512"), "avx2": (16.0, "AVX2")}
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +302,26 @@ def train(
     RUN_DIR/losses.jsonl (see read_losses).
     """
     run_dir = Path(run_dir)
+    problem = threads_problem(config.threads)
+    if problem:
+        raise InputError(problem)
+    if not resume:
+        check_output_dir(run_dir)
+    made = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with locked_directory(run_dir):  # one run at a time writes into a run directory
+            _check_run_dir(run_dir, resume, config)
+            device = resolve_device(config.device)
+            with _torch_settings(config, device), _allocation_errors(config):
+                return _run(config, run_dir, resume, max_minutes, command, progress, on_step)
+    except BaseException:
+        if made and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was written: leave no empty run directory behind
+        raise
+
+
+def _check_run_dir(run_dir: Path, resume: bool, config: TrainConfig) -> None:
     if resume:
         _log_resumed_settings(run_dir, _stored_config(run_dir, {}).to_dict(), config)
     elif (run_dir / CHECKPOINT_DIR).exists():
@@ -306,8 +333,36 @@ def train(
             f"{run_dir / WEIGHTS_DIR} already exists and is not from a run (no checkpoint); "
             "training would replace it: choose another --out"
         )
-    with _torch_settings(config, resolve_device(config.device)):
-        return _run(config, run_dir, resume, max_minutes, command, progress, on_step)
+
+
+@contextlib.contextmanager
+def _allocation_errors(config: TrainConfig) -> Iterator[None]:
+    """A failed allocation (beyond what check_fits estimated) as one error naming the settings."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and not (
+            "can't allocate memory" in text or "out of memory" in text
+        ):
+            raise
+        raise InputError(
+            f"training ran out of memory at --batch {config.batch} --ngf {config.ngf} --ndf {config.ndf}: "
+            "lower them; the last checkpoint is kept"
+        ) from None
+
+
+def _warn_if_bf16_is_emulated(device: torch.device) -> None:
+    hardware = probe_hardware()
+    if device.type == "cpu" and not hardware.native_bf16:
+        slowdown, unit = TRAIN_EMULATED_BF16_SLOWDOWN[hardware.emulated_bf16_slowdown[1]]
+        logger.warning(
+            "--bf16 on a CPU without native bf16 (no amx_bf16/avx512_bf16 in its flags): bf16 is "
+            "emulated, and training steps took %.1fx as long as fp32 on %s without them; "
+            "drop --bf16 to train in fp32 here",
+            slowdown,
+            unit,
+        )
 
 
 def _stored_settings(run_dir: Path) -> dict[str, Any]:
@@ -362,6 +417,9 @@ def _run(
     on_step: Callable[[int, dict[str, float]], None] | None,
 ) -> dict[str, Any]:
     data = _dataset(config)
+    check_fits(config, data.n_categories, resolve_device(config.device))
+    if config.bf16:
+        _warn_if_bf16_is_emulated(resolve_device(config.device))
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
     t = build_trainer(config, data.n_categories, _category_names(data))
     sampler.to(t.device)
@@ -435,6 +493,8 @@ def _run(
     if bar is not None:
         bar.close()
     record["stopped"] = "steps" if step >= config.steps else ("signal" if stop.is_set() else "time limit")
+    if stop.is_set():
+        record["signal"] = stop.signum
     record["steps_this_call"] = step - start_step
     record["wall_s_this_call"] = time.monotonic() - started
     return record

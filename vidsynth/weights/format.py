@@ -27,8 +27,23 @@ SHIPPED_EXTRAS = (
     "MODEL_CARD.md",
     "quality.json",
 )  # beside the shipped default weights (scripts/ship_default.py)
-# What `--force` may replace: a weights directory as save_weights (and ship_default) write it.
-recognise_weights = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE, *SHIPPED_EXTRAS}, CONFIG_FILE)
+_weights_names = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE, *SHIPPED_EXTRAS}, CONFIG_FILE)
+
+
+def recognise_weights(directory: Path) -> str | None:
+    """None if `directory` is a weights directory as save_weights (and ship_default) write it,
+    judged by what its files hold, not only their names; otherwise why not. What `--force`
+    may replace."""
+    why = _weights_names(directory)
+    if why is not None:
+        return why
+    try:
+        read_config(directory)
+        if (directory / TENSORS_FILE).exists():
+            stored_shapes(directory / TENSORS_FILE)
+    except WeightsError:
+        return f"its {CONFIG_FILE} or {TENSORS_FILE} is not a vidsynth weights file"
+    return None
 
 
 def save_weights(

@@ -114,7 +114,14 @@ def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathL
     motion_state = read_checkpoint(motion_path)
     layout = _generator_layout(generator_state, generator_path)
     cell, motion_state = _motion_layout(motion_state, motion_path)
-    weight_ih, weight_hh = motion_state[f"{cell}.weight_ih"], motion_state[f"{cell}.weight_hh"]
+    weight_ih, weight_hh = (motion_state.get(f"{cell}.{name}") for name in ("weight_ih", "weight_hh"))
+    if weight_hh is None or weight_ih.dim() != 2 or weight_hh.dim() != 2:
+        raise WeightsError(
+            f"{motion_path} is not a complete {cell.upper()} checkpoint: {cell}.weight_ih and "
+            f"{cell}.weight_hh "
+            f"must both be matrices (found {cell}.weight_ih {tuple(weight_ih.shape)}, {cell}.weight_hh "
+            f"{'missing' if weight_hh is None else tuple(weight_hh.shape)})"
+        )
     d_motion, hidden_size = weight_ih.shape[1], weight_hh.shape[1]
     d_content = layout["nz"] - d_motion
     if d_content < 1:
