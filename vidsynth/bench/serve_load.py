@@ -3,11 +3,13 @@
     unshare -n sh -c 'ip link set lo up && python -m vidsynth.bench.serve_load'
 
 (Ray 2.60 rewrites 127.0.0.1 to the host's address; a private network namespace keeps every
-connection on loopback. Run as root.) Each scenario runs in its own process:
+connection on loopback. Run as root.) Each scenario runs in its own process, and every server
+is started as a user starts it, with the `vidsynth serve` command (Ray sized by the command):
 - offline: the runtime's generate pipeline (model + mp4 encoding, backend already open)
   making N videos in one run, and the bare model at batch 8, on the same CPUs;
-- 1 replica with every CPU, 2 replicas with half each, and 2 replicas on a simulated 2-node
-  cluster: N requests (16-frame mp4, distinct seeds) at C concurrent, after a warm-up.
+- 1 replica with every CPU (`--replicas 1 --cpus-per-replica CPUS`), 2 replicas with one CPU
+  each (`--replicas 2`), and 2 replicas joining a simulated 2-node cluster (`--address`, half
+  the CPUs per node): N requests (16-frame mp4, distinct seeds) at C concurrent, after a warm-up.
 Writes results.json and results.md (requests/s, p50/p99 latency, CPU use, load average).
 """
 
@@ -16,6 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -118,51 +123,84 @@ def load(args, url: str) -> dict:
     }
 
 
+def serve_command(args, scenario: str, address: str | None) -> list[str]:
+    """The `vidsynth serve` command line a user types for `scenario`."""
+    entry = shutil.which("vidsynth")
+    command = [entry] if entry else [sys.executable, "-m", "vidsynth"]
+    command += ["serve", "--weights", args.weights, "--backend", args.backend, "--port", str(PORT)]
+    if scenario == "1-replica":
+        command += ["--replicas", "1", "--cpus-per-replica", str(local_cpus())]
+    else:
+        command += ["--replicas", "2"]
+    return command + (["--address", address] if address else [])
+
+
 def served(args, scenario: str) -> dict:
-    import ray
-    from ray import serve
-
-    from vidsynth.cluster import WORKER_ENV, start_ray
-    from vidsynth.runtime.request import GenerateRequest
-    from vidsynth.serve.options import ServeOptions
-    from vidsynth.serve.server import deploy
-
-    cpus = os.cpu_count() or 1
-    replicas = 1 if scenario == "1-replica" else 2
-    model = GenerateRequest(weights=args.weights, backend=args.backend, device="cpu")
-    options = ServeOptions(model=model, replicas=replicas, cpus_per_replica=max(1, cpus // replicas))
+    """Starts `vidsynth serve` as a user would (Ray sized by the command itself; for 2-nodes,
+    joining a simulated cluster of two nodes with half the CPUs each), loads it, stops it."""
     cluster = None
+    address = None
     if scenario == "2-nodes":
         from ray.cluster_utils import Cluster
 
-        cluster = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": cpus // 2 + 1, "include_dashboard": False}
-        )
-        cluster.add_node(num_cpus=cpus // 2 + 1)
+        half = max(1, local_cpus() // 2)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": half, "include_dashboard": False})
+        cluster.add_node(num_cpus=half)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
-    else:
-        start_ray(None, num_cpus=cpus + 1)  # + the ingress's share
+        address = cluster.address
+    command = serve_command(args, scenario, address)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
     try:
-        url = deploy(options, "127.0.0.1", PORT)
-        return {
+        for line in server.stdout:
+            lines.append(line)
+            if line.startswith("vidsynth serving "):
+                break
+        else:
+            raise SystemExit(f"{' '.join(command)} exited before serving:\n{''.join(lines)}")
+        url = line.split()[2]
+        result = {
             "scenario": scenario,
-            "replicas": replicas,
-            "cpus_per_replica": options.cpus_per_replica,
+            "command": " ".join(["vidsynth", *command[command.index("serve") :]]),
+            "replicas": 1 if scenario == "1-replica" else 2,
+            "cpus_per_replica": local_cpus() if scenario == "1-replica" else 1,
             **load(args, url),
         }
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=120)
+        return result
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
         if cluster is not None:
             cluster.shutdown()
+
+
+def local_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_description() -> dict:
+    """The CPU model and the flags that decide which kernels run (from /proc/cpuinfo)."""
+    model, flags = "unknown", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return {"model": model, "flags": [flag for flag in wanted if flag in flags]}
 
 
 def write_report(results: list[dict], out: Path, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": " ".join(["python -m vidsynth.bench.serve_load", *sys.argv[1:]]),
-        "cpus": os.cpu_count(),
+        "command": shlex.join(["python", "-m", "vidsynth.bench.serve_load", *sys.argv[1:]]),
+        "cpus": local_cpus(),
+        "cpu": cpu_description(),
+        "note": args.note,
         "load_average_before": args.load_before,
         "load_average_after": list(os.getloadavg()),
         "results": results,
@@ -177,9 +215,12 @@ def write_report(results: list[dict], out: Path, args) -> None:
         f"`{record['command']}` on {record['cpus']} CPUs; load average before {args.load_before}, "
         f"after {[round(x, 2) for x in record['load_average_after']]}. {args.requests} requests of "
         f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend "
-        f"{args.backend}.",
+        f"{args.backend}. CPU: {record['cpu']['model']} ({', '.join(record['cpu']['flags']) or 'no AVX2'}).",
         "",
     ]
+    if args.note:
+        lines += [args.note, ""]
+    lines += [f"Servers started as `{r['command']}`." for r in results if "command" in r] + [""]
     if max(args.load_before[0], record["load_average_after"][0]) > (record["cpus"] or 1):
         lines += [
             "The load average was above the CPU count: other work competed for the CPUs during this run, "
@@ -222,6 +263,14 @@ def main() -> None:
     parser.add_argument(
         "--scenario", choices=SCENARIOS, help="run one scenario and print its JSON (used internally)"
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated scenarios to run (offline also runs again at the end)",
+    )
+    parser.add_argument(
+        "--note", default="", help="a sentence for the report (say if the machine was shared)"
+    )
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if args.scenario:
@@ -230,7 +279,8 @@ def main() -> None:
         return
     args.load_before = [round(x, 2) for x in os.getloadavg()]
     results = []
-    for scenario in RUN_ORDER:
+    chosen = set(args.scenarios.split(","))
+    for scenario in [s for s in RUN_ORDER if s in chosen]:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1"}
         if scenario == "2-nodes":
             env["RAY_AUTH_MODE"] = "token"

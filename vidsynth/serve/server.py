@@ -20,8 +20,6 @@ from vidsynth.signals import stop_signals_raise
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
 APP_NAME = "vidsynth"
 READY_TIMEOUT_S = 600.0  # replicas load the model (and may export it to ONNX) before ready
 POLL_S = 0.5
@@ -133,6 +131,8 @@ def check_model_source(model: GenerateRequest) -> None:
 def check_port_free(host: str, port: int) -> None:
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # As the server will bind: connections of an earlier server still closing do not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
         raise VidsynthError(
