@@ -1,4 +1,4 @@
-"""Serving pieces that need no Ray: request bodies, limits, batched rendering, batch jobs.
+"""Serving pieces that need no Ray: request bodies, limits, batched rendering.
 The Ray Serve app, the 2-node cluster and the page in a browser: test_serve_ray.py."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ import pickle
 import zipfile
 from dataclasses import replace
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from serve_support import small_weights
 
-from vidsynth.batch.job import BatchJob, NpyWriter, read_index
+from vidsynth.batch.job import BatchJob
 from vidsynth.cli import cli
 from vidsynth.errors import InputError
 from vidsynth.export import export_weights
@@ -132,36 +131,6 @@ def files_of(rendered) -> dict[str, bytes]:
         return {rendered.filename: rendered.data}
     with zipfile.ZipFile(io.BytesIO(rendered.data)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
-
-
-def test_npy_writer_fills_each_video_chunk_by_chunk(tmp_path):
-    writer = NpyWriter(tmp_path, 2, 5, 8.0, 4)
-    pixels = np.arange(2 * 5 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 5, 4, 4, 3)
-    writer.append(0, 0, pixels[:, :3])
-    writer.append(0, 3, pixels[:, 3:])
-    writer.end_videos(0, 2)
-    assert writer.finish() == ["video_000.npy", "video_001.npy"]
-    assert np.array_equal(np.load(tmp_path / "video_001.npy"), pixels[1])
-
-
-def test_the_index_counts_only_videos_whose_file_exists(tmp_path):
-    (tmp_path / "video_000000.mp4").write_bytes(b"x")
-    lines = [
-        json.dumps({"id": 0, "file": "video_000000.mp4"}),
-        json.dumps({"id": 1, "file": "video_000001.mp4"}),
-        '{"id": 2, "fi',
-    ]
-    (tmp_path / "index.jsonl").write_text("\n".join(lines))
-    assert list(read_index(tmp_path)) == [0]
-
-
-def test_a_batch_job_checks_its_options_before_any_work():
-    with pytest.raises(InputError) as caught:
-        BatchJob(out="x", count=0, format="gif", frames=0).validate()
-    assert set(caught.value.fields) == {"count", "format"}
-    with pytest.raises(InputError, match="frames"):
-        BatchJob(out="x", count=1, frames=0).validate()
-    assert BatchJob(out="x", count=2, seed=5).request(1).seed == 6
 
 
 @pytest.mark.parametrize(

@@ -23,3 +23,7 @@ def test_serve_command_as_users_run_it():
 
 def test_live_streams():
     run_scenarios("live_cases.py", timeout_s=900)
+
+
+def test_batch_command():
+    run_scenarios("batch_cli_cases.py", timeout_s=3000)

@@ -465,12 +465,16 @@ def serve_command(
 @click.option(
     "--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray."
 )
-def batch_command(address, **values) -> None:
-    """Make a dataset of COUNT videos with Ray Data (resumable: finished videos are skipped)."""
+@click.option(
+    "--force", is_flag=True, help="Start over: remove the videos, index and job.json an earlier job wrote."
+)
+def batch_command(address, force, **values) -> None:
+    """Make a dataset of COUNT videos with Ray Data (resumable: a rerun with the same parameters
+    skips the finished videos)."""
     from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
 
     job = BatchJob(model=_model_request(values), **values)
-    done = run_batch(job, address)
+    done = run_batch(job, address, force=force)
     click.echo(f"{len(done)} videos in {job.out}, listed in {Path(job.out) / INDEX_NAME}")
 
 

@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
@@ -20,6 +22,15 @@ WORKER_ENV = {"IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1", "RAY_USAGE_STATS_ENABLED"
 # Ray's own Python logging (start-up notes, deprecations) stays in its log files
 # (/tmp/ray/session_latest/logs); only its errors reach the terminal.
 QUIET_LOGGERS = ("ray", "ray.serve", "ray.data")
+# Defaults, unless set otherwise: Ray's native logging at fatal (it logs an error for every Ray
+# Data actor pool), Ray Data's at ERROR, and Ray's native failure handler off: it catches
+# SIGTERM during ray.init, prints a stack and kills the process before the command can remove
+# what it started.
+QUIET_ENV = {
+    "RAY_BACKEND_LOG_LEVEL": "fatal",
+    "RAY_DATA_LOG_LEVEL": "ERROR",
+    "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
+}
 
 
 def _import(name: str, hint: str) -> ModuleType:
@@ -32,7 +43,7 @@ def _import(name: str, hint: str) -> ModuleType:
 
 
 def import_ray() -> ModuleType:
-    for key, value in WORKER_ENV.items():
+    for key, value in {**WORKER_ENV, **QUIET_ENV}.items():
         os.environ.setdefault(key, value)
     return _import("ray", SERVE_HINT)
 
@@ -54,6 +65,30 @@ def import_ray_data() -> ModuleType:
     return _import("ray.data", BATCH_HINT)
 
 
+@contextmanager
+def _start_up_output() -> Iterator[None]:
+    """Holds back what Ray's native code writes to stderr while it starts (its node address
+    lookup, its log level), and shows it only if the start fails."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     """A local Ray instance (address None) or the cluster at `address`; every worker gets
     WORKER_ENV."""
@@ -73,7 +108,8 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        ray.init(**kwargs)
+        with _start_up_output():
+            ray.init(**kwargs)
     except ConnectionError as exc:
         raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
     finally:

@@ -1,10 +1,14 @@
 """`vidsynth batch`: many videos across a Ray cluster into one directory, with an index.
 
 Video i is made from seed `seed + i` exactly as `vidsynth generate --seed (seed + i)
---num-videos 1` makes it, so any clip of a dataset can be remade alone. Each finished file is
-renamed into place from a hidden staging directory and then gets its line in index.jsonl
-({"file", "seed", "category", "frames", "node"}); a rerun skips the videos that have both
-(resumable). Ray Data spreads the ids over actors, each holding one backend."""
+--num-videos 1` makes it, so any clip of a dataset can be remade alone. The driver checks
+everything it can before Ray starts (options, the model, the category, the output directory,
+a resumed job's parameters and index), then holds the output lock for the whole run (the
+lock `generate` takes), so no other vidsynth run writes into the directory meanwhile. Actors
+(batch/maker.py) write finished files into the run's staging directory; the driver moves
+each into place and then gives it its line in index.jsonl, so every video file in place is
+indexed. A rerun skips the indexed videos (resumable); the staging directory is removed on
+every exit, and by the next run after a kill."""
 
 from __future__ import annotations
 
@@ -13,23 +17,32 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidsynth.errors import InputError
+from vidsynth.batch.store import (
+    BATCH_FORMATS,
+    INDEX_NAME,
+    JOB_NAME,
+    STAGING_PREFIX,
+    check_targets,
+    job_differences,
+    read_index,
+    read_job,
+    remove_job,
+    sweep_staging,
+    write_index,
+    write_job,
+)
+from vidsynth.errors import InputError, StorageError, VidsynthError
 from vidsynth.runtime.request import GenerateRequest
-from vidsynth.runtime.writers import VideoWriter, video_name
 
+__all__ = ["INDEX_NAME", "BatchJob", "run_batch"]
+BLOCK_BYTES = 512
 logger = logging.getLogger(__name__)
-BATCH_FORMATS = ("mp4", "npy")
-INDEX_NAME = "index.jsonl"
-
-
-def file_name(index: int, fmt: str) -> str:
-    return f"video_{index:06d}.{fmt}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,7 @@ class BatchJob:
     fps: float = 8.0
     format: str = "mp4"  # mp4, or npy: (frames, H, W, 3) uint8
     category: int | None = None  # conditional models; None: drawn per video from its seed
-    videos_per_call: int = 8  # videos an actor makes per model call
+    videos_per_call: int = 8  # videos an actor makes per model call, where the backend allows
     cpus_per_worker: float = 1.0
     workers: int | None = None  # actors; None: the cluster's CPUs less one per node
 
@@ -75,119 +88,63 @@ class BatchJob:
                 problems.append((name, f"{name.replace('_', '-')} must be a positive integer, got {value!r}"))
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             problems.append(("workers", f"workers must be a positive integer, got {self.workers!r}"))
-        if not self.cpus_per_worker > 0:
-            problems.append(("cpus_per_worker", f"cpus-per-worker must be > 0, got {self.cpus_per_worker!r}"))
+        if not self.cpus_per_worker > 0 or self.cpus_per_worker == float("inf"):
+            problems.append(
+                (
+                    "cpus_per_worker",
+                    f"cpus-per-worker must be a finite number > 0, got {self.cpus_per_worker!r}",
+                )
+            )
         if problems:
             raise InputError("; ".join(m for _, m in problems), fields=[f for f, _ in problems])
         self.request(0).validate()
         return self
 
-
-class NpyWriter(VideoWriter):
-    """Each video as one .npy of uint8 frames (T, H, W, 3), filled chunk by chunk on disk."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._arrays: dict[int, np.ndarray] = {}
-
-    def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
-        for offset, frames in enumerate(pixels):
-            index = first_video + offset
-            if index not in self._arrays:
-                self._arrays[index] = np.lib.format.open_memmap(
-                    self.directory / video_name(index, "npy"),
-                    mode="w+",
-                    dtype=np.uint8,
-                    shape=(self.n_frames, self.size, self.size, 3),
-                )
-            self._arrays[index][first_frame : first_frame + len(frames)] = frames
-
-    def end_videos(self, first_video: int, stop_video: int) -> None:
-        for index in range(first_video, stop_video):
-            self._arrays.pop(index).flush()
-
-    def finish(self) -> list[str]:
-        for array in self._arrays.values():
-            array.flush()
-        return [video_name(index, "npy") for index in range(self.n_videos)]
-
-
-class VideoMaker:
-    """A Ray Data actor: opens the backend once, then turns batches of ids into files."""
-
-    def __init__(self, job: BatchJob) -> None:
-        from vidsynth.export import export_weights
-        from vidsynth.runtime.backend import open_backend
-
-        self.job = job
-        self.backend = open_backend(job.request(0), exporter=export_weights)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        import ray
-
-        from vidsynth.model.noise import sample_noise, stack_noise
-        from vidsynth.runtime.plan import plan_generation
-        from vidsynth.runtime.stream import stream_videos
-        from vidsynth.runtime.writers import open_writer
-
-        job, config = self.job, self.backend.config
-        ids = [int(i) for i in batch["id"]]
-        noises = [sample_noise(config, 1, job.seed + i, None, job.category) for i in ids]
-        noise = stack_noise(noises)
-        out = Path(job.out)
-        staging = Path(tempfile.mkdtemp(prefix=".vidsynth-tmp-", dir=out))
-        try:
-            if job.format == "npy":
-                writer = NpyWriter(staging, len(ids), job.frames, job.fps, config.image_size)
-            else:
-                writer = open_writer(job.format, staging, len(ids), job.frames, job.fps, config.image_size)
-            like = job.request(0)  # npy is planned as mp4: both stream to disk
-            plan = plan_generation(config, len(ids), job.frames, like.format, like.chunk_frames)
-            try:
-                stream_videos(self.backend, noise, job.frames, plan, writer)
-                names = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            files = [file_name(i, job.format) for i in ids]
-            for name, final in zip(names, files):
-                os.replace(staging / name, out / final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        categories = [-1 if n.category is None else int(n.category[0]) for n in noises]
-        node = ray.get_runtime_context().get_node_id()
+    def parameters(self) -> dict[str, Any]:
+        """What decides the bytes of every video: stored in job.json, compared on resume."""
         return {
-            "id": np.array(ids),
-            "file": np.array(files),
-            "seed": np.array([job.seed + i for i in ids]),
-            "category": np.array(categories),
-            "frames": np.full(len(ids), job.frames),
-            "node": np.array([node] * len(ids)),
+            "model": model_identity(self.model),
+            "backend": self.model.backend,
+            "device": self.model.device,
+            "seed": self.seed,
+            "frames": self.frames,
+            "fps": self.fps,
+            "format": self.format,
+            "category": self.category,
         }
 
 
-def read_index(out: Path) -> dict[int, dict]:
-    """Finished videos: index lines whose file exists (a cut-off last line is ignored)."""
-    done: dict[int, dict] = {}
-    path = out / INDEX_NAME
-    if not path.exists():
-        return done
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-            index = int(record["id"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if (out / record["file"]).is_file():
-            done[index] = record
-    return done
+def model_identity(model: GenerateRequest) -> dict[str, Any]:
+    """The model by name and content: weights or artifacts moved elsewhere are the same model,
+    other files under the same path are not."""
+    from vidsynth.checksums import sha256_file
+
+    if model.artifacts is not None:
+        files = [Path(model.artifacts) / "manifest.json"]  # it holds the sha256 of every artifact
+        name = str(model.artifacts)
+    elif model.weights == "demo":
+        return {"name": "demo", "sha256": None}
+    else:
+        from vidsynth.weights import DEFAULT_WEIGHTS_DIR
+
+        default = model.weights in (None, "default")
+        directory = DEFAULT_WEIGHTS_DIR if default else Path(model.weights)
+        files = [directory / "model.safetensors", directory / "config.json"]
+        name = "default" if default else str(model.weights)
+    if not all(path.is_file() for path in files):
+        return {"name": name, "sha256": None}  # no such model: check_model says why
+    return {"name": name, "sha256": ",".join(sha256_file(path) for path in files)}
 
 
-def _index_line(row: dict[str, Any]) -> str:
-    record = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
-    if record.get("category") == -1:
-        record["category"] = None
-    return json.dumps(record, sort_keys=True)
+def check_model(job: BatchJob) -> None:
+    """Opens the job's model here, on the CPU, before any worker starts: a missing or damaged
+    model, a backend that cannot run it and a category it does not have fail as one error."""
+    from vidsynth.export import export_weights
+    from vidsynth.model.noise import sample_noise
+    from vidsynth.runtime.backend import open_backend
+
+    backend = open_backend(replace(job.request(0), device="cpu"), exporter=export_weights)
+    sample_noise(backend.config, 1, job.seed, None, job.category)
 
 
 def _default_workers(ray, cpus_per_worker: float) -> int:
@@ -198,53 +155,202 @@ def _default_workers(ray, cpus_per_worker: float) -> int:
     return max(1, int(spare // cpus_per_worker))
 
 
-def run_batch(job: BatchJob, address: str | None = None) -> dict[int, dict]:
-    """Makes the videos of `job` not made yet; returns the index records of all of them."""
-    from vidsynth.cluster import import_ray, import_ray_data, start_ray
-    from vidsynth.runtime.output import check_output_dir
+def _check_fit(ray, job: BatchJob) -> int:
+    """The number of workers; fails at once where they cannot all be placed (Ray would wait
+    for them for ever)."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = [node["Resources"].get("CPU", 0) for node in nodes]
+    largest, total = max(cpus, default=0), sum(cpus)
+    if job.cpus_per_worker > largest:
+        raise InputError(
+            f"--cpus-per-worker {job.cpus_per_worker:g} asks for {job.cpus_per_worker:g} CPUs per worker; "
+            f"the largest Ray node has {largest:g} (the cluster {total:g})",
+            fields=["cpus_per_worker"],
+        )
+    workers = job.workers or _default_workers(ray, job.cpus_per_worker)
+    free = max(job.cpus_per_worker, total - len(nodes))
+    if workers * job.cpus_per_worker > free:
+        raise InputError(
+            f"--workers {workers} x --cpus-per-worker {job.cpus_per_worker:g} asks for "
+            f"{workers * job.cpus_per_worker:g} CPUs; {free:g} of the cluster's {total:g} can hold "
+            "workers (one per node is left to Ray Data)",
+            fields=["workers"],
+        )
+    return workers
+
+
+def worker_error(exc: BaseException) -> VidsynthError | None:
+    """The error a worker raised, out of Ray's wrappers: our own error as raised, a full disk
+    as a StorageError, anything else named in one line. None for an interrupt."""
+    from vidsynth.atomic import is_disk_full
+
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, KeyboardInterrupt):
+            return None
+        if isinstance(current, VidsynthError):
+            return current
+        todo += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    if any(is_disk_full(s) for s in seen):
+        return StorageError("no space left on the device while writing the videos")
+    cause = seen[-1]
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return VidsynthError(
+        f"a batch worker failed: {type(cause).__name__}: {lines[-1] if lines else ''}".rstrip()
+    )
+
+
+def _prepare(job: BatchJob, out: Path, force: bool) -> tuple[dict[int, dict], bool]:
+    """Checks the directory against the job, then the model (under the lock); returns the
+    finished videos and whether this run began the job (wrote its job.json)."""
+    sweep_staging(out)
+    wanted = job.parameters()
+    if force:
+        check_model(job)  # before anything is removed
+        removed = remove_job(out)
+        if removed:
+            logger.info("--force: removed the %d videos of the earlier job in %s", removed, out)
+    stored = read_job(out)
+    if stored is None and os.path.lexists(out / INDEX_NAME):
+        raise InputError(
+            f"{out} has an {INDEX_NAME} but no {JOB_NAME}: it holds no job this vidsynth can resume; "
+            "choose another --out, or pass --force to start over"
+        )
+    if stored is not None:
+        differ = job_differences(stored, wanted)
+        if differ:
+            raise InputError(
+                f"{out} holds a batch job made with other parameters: {'; '.join(differ)}. Rerun with "
+                "the job's parameters to resume it, choose another --out, or pass --force to start over"
+            )
+    done, cut = read_index(out, wanted)
+    check_targets(out)
+    if not force:
+        check_model(job)
+    if stored is None:
+        write_job(out, wanted)
+    if cut:
+        write_index(out, done)  # drops the cut-off line before new lines are appended
+    return done, stored is None
+
+
+def run_batch(job: BatchJob, address: str | None = None, force: bool = False) -> dict[int, dict]:
+    """Makes the videos of `job` not made yet; returns the index records of all of them.
+    `force` first removes what an earlier job wrote into job.out (and only that)."""
+    from vidsynth.atomic import is_disk_full
+    from vidsynth.runtime.output import check_output_dir, locked_directory
 
     job.validate()
     out = Path(job.out)
     check_output_dir(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    done = read_index(out)
-    pending = [i for i in range(job.count) if i not in done]
-    logger.info("%d of %d videos already in %s; making %d", len(done), job.count, out, len(pending))
-    if pending:
-        ray = import_ray()
-        data = import_ray_data()
-        started = not ray.is_initialized()
-        if started:
-            start_ray(address)
-        try:
-            workers = job.workers or _default_workers(ray, job.cpus_per_worker)
-            rows = data.from_items([{"id": i} for i in pending]).map_batches(
-                VideoMaker,
-                fn_constructor_args=(job,),
-                batch_size=job.videos_per_call,
-                batch_format="numpy",
-                concurrency=workers,
-                num_cpus=job.cpus_per_worker,
-                scheduling_strategy="SPREAD",  # every node
-            )
-            with open(out / INDEX_NAME, "a") as index:
-                for made, row in enumerate(rows.iter_rows(), start=1):
-                    index.write(_index_line(row) + "\n")
-                    index.flush()
-                    done[int(row["id"])] = json.loads(_index_line(row))
-                    if made % max(1, len(pending) // 20) == 0 or made == len(pending):
-                        logger.info("%d/%d videos made", made, len(pending))
-        finally:
-            if started:
-                ray.shutdown()
-    _rewrite_index(out, done)
+    done: dict[int, dict] = {}
+    began = False
+    try:
+        with locked_directory(out):
+            done, began = _prepare(job, out, force)
+            made_before = sum(1 for i in done if i < job.count)
+            pending = job.count - made_before
+            logger.info("%d of %d videos already in %s; making %d", made_before, job.count, out, pending)
+            if pending:
+                _make(job, out, done, pending, address)
+            write_index(out, done)
+    except BaseException as exc:
+        if began and not done:  # a job that made nothing leaves nothing
+            for name in (JOB_NAME, INDEX_NAME):
+                (out / name).unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise StorageError(f"no space left on the device while writing into {out}") from None
+        raise
     return done
 
 
-def _rewrite_index(out: Path, done: dict[int, dict]) -> None:
-    """The index in id order, written to a temporary file and renamed over the old one."""
-    handle, temporary = tempfile.mkstemp(prefix=".index-", dir=out)
-    with os.fdopen(handle, "w") as index:
-        for i in sorted(done):
-            index.write(json.dumps(done[i], sort_keys=True) + "\n")
-    os.replace(temporary, out / INDEX_NAME)
+def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address: str | None) -> None:
+    from vidsynth.atomic import is_disk_full
+    from vidsynth.cluster import import_ray, import_ray_data, start_ray
+    from vidsynth.signals import sigterm_as_interrupt
+
+    ray = import_ray()
+    data = import_ray_data()
+    from vidsynth.batch.ids import PendingIds
+    from vidsynth.batch.maker import VideoMaker
+
+    started = not ray.is_initialized()
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
+    try:
+        if started:
+            start_ray(address)
+        with sigterm_as_interrupt():  # ray.init installs its own SIGTERM handler
+            workers = _check_fit(ray, job)
+            # Ray Data merges small blocks up to this size before handing them on: ids would
+            # pile up by the million before the first call, and finished rows wait for the
+            # rest of their block. Our blocks are a call's ids and its finished rows.
+            data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
+            ids = PendingIds(
+                job.count, np.fromiter(done, dtype=np.int64, count=len(done)), job.videos_per_call
+            )
+            rows = data.read_datasource(ids).map_batches(
+                VideoMaker,
+                fn_constructor_args=(job, str(staging)),
+                batch_size=job.videos_per_call,
+                batch_format="numpy",
+                compute=data.ActorPoolStrategy(size=workers),
+                num_cpus=job.cpus_per_worker,
+            )
+            try:
+                _collect(rows.iter_rows(), out, staging, done, pending)
+            except (KeyboardInterrupt, VidsynthError):
+                raise
+            except Exception as exc:
+                if isinstance(exc, OSError) and is_disk_full(exc):
+                    raise StorageError(
+                        f"no space left on the device while writing into {out}; "
+                        f"the {len(done)} videos indexed are kept, rerun to resume"
+                    ) from None
+                error = worker_error(exc)
+                if error is None:
+                    raise
+                raise error from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if started:
+            ray.shutdown()  # also what a start-up cut short had started
+
+
+def _collect(rows, out: Path, staging: Path, done: dict[int, dict], pending: int) -> None:
+    """Moves each finished video into place, then appends its index line."""
+    step = max(1, min(pending, 10**6) // 20)
+    with open(out / INDEX_NAME, "a") as index:
+        for made, row in enumerate(rows, start=1):
+            record = _record(row)
+            target = out / record["file"]
+            try:
+                os.replace(staging / record["file"], target)
+            except IsADirectoryError:
+                raise InputError(
+                    f"{target} became a directory while the job ran; move it and rerun"
+                ) from None
+            try:
+                index.write(json.dumps(record, sort_keys=True) + "\n")
+                index.flush()
+            except BaseException:
+                target.unlink(missing_ok=True)  # no video in place without its line
+                raise
+            done[record["id"]] = record
+            if made % step == 0 or made == pending:
+                logger.info("%d/%d videos made", made, pending)
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    record = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
+    if record.get("category") == -1:
+        record["category"] = None
+    return record

@@ -1,0 +1,87 @@
+"""Batch job pieces that need no Ray: options, the npy writer, job.json and the index.
+The command itself, through Ray: batch_cli_cases.py (run by test_serve_ray.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vidsynth.batch.job import BatchJob
+from vidsynth.batch.maker import NpyWriter
+from vidsynth.batch.store import INDEX_NAME, job_differences, read_index, remove_job, write_job
+from vidsynth.errors import InputError
+
+JOB = BatchJob(out="x", count=3, seed=10, frames=8)
+WANTED = {**JOB.parameters(), "model": {"name": "demo", "sha256": None}}
+
+
+def line(index: int, **changes) -> str:
+    record = {"id": index, "file": f"video_{index:06d}.mp4", "seed": 10 + index, "frames": 8}
+    return json.dumps({**record, "category": None, "node": "n", **changes})
+
+
+def test_npy_writer_fills_each_video_chunk_by_chunk(tmp_path):
+    writer = NpyWriter(tmp_path, 2, 5, 8.0, 4)
+    pixels = np.arange(2 * 5 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 5, 4, 4, 3)
+    writer.append(0, 0, pixels[:, :3])
+    writer.append(0, 3, pixels[:, 3:])
+    writer.end_videos(0, 2)
+    assert writer.finish() == ["video_000.npy", "video_001.npy"]
+    assert np.array_equal(np.load(tmp_path / "video_001.npy"), pixels[1])
+
+
+def test_a_batch_job_checks_its_options_before_any_work():
+    with pytest.raises(InputError) as caught:
+        BatchJob(out="x", count=0, format="gif", frames=0).validate()
+    assert set(caught.value.fields) == {"count", "format"}
+    with pytest.raises(InputError, match="frames"):
+        BatchJob(out="x", count=1, frames=0).validate()
+    assert BatchJob(out="x", count=2, seed=5).request(1).seed == 6
+
+
+def test_the_index_counts_videos_whose_file_exists_and_drops_a_cut_last_line(tmp_path):
+    (tmp_path / "video_000000.mp4").write_bytes(b"x")
+    (tmp_path / INDEX_NAME).write_text("\n".join([line(0), line(1), '{"id": 2, "fi']))
+    done, cut = read_index(tmp_path, WANTED)
+    assert list(done) == [0] and cut
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        (line(0, file=None), "file must be a file name"),
+        (line(0).replace('"id": 0', '"id": Infinity'), "Infinity"),
+        (line(0, id=True), "id must be"),
+        (line(0, file="/etc/passwd"), "'/etc/passwd'"),
+        (line(0, file="video_000000.npy"), "video_000000.npy"),
+        (line(0, seed=11), "seed 11"),
+        (line(0, frames=9), "frames 9"),
+        ("[1, 2]", "not a JSON object"),
+    ],
+)
+def test_a_line_this_job_did_not_write_refuses_the_index(tmp_path, text, why):
+    (tmp_path / INDEX_NAME).write_text(text + "\n" + line(1) + "\n")
+    with pytest.raises(InputError, match="line 1") as caught:
+        read_index(tmp_path, WANTED)
+    assert why in str(caught.value) and "--force" in str(caught.value)
+
+
+def test_force_removes_only_what_the_job_wrote(tmp_path):
+    for name in ("video_000000.mp4", "video_000001.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / INDEX_NAME).write_text(line(0) + "\n" + line(1, file="notes.txt") + "\n")
+    write_job(tmp_path, WANTED)
+    assert remove_job(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "video_000001.mp4"]
+
+
+def test_every_differing_parameter_is_named():
+    other = {**WANTED, "seed": 11, "format": "npy", "model": {"name": "w", "sha256": "ab" * 32}}
+    differ = job_differences(WANTED, other)
+    assert differ == [
+        "the model demo (this run: w (sha256 abababababab...))",
+        "--seed 10 (this run: 11)",
+        "--format mp4 (this run: npy)",
+    ]
