@@ -469,19 +469,27 @@ def dry_run(session: Session, doc: DocCommand) -> None:
 def train_on_actions(session: Session, doc: DocCommand) -> None:
     write_action_clips(session.dir / "path/to/actions")
     result = train_until_steps(session, doc.command, steps=1)
-    assert result.returncode == 143, result.stderr  # SIGTERM: checkpointed, then left
+    session.results[doc.command] = {"rc": result.returncode, "stderr": result.stderr[-2000:]}
+    assert result.returncode in (0, 143), result.stderr  # the status: train_stopped_by_sigterm
     assert (session.dir / "runs/actions/checkpoint/state.json").is_file()
 
 
 def train_resume(session: Session, doc: DocCommand) -> None:
     done = len((session.dir / "runs/actions/losses.jsonl").read_text().splitlines())
     result = train_until_steps(session, doc.command, steps=done + 1)
-    assert result.returncode == 143, result.stderr
+    session.results[doc.command] = {"rc": result.returncode, "stderr": result.stderr[-2000:]}
+    assert result.returncode in (0, 143), result.stderr  # the status: train_stopped_by_sigterm
     steps = [
         json.loads(line)["step"]
         for line in (session.dir / "runs/actions/losses.jsonl").read_text().splitlines()
     ]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) > done  # continued, not restarted
+
+
+def train_stopped_by_sigterm(session: Session, doc: DocCommand) -> None:
+    """README's guarantees: SIGTERM checkpoints and exits 143."""
+    runs = [session.results[plan.command] for plan in PLAN if plan.action in (train_on_actions, train_resume)]
+    assert [run["rc"] for run in runs] == [143, 143], runs
 
 
 def info_of_run(session: Session, doc: DocCommand) -> None:
@@ -634,8 +642,16 @@ PLAN: list[Plan] = [
     Plan("serving.md", "python -m pytest -q", skip=SUITE),
 ]
 
-# A command the docs give in prose rather than in a block, run after the blocks.
+# What the docs say in prose of commands above, checked after the blocks.
 EXTRA: list[Plan] = [
+    # README.md, Guarantees: "Ctrl-C, SIGTERM (exit 143) ... leaves the previous contents"
+    Plan(
+        "README.md",
+        "vidsynth train --out runs/actions --resume --steps 20000",
+        train_stopped_by_sigterm,
+        slow="reads the exit status of the two training runs above",
+        xfail="issue 16: vidsynth train checkpoints on SIGTERM but exits 0, where 143 is documented",
+    ),
     # docs/serving.md: video i is "the same bytes as `vidsynth generate --seed (seed + i) --num-videos 1`"
     Plan("serving.md", "vidsynth batch --out dataset --count 100 --frames 16", batch_same_bytes),
 ]
