@@ -124,6 +124,11 @@ def test_stream_limit_answers_503_and_a_disconnect_stops_generation(server):
     for connection, response in opened:
         response.close()
         connection.close()
+    connection, response = open_stream({"seed": 8, "fps": 1000})  # never waits for the clock
+    while response.read1(1 << 16) and stats(server)["frames_sent"] < 1000:
+        pass
+    response.close()  # in the middle of a model call, most likely
+    connection.close()
     wait_for(lambda: stats(server)["active"] == 0)
     calls = stats(server)["model_calls"]
     time.sleep(3)
@@ -141,6 +146,8 @@ def test_a_replica_killed_mid_stream_costs_the_stream_nothing(server):
     reader.join(timeout=120)
     assert got, "the stream did not end"
     assert got[0] == stdout_bytes(server, **payload)
+    after = {"seed": 22, "frames": 100, "fps": 1000}  # later streams, on whichever replicas are left
+    assert read_all(after) == read_all(after) == stdout_bytes(server, **after)
     print(f"killed replica {pid}; retries {stats(server)['retries']}; longest gap {max(gaps):.2f} s")
 
 

@@ -208,17 +208,22 @@ class LocalModel:
     """Stands in for the model deployment: makes each call with a backend in this process,
     optionally failing chosen calls as a replica that died would."""
 
-    def __init__(self, backend, fail_calls=()):
+    def __init__(self, backend, fail_calls=(), hang_calls=()):
         self.backend = backend
         self.fail_calls = set(fail_calls)
+        self.hang_calls = set(hang_calls)
         self.calls = 0
 
     async def __call__(self, call):
+        import asyncio
+
         from vidsynth.serve.live import ChunkResult
 
         self.calls += 1
         if self.calls in self.fail_calls:
             raise RuntimeError("the replica died")
+        if self.calls in self.hang_calls:
+            await asyncio.sleep(3600)  # a call that is never answered
         ((frames, state),) = next_chunks(self.backend, [(call.noise, call.state, call.n_frames)], False)
         return ChunkResult(frames, state, replica="local")
 
@@ -227,7 +232,7 @@ def live(made, backend="onnxruntime", **limits):
     from vidsynth.serve.live import LiveLimits, LiveStreams
 
     runner = open_backend(GenerateRequest(**source(made, backend), device="cpu"))
-    model = LocalModel(runner, limits.pop("fail_calls", ()))
+    model = LocalModel(runner, limits.pop("fail_calls", ()), limits.pop("hang_calls", ()))
     return LiveStreams(LiveLimits(**{"lead_s": 1000.0, **limits}), model), model, runner
 
 
@@ -258,6 +263,15 @@ def test_a_stream_is_the_mp4_generate_writes_to_stdout_even_when_a_call_fails(ma
     assert streams.active == 0
     assert streams.counts["retries"] == 1 and streams.counts["frames_sent"] == 100
     assert model.calls == 1 + len(list(stream_pieces(100, 64)))
+
+
+def test_a_call_never_answered_is_made_again(made):
+    streams, model, _ = live(made, hang_calls={5}, call_timeout_s=1.0)
+    stream = streams.open(
+        b'{"seed": 4, "frames": 70, "fps": 1000}', GenerateRequest(**source(made, "onnxruntime")), CONFIG
+    )
+    assert collect(stream) == stdout_bytes(made, "onnxruntime", seed=4, frames=70, fps=1000)
+    assert streams.counts["retries"] == 1
 
 
 def test_stream_admission_limits_and_bad_bodies(made):
@@ -300,7 +314,7 @@ def test_a_cancelled_stream_stops_within_the_call_it_is_in(made):
 
     async def run():
         body, sent = stream.body(), []
-        while True:  # until the stream waits for the clock (fps 8, 0.5 s ahead at most)
+        while True:  # until the stream waits for the clock (fps 8: one chunk and 0.5 s ahead at most)
             task = asyncio.ensure_future(body.__anext__())
             done, _ = await asyncio.wait([task], timeout=1.0)
             if not done:
@@ -314,4 +328,15 @@ def test_a_cancelled_stream_stops_within_the_call_it_is_in(made):
     assert top_boxes(asyncio.run(run()))[:2] == ["ftyp", "moov"]
     calls = model.calls
     assert streams.active == 0
-    assert calls <= 4  # the early calls of the first chunk; then it waited for the clock
+    assert calls <= 5  # the first chunk (in 4 calls) and the one after; then it waited for the clock
+
+
+@pytest.mark.parametrize("fps", [8.0, 120.0, 1000.0])
+def test_the_first_frame_leaves_the_encoder_at_any_frame_rate(fps):
+    """ffmpeg must not hold frames back to probe its input (it did for dozens at 120 fps)."""
+    encoder = FragmentedMp4Encoder(SIZE, fps)
+    frames = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3), dtype=np.uint8)
+    for frame in frames:
+        encoder.send(frame)
+    assert top_boxes(encoder.take()) == ["ftyp", "moov", "moof", "mdat"]
+    encoder.kill()

@@ -418,7 +418,7 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
     default=2.0,
     show_default=True,
     type=float,
-    help="Seconds of video a live stream may run ahead of real time.",
+    help="Seconds of video a live stream may run ahead of real time, beyond one chunk.",
 )
 def serve_command(
     address, host, port, replicas, cpus_per_replica, max_streams, stream_max_frames, stream_lead, **values

@@ -29,7 +29,11 @@ _STREAM_ARGS = (
     "-profile:v", "high", "-level:v", "3.0", "-tune", "zerolatency", "-g", str(KEYFRAME_EVERY),
     "-movflags", "empty_moov+default_base_moof+frag_every_frame", "-f", "mp4",
 )  # fmt: skip
+# Without these, ffmpeg reads up to dozens of frames to probe the input before it encodes the
+# first (more at high frame rates); the input is fully described by the options already.
+_NO_PROBING = ("-probesize", "32", "-analyzeduration", "0")
 _READ_BYTES = 1 << 16
+_STALL_S = 120.0  # an encoder that gives nothing back for this long has failed
 
 
 def ffmpeg_exe() -> str:
@@ -38,11 +42,12 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _command(size: int, fps: float, output: list[str]) -> list[str]:
+def _command(size: int, fps: float, output: list[str], reading: tuple[str, ...] = ()) -> list[str]:
     rate = str(Fraction(fps).limit_denominator())
     return [
         ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size}x{size}",
-        "-pix_fmt", "rgb24", "-r", rate, "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p",
+        "-pix_fmt", "rgb24", "-r", rate, *reading, "-i", "-",
+        "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p",
         "-crf", str(CRF), "-v", "error", *output,
     ]  # fmt: skip
 
@@ -105,7 +110,7 @@ class FragmentedMp4Encoder(FfmpegEncoder):
     the header and n - 1 fragments: the bytes a player can use, as soon as they exist."""
 
     def __init__(self, size: int, fps: float) -> None:
-        self._start(_command(size, fps, [*_STREAM_ARGS, "-"]), subprocess.PIPE, "the stream")
+        self._start(_command(size, fps, [*_STREAM_ARGS, "-"], _NO_PROBING), subprocess.PIPE, "the stream")
         self._sent = 0
         self._ready = bytearray()  # complete top-level boxes not yet taken
         self._fragments = 0  # complete mdat boxes read so far
@@ -144,9 +149,10 @@ class FragmentedMp4Encoder(FfmpegEncoder):
         ready since the last call (the header comes with the first)."""
         self._process.stdin.flush()
         with self._changed:
-            self._changed.wait_for(
-                lambda: (self._header and self._fragments >= self._sent - 1) or self._ended
-            )
+            if not self._changed.wait_for(
+                lambda: (self._header and self._fragments >= self._sent - 1) or self._ended, _STALL_S
+            ):
+                raise StorageError(f"ffmpeg gave nothing back for {_STALL_S:g} s while encoding {self._name}")
             return self._drain()
 
     def finish(self) -> bytes:

@@ -4,12 +4,14 @@ A stream is a sequence of stateless model calls (runtime/chunks.py): the ingress
 stream's noise and its recurrent state as numpy, and each call carries them to whichever
 replica takes it and brings the frames and the next state back. So streams of the same chunk
 length share batched calls, and a call that fails because its replica died is made again
-(once) elsewhere, with no frame missing or repeated. The ingress encodes the frames as they
+(once) elsewhere, with no frame missing or repeated; so is a call not answered within
+`call_timeout_s`. The ingress encodes the frames as they
 come back and sends the fragments with chunked transfer.
 
-Bounds: at most `max_streams` at once (503 past it); a stream runs at most `lead_s` seconds
-of video ahead of the wall clock, because Ray Serve's proxy buffers what a replica sends
-without telling it whether the client reads (the lead bounds what waits for a slow reader);
+Bounds: at most `max_streams` at once (503 past it); a stream runs at most one chunk plus
+`lead_s` seconds of video ahead of the wall clock, because Ray Serve's proxy buffers what a
+replica sends without telling it whether the client reads (the lead bounds what waits for a
+slow reader), and a chunk asked for a chunk early has a chunk's duration to be made;
 `max_frames` caps each stream when the server sets it; a client that goes away cancels the
 stream's task, which stops at the call or wait it is in. Ray-free, so it is tested without Ray.
 """
@@ -44,9 +46,10 @@ RETRY_WAIT_S = 0.2  # before a failed call is made again: the router learns that
 class LiveLimits:
     max_streams: int = 8  # streams at once; past this: 503 with Retry-After
     max_frames: int | None = None  # frames per stream (an endless request ends there); None: no cap
-    lead_s: float = 2.0  # seconds of video a stream may run ahead of the wall clock
+    lead_s: float = 2.0  # seconds of video a stream may run ahead of the wall clock, beyond one chunk
     first_frames: int = FIRST_FRAMES  # frames of the first call: how soon the first frame leaves
     retry_after_s: int = 5  # what a 503 tells the client to wait
+    call_timeout_s: float = 30.0  # a model call not answered by then counts as failed (made again once)
 
     def validate(self) -> LiveLimits:
         bad = [name for name, value in vars(self).items() if value is not None and not value > 0]
@@ -130,16 +133,16 @@ class LiveStreams:
         for attempt in (1, 2):
             try:
                 self.counts["model_calls"] += 1
-                result = await self.call_model(call)
+                result = await asyncio.wait_for(self.call_model(call), self.limits.call_timeout_s)
                 self.last_replica = result.replica
                 return result
             except VidsynthError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # asyncio.TimeoutError included
                 if attempt == 2:
                     raise
                 self.counts["retries"] += 1
-                logger.warning("a stream's model call failed (%s); making it again", type(exc).__name__)
+                logger.warning("a stream's model call failed (%r); making it again", exc)
                 await asyncio.sleep(RETRY_WAIT_S)
         raise AssertionError("unreachable")
 
@@ -182,7 +185,8 @@ class Stream:
             limits = self.owner.limits
             pieces = stream_pieces(self.total, self.request.chunk_frames, limits.first_frames)
             for piece in pieces:
-                due = started + (piece.start + piece.skip) / self.request.fps - limits.lead_s
+                ahead = self.request.chunk_frames / self.request.fps + limits.lead_s
+                due = started + (piece.start + piece.skip) / self.request.fps - ahead
                 if due > time.monotonic():
                     await asyncio.sleep(due - time.monotonic())
                 result = await self.owner.call(ChunkCall(self.noise, state, piece.n_frames))
