@@ -430,6 +430,11 @@ def served_health(session: Session, response: dict) -> None:
     assert json.loads(response["body"]) == {"status": "ready"}
 
 
+def served_streams(session: Session, response: dict) -> None:
+    counts = json.loads(response["body"])
+    assert counts["active"] == 0 and counts["limits"]["max_streams"] == 8, counts
+
+
 def batch_dataset(session: Session, doc: DocCommand) -> None:
     """100 videos and their index; run again, it resumes: nothing is made twice."""
     job = session.ray_job(None, [doc.command, doc.command])
@@ -531,6 +536,12 @@ def bench_full(session: Session, doc: DocCommand) -> None:
 NO_CUDA = "needs a CUDA GPU, which this machine lacks"
 SUITE = "the test suite itself, of which this module is part"
 
+PLAYER = "pipes into ffplay, a player with a window (tests/test_live.py, tests/live_cases.py decode these)"
+STREAM_TO_PLAYER = (
+    """curl -sN -d '{"seed": 7, "category": 2}' http://127.0.0.1:8000/v1/streams '|' ffplay -"""
+)
+PIPE_TO_PLAYER = "vidsynth generate --out - --num-videos 1 --frames 2000 '|' ffplay -"
+
 PLAN: list[Plan] = [
     Plan("README.md", "pip install torch==2.13.0 -e '.[cpu]'", pip_line),
     Plan("README.md", "vidsynth generate", main_job),
@@ -555,6 +566,7 @@ PLAN: list[Plan] = [
         long_video,
         slow="10,000 frames take minutes on a 2-CPU machine",
     ),
+    Plan("README.md", PIPE_TO_PLAYER, skip=PLAYER),
     Plan("README.md", "pip install numpy onnxruntime imageio imageio-ffmpeg click tqdm", pip_line),
     Plan("README.md", "pip install --no-deps .", pip_line),
     Plan("README.md", "vidsynth generate --artifacts art --frames 64 --out torch-free", torch_free_generate),
@@ -574,6 +586,8 @@ PLAN: list[Plan] = [
         """curl -o video.mp4 -d '{"seed": 7, "frames": 32, "category": 2}' http://127.0.0.1:8000/v1/videos""",
         served(served_video),
     ),
+    Plan("README.md", STREAM_TO_PLAYER, skip=PLAYER),
+    Plan("README.md", PIPE_TO_PLAYER, skip=PLAYER),
     Plan("README.md", "pip install torch==2.13.0 -e '.[bench]'", pip_line),
     Plan(
         "README.md",
@@ -631,6 +645,14 @@ PLAN: list[Plan] = [
     ),
     Plan("serving.md", "curl http://127.0.0.1:8000/v1/model", served(served_model)),
     Plan("serving.md", "curl http://127.0.0.1:8000/healthz", served(served_health)),
+    Plan("serving.md", STREAM_TO_PLAYER, skip=PLAYER),
+    Plan(
+        "serving.md",
+        """curl -sN -d '{"seed": 7, "frames": 2000}' http://127.0.0.1:8000/v1/streams -o live.mp4""",
+        skip="a 2,000-frame stream at 8 fps lasts about 4 minutes; tests/live_cases.py streams shorter ones",
+    ),
+    Plan("serving.md", "curl http://127.0.0.1:8000/v1/streams", served(served_streams)),
+    Plan("serving.md", PIPE_TO_PLAYER, skip=PLAYER),
     Plan("serving.md", "vidsynth batch --out dataset --count 100 --frames 16", batch_dataset),
     Plan(
         "serving.md",
@@ -656,7 +678,7 @@ EXTRA: list[Plan] = [
     Plan("serving.md", "vidsynth batch --out dataset --count 100 --frames 16", batch_same_bytes),
 ]
 
-SERVED.extend(plan.command for plan in PLAN if plan.command.startswith("curl "))
+SERVED.extend(plan.command for plan in PLAN if plan.command.startswith("curl ") and not plan.skip)
 
 
 def _param(plan: Plan, doc: DocCommand) -> object:
