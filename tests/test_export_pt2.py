@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from entry_point import run_vidsynth
 
 from vidsynth.artifacts.contract import PT2_IMAGE_FILE as IMAGE_FILE
 from vidsynth.artifacts.contract import PT2_MOTION_FILE as MOTION_FILE
+from vidsynth.artifacts.manifest import read_manifest
 from vidsynth.artifacts.pt2 import load_package, load_pt2
 from vidsynth.cli import cli
 from vidsynth.errors import ExportError, RuntimeBackendError
@@ -30,6 +32,7 @@ from vidsynth.runtime import GenerateRequest
 from vidsynth.runtime.backend import open_backend
 from vidsynth.runtime.stream import to_uint8
 from vidsynth.weights.demo import demo_model
+from vidsynth.weights.format import save_weights
 
 ATOL = 1e-4
 CONFIG = ModelConfig(ngf=8, hidden_size=16, image_size=64, cell="gru", motion_mode="feedback", n_categories=3)
@@ -39,13 +42,35 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
+    """One export, made by `vidsynth export --formats pt2` as users run it."""
     root = tmp_path_factory.mktemp("pt2")
     model = demo_model(CONFIG)
-    manifest = export_artifacts(model, root / "artifacts", formats=("pt2",))
+    save_weights(model, root / "weights", {"source": "test"})
+    exported = run_vidsynth(
+        "export",
+        "--weights",
+        str(root / "weights"),
+        "--formats",
+        "pt2",
+        "--out",
+        str(root / "artifacts"),
+        timeout=1800,
+    )
+    assert exported.returncode == 0, exported.stderr
+    manifest = read_manifest(root / "artifacts")
     generator = load_pt2(root / "artifacts", CONFIG, torch.__version__)
     return SimpleNamespace(
-        root=root, model=model, manifest=manifest, generator=generator, artifacts=str(root / "artifacts")
+        root=root,
+        model=model,
+        manifest=manifest,
+        generator=generator,
+        artifacts=str(root / "artifacts"),
+        stderr=exported.stderr,
     )
+
+
+def test_pt2_export_says_nothing_of_torch_internals(made):
+    assert "FutureWarning" not in made.stderr and "Warning" not in made.stderr, made.stderr
 
 
 def eager(model, noise, n_frames):
