@@ -289,7 +289,7 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
         if started:
             start_ray(address)
         with sigterm_as_interrupt():  # ray.init installs its own SIGTERM handler
-            workers = _check_fit(ray, job)
+            workers = min(_check_fit(ray, job), -(-pending // job.videos_per_call))  # none idle
             # Ray Data merges small blocks up to this size before handing them on: ids would
             # pile up by the million before the first call, and finished rows wait for the
             # rest of their block. Our blocks are a call's ids and its finished rows.
