@@ -82,7 +82,7 @@ class Server:
             try:
                 if self.get("/healthz")["status"] == "ready":
                     break
-            except OSError:
+            except (OSError, ValueError):  # not listening yet, or not ready (not JSON)
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"vidsynth serve did not become ready; see {log}")
@@ -324,7 +324,9 @@ def main() -> None:
         "--streams", type=int, nargs="*", help="concurrent streams to try [default: from offline]"
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["killed-in-a-call"], help="run only this part (after offline)")
+    parser.add_argument(
+        "--only", choices=["killed-in-a-call", "concurrent"], help="run only this part (after offline)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -338,6 +340,9 @@ def main() -> None:
     try:
         if args.only == "killed-in-a-call":
             results["killed_in_a_call"] = killed_in_a_call(server)
+            return
+        if args.only == "concurrent":
+            results["concurrent"] = [concurrent(server, n, args.seconds) for n in args.streams]
             return
         results["first_frame"] = first_frames_in_chromium(server, args.repeats)
         print(json.dumps(results["first_frame"]), flush=True)
