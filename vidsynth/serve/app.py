@@ -50,6 +50,21 @@ class TooManyReading(Exception):
     """As many request bodies are arriving as the server reads at once (503)."""
 
 
+REFUSED_REQUEST = (TooManyReading, BodyError, SlowBody, InputError)
+
+
+def refused_response(exc: Exception, max_reading: int) -> JSONResponse:
+    """The answer to a request refused while its body was read and checked (REFUSED_REQUEST)."""
+    if isinstance(exc, TooManyReading):
+        return busy(f"{max_reading} request bodies arriving at once")
+    if isinstance(exc, BodyError):
+        return error_response(400, str(exc))
+    if isinstance(exc, SlowBody):
+        return error_response(408, str(exc))
+    status = 413 if isinstance(exc, LimitError) else 422
+    return error_response(status, str(exc), exc.fields)
+
+
 api = FastAPI(title="vidsynth", summary="MoCoGAN videos over HTTP")
 
 
@@ -83,16 +98,8 @@ class Ingress:
         try:
             generate = parse_body(await self._body(request), self.options.model)
             limits.check(generate)
-        except TooManyReading:
-            return busy(f"{limits.max_reading} request bodies arriving at once")
-        except BodyError as exc:
-            return error_response(400, str(exc))
-        except SlowBody as exc:
-            return error_response(408, str(exc))
-        except LimitError as exc:
-            return error_response(413, str(exc), exc.fields)
-        except InputError as exc:
-            return error_response(422, str(exc), exc.fields)
+        except REFUSED_REQUEST as exc:
+            return refused_response(exc, limits.max_reading)
         try:
             rendered = await asyncio.wait_for(self.model.generate.remote(generate), timeout=limits.timeout_s)
         except BackPressureError:
@@ -131,16 +138,8 @@ class Ingress:
             return error_response(
                 503, str(exc), headers={"Retry-After": str(self.options.live.retry_after_s)}
             )
-        except TooManyReading:
-            return busy(f"{self.options.limits.max_reading} request bodies arriving at once")
-        except BodyError as exc:
-            return error_response(400, str(exc))
-        except SlowBody as exc:
-            return error_response(408, str(exc))
-        except LimitError as exc:
-            return error_response(413, str(exc), exc.fields)
-        except InputError as exc:
-            return error_response(422, str(exc), exc.fields)
+        except REFUSED_REQUEST as exc:
+            return refused_response(exc, self.options.limits.max_reading)
         return StreamingResponse(stream.body(), media_type=STREAM_MEDIA_TYPE, headers=stream.headers)
 
     @api.get("/v1/streams")
