@@ -62,6 +62,8 @@ def check_writable_parent(target: Path) -> None:
             parent.mkdir(parents=True)
         except OSError as exc:
             raise InputError(f"cannot create directory {parent}: {exc.strerror}") from None
+    if not parent.is_dir():
+        raise InputError(f"cannot write into {parent}: it is not a directory")
     if not os.access(parent, os.W_OK):
         raise InputError(f"output location {parent} is not writable")
 

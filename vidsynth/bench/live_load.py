@@ -52,10 +52,10 @@ def offline_chunk_fps(weights: str | None, backend: str, seconds: float = 8.0) -
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.chunks import first_state, next_chunk
     from vidsynth.runtime.request import GenerateRequest
-    from vidsynth.serve.model import _limit_torch_threads
+    from vidsynth.serve.model import limit_torch_threads
 
     runner = open_backend(GenerateRequest(weights=weights, backend=backend, device="cpu", threads=1))
-    _limit_torch_threads(1)
+    limit_torch_threads(1)
     noise = sample_noise(runner.config, 1, 0)
     state = first_state(runner.config, noise)
     next_chunk(runner, noise, state, 64)  # warm-up

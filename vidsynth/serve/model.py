@@ -31,7 +31,7 @@ class VideoModel:
         from vidsynth.serve.card import model_card
 
         self.backend = open_backend(server, exporter=export_weights)
-        _limit_torch_threads(threads)
+        limit_torch_threads(threads)
         self.share_calls = shares_model_calls(self.backend)
         self.card = {
             **model_card(server, self.backend),
@@ -96,7 +96,7 @@ class VideoModel:
         ]
 
 
-def _limit_torch_threads(threads: int) -> None:
+def limit_torch_threads(threads: int) -> None:
     """One intra-op thread per CPU the replica was given. onnxruntime and openvino take it
     from GenerateRequest.threads; torch, when a backend loaded it, is process-wide."""
     torch = sys.modules.get("torch")
