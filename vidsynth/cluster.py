@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from types import ModuleType
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
+from vidsynth.signals import Terminated
 
 SERVE_HINT = "pip install 'ray[serve]>=2.60' 'fastapi>=0.110'"
 BATCH_HINT = "pip install 'ray[data]>=2.60'"
@@ -107,12 +108,21 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     # process group) reaches only this process, which takes them down in order.
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    previous_term = signal.getsignal(signal.SIGTERM) if main else None
     try:
         with _start_up_output():
             ray.init(**kwargs)
     except ConnectionError as exc:
         raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
+    except SystemExit as exc:
+        # ray.init installs a SIGTERM handler that exits with status 15; a SIGTERM during
+        # start-up is ours to handle like any other (cleanup, then 143).
+        if exc.code == signal.SIGTERM:
+            raise Terminated() from None
+        raise
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
     quiet_ray_logging()

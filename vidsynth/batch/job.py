@@ -97,7 +97,9 @@ class BatchJob:
             )
         if problems:
             raise InputError("; ".join(m for _, m in problems), fields=[f for f, _ in problems])
-        self.request(0).validate()
+        # Threads derived from --cpus-per-worker are the worker's, checked where it runs:
+        # the driver's CPUs do not bound them.
+        replace(self.request(0), threads=self.model.threads).validate()
         return self
 
     def parameters(self) -> dict[str, Any]:
