@@ -359,6 +359,43 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
     )
 
 
+# The server's limits as `vidsynth serve` options: option name -> (the limits' field, help).
+# Defaults and types are the fields' own (ServeLimits, LiveLimits).
+_SERVE_LIMITS = {
+    "max_videos": ("max_videos", "Most num_videos per request."),
+    "max_total_frames": ("max_total_frames", "Most frames x num_videos per request."),
+    "max_batch": ("max_batch", "Requests grouped into one model call."),
+    "max_queued": ("max_queued", "Requests waiting for a replica before 503."),
+    "timeout": ("timeout_s", "Seconds before a request gets 504."),
+}
+_LIVE_OPTIONS = {
+    "max_streams": ("max_streams", "Live streams at once before 503."),
+    "stream_max_frames": (
+        "max_frames",
+        "Most frames per live stream (an endless one ends there) [default: no cap].",
+    ),
+    "stream_lead": ("lead_s", "Seconds of video a live stream may run ahead of real time, beyond one chunk."),
+}
+_LIVE_LIMITS = {option: field for option, (field, _) in _LIVE_OPTIONS.items()}
+
+
+def _limit_options(command):
+    from vidsynth.serve.limits import ServeLimits
+    from vidsynth.serve.live import LiveLimits
+
+    for limits, options in ((LiveLimits, _LIVE_OPTIONS), (ServeLimits, _SERVE_LIMITS)):
+        hints = typing.get_type_hints(limits)
+        defaults = {spec.name: spec.default for spec in fields(limits)}
+        for option, (field, help_text) in reversed(options.items()):
+            kind = next(t for t in typing.get_args(hints[field]) or (hints[field],) if t is not type(None))
+            destination = field if limits is ServeLimits else option
+            command = click.option(
+                "--" + option.replace("_", "-"), destination, type=kind, default=defaults[field],
+                show_default=defaults[field] is not None, help=help_text,
+            )(command)  # fmt: skip
+    return command
+
+
 @cli.command("serve")
 @_request_options(*_MODEL_OPTIONS)
 @click.option(
@@ -382,47 +419,8 @@ def bench_command(quick, out, force, weights, backends, precisions, device, thre
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--max-videos", default=16, show_default=True, type=int, help="Most num_videos per request.")
-@click.option(
-    "--max-total-frames",
-    default=4096,
-    show_default=True,
-    type=int,
-    help="Most frames x num_videos per request.",
-)
-@click.option(
-    "--max-batch", default=8, show_default=True, type=int, help="Requests grouped into one model call."
-)
-@click.option(
-    "--max-queued", default=32, show_default=True, type=int, help="Requests waiting for a replica before 503."
-)
-@click.option(
-    "--timeout",
-    "timeout_s",
-    default=120.0,
-    show_default=True,
-    type=float,
-    help="Seconds before a request gets 504.",
-)
-@click.option(
-    "--max-streams", default=8, show_default=True, type=int, help="Live streams at once before 503."
-)
-@click.option(
-    "--stream-max-frames",
-    default=None,
-    type=int,
-    help="Most frames per live stream (an endless one ends there) [default: no cap].",
-)
-@click.option(
-    "--stream-lead",
-    default=2.0,
-    show_default=True,
-    type=float,
-    help="Seconds of video a live stream may run ahead of real time, beyond one chunk.",
-)
-def serve_command(
-    address, host, port, replicas, cpus_per_replica, max_streams, stream_max_frames, stream_lead, **values
-) -> None:
+@_limit_options
+def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> None:
     """Serve videos over HTTP (Ray Serve): POST /v1/videos, POST /v1/streams (live), a web page at /."""
     from vidsynth.serve.limits import ServeLimits
     from vidsynth.serve.live import LiveLimits
@@ -430,8 +428,8 @@ def serve_command(
     from vidsynth.serve.server import run_server
 
     model = _model_request(values)
+    live = LiveLimits(**{field: values.pop(option) for option, field in _LIVE_LIMITS.items()})
     limits = ServeLimits(max_ongoing=values["max_batch"], **values)
-    live = LiveLimits(max_streams=max_streams, max_frames=stream_max_frames, lead_s=stream_lead)
     options = ServeOptions(
         model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits, live=live
     )
