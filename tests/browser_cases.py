@@ -1,5 +1,6 @@
 """The web page in a real browser (Debian's chromium, headless, driven by playwright) against
-a real server with the default weights. Run by tests/test_serve_ray.py inside `unshare -n`.
+`vidsynth serve` started as a user starts it, with the default weights. Run by
+tests/test_serve_ray.py inside `unshare -n`.
 The screenshot goes to a temporary directory, or to $VIDSYNTH_PAGE_SCREENSHOT (docs/serve-page.png
 was made with VIDSYNTH_PAGE_SCREENSHOT=docs/serve-page.png)."""
 
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import pytest
-from serve_support import REPO, require_netns
+from serve_support import REPO, Serve, require_netns
 
 require_netns()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -19,28 +21,19 @@ playwright = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: pip install playwright"
 )
 
-from vidsynth.runtime.request import GenerateRequest  # noqa: E402
-from vidsynth.serve.options import ServeOptions  # noqa: E402
 
 PORT = 8341
 
 
 @pytest.fixture(scope="module")
 def url():
-    import ray
-    from ray import serve
-
-    from vidsynth.cluster import start_ray
-    from vidsynth.serve.server import deploy
-
-    start_ray(None)
+    """`vidsynth serve` as a user starts it: the default weights, replicas and Ray sizing."""
+    server = Serve("--backend", "onnxruntime", "--port", str(PORT))
     try:
-        yield deploy(
-            ServeOptions(model=GenerateRequest(backend="onnxruntime", device="cpu")), "127.0.0.1", PORT
-        )
+        yield server.wait_for("vidsynth serving ").split()[2]
+        assert server.stop(signal.SIGINT, group=True) == 0, server.output()
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        server.kill()
 
 
 def test_the_page_plays_a_generated_video(url, tmp_path):

@@ -8,8 +8,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -128,3 +131,104 @@ def require_netns() -> None:
     """Scenario files run only inside run_scenarios's namespace."""
     if os.environ.get(NETNS_ENV) != "1":
         pytest.skip("run through tests/test_serve_ray.py (private network namespace)")
+
+
+VIDSYNTH = shutil.which("vidsynth")
+
+
+def vidsynth(*args: str) -> list[str]:
+    assert VIDSYNTH, "the vidsynth entry point is not installed (pip install -e .)"
+    return [VIDSYNTH, *args]
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Serve:
+    """`vidsynth serve ...` in its own session (so a "Ctrl-C" reaches its whole process group,
+    as at a terminal), its merged stdout and stderr collected line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            vidsynth("serve", *args),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, prefix: str, timeout_s: float = 600) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if line.startswith(prefix)]
+            if found:
+                return found[0]
+            assert self.process.poll() is None, f"vidsynth serve exited early:\n{self.output()}"
+            time.sleep(0.2)
+        raise AssertionError(f"no {prefix!r} line within {timeout_s} s:\n{self.output()}")
+
+    def stop(self, signum: int, group: bool, timeout_s: float = 120) -> int:
+        """Sends `signum` (to the process group: a terminal's Ctrl-C) and waits for the exit;
+        then every process it started must be gone."""
+        started = descendants(self.process.pid)
+        if group:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+        try:
+            status = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running {timeout_s} s after signal {signum}:\n{self.output()}"
+            ) from None
+        self.reader.join(10)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [pid for pid in started if alive(pid)], "processes left running after the server stopped"
+        return status
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
