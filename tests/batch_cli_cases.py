@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ray_cli_cases import alive
-from serve_support import REPO, require_netns, small_weights
+from serve_support import REPO, alive, require_netns, small_weights
 
 require_netns()
 
