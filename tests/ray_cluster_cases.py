@@ -35,6 +35,9 @@ def cluster():
     from vidsynth.cluster import WORKER_ENV
 
     assert os.environ.get("RAY_AUTH_MODE") == "token"
+    # Serve's proxy sends every request to a replica on its own node while that one keeps up;
+    # routing over both nodes is what shows that each node's replica serves.
+    os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     try:
         nodes.add_node(num_cpus=2)

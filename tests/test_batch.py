@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from vidsynth.batch.job import BatchJob
+from vidsynth.batch.job import BatchJob, worker_error
 from vidsynth.batch.maker import NpyWriter
 from vidsynth.batch.store import INDEX_NAME, job_differences, read_index, remove_job, write_job
-from vidsynth.errors import InputError
+from vidsynth.errors import InputError, StorageError, VidsynthError
 
 JOB = BatchJob(out="x", count=3, seed=10, frames=8)
 WANTED = {**JOB.parameters(), "model": {"name": "demo", "sha256": None}}
@@ -85,3 +85,22 @@ def test_every_differing_parameter_is_named():
         "--seed 10 (this run: 11)",
         "--format mp4 (this run: npy)",
     ]
+
+
+def test_a_worker_error_known_only_from_its_traceback_keeps_its_type_and_message():
+    # What Ray Data hands back when the worker's exception object was not kept: text only.
+    wrapped = RuntimeError(
+        "ray::MapWorker(MapBatches(VideoMaker)).submit()\n"
+        '  File "maker.py", line 103, in _make\n'
+        "vidsynth.errors.StorageError: no space left on the device while encoding video_000.mp4\n\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "ray.exceptions.UserCodeException: UDF failed to process a data block."
+    )
+    found = worker_error(wrapped)
+    assert type(found) is StorageError
+    assert str(found) == "no space left on the device while encoding video_000.mp4"
+    other = worker_error(RuntimeError("UDF failed\nValueError: bad block"))
+    assert (
+        type(other) is VidsynthError
+        and str(other) == "a batch worker failed: RuntimeError: ValueError: bad block"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -200,11 +201,30 @@ def worker_error(exc: BaseException) -> VidsynthError | None:
         todo += [getattr(current, "cause", None), current.__cause__, current.__context__]
     if any(is_disk_full(s) for s in seen):
         return StorageError("no space left on the device while writing the videos")
+    raised = _error_in_traceback(seen)
+    if raised is not None:
+        return raised
     cause = seen[-1]
     lines = [line for line in str(cause).strip().splitlines() if line.strip()]
     return VidsynthError(
         f"a batch worker failed: {type(cause).__name__}: {lines[-1] if lines else ''}".rstrip()
     )
+
+
+_RAISED_LINE = re.compile(r"^vidsynth\.errors\.(\w+): (.+)$", re.MULTILINE)
+
+
+def _error_in_traceback(seen: list[BaseException]) -> VidsynthError | None:
+    """Our error, rebuilt from the traceback text where Ray Data passed a worker's failure on
+    without the exception object (a UserCodeException whose cause was not kept)."""
+    from vidsynth import errors
+
+    for exc in seen:
+        for name, message in _RAISED_LINE.findall(str(exc)):
+            cls = getattr(errors, name, None)
+            if isinstance(cls, type) and issubclass(cls, VidsynthError):
+                return cls(message)
+    return None
 
 
 def _prepare(job: BatchJob, out: Path, force: bool) -> tuple[dict[int, dict], bool]:
