@@ -225,18 +225,26 @@ def test_a_huge_count_streams_ids_generate_is_kept_out_and_sigterm_cleans_up(wei
     _all_gone("huge")
 
 
-def test_ctrl_c_leaves_no_staging_and_no_ray(weights, tmp_path):
-    out = tmp_path / "data"
+def _driver_with_a_video(out: Path, weights: str, tag: str) -> subprocess.Popen:
+    """A `batch` run of 400 videos, once its first video is indexed."""
     command = [sys.executable, "-m", "vidsynth", "batch", "--out", str(out), "--frames", FRAMES]
     command += ["--count", "400", "--weights", weights, "--backend", "onnxruntime"]
     driver = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=tagged("ctrl-c")
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=tagged(tag)
     )
+    deadline = time.monotonic() + HANG_S
+    while not (out / "index.jsonl").is_file() or not (out / "index.jsonl").read_text():
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            pytest.fail(f"no video indexed: {driver.stdout.read()[-3000:]}")
+        time.sleep(0.5)
+    return driver
+
+
+def test_ctrl_c_leaves_no_staging_and_no_ray(weights, tmp_path):
+    out = tmp_path / "data"
+    driver = _driver_with_a_video(out, weights, "ctrl-c")
     try:
-        deadline = time.monotonic() + HANG_S
-        while not (out / "index.jsonl").is_file() or not (out / "index.jsonl").read_text():
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()[-3000:]
-            time.sleep(0.5)
         driver.send_signal(signal.SIGINT)
         assert driver.wait(timeout=300) != 0
     finally:
@@ -244,6 +252,14 @@ def test_ctrl_c_leaves_no_staging_and_no_ray(weights, tmp_path):
             driver.kill()
     assert leftovers(out) == []
     _all_gone("ctrl-c")
+
+
+def test_a_killed_driver_leaves_no_ray(weights, tmp_path):
+    # SIGKILL leaves the command no time to clean up; what its Ray instance ran must go anyway.
+    driver = _driver_with_a_video(tmp_path / "data", weights, "kill")
+    driver.kill()
+    driver.wait()
+    _all_gone("kill", within_s=15)
 
 
 def test_sigterm_while_ray_starts(weights, tmp_path):
@@ -270,8 +286,8 @@ def test_sigterm_while_ray_starts(weights, tmp_path):
     _all_gone("start")
 
 
-def _all_gone(tag: str) -> None:
-    deadline = time.monotonic() + 30
+def _all_gone(tag: str, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
     while processes_of(tag) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_of(tag) == [], "processes the run started are still running"
@@ -280,6 +296,6 @@ def _all_gone(tag: str) -> None:
 @pytest.fixture(autouse=True)
 def _stop_what_a_failed_test_left():
     yield
-    for tag in ("0", "huge", "ctrl-c", "start"):
+    for tag in ("0", "huge", "ctrl-c", "kill", "start"):
         for pid in processes_of(tag):
             os.kill(pid, signal.SIGKILL)
