@@ -1,9 +1,14 @@
 import os
+import signal
 
 import pytest
 import torch
 
 RUN_SLOW_ENV = "VIDSYNTH_RUN_SLOW"
+
+# Tests send SIGINT as a terminal's Ctrl-C does. A suite started in the background of a
+# non-interactive shell inherits SIGINT ignored, and every command it starts would ignore it too.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
