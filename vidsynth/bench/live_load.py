@@ -14,7 +14,7 @@ connection on loopback. Run as root.) Measures, in this order:
 - a replica SIGKILLed mid-stream: the stream's bytes against `vidsynth generate --out -`,
   and how late its frames came;
 - the server's RSS (all its processes) after 300 and after 3,000 streamed frames.
-Writes results.json and live.md into --out.
+Writes results.json and the server's log (serve.log) into --out.
 """
 
 from __future__ import annotations
@@ -30,24 +30,28 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from vidsynth.bench.measure import with_cpu_use
+from vidsynth.runtime.hardware import probe_hardware
 
 STARTUP_S = 0.25  # a player starts this long after the first frame (two frames at 8 fps)
 FPS = 8.0
 
 
 def machine() -> dict:
-    info = open("/proc/cpuinfo").read()
-    model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-    flags = next(line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags"))
+    hardware = probe_hardware()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return {"cpu": model, "cpus": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+    return {
+        "cpu": hardware.cpu_model,
+        "cpus": os.cpu_count(),
+        "flags": [f for f in wanted if f in hardware.cpu_flags],
+    }
 
 
 def offline_chunk_fps(weights: str | None, backend: str, seconds: float = 8.0) -> dict:
     """Frames/s of 64-frame chunks of one stream on one thread (one replica's share)."""
-    import numpy as np
-
     from vidsynth.model.noise import sample_noise
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.chunks import first_state, next_chunk
@@ -64,7 +68,6 @@ def offline_chunk_fps(weights: str | None, backend: str, seconds: float = 8.0) -
         _, state = next_chunk(runner, noise, state, 64)
         made += 64
     rate = made / (time.perf_counter() - started)
-    assert np.isfinite(rate)
     return {"backend": runner.name, "detail": runner.detail, "frames_per_s_one_thread": round(rate, 1)}
 
 
@@ -197,33 +200,22 @@ def first_frames_in_chromium(server: Server, repeats: int) -> dict:
 
 
 def concurrent(server: Server, streams: int, seconds: float, chunk_frames: int = 64) -> dict:
-    spread = chunk_frames / FPS
-    results: list[dict] = [{} for _ in range(streams)]
+    """`streams` endless FPS streams read for `seconds`, started evenly over one chunk's duration."""
 
-    def one(i: int) -> None:
-        time.sleep(i * spread / streams)
-        results[i] = watch(server.port, {"seed": 1000 + i, "fps": FPS}, seconds)
+    def one(i: int) -> dict:
+        time.sleep(i * chunk_frames / FPS / streams)
+        return watch(server.port, {"seed": 1000 + i, "fps": FPS}, seconds)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
-    busy0 = _cpu()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    busy1 = _cpu()
+    with ThreadPoolExecutor(streams) as pool:
+        results, _, cpu_use = with_cpu_use(lambda: list(pool.map(one, range(streams))))
     late = [lateness(r["arrivals"], FPS) for r in results]
     return {
         "streams": streams,
         "real_time": sum(x == 0 for x in late),
         "worst_late_s": round(max(late), 3),
         "frames_each_min": min(len(r["arrivals"]) for r in results),
-        "cpu_use": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 3),
+        "cpu_use": round(cpu_use, 3),
     }
-
-
-def _cpu() -> tuple[float, float]:
-    fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
 def killed_replica(server: Server, frames: int = 480, fps: float = 24.0) -> dict:
@@ -253,50 +245,6 @@ def killed_replica(server: Server, frames: int = 480, fps: float = 24.0) -> dict
     }
 
 
-def killed_in_a_call(server: Server, attempts: int = 4, frames: int = 3000) -> list[dict]:
-    """A stream whose calls run back to back (fps 1000: the clock never holds it back), and
-    the replica that made its latest chunk SIGKILLed: where that replica holds the next call,
-    the call fails and is made again. Repeated until a retry is seen."""
-    runs = []
-    for attempt in range(attempts):
-        payload = {"seed": 300 + attempt, "frames": frames, "fps": 1000}
-        got: dict = {}
-        reader = threading.Thread(
-            target=lambda got=got, payload=payload: got.update(watch(server.port, payload, 600))
-        )
-        before = server.get("/v1/streams")
-        reader.start()
-        while server.get("/v1/streams")["frames_sent"] - before["frames_sent"] < 600:
-            time.sleep(0.05)
-        pid = int(server.get("/v1/streams")["last_replica"].rsplit("/", 1)[1])
-        os.kill(pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        reader.join()
-        after = server.get("/v1/streams")
-        command = [sys.executable, "-m", "vidsynth", "generate", "--out", "-", "--num-videos", "1"]
-        command += ["--seed", str(300 + attempt), "--frames", str(frames), "--fps", "1000"]
-        reference = subprocess.run(command, capture_output=True, check=True).stdout
-        arrivals = got["arrivals"]
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-        gaps_after = [g for g, t in zip(gaps, arrivals[1:]) if t > killed_at]
-        runs.append(
-            {
-                "frames": len(arrivals),
-                "bytes_equal_generate_stdout": got["bytes"] == reference,
-                "retries": after["retries"] - before["retries"],
-                "longest_gap_before_kill_s": round(
-                    max(g for g, t in zip(gaps, arrivals[1:]) if t <= killed_at), 3
-                ),
-                "longest_gap_after_kill_s": round(max(gaps_after), 3) if gaps_after else None,
-            }
-        )
-        print(json.dumps(runs[-1]), flush=True)
-        if runs[-1]["retries"]:
-            break
-        time.sleep(20)  # Serve replaces the killed replica
-    return runs
-
-
 def rss_over_a_stream(server: Server) -> dict:
     stop = threading.Event()
     reader = threading.Thread(target=lambda: watch(server.port, {"seed": 5, "fps": 120}, 600, stop))
@@ -324,9 +272,7 @@ def main() -> None:
         "--streams", type=int, nargs="*", help="concurrent streams to try [default: from offline]"
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--only", choices=["killed-in-a-call", "concurrent"], help="run only this part (after offline)"
-    )
+    parser.add_argument("--only", choices=["concurrent"], help="run only this part (after offline)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -338,9 +284,6 @@ def main() -> None:
     server = Server(args.port, args.replicas, args.cpus_per_replica, out / "serve.log")
     results["command"] = server.command
     try:
-        if args.only == "killed-in-a-call":
-            results["killed_in_a_call"] = killed_in_a_call(server)
-            return
         if args.only == "concurrent":
             results["concurrent"] = [concurrent(server, n, args.seconds) for n in args.streams]
             return

@@ -1,4 +1,4 @@
-"""Timing, memory and machine-state helpers for the benchmark."""
+"""Timing, memory and machine-state helpers for the benchmarks."""
 
 from __future__ import annotations
 
@@ -13,23 +13,25 @@ import numpy as np
 
 from vidsynth.runtime.plan import available_memory
 
+# lscpu fields a results file records, and the instruction sets that decide which kernels run.
+LSCPU_FIELDS = ("Model name", "CPU(s)", "Core(s) per socket", "Thread(s) per core", "Socket(s)")
+LSCPU_FIELDS += ("L2 cache", "L3 cache", "Hypervisor vendor")
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
+
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds, dtype=np.float64) * 1e3
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p90_ms": float(np.percentile(values, 90)),
-        "p99_ms": float(np.percentile(values, 99)),
-        "n": len(seconds),
-    }
+    p50, p90, p99 = (float(np.percentile(values, q)) for q in (50, 90, 99))
+    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "n": len(seconds)}
 
 
-def _status_kib(field: str) -> int | None:
+def _status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB; None where there is none."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
                 if line.startswith(field + ":"):
-                    return int(line.split()[1])
+                    return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
@@ -45,18 +47,24 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def rss_mib() -> float | None:
-    kib = _status_kib("VmRSS")
-    return None if kib is None else kib / 1024
-
-
-def peak_rss_mib() -> float | None:
-    kib = _status_kib("VmHWM")
-    return None if kib is None else kib / 1024
-
-
 def mem_available_mib() -> float:
     return available_memory() / 2**20
+
+
+def _jiffies() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
+
+
+def with_cpu_use(call: Callable[[], Any]) -> tuple[Any, float, float]:
+    """`call`'s result, its wall-clock seconds, and the busy share of all CPUs meanwhile."""
+    busy0, total0 = _jiffies()
+    started = time.perf_counter()
+    result = call()
+    wall = time.perf_counter() - started
+    busy1, total1 = _jiffies()
+    return result, wall, (busy1 - busy0) / (total1 - total0)
 
 
 def timed(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any]:
@@ -72,7 +80,7 @@ def timed_with_memory(
 ) -> tuple[float, dict]:
     """One call's seconds, this process's RSS before it and at its peak, and on CUDA the
     peak of torch's GPU allocations during the call."""
-    before = rss_mib()
+    before = _status_mib("VmRSS")
     reset_ok = reset_peak_rss()
     if cuda:
         import torch
@@ -80,7 +88,7 @@ def timed_with_memory(
         torch.cuda.reset_peak_memory_stats()
     seconds, result = timed(call, sync)
     del result
-    peak = peak_rss_mib() if reset_ok else None
+    peak = _status_mib("VmHWM") if reset_ok else None
     memory = {
         "rss_before_mib": before,
         "peak_rss_mib": peak,
@@ -124,22 +132,10 @@ def machine_description(threads: int) -> dict[str, Any]:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-        for key in (
-            "Model name",
-            "CPU(s)",
-            "Core(s) per socket",
-            "Thread(s) per core",
-            "Socket(s)",
-            "L2 cache",
-            "L3 cache",
-            "Hypervisor vendor",
-        ):
-            if key in fields:
-                description[key.lower().replace(" ", "_").replace("(s)", "s")] = fields[key].strip()
+        for key in (key for key in LSCPU_FIELDS if key in fields):
+            description[key.lower().replace(" ", "_").replace("(s)", "s")] = fields[key].strip()
         flags = fields.get("Flags", "").split()
-        description["isa"] = [
-            f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16") if f in flags
-        ]
+        description["isa"] = [flag for flag in ISA_FLAGS if flag in flags]
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
     if torch.cuda.is_available():

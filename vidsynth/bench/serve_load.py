@@ -10,7 +10,7 @@ is started as a user starts it, with the `vidsynth serve` command (Ray sized by 
 - 1 replica with every CPU (`--replicas 1 --cpus-per-replica CPUS`), 2 replicas with one CPU
   each (`--replicas 2`), and 2 replicas joining a simulated 2-node cluster (`--address`, half
   the CPUs per node): N requests (16-frame mp4, distinct seeds) at C concurrent, after a warm-up.
-Writes results.json and results.md (requests/s, p50/p99 latency, CPU use, load average).
+Writes serve.json and serve.md into --out (requests/s, p50/p99 latency, CPU use, load average).
 """
 
 from __future__ import annotations
@@ -25,20 +25,18 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from vidsynth.bench.measure import timed, with_cpu_use
+from vidsynth.runtime.hardware import probe_hardware, usable_cpus
+
 PORT = 8351
 SCENARIOS = ("offline", "1-replica", "2-replicas", "2-nodes")
 RUN_ORDER = SCENARIOS + ("offline",)  # offline again at the end: a drift in machine load shows
-
-
-def cpu_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
-    fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")  # pick kernels
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,24 +65,16 @@ def offline(args) -> dict:
     backend = open_backend(request, exporter=export_weights)
     noise = sample_noise(backend.config, 8, seed=0)
     backend.generate(noise, args.frames)
-    times = []
-    for _ in range(5):
-        started = time.perf_counter()
-        backend.generate(noise, args.frames)
-        times.append(time.perf_counter() - started)
+    times = [timed(lambda: backend.generate(noise, args.frames), lambda: None)[0] for _ in range(5)]
     render_requests(backend, [replace(request, num_videos=8)], share_calls=False)  # warm-up
-    busy0, total0 = cpu_busy()
-    started = time.perf_counter()
-    render_requests(backend, [request], share_calls=False)
-    wall = time.perf_counter() - started
-    busy1, total1 = cpu_busy()
+    _, wall, cpu_use = with_cpu_use(lambda: render_requests(backend, [request], share_calls=False))
     return {
         "scenario": "offline",
         "backend": backend.name,
         "detail": backend.detail,
         "model_videos_per_s_batch8": round(8 / statistics.median(times), 2),
         "generate_videos_per_s": round(args.requests / wall, 2),
-        "cpu_use": round((busy1 - busy0) / (total1 - total0), 2),
+        "cpu_use": round(cpu_use, 2),
     }
 
 
@@ -92,7 +82,6 @@ def load(args, url: str) -> dict:
     from vidsynth.serve.server import wait_ready
 
     wait_ready(url)
-    import urllib.request
 
     def one(seed: int) -> tuple[int, float, str]:
         body = json.dumps({"seed": seed, "frames": args.frames}).encode()
@@ -104,11 +93,7 @@ def load(args, url: str) -> dict:
 
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(one, range(10_000, 10_000 + args.concurrency)))  # warm-up
-        busy0, total0 = cpu_busy()
-        started = time.perf_counter()
-        answers = list(pool.map(one, range(args.requests)))
-        wall = time.perf_counter() - started
-        busy1, total1 = cpu_busy()
+        answers, wall, cpu_use = with_cpu_use(lambda: list(pool.map(one, range(args.requests))))
     latencies = [latency for _, latency, _ in answers]
     return {
         "requests": args.requests,
@@ -119,7 +104,7 @@ def load(args, url: str) -> dict:
         "p50_s": round(percentile(latencies, 50), 3),
         "p99_s": round(percentile(latencies, 99), 3),
         "mean_batch": round(statistics.mean(int(b) for _, _, b in answers), 2),
-        "cpu_use": round((busy1 - busy0) / (total1 - total0), 2),
+        "cpu_use": round(cpu_use, 2),
     }
 
 
@@ -129,7 +114,7 @@ def serve_command(args, scenario: str, address: str | None) -> list[str]:
     command = [entry] if entry else [sys.executable, "-m", "vidsynth"]
     command += ["serve", "--weights", args.weights, "--backend", args.backend, "--port", str(PORT)]
     if scenario == "1-replica":
-        command += ["--replicas", "1", "--cpus-per-replica", str(local_cpus())]
+        command += ["--replicas", "1", "--cpus-per-replica", str(usable_cpus())]
     else:
         command += ["--replicas", "2"]
     return command + (["--address", address] if address else [])
@@ -143,7 +128,7 @@ def served(args, scenario: str) -> dict:
     if scenario == "2-nodes":
         from ray.cluster_utils import Cluster
 
-        half = max(1, local_cpus() // 2)
+        half = max(1, usable_cpus() // 2)
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": half, "include_dashboard": False})
         cluster.add_node(num_cpus=half)
         cluster.wait_for_nodes()
@@ -163,7 +148,7 @@ def served(args, scenario: str) -> dict:
             "scenario": scenario,
             "command": " ".join(["vidsynth", *command[command.index("serve") :]]),
             "replicas": 1 if scenario == "1-replica" else 2,
-            "cpus_per_replica": local_cpus() if scenario == "1-replica" else 1,
+            "cpus_per_replica": usable_cpus() if scenario == "1-replica" else 1,
             **load(args, url),
         }
         server.send_signal(signal.SIGINT)
@@ -177,29 +162,16 @@ def served(args, scenario: str) -> dict:
             cluster.shutdown()
 
 
-def local_cpus() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-def cpu_description() -> dict:
-    """The CPU model and the flags that decide which kernels run (from /proc/cpuinfo)."""
-    model, flags = "unknown", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    return {"model": model, "flags": [flag for flag in wanted if flag in flags]}
-
-
 def write_report(results: list[dict], out: Path, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    hardware = probe_hardware()
     record = {
         "command": shlex.join(["python", "-m", "vidsynth.bench.serve_load", *sys.argv[1:]]),
-        "cpus": local_cpus(),
-        "cpu": cpu_description(),
+        "cpus": usable_cpus(),
+        "cpu": {
+            "model": hardware.cpu_model,
+            "flags": [flag for flag in CPU_FLAGS if flag in hardware.cpu_flags],
+        },
         "note": args.note,
         "load_average_before": args.load_before,
         "load_average_after": list(os.getloadavg()),
@@ -207,7 +179,6 @@ def write_report(results: list[dict], out: Path, args) -> None:
     }
     (out / "serve.json").write_text(json.dumps(record, indent=2) + "\n")
     offline_runs = [r for r in results if r["scenario"] == "offline"]
-    base = offline_runs[0] if offline_runs else None
     offline_rate = statistics.mean(r["generate_videos_per_s"] for r in offline_runs) if offline_runs else None
     lines = [
         "# vidsynth serve: load test",
@@ -227,9 +198,9 @@ def write_report(results: list[dict], out: Path, args) -> None:
             "so the figures (offline ones included) measure that contention as much as vidsynth.",
             "",
         ]
-    for run in offline_runs:
+    for index, run in enumerate(offline_runs):
         lines += [
-            f"Offline{' (again, after the served runs)' if run is not base else ''}: "
+            f"Offline{' (again, after the served runs)' if index else ''}: "
             f"{run['generate_videos_per_s']} videos/s through the generate pipeline (model + mp4, "
             "backend open), "
             f"{run['model_videos_per_s_batch8']} videos/s for the bare model at batch 8 ({run['detail']}).",
@@ -284,23 +255,9 @@ def main() -> None:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1"}
         if scenario == "2-nodes":
             env["RAY_AUTH_MODE"] = "token"
-        command = [
-            sys.executable,
-            "-m",
-            "vidsynth.bench.serve_load",
-            "--scenario",
-            scenario,
-            "--weights",
-            args.weights,
-            "--backend",
-            args.backend,
-            "--requests",
-            str(args.requests),
-            "--concurrency",
-            str(args.concurrency),
-            "--frames",
-            str(args.frames),
-        ]
+        command = [sys.executable, "-m", "vidsynth.bench.serve_load", "--scenario", scenario]
+        for option in ("weights", "backend", "requests", "concurrency", "frames"):
+            command += [f"--{option}", str(getattr(args, option))]
         run = subprocess.run(command, env=env, capture_output=True, text=True)
         line = next((out for out in run.stdout.splitlines() if out.startswith("RESULT ")), None)
         if line is None:
