@@ -9,10 +9,11 @@ from typing import Any
 
 from vidsynth.atomic import atomic_file
 
-SUMMARY_SHAPE = (8, 64)  # the shape the targets are stated at
+FOCUS_SHAPE = (8, 64)  # the shape the speed targets are stated at
 
 
 def _clean(value: Any) -> Any:
+    """`value` for JSON: inf and nan as strings, keys as strings."""
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
         return str(value)
     if isinstance(value, dict):
@@ -23,11 +24,11 @@ def _clean(value: Any) -> Any:
 
 
 TARGETS = {
-    "fp32_peak_fraction": 0.70,  # best fp32 path, at SUMMARY_SHAPE, of the measured fp32 matmul peak
-    "bf16_speedup": 4.0,  # best bf16 path vs the reference, at SUMMARY_SHAPE
+    "fp32_peak_fraction": 0.70,  # best fp32 path, at FOCUS_SHAPE, of the measured fp32 matmul peak
+    "bf16_speedup": 4.0,  # best bf16 path vs the reference, at FOCUS_SHAPE
     "bf16_psnr_db": 35.0,  # ... with at least this PSNR against fp32
     "motion_us_per_step": 5.0,  # best motion backend, batch 1
-    "artifact_speedup": 3.0,  # best exported artifact at fp32 vs the reference, at SUMMARY_SHAPE
+    "artifact_speedup": 3.0,  # best exported artifact at fp32 vs the reference, at FOCUS_SHAPE
     "auto_slowdown": 1.10,  # --backend auto at most this much slower than the best explicit backend
 }
 ARTIFACT_BACKENDS = ("torchscript", "onnxruntime", "openvino", "pt2")  # rows that run exported files
@@ -42,18 +43,15 @@ def targets(results: dict) -> dict:
     fp32 = [r for r in rows if r["precision"] == "fp32" and r["peak_fraction"] is not None]
     if fp32:
         # The limit timed between the contenders' repeats at this very shape, when there is one.
-        key = (
-            "peak_fraction_interleaved"
-            if all("peak_fraction_interleaved" in r for r in fp32)
-            else "peak_fraction"
-        )
+        interleaved = all("peak_fraction_interleaved" in r for r in fp32)
+        key = "peak_fraction_interleaved" if interleaved else "peak_fraction"
         best = max(fp32, key=lambda r: r[key])
         out["fp32_peak_fraction"] = {
             "label": best["label"],
             "value": best[key],
             "target": TARGETS["fp32_peak_fraction"],
             "against": "matmul peak timed interleaved at this shape"
-            if key != "peak_fraction"
+            if interleaved
             else "matmul peak at the start of the run",
             "value_vs_start_peak": best["peak_fraction"],
             "speedup_vs_reference": best["speedup_vs_reference"],
@@ -62,11 +60,9 @@ def targets(results: dict) -> dict:
     bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
     if bf16:
         best = max(bf16, key=lambda r: r["speedup_vs_reference"])
-        psnr = (
-            best["psnr_db"]
-            if isinstance(best["psnr_db"], (int, float))
-            else (math.inf if best["psnr_db"] == "inf" else -math.inf)
-        )
+        psnr = best["psnr_db"]
+        if not isinstance(psnr, (int, float)):  # "inf" as the rows carry it, or None: not measured
+            psnr = math.inf if psnr == "inf" else -math.inf
         out["bf16_speedup"] = {
             "label": best["label"],
             "value": best["speedup_vs_reference"],
@@ -209,151 +205,135 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def _summary_shape(results: dict) -> tuple[int, int]:
     shapes = {(r["batch"], r["frames"]) for r in results["rows"]}
-    if SUMMARY_SHAPE in shapes:
-        return SUMMARY_SHAPE
-    return max(shapes, key=lambda s: s[0] * s[1]) if shapes else SUMMARY_SHAPE
+    if FOCUS_SHAPE in shapes:
+        return FOCUS_SHAPE
+    return max(shapes, key=lambda s: s[0] * s[1]) if shapes else FOCUS_SHAPE
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown table after a blank line and its title; the first column left-aligned."""
-    lines = ["", title, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+def _table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    """A markdown table under its title and a blank line; the first `left` columns left-aligned."""
+    lines = [
+        title,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * left + "---:|" * (len(header) - left),
+    ]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _gflops(peaks: dict) -> str:
+    return ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in peaks.items())
 
 
 def markdown(results: dict, plot: str | None = None) -> str:
     machine = results["machine"]
-    limit = results["limit"]["matmul"]
-    lines = []
-    cpu = machine.get("model_name", "?")
-    lines.append(
-        f"Machine: {cpu}, {machine.get('cpu_count')} CPUs ({', '.join(machine.get('isa', []))}), "
-        f"torch {machine['torch']}, onnxruntime {machine.get('onnxruntime')}; "
+    limit = results["limit"]
+    peaks = _gflops(limit["matmul"])
+    focus = limit.get("interleaved_at_focus") or {}
+    if any(isinstance(v, dict) for v in focus.values()):
+        measured = {k: v for k, v in focus.items() if isinstance(v, dict)}
+        where = f"{focus['batch']}x{focus['frames']}"
+        peaks += f"; timed between the contenders' repeats at {where}: {_gflops(measured)}"
+    after = limit.get("fp32_after_run")
+    lines = [
+        f"Machine: {machine.get('model_name', '?')}, {machine.get('cpu_count')} CPUs "
+        f"({', '.join(machine.get('isa', []))}), torch {machine['torch']}, "
+        f"onnxruntime {machine.get('onnxruntime')}; "
         f"{machine['threads']['torch_intra_op']} threads for torch and onnxruntime (intra-op); "
         f"load average {machine.get('load_average_at_start')} at start, "
-        f"{machine.get('load_average_at_end')} at end" + "."
-    )
-    peaks = ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in limit.items())
-    focus = {
-        k: v for k, v in (results["limit"].get("interleaved_at_focus") or {}).items() if isinstance(v, dict)
-    }
-    if focus:
-        fb, ff = (
-            results["limit"]["interleaved_at_focus"]["batch"],
-            results["limit"]["interleaved_at_focus"]["frames"],
-        )
-        peaks += (
-            "; timed between the contenders' repeats at "
-            + f"{fb}x{ff}: "
-            + ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in focus.items())
-        )
-    after = results["limit"].get("fp32_after_run")
-    lines.append(
+        f"{machine.get('load_average_at_end')} at end.",
         f"Limit (measured square matmul, best median): {peaks}"
         + (f" (fp32 again after the run: {after['flops_per_s'] / 1e9:,.0f})" if after else "")
-        + f". Generator: {results['generator_gflop_per_frame']:.3f} GFLOP per frame (ConvTranspose2d only)."
-    )
-    lines.append("")
+        + f". Generator: {results['generator_gflop_per_frame']:.3f} GFLOP per frame (ConvTranspose2d only).",
+        "",
+    ]
     if results.get("rows"):
-        lines.append("Targets:")
-        lines.append("")
-        lines += targets_markdown(results)
-        lines.append("")
+        lines += ["Targets:", "", *targets_markdown(results), ""]
     batch, frames = _summary_shape(results)
     rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == (batch, frames)]
-    lines.append(f"At batch {batch} x {frames} frames (p50 of interleaved repeats):")
-    lines.append("")
-    interleaved = all("peak_fraction_interleaved" in r for r in rows) and rows
-    lines.append(
-        "| backend | precision | p50 ms | p90 ms | p99 ms | n | frames/s | GFLOP/s | % of matmul peak"
-        + (" (interleaved)" if interleaved else "")
-        + " | vs reference | first frame ms (streamed) | peak RSS MiB (+call) | PSNR dB vs fp32 |"
-    )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    interleaved = bool(rows) and all("peak_fraction_interleaved" in r for r in rows)
+    cells = []
     for r in sorted(rows, key=lambda r: r["p50_ms"], reverse=True):
         fraction = r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]
-        pct = None if fraction is None else 100 * fraction
-        speed = None if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
-        rss = (
-            None
-            if r["peak_rss_mib"] is None
-            else f"{r['peak_rss_mib']:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
+        speed = r["speedup_vs_reference"]
+        rss = r["peak_rss_mib"]
+        rss = None if rss is None else f"{rss:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
+        cells.append(
+            [r["backend"], r["precision"], *map(_fmt, (r["p50_ms"], r["p90_ms"], r["p99_ms"])), str(r["n"])]
+            + [
+                _fmt(r["frames_per_s"]),
+                _fmt(r["gflop_per_s"]),
+                _fmt(None if fraction is None else 100 * fraction),
+            ]
+            + [
+                _fmt(None if speed is None else f"{speed:.2f}x"),
+                _fmt(r["ttff_ms"]),
+                _fmt(rss),
+                _fmt(r["psnr_db"]),
+            ]
         )
-        lines.append(
-            f"| {r['backend']} | {r['precision']} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | "
-            f"{_fmt(r['p99_ms'])} | {r['n']} | "
-            f"{_fmt(r['frames_per_s'])} | {_fmt(r['gflop_per_s'])} | {_fmt(pct)} | {_fmt(speed)} | "
-            f"{_fmt(r['ttff_ms'])} | {_fmt(rss)} | {_fmt(r['psnr_db'])} |"
-        )
-    lines.append("")
-    shapes = sorted({(r["batch"], r["frames"]) for r in results["rows"]})
-    labels = sorted(
-        {r["label"] for r in results["rows"]},
-        key=lambda label: [r["label"] for r in results["rows"]].index(label),
+    header = ["backend", "precision", "p50 ms", "p90 ms", "p99 ms", "n", "frames/s", "GFLOP/s"]
+    header += ["% of matmul peak" + (" (interleaved)" if interleaved else ""), "vs reference"]
+    header += ["first frame ms (streamed)", "peak RSS MiB (+call)", "PSNR dB vs fp32"]
+    lines += _table(
+        f"At batch {batch} x {frames} frames (p50 of interleaved repeats):", header, cells, left=2
     )
-    lines.append("p50 latency in ms of one call (B x T), every shape:")
-    lines.append("")
-    lines.append("| backend | " + " | ".join(f"{b}x{t}" for b, t in shapes) + " |")
-    lines.append("|---|" + "---:|" * len(shapes))
+    shapes = sorted({(r["batch"], r["frames"]) for r in results["rows"]})
     by = {(r["label"], r["batch"], r["frames"]): r for r in results["rows"]}
-    for label in labels:
-        cells = []
-        for b, t in shapes:
-            r = by.get((label, b, t))
-            cells.append("skipped" if r is None else f"{r['p50_ms']:,.0f}" + ("" if r["n"] > 1 else "¹"))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("")
+    latencies = [
+        [label]
+        + [
+            "skipped" if r is None else f"{r['p50_ms']:,.0f}" + ("" if r["n"] > 1 else "¹")
+            for r in (by.get((label, b, t)) for b, t in shapes)
+        ]
+        for label in dict.fromkeys(r["label"] for r in results["rows"])
+    ]
+    lines += ["", "p50 latency in ms of one call (B x T), every shape:", ""]
+    lines.append("| backend | " + " | ".join(f"{b}x{t}" for b, t in shapes) + " |")
+    lines += ["|---|" + "---:|" * len(shapes), *("| " + " | ".join(row) + " |" for row in latencies), ""]
     lines.append("¹ one timed call (large shapes get fewer repeats to fit the run's time budget).")
     motion = results.get("motion") or {}
     if motion:
         errors = motion.get("max_abs_err_vs_eager", {})
-        lines += _table(
-            f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
-            f"{motion['repeats']}:",
-            ["motion backend", "µs per step", "max abs diff vs eager"],
-            [
-                [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
-                for name, us in motion["us_per_step"].items()
-            ],
-        )
+        lines += [
+            "",
+            *_table(
+                f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
+                f"{motion['repeats']}:",
+                ["motion backend", "µs per step", "max abs diff vs eager"],
+                [
+                    [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+                    for name, us in motion["us_per_step"].items()
+                ],
+            ),
+        ]
     levers = results.get("levers") or {}
     if levers:
-        lines += _table(
-            f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of "
-            f"{levers['repeats']}):",
-            ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
-            [
+        lines += [
+            "",
+            *_table(
+                f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of "
+                f"{levers['repeats']}):",
+                ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
                 [
-                    r["lever"],
-                    f"{r['p50_ms']:,.0f}",
-                    f"{r['gflop_per_s']:,.0f}",
-                    f"{100 * r['peak_fraction']:.0f}",
-                    f"{r['max_abs_err_vs_eager']:.1e}",
-                ]
-                for r in levers["rows"]
-            ],
-        )
+                    [r["lever"], f"{r['p50_ms']:,.0f}", f"{r['gflop_per_s']:,.0f}"]
+                    + [f"{100 * r['peak_fraction']:.0f}", f"{r['max_abs_err_vs_eager']:.1e}"]
+                    for r in levers["rows"]
+                ],
+            ),
+        ]
     if results.get("skipped"):
-        lines.append("")
-        lines.append("Not measured:")
+        lines += ["", "Not measured:"]
         for s in results["skipped"]:
             where = f" at {s['batch']}x{s['frames']}" if "batch" in s else ""
             lines.append(f"- {s['label']}{where}: {s['reason']}")
-    lines.append("")
-    lines.append(
-        "Contenders"
-        + (
-            f" (first call: {results['protocol']['first_call']})"
-            if "first_call" in results.get("protocol", {})
-            else ""
-        )
-        + ":"
-    )
+    first_call = results.get("protocol", {}).get("first_call")
+    lines += ["", "Contenders" + (f" (first call: {first_call})" if first_call else "") + ":"]
     for c in results["contenders"]:
         first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
         lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
     if plot:
-        lines.append("")
-        lines.append(f"![latency vs frames]({plot})")
+        lines += ["", f"![latency vs frames]({plot})"]
     return "\n".join(lines) + "\n"
 
 
@@ -364,7 +344,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     batches = sorted({r["batch"] for r in results["rows"]})
-    labels = list(dict.fromkeys(r["label"] for r in results["rows"]))
+    labels = dict.fromkeys(r["label"] for r in results["rows"])
     fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4.2), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         for label in labels:
