@@ -23,11 +23,10 @@ class ReferenceMotion(nn.Module):
         self.is_lstm = config.cell == "lstm"
         self.feedback = config.motion_mode == "feedback"
         self.hidden_size = config.hidden_size
-        cell = nn.LSTMCell if self.is_lstm else nn.GRUCell
         if self.is_lstm:
-            self.lstm = cell(config.d_motion, config.hidden_size)
+            self.lstm = nn.LSTMCell(config.d_motion, config.hidden_size)
         else:
-            self.gru = cell(config.d_motion, config.hidden_size)
+            self.gru = nn.GRUCell(config.d_motion, config.hidden_size)
         self.linear = nn.Linear(config.hidden_size, config.d_motion)
         self.bn = nn.BatchNorm1d(config.d_motion, affine=False, eps=config.bn_eps)
 
@@ -66,24 +65,19 @@ class ReferenceGenerator(nn.Module):
         reference.main.load_state_dict(model.image.main.state_dict(), strict=True)
         return reference.eval()
 
-    def _frames(self, z_content: Tensor, codes: Tensor, category: Tensor | None) -> Tensor:
+    def forward(
+        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
+    ) -> Tensor:
         c = self.config
-        batch, n_frames = z_content.size(0), codes.size(0)
+        batch = z_content.size(0)
+        self.motion.initHidden(batch)
+        codes = self.motion(z_motion, n_frames)
         content = z_content
         if c.n_categories > 0:
-            labels = (
-                category
-                if category is not None
-                else torch.zeros(batch, dtype=torch.long, device=z_content.device)
-            )
-            content = torch.cat([content, nn.functional.one_hot(labels, c.n_categories).float()], 1)
+            if category is None:
+                category = torch.zeros(batch, dtype=torch.long, device=z_content.device)
+            content = torch.cat([content, nn.functional.one_hot(category, c.n_categories).float()], 1)
         z_c = content.unsqueeze(1).repeat(1, n_frames, 1)
         z = torch.cat((codes.transpose(1, 0), z_c), 2)
         video = self.main(z.view(batch * n_frames, c.nz, 1, 1))
         return video.view(batch, n_frames, c.nc, c.image_size, c.image_size)
-
-    def forward(
-        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
-    ) -> Tensor:
-        self.motion.initHidden(z_content.size(0))
-        return self._frames(z_content, self.motion(z_motion, n_frames), category)
