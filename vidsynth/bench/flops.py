@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import functools
+import operator
+from collections.abc import Callable
+from typing import Any
 
+from vidsynth.bench.measure import timed
 from vidsynth.model.config import ModelConfig, image_layers
 
 
@@ -16,32 +20,56 @@ def generator_flops_per_frame(config: ModelConfig) -> int:
     )
 
 
-def matmul_peak(dtype_name: str, sizes: tuple[int, ...], repeats: int, device: str = "cpu") -> dict:
-    """Median FLOP/s of square matmuls at each size; the peak is the best median."""
+def _operands(dtype_name: str, n: int, device: str) -> tuple[Any, Any]:
     import torch
 
     from vidsynth.export.precision import TORCH_DTYPES
 
     dtype = TORCH_DTYPES[dtype_name]
+    return torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+
+
+def _sync(device: str) -> Callable[[], None]:
+    import torch
+
+    return torch.cuda.synchronize if device == "cuda" else lambda: None
+
+
+def matmul_peak(dtype_name: str, sizes: tuple[int, ...], repeats: int, device: str = "cpu") -> dict:
+    """Median FLOP/s of square matmuls at each size; the peak is the best median."""
     per_size = {}
     for n in sizes:
-        a = torch.randn(n, n, device=device).to(dtype)
-        b = torch.randn(n, n, device=device).to(dtype)
+        a, b = _operands(dtype_name, n, device)
         for _ in range(2):
             a @ b
-        times = []
-        for _ in range(repeats):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            a @ b
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        times.sort()
+        times = sorted(
+            timed(functools.partial(operator.matmul, a, b), _sync(device))[0] for _ in range(repeats)
+        )
         per_size[n] = 2 * n**3 / times[len(times) // 2]
     return {
         "flops_per_s": max(per_size.values()),
         "per_size": {str(n): f for n, f in per_size.items()},
         "repeats": repeats,
     }
+
+
+def interleaved_peaks(
+    precisions: tuple[str, ...], device: str, n: int
+) -> dict[str, tuple[Callable[[], Any], float]]:
+    """Square matmuls (several per timing for the fast precisions) to time between the
+    contenders' repeats: name -> (call, FLOPs per call)."""
+    sync = _sync(device)
+    calls = {}
+    for name in ("fp32",) + tuple(p for p in precisions if p != "fp32"):
+        a, b = _operands(name, n, device)
+        count = 4 if name == "bf16" or (name == "fp16" and device == "cuda") else 1  # ~0.1-0.3 s per timing
+
+        def run(a: Any = a, b: Any = b, count: int = count) -> Any:
+            for _ in range(count):
+                out = a @ b
+            sync()
+            return out
+
+        run()
+        calls[name] = (run, 2.0 * n**3 * count)
+    return calls

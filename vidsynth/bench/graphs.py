@@ -12,15 +12,17 @@ that did not stay live in EXPERIMENTS.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+from vidsynth.bench.measure import timed
 
 VARIANTS = ("literal (--no-optimize)", "default", "default + latent-matmul", "default + sub-pixel-upsampling")
 
@@ -63,16 +65,6 @@ def variant_model(model: Any, variant: str) -> tuple[Any, tuple[str, ...]]:
     return rewritten, applied
 
 
-def export_variant(model: Any, directory: Path, variant: str) -> Path:
-    from vidsynth.artifacts.contract import DEFAULT_OPSET
-    from vidsynth.export.onnx_export import export_graph
-
-    path = directory / "generator.onnx"
-    rewritten, applied = variant_model(model, variant)
-    export_graph(rewritten, path, DEFAULT_OPSET, rewrites=applied)
-    return path
-
-
 def runners(path: Path, threads: int) -> dict:
     from vidsynth.optional import onnxruntime_session
     from vidsynth.runtime.openvino_backend import compile_graph
@@ -94,7 +86,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from vidsynth.artifacts.contract import generator_contract, graph_inputs
+    from vidsynth.artifacts.contract import DEFAULT_OPSET, generator_contract, graph_inputs
+    from vidsynth.export.onnx_export import export_graph
     from vidsynth.model.noise import sample_noise
     from vidsynth.weights import load_model
 
@@ -109,9 +102,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         contenders, errors, reference = {}, {}, None
         for index, label in enumerate(tqdm(VARIANTS, desc="export and warm up", unit="graph")):
-            directory = Path(tmp) / str(index)
-            directory.mkdir()
-            path = export_variant(model, directory, label)
+            path = Path(tmp) / str(index) / "generator.onnx"
+            path.parent.mkdir()
+            rewritten, applied = variant_model(model, label)
+            export_graph(rewritten, path, DEFAULT_OPSET, rewrites=applied)
             for runtime, run in runners(path, args.threads).items():
                 video = run(feed)  # warm-up
                 reference = video if reference is None else reference
@@ -122,9 +116,7 @@ def main() -> None:
         with tqdm(total=args.repeats * len(contenders), desc="timed calls", unit="call") as bar:
             for _ in range(args.repeats):
                 for key, run in contenders.items():
-                    start = time.perf_counter()
-                    run(feed)
-                    times[key].append(time.perf_counter() - start)
+                    times[key].append(timed(functools.partial(run, feed), lambda: None)[0])
                     bar.update()
     for (label, runtime), measured in times.items():
         print(

@@ -9,26 +9,20 @@ medians are reported. Large shapes get fewer repeats (a time budget per shape an
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidsynth.bench.contenders import (
-    BENCH_BACKENDS,
-    BENCH_PRECISIONS,
-    Contender,
-    build_contenders,
-    motion_contenders,
-)
-from vidsynth.bench.flops import generator_flops_per_frame, matmul_peak
+from vidsynth.bench.contenders import BENCH_BACKENDS, BENCH_PRECISIONS, Contender, build_contenders
+from vidsynth.bench.flops import generator_flops_per_frame, interleaved_peaks, matmul_peak
+from vidsynth.bench.levers import measure_levers
 from vidsynth.bench.measure import (
     load_average,
     machine_description,
@@ -37,6 +31,8 @@ from vidsynth.bench.measure import (
     timed,
     timed_with_memory,
 )
+from vidsynth.bench.motion import measure_motion
+from vidsynth.bench.report import FOCUS_SHAPE, write_results
 from vidsynth.errors import InputError, choice_error
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.noise import sample_noise
@@ -45,9 +41,9 @@ from vidsynth.runtime.hardware import threads_problem
 logger = logging.getLogger(__name__)
 
 SEED = 0
-FOCUS_SHAPE = (8, 64)  # the shape the speed targets are stated at: always a few repeats
-FOCUS_REPEATS = 7
+FOCUS_REPEATS = 7  # timed calls at least, at FOCUS_SHAPE (the shape the speed targets are stated at)
 DEVICES = ("cpu", "cuda")
+INTERLEAVED_N = {"cpu": 3072, "cuda": 8192}  # the side of the matmuls timed between the repeats
 
 
 @dataclass(frozen=True)
@@ -110,18 +106,11 @@ def run_benchmark(
     if threads_problem(threads):
         raise InputError(threads_problem(threads))
     plan = QUICK if quick else FULL
-    if batches or frames:
-        plan = Schedule(
-            **{
-                **asdict(plan),
-                "batches": tuple(batches or plan.batches),
-                "frames": tuple(frames or plan.frames),
-            }
-        )
+    plan = replace(plan, batches=tuple(batches or plan.batches), frames=tuple(frames or plan.frames))
     if min(plan.batches) < 1 or min(plan.frames) < 1:
         raise InputError("batch sizes and frame counts must be >= 1")
     if device == "cuda":  # a GPU reaches its matmul peak only at larger sizes
-        plan = Schedule(**{**asdict(plan), "peak_sizes": (4096, 8192), "peak_repeats": 10})
+        plan = replace(plan, peak_sizes=(4096, 8192), peak_repeats=10)
     out = Path(out)
     if (out / "results.json").exists() and not force:
         raise InputError(
@@ -161,12 +150,14 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
                 f"{value['flops_per_s'] / 1e9:.0f} GFLOP/s"
             )
         ttff = measure_ttff(contenders, config, plan)
-        motion = measure_motion(model, plan, threads) if device == "cpu" else {}
-        levers = measure_levers(model, plan, limit) if device == "cpu" else {}
+        motion, levers = {}, {}
+        if device == "cpu":
+            motion = measure_motion(model, plan.motion_frames, plan.motion_repeats, SEED, threads)
+            levers = measure_levers(model, plan.lever_frames, plan.lever_repeats, SEED, limit)
         limit_after = measure_limit(plan, precisions, device, only_fp32=True)
         machine["load_average_at_end"] = load_average()
     flops = generator_flops_per_frame(config)
-    finish_rows(rows, contenders, flops, limit, ttff, accuracy, focus_limit)
+    finish_rows(rows, flops, limit, ttff, accuracy, focus_limit)
     results = {
         "what": "vidsynth bench: latency of one whole-video call per backend x precision x batch x frames",
         "protocol": {
@@ -195,9 +186,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
                 "ConvTranspose2d multiply-adds x 2 per frame, counted from the config; "
                 "achieved = flops x B x T / p50"
             ),
-            "psnr": "against eager fp32 at batch/frames "
-            + str(plan.accuracy_shape)
-            + ", over the [-1, 1] range",
+            "psnr": f"against eager fp32 at batch/frames {plan.accuracy_shape}, over the [-1, 1] range",
             "first_call": (
                 f"seconds of each contender's very first call, at batch/frames {plan.accuracy_shape}, "
                 "lazy setup included (torch.compile compiles there)"
@@ -214,7 +203,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
             "interleaved_at_focus": {
                 "batch": FOCUS_SHAPE[0],
                 "frames": FOCUS_SHAPE[1],
-                "n": 3072 if device == "cpu" else 8192,
+                "n": INTERLEAVED_N[device],
                 **focus_limit,
             },
         },
@@ -239,8 +228,6 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
         "seconds": round(time.time() - started, 1),
         "command": command_line(),
     }
-    from vidsynth.bench.report import write_results
-
     write_results(results, out)
     logger.info(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
     return results
@@ -255,12 +242,7 @@ def command_line() -> str | None:
     return " ".join(["vidsynth"] + sys.argv[1:])
 
 
-def measure_limit(
-    plan: Schedule,
-    precisions: Sequence[str],
-    device: str,
-    only_fp32: bool = False,
-) -> dict:
+def measure_limit(plan: Schedule, precisions: Sequence[str], device: str, only_fp32: bool = False) -> dict:
     limit = {}
     for name in ("fp32",) + (() if only_fp32 else tuple(p for p in ("bf16", "fp16") if p in precisions)):
         limit[name] = matmul_peak(name, plan.peak_sizes, plan.peak_repeats, device)
@@ -276,53 +258,18 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule) -
         inputs = c.prepare(noise)
         seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames), c.sync)
         c.extra["first_call_s"] = round(seconds, 3)
-    fp32 = {
-        c.backend: c.label for c in contenders if c.precision == "fp32"
-    }  # labels name the device off the CPU
+    # The base by label: labels name the device off the CPU.
+    fp32 = {c.backend: c.label for c in contenders if c.precision == "fp32"}
     base = fp32.get("eager", fp32.get("reference"))
     if base is None:
         return {}
-    accuracy = {}
-    for label, video in outputs.items():
-        accuracy[label] = {
+    return {
+        label: {
             "max_abs_err_vs_" + base.replace(" ", "_"): float(np.abs(video - outputs[base]).max()),
             "psnr_db": psnr_db(outputs[base], video),
         }
-    return accuracy
-
-
-def precisions_of(active: list) -> tuple[str, ...]:
-    return tuple(sorted({c.precision for c, _ in active}))
-
-
-def c_device(active: list) -> str:
-    return active[0][0].device if active else "cpu"
-
-
-def interleaved_peaks(precisions: tuple[str, ...], device: str) -> dict[str, tuple[Callable[[], Any], float]]:
-    """Square matmuls (n=3072; several per timing for the fast precisions) to time between the
-    contenders' repeats: name -> (call, FLOPs per call)."""
-    import torch
-
-    from vidsynth.export.precision import TORCH_DTYPES
-
-    n = 3072 if device == "cpu" else 8192
-    calls = {}
-    for name in ("fp32",) + tuple(p for p in precisions if p != "fp32"):
-        a = torch.randn(n, n, device=device).to(TORCH_DTYPES[name])
-        b = torch.randn(n, n, device=device).to(TORCH_DTYPES[name])
-        count = 4 if name == "bf16" or (name == "fp16" and device == "cuda") else 1  # ~0.1-0.3 s per timing
-
-        def run(a=a, b=b, count=count) -> Any:
-            for _ in range(count):
-                out = a @ b
-            if device == "cuda":
-                torch.cuda.synchronize()
-            return out
-
-        run()
-        calls[name] = (run, 2.0 * n**3 * count)
-    return calls
+        for label, video in outputs.items()
+    }
 
 
 def measure_grid(
@@ -336,6 +283,7 @@ def measure_grid(
     for index, (batch, n_frames) in enumerate(shapes):
         noise = sample_noise(config, batch, seed=SEED)
         total = batch * n_frames
+        focus = (batch, n_frames) == FOCUS_SHAPE
         active, repeats, samples, memory = [], {}, {}, {}
         for c in contenders:
             # Whole-video calls at one precision need about the same memory per frame, and an
@@ -351,17 +299,11 @@ def measure_grid(
             need = max([mib_per_frame.get(c.label, 0.0)] + peers) * total
             free = mem_available_mib()
             if need > 0.7 * free:
-                skips.append(
-                    {
-                        "label": c.label,
-                        "batch": batch,
-                        "frames": n_frames,
-                        "reason": (
-                            f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous "
-                            f"shapes x frames), {free:.0f} MiB available"
-                        ),
-                    }
+                reason = (
+                    f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous shapes x frames), "
+                    f"{free:.0f} MiB available"
                 )
+                skips.append({"label": c.label, "batch": batch, "frames": n_frames, "reason": reason})
                 logger.info(
                     f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} "
                     "available"
@@ -372,20 +314,19 @@ def measure_grid(
             if index == 0 or estimate < plan.warmup_below_s:
                 c.video(inputs, n_frames)  # warm-up
                 if c.label not in seconds_per_frame:
-                    seconds, _ = timed(lambda: c.video(inputs, n_frames), c.sync)
-                    estimate = seconds
+                    estimate, _ = timed(lambda: c.video(inputs, n_frames), c.sync)
             active.append((c, inputs))
             repeats[c.label] = max(1, min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6))))
-            if (batch, n_frames) == FOCUS_SHAPE:
+            if focus:
                 repeats[c.label] = max(repeats[c.label], FOCUS_REPEATS)
             samples[c.label], memory[c.label] = [], []
         # At the focus shape the limit is measured again, interleaved with the contenders, so
         # that rows and limit see the same machine state (shared cores vary from minute to minute).
-        peaks = (
-            interleaved_peaks(precisions_of(active), c_device(active))
-            if (batch, n_frames) == FOCUS_SHAPE
-            else {}
-        )
+        peaks = {}
+        if focus:
+            precisions = tuple(sorted({c.precision for c, _ in active}))
+            device = active[0][0].device if active else "cpu"
+            peaks = interleaved_peaks(precisions, device, INTERLEAVED_N[device])
         peak_samples: dict[str, list[float]] = {name: [] for name in peaks}
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
@@ -397,21 +338,19 @@ def measure_grid(
                     memory[c.label].append(mem)
             for name, (run, flop) in peaks.items():
                 peak_samples[name].append(flop / timed(run, lambda: None)[0])
-        if peaks:
-            focus_limit.update(
-                {
-                    name: {"flops_per_s": float(np.median(v)), "repeats": len(v)}
-                    for name, v in peak_samples.items()
-                }
-            )
+        focus_limit.update(
+            {
+                name: {"flops_per_s": float(np.median(v)), "repeats": len(v)}
+                for name, v in peak_samples.items()
+            }
+        )
         for c, _ in active:
             stats = percentiles(samples[c.label])
             seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
-            peaks = [m for m in memory[c.label] if m["peak_rss_mib"] is not None]
-            peak = (
-                max(peaks, key=lambda m: m["peak_rss_delta_mib"])
-                if peaks
-                else {"peak_rss_mib": None, "peak_rss_delta_mib": None}
+            peak = max(
+                (m for m in memory[c.label] if m["peak_rss_mib"] is not None),
+                key=lambda m: m["peak_rss_delta_mib"],
+                default={"peak_rss_mib": None, "peak_rss_delta_mib": None},
             )
             if peak["peak_rss_delta_mib"] is not None:
                 mib_per_frame[c.label] = max(peak["peak_rss_delta_mib"], 0.0) / total
@@ -457,85 +396,11 @@ def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule) -> di
     return ttff
 
 
-def measure_motion(model: Any, plan: Schedule, threads: int) -> dict[str, Any]:
-    """Microseconds per recurrent step at batch 1, motion module only."""
-    import torch
-
-    functions = motion_contenders(model, threads)
-    z_motion = torch.from_numpy(sample_noise(model.config, 1, seed=SEED).z_motion)
-    n = plan.motion_frames
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    with torch.inference_mode():
-        expected, _ = copy.deepcopy(model.motion).eval().rollout(model.initial_state(z_motion), n)
-    errors = {}
-    for name, fn in functions.items():
-        codes = fn(z_motion, n)
-        errors[name] = float(np.abs(np.asarray(codes) - expected.numpy()).max())
-    for _ in range(plan.motion_repeats):
-        for name, fn in functions.items():
-            samples[name].append(timed(lambda: fn(z_motion, n), lambda: None)[0])
-    per_step = {name: float(np.median(s) / n * 1e6) for name, s in samples.items()}
-    for name, us in per_step.items():
-        logger.info(f"  motion {name}: {us:.2f} us/step")
-    return {
-        "batch": 1,
-        "frames": n,
-        "repeats": plan.motion_repeats,
-        "us_per_step": per_step,
-        "max_abs_err_vs_eager": errors,
-    }
-
-
-def measure_levers(model: Any, plan: Schedule, limit: dict) -> dict[str, Any]:
-    """The image generator alone at batch x frames = plan.lever_frames, one lever at a time."""
-    import torch
-
-    from vidsynth.bench.levers import image_levers
-    from vidsynth.model.generator import frame_latents
-
-    levers = image_levers(model)
-    config = model.config
-    n = plan.lever_frames
-    noise = sample_noise(config, n, seed=SEED)
-    category = None if noise.category is None else torch.from_numpy(noise.category)
-    codes = torch.from_numpy(noise.z_motion).unsqueeze(0)  # one frame per latent: (1, n, d_motion)
-    z = frame_latents(codes, torch.from_numpy(noise.z_content), config.n_categories, category)
-    samples: dict[str, list[float]] = {name: [] for name in levers}
-    errors = {}
-    with torch.inference_mode():
-        expected = next(iter(levers.values()))(z)
-        for name, fn in levers.items():
-            errors[name] = float((fn(z).float() - expected).abs().max())
-        for _ in range(plan.lever_repeats):
-            for name, fn in levers.items():
-                samples[name].append(timed(lambda: fn(z), lambda: None)[0])
-    flops = generator_flops_per_frame(config) * n
-    rows = []
-    for name, times in samples.items():
-        seconds = float(np.median(times))
-        peak = limit["bf16" if name.startswith("bf16") and "bf16" in limit else "fp32"]["flops_per_s"]
-        rows.append(
-            {
-                "lever": name,
-                "p50_ms": seconds * 1e3,
-                "gflop_per_s": flops / seconds / 1e9,
-                "peak_fraction": flops / seconds / peak,
-                "max_abs_err_vs_eager": errors[name],
-            }
-        )
-        logger.info(f"  lever {name}: {seconds * 1e3:.0f} ms ({100 * flops / seconds / peak:.0f}% of peak)")
-    return {"frames": n, "repeats": plan.lever_repeats, "rows": rows}
-
-
 def finish_rows(
-    rows: list[dict],
-    contenders: list[Contender],
-    flops: int,
-    limit: dict,
-    ttff: dict,
-    accuracy: dict,
-    focus_limit: dict,
+    rows: list[dict], flops: int, limit: dict, ttff: dict, accuracy: dict, focus_limit: dict
 ) -> None:
+    """Adds what follows from each row's p50: throughput, share of the matmul peak, speed-up over
+    the reference at the same shape, and the contender's first-frame time and PSNR."""
     reference = {(r["batch"], r["frames"]): r["p50_ms"] for r in rows if r["backend"] == "reference"}
     for row in rows:
         total = row["batch"] * row["frames"]

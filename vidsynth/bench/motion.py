@@ -1,0 +1,127 @@
+"""The motion recurrence alone, at batch 1 on the CPU in fp32: the reference's torch.nn cell
+loop, vidsynth's eager and scripted loops, the optimized module, and the ONNX graph written
+the way `vidsynth export` writes it in generator.onnx (vidsynth.export.rewrites' motion module:
+ONNX's LSTM/GRU operator for same-input models, the one-matmul-per-step Loop for feedback
+ones) run by onnxruntime."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vidsynth.artifacts.contract import initial_state
+from vidsynth.bench.measure import timed
+from vidsynth.model.noise import sample_noise
+
+logger = logging.getLogger(__name__)
+
+
+def motion_graph(model: Any) -> bytes:
+    """Serialized ONNX: inputs state (B, state_size) f32, n_frames int64 scalar -> codes (T, B, d_motion)."""
+    import torch
+    from torch import Tensor, nn
+
+    from vidsynth.export.rewrites import rewrite_for_export
+
+    class Rollout(nn.Module):
+        def __init__(self, motion: nn.Module) -> None:
+            super().__init__()
+            self.motion = motion
+
+        def forward(self, state: Tensor, n_frames: Tensor) -> Tensor:
+            return self.motion.rollout(state, int(n_frames))[0]
+
+    rewritten, _ = rewrite_for_export(model)
+    example = rewritten.initial_state(torch.zeros(2, model.config.d_motion))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and batch-size notes
+        torch.onnx.export(
+            torch.jit.script(Rollout(rewritten.motion)),
+            (example, torch.tensor(3)),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=["state", "n_frames"],
+            output_names=["codes"],
+            dynamic_axes={"state": {0: "batch"}, "codes": {0: "n_frames", 1: "batch"}},
+        )
+    return buffer.getvalue()
+
+
+def ort_motion(model: Any, threads: int) -> Callable[[Any, int], np.ndarray]:
+    """(z_motion tensor, n_frames) -> codes, through onnxruntime."""
+    from vidsynth.optional import onnxruntime_session
+
+    session = onnxruntime_session(motion_graph(model), threads=threads)
+
+    def run(z_motion: Any, n_frames: int) -> np.ndarray:
+        state = initial_state(z_motion.numpy(), model.config.state_size)
+        return session.run(["codes"], {"state": state, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
+
+    return run
+
+
+def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
+    """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
+    import torch
+
+    from vidsynth.bench.reference import ReferenceGenerator
+    from vidsynth.model.inference import optimize_for_inference
+
+    reference = ReferenceGenerator.from_model(model).motion
+    optimized = optimize_for_inference(model)
+
+    def run_reference(z_motion: Any, n_frames: int) -> Any:
+        reference.initHidden(z_motion.size(0))
+        return reference(z_motion, n_frames)
+
+    def rollout(module: Any) -> Callable[[Any, int], Any]:
+        return lambda z_motion, n_frames: module.rollout(optimized.initial_state(z_motion), n_frames)[0]
+
+    config = model.config
+    exported = f"ONNX {config.cell.upper()} op" if config.motion_mode == "same-input" else "one-matmul Loop"
+    contenders = {
+        f"reference (nn.{'LSTM' if config.cell == 'lstm' else 'GRU'}Cell loop)": run_reference,
+        "eager (vidsynth layers loop)": rollout(copy.deepcopy(model.motion).eval()),
+        "torchscript (scripted loop)": rollout(torch.jit.script(copy.deepcopy(model.motion).eval())),
+        f"optimized ({optimized.motion_kind})": rollout(optimized.motion),
+    }
+    contenders = {name: torch.inference_mode()(fn) for name, fn in contenders.items()}
+    contenders[f"onnxruntime ({exported} as exported, motion-only graph)"] = ort_motion(model, threads)
+    return contenders
+
+
+def measure_motion(model: Any, frames: int, repeats: int, seed: int, threads: int) -> dict[str, Any]:
+    """Microseconds per recurrent step at batch 1, each contender's largest difference from eager."""
+    import torch
+
+    functions = motion_contenders(model, threads)
+    z_motion = torch.from_numpy(sample_noise(model.config, 1, seed=seed).z_motion)
+    with torch.inference_mode():
+        expected, _ = copy.deepcopy(model.motion).eval().rollout(model.initial_state(z_motion), frames)
+    errors = {
+        name: float(np.abs(np.asarray(fn(z_motion, frames)) - expected.numpy()).max())
+        for name, fn in functions.items()
+    }
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            samples[name].append(timed(functools.partial(fn, z_motion, frames), lambda: None)[0])
+    per_step = {name: float(np.median(s) / frames * 1e6) for name, s in samples.items()}
+    for name, us in per_step.items():
+        logger.info(f"  motion {name}: {us:.2f} us/step")
+    return {
+        "batch": 1,
+        "frames": frames,
+        "repeats": repeats,
+        "us_per_step": per_step,
+        "max_abs_err_vs_eager": errors,
+    }
