@@ -26,19 +26,9 @@ logger = logging.getLogger(__name__)
 # onnxruntime / openvino run the exported graphs with their inference rewrites (the default
 # export); the -literal rows run the same weights exported with --no-optimize.
 BENCH_BACKENDS = (
-    "reference",
-    "eager",
-    "torchscript",
-    "onnxruntime",
-    "onnxruntime-literal",
-    "openvino",
-    "openvino-literal",
-    "torch.compile",
-    "optimized",
-    "pt2",
-    "auto",
-    "auto-artifacts",
-)
+    "reference", "eager", "torchscript", "onnxruntime", "onnxruntime-literal", "openvino", "openvino-literal",
+    "torch.compile", "optimized", "pt2", "auto", "auto-artifacts",
+)  # fmt: skip
 BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 

@@ -14,8 +14,10 @@ import numpy as np
 from vidsynth.runtime.plan import available_memory
 
 # lscpu fields a results file records, and the instruction sets that decide which kernels run.
-LSCPU_FIELDS = ("Model name", "CPU(s)", "Core(s) per socket", "Thread(s) per core", "Socket(s)")
-LSCPU_FIELDS += ("L2 cache", "L3 cache", "Hypervisor vendor")
+LSCPU_FIELDS = (
+    "Model name", "CPU(s)", "Core(s) per socket", "Thread(s) per core", "Socket(s)", "L2 cache", "L3 cache",
+    "Hypervisor vendor",
+)  # fmt: skip
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 
 
