@@ -49,10 +49,6 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def mem_available_mib() -> float:
-    return available_memory() / 2**20
-
-
 def _jiffies() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
     fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -123,7 +119,7 @@ def machine_description(threads: int) -> dict[str, Any]:
             "ort_inter_op": 1,
         },
         "load_average_at_start": load_average(),
-        "mem_available_mib_at_start": mem_available_mib(),
+        "mem_available_mib_at_start": available_memory() / 2**20,
     }
     try:
         import onnxruntime

@@ -56,37 +56,30 @@ def motion_graph(model: Any) -> bytes:
     return buffer.getvalue()
 
 
-def ort_motion(model: Any, threads: int) -> Callable[[Any, int], np.ndarray]:
-    """(z_motion tensor, n_frames) -> codes, through onnxruntime."""
-    from vidsynth.optional import onnxruntime_session
-
-    session = onnxruntime_session(motion_graph(model), threads=threads)
-
-    def run(z_motion: Any, n_frames: int) -> np.ndarray:
-        state = initial_state(z_motion.numpy(), model.config.state_size)
-        return session.run(["codes"], {"state": state, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
-
-    return run
-
-
-def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, int], Any]]:
+def motion_contenders(model: Any, threads: int) -> dict[str, Callable[[Any, int], Any]]:
     """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
     import torch
 
     from vidsynth.bench.reference import ReferenceGenerator
     from vidsynth.model.inference import optimize_for_inference
+    from vidsynth.optional import onnxruntime_session
 
+    config = model.config
     reference = ReferenceGenerator.from_model(model).motion
     optimized = optimize_for_inference(model)
+    session = onnxruntime_session(motion_graph(model), threads=threads)
 
     def run_reference(z_motion: Any, n_frames: int) -> Any:
         reference.initHidden(z_motion.size(0))
         return reference(z_motion, n_frames)
 
+    def run_onnx(z_motion: Any, n_frames: int) -> np.ndarray:
+        state = initial_state(z_motion.numpy(), config.state_size)
+        return session.run(["codes"], {"state": state, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
+
     def rollout(module: Any) -> Callable[[Any, int], Any]:
         return lambda z_motion, n_frames: module.rollout(optimized.initial_state(z_motion), n_frames)[0]
 
-    config = model.config
     exported = f"ONNX {config.cell.upper()} op" if config.motion_mode == "same-input" else "one-matmul Loop"
     contenders = {
         f"reference (nn.{'LSTM' if config.cell == 'lstm' else 'GRU'}Cell loop)": run_reference,
@@ -95,7 +88,7 @@ def motion_contenders(model: Any, threads: int = 2) -> dict[str, Callable[[Any, 
         f"optimized ({optimized.motion_kind})": rollout(optimized.motion),
     }
     contenders = {name: torch.inference_mode()(fn) for name, fn in contenders.items()}
-    contenders[f"onnxruntime ({exported} as exported, motion-only graph)"] = ort_motion(model, threads)
+    contenders[f"onnxruntime ({exported} as exported, motion-only graph)"] = run_onnx
     return contenders
 
 

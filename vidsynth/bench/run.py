@@ -26,7 +26,6 @@ from vidsynth.bench.levers import measure_levers
 from vidsynth.bench.measure import (
     load_average,
     machine_description,
-    mem_available_mib,
     percentiles,
     timed,
     timed_with_memory,
@@ -37,6 +36,7 @@ from vidsynth.errors import InputError, choice_error
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.noise import sample_noise
 from vidsynth.runtime.hardware import threads_problem
+from vidsynth.runtime.plan import available_memory
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def measure_grid(
                 and (c.backend == "onnxruntime" or label.split(" ")[1:] == c.label.split(" ")[1:])
             ]
             need = max([mib_per_frame.get(c.label, 0.0)] + peers) * total
-            free = mem_available_mib()
+            free = available_memory() / 2**20
             if need > 0.7 * free:
                 reason = (
                     f"one call needs ~{need:.0f} MiB (peak RSS per frame at the previous shapes x frames), "
