@@ -206,14 +206,16 @@ def _summary_shape(results: dict) -> tuple[int, int]:
 
 
 def _table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
-    """A markdown table under its title and a blank line; the first `left` columns left-aligned."""
-    lines = [
+    """A markdown table after a blank line and its title; the first `left` columns left-aligned."""
+    rule = "|" + "---|" * left + "---:|" * (len(header) - left)
+    return [
+        "",
         title,
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "---|" * left + "---:|" * (len(header) - left),
+        rule,
+        *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _gflops(peaks: dict) -> str:
@@ -240,10 +242,9 @@ def markdown(results: dict, plot: str | None = None) -> str:
         f"Limit (measured square matmul, best median): {peaks}"
         + (f" (fp32 again after the run: {after['flops_per_s'] / 1e9:,.0f})" if after else "")
         + f". Generator: {results['generator_gflop_per_frame']:.3f} GFLOP per frame (ConvTranspose2d only).",
-        "",
     ]
     if results.get("rows"):
-        lines += ["Targets:", "", *targets_markdown(results), ""]
+        lines += ["", "Targets:", "", *targets_markdown(results)]
     batch, frames = _summary_shape(results)
     rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == (batch, frames)]
     interleaved = bool(rows) and all("peak_fraction_interleaved" in r for r in rows)
@@ -252,21 +253,17 @@ def markdown(results: dict, plot: str | None = None) -> str:
         fraction = r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]
         speed = r["speedup_vs_reference"]
         rss = r["peak_rss_mib"]
-        rss = None if rss is None else f"{rss:,.0f} (+{r['peak_rss_delta_mib']:,.0f})"
-        cells.append(
-            [r["backend"], r["precision"], *map(_fmt, (r["p50_ms"], r["p90_ms"], r["p99_ms"])), str(r["n"])]
-            + [
-                _fmt(r["frames_per_s"]),
-                _fmt(r["gflop_per_s"]),
-                _fmt(None if fraction is None else 100 * fraction),
-            ]
-            + [
-                _fmt(None if speed is None else f"{speed:.2f}x"),
-                _fmt(r["ttff_ms"]),
-                _fmt(rss),
-                _fmt(r["psnr_db"]),
-            ]
+        numbers = (
+            r["frames_per_s"],
+            r["gflop_per_s"],
+            None if fraction is None else 100 * fraction,
+            None if speed is None else f"{speed:.2f}x",
+            r["ttff_ms"],
+            None if rss is None else f"{rss:,.0f} (+{r['peak_rss_delta_mib']:,.0f})",
+            r["psnr_db"],
         )
+        latency = map(_fmt, (r["p50_ms"], r["p90_ms"], r["p99_ms"]))
+        cells.append([r["backend"], r["precision"], *latency, str(r["n"]), *map(_fmt, numbers)])
     header = ["backend", "precision", "p50 ms", "p90 ms", "p99 ms", "n", "frames/s", "GFLOP/s"]
     header += ["% of matmul peak" + (" (interleaved)" if interleaved else ""), "vs reference"]
     header += ["first frame ms (streamed)", "peak RSS MiB (+call)", "PSNR dB vs fp32"]
@@ -290,33 +287,27 @@ def markdown(results: dict, plot: str | None = None) -> str:
     motion = results.get("motion") or {}
     if motion:
         errors = motion.get("max_abs_err_vs_eager", {})
-        lines += [
-            "",
-            *_table(
-                f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
-                f"{motion['repeats']}:",
-                ["motion backend", "µs per step", "max abs diff vs eager"],
-                [
-                    [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
-                    for name, us in motion["us_per_step"].items()
-                ],
-            ),
-        ]
+        lines += _table(
+            f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
+            f"{motion['repeats']}:",
+            ["motion backend", "µs per step", "max abs diff vs eager"],
+            [
+                [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+                for name, us in motion["us_per_step"].items()
+            ],
+        )
     levers = results.get("levers") or {}
     if levers:
-        lines += [
-            "",
-            *_table(
-                f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of "
-                f"{levers['repeats']}):",
-                ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
-                [
-                    [r["lever"], f"{r['p50_ms']:,.0f}", f"{r['gflop_per_s']:,.0f}"]
-                    + [f"{100 * r['peak_fraction']:.0f}", f"{r['max_abs_err_vs_eager']:.1e}"]
-                    for r in levers["rows"]
-                ],
-            ),
-        ]
+        lines += _table(
+            f"Image generator alone, {levers['frames']} frames per call, one lever at a time (median of "
+            f"{levers['repeats']}):",
+            ["lever", "ms", "GFLOP/s", "% of matmul peak", "max abs diff vs eager"],
+            [
+                [r["lever"], f"{r['p50_ms']:,.0f}", f"{r['gflop_per_s']:,.0f}"]
+                + [f"{100 * r['peak_fraction']:.0f}", f"{r['max_abs_err_vs_eager']:.1e}"]
+                for r in levers["rows"]
+            ],
+        )
     if results.get("skipped"):
         lines += ["", "Not measured:"]
         for s in results["skipped"]:
