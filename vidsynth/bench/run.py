@@ -258,7 +258,7 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule) -
         inputs = c.prepare(noise)
         seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames), c.sync)
         c.extra["first_call_s"] = round(seconds, 3)
-    # The base by label: labels name the device off the CPU.
+    # backend -> label (off the CPU a label also names the device)
     fp32 = {c.backend: c.label for c in contenders if c.precision == "fp32"}
     base = fp32.get("eager", fp32.get("reference"))
     if base is None:
