@@ -1,11 +1,7 @@
-"""The generator's export contract: names, dtypes and shapes of every input and output, the
-dynamic axes, the opsets, the precisions and the tolerances, all derived from the ModelConfig.
-
-This is the artifact ABI, defined here only: file names, input/output names and order, dynamic
-axes, and the first streaming state. Like optimum's OnnxConfig, the exporters, the validator,
-the runtime backends, the benchmark and the tests read it instead of spelling it out. Torch-free:
-the ONNX Runtime and OpenVINO backends read it without torch.
-"""
+"""The artifact ABI, defined here only and derived from the ModelConfig: file names, input and
+output names, dtypes and shapes, dynamic axes, the first streaming state, opsets, precisions and
+tolerances. Like optimum's OnnxConfig, every exporter, backend, benchmark and test reads it.
+Torch-free: the ONNX Runtime and OpenVINO backends read it without torch."""
 
 from __future__ import annotations
 
@@ -95,9 +91,6 @@ class TensorSpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
-    def dynamic_axes(self) -> dict[int, str]:
-        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
-
 
 @dataclass(frozen=True)
 class ExportContract:
@@ -115,13 +108,15 @@ class ExportContract:
         return [spec.name for spec in self.outputs]
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        axes = {spec.name: spec.dynamic_axes() for spec in self.inputs + self.outputs}
+        axes = {
+            s.name: {i: d for i, d in enumerate(s.shape) if isinstance(d, str)}
+            for s in self.inputs + self.outputs
+        }
         return {name: dims for name, dims in axes.items() if dims}
 
 
 def _video_spec(config: ModelConfig) -> TensorSpec:
-    size = config.image_size
-    return TensorSpec("video", "float32", (BATCH, FRAMES, config.nc, size, size))
+    return TensorSpec("video", "float32", (BATCH, FRAMES, config.nc, config.image_size, config.image_size))
 
 
 def _inputs(config: ModelConfig, recurrent: TensorSpec) -> tuple[TensorSpec, ...]:
@@ -167,15 +162,15 @@ def streaming_record(config: ModelConfig, with_onnx: bool = True) -> dict:
         "initial_state": INITIAL_STATE_RULE,
         "torchscript_methods": ["initial_state(z_motion)", "generate_chunk(z_content, state, n_frames)"],
     }
-    if with_onnx:
-        contract = chunk_contract(config)
-        record = {
-            "file": ONNX_CHUNK_FILE,
-            **record,
-            "inputs": [spec.to_dict() for spec in contract.inputs],
-            "outputs": [spec.to_dict() for spec in contract.outputs],
-        }
-    return record
+    if not with_onnx:
+        return record
+    contract = chunk_contract(config)
+    return {
+        "file": ONNX_CHUNK_FILE,
+        **record,
+        "inputs": [spec.to_dict() for spec in contract.inputs],
+        "outputs": [spec.to_dict() for spec in contract.outputs],
+    }
 
 
 def check_options(

@@ -71,7 +71,11 @@ def read_manifest(directory: str | os.PathLike, verify_hashes: bool = True) -> d
                 )
             check_size(directory / name, record)
         for name, record in manifest["files"].items():
-            verify_file(directory / name, record)
+            if sha256_file(directory / name) != record["sha256"]:
+                raise RuntimeBackendError(
+                    f"{directory / name} does not match its sha256 in {MANIFEST_FILE}: "
+                    "file changed or corrupted"
+                )
     return manifest
 
 
@@ -175,8 +179,7 @@ def check_readable(manifest: dict[str, Any], path: Path) -> None:
 
 
 def check_size(path: Path, record: dict[str, Any]) -> None:
-    """`path` (a plain name inside the export directory) must be a regular file, not a link,
-    of the recorded size."""
+    """`path` must be a regular file, not a link, of the recorded size."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -188,15 +191,6 @@ def check_size(path: Path, record: dict[str, Any]) -> None:
     if info.st_size != record["bytes"]:
         raise RuntimeBackendError(
             f"{path} does not have the size {MANIFEST_FILE} records: file changed or truncated"
-        )
-
-
-def verify_file(path: Path, record: dict[str, Any]) -> None:
-    """`path` must be a regular file with the recorded size (check_size) and sha256."""
-    check_size(path, record)
-    if sha256_file(path) != record["sha256"]:
-        raise RuntimeBackendError(
-            f"{path} does not match its sha256 in {MANIFEST_FILE}: file changed or corrupted"
         )
 
 
