@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vidsynth.errors import StorageError
-from vidsynth.model.noise import sample_noise
+from vidsynth.model.noise import Noise, sample_noise
 from vidsynth.runtime.backend import Backend, Exporter, open_backend
 from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import STDOUT, GenerateRequest
 from vidsynth.runtime.stream import check_channels, stream_videos
-from vidsynth.runtime.writers import Mp4StreamWriter, open_writer
+from vidsynth.runtime.writers import Mp4StreamWriter, VideoWriter, open_writer
 
 
 @dataclass(frozen=True)
@@ -57,30 +57,29 @@ def generate_videos(
     plan = plan_on(backend, request.num_videos, request.frames, request.format, request.chunk_frames)
     noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
     if request.out == STDOUT:
-        _stream_out(backend, noise, request, plan, sys.stdout.buffer if sink is None else sink)
+        out = sys.stdout.buffer if sink is None else sink
+        writer = Mp4StreamWriter(out, request.frames, request.fps, config.image_size)
+        try:
+            _write(backend, noise, request, plan, writer)
+        except BrokenPipeError:
+            raise StorageError("the reader of the video on stdout closed it before the end") from None
         return GenerateResult([], backend.name, backend.device, backend.detail, plan)
     with staged_output(request.out_path) as (staging, names):
         writer = open_writer(
             request.format, staging, request.num_videos, request.frames, request.fps, config.image_size
         )
-        try:
-            stream_videos(backend, noise, request.frames, plan, writer, progress=request.progress)
-            names.extend(writer.finish())
-        except BaseException:
-            writer.abort()
-            raise
+        names.extend(_write(backend, noise, request, plan, writer))
     paths = [request.out_path / name for name in names]
     return GenerateResult(paths, backend.name, backend.device, backend.detail, plan)
 
 
-def _stream_out(backend, noise, request: GenerateRequest, plan: Plan, sink: BinaryIO) -> None:
-    writer = Mp4StreamWriter(sink, request.frames, request.fps, backend.config.image_size)
+def _write(
+    backend: Backend, noise: Noise, request: GenerateRequest, plan: Plan, writer: VideoWriter
+) -> list[str]:
+    """Makes the videos into `writer`; the names of the files it made. A failure aborts it."""
     try:
         stream_videos(backend, noise, request.frames, plan, writer, progress=request.progress)
-        writer.finish()
-    except BrokenPipeError:
-        writer.abort()
-        raise StorageError("the reader of the video on stdout closed it before the end") from None
+        return writer.finish()
     except BaseException:
         writer.abort()
         raise
