@@ -42,17 +42,6 @@ def frame_compute_bytes(config: ModelConfig) -> int:
     return _FLOAT * (3 * max(outputs[:-1]) + 3 * outputs[-1])
 
 
-def noise_bytes(config: ModelConfig, n_videos: int) -> int:
-    """The noise codes of the whole run, drawn before the first call (plus their labels)."""
-    labels = 8 if config.n_categories > 0 else 0
-    return n_videos * (_FLOAT * (config.d_content + config.d_motion) + labels)
-
-
-def frame_pixel_bytes(config: ModelConfig) -> int:
-    """One written frame as uint8 RGB."""
-    return 3 * config.image_size**2
-
-
 @dataclass(frozen=True)
 class Plan:
     group_size: int  # videos made together (one batch)
@@ -63,11 +52,11 @@ class Plan:
 
 
 def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    raise AssertionError("unreachable")
+    return f"{n:.1f} TiB"
 
 
 def plan_generation(
@@ -84,7 +73,7 @@ def plan_generation(
     chunk = min(chunk_frames, n_frames)
     streaming = n_frames > chunk
     per_frame = frame_compute_bytes(config)
-    pixels = frame_pixel_bytes(config)
+    pixels = 3 * config.image_size**2  # one written frame as uint8 RGB
 
     group = max(1, min(n_videos, MAX_BATCH_FRAMES // chunk))
     if streaming and fmt == "mp4":
@@ -95,7 +84,8 @@ def plan_generation(
     held = {"png": n_videos * n_frames * pixels, "gif": group * n_frames * pixels}.get(fmt, 0)
     if fmt == "gif":
         held *= 2  # the frames, and the palette images the gif encoder makes from them
-    codes = noise_bytes(config, n_videos)
+    # The noise codes of the whole run, drawn before the first call, and their labels.
+    codes = n_videos * (_FLOAT * (config.d_content + config.d_motion) + (8 if config.n_categories else 0))
     estimate = (compute + held if device_available is None else max(compute, held)) + codes
 
     too_big = []
