@@ -2,7 +2,9 @@
 
 Writers take frames as they are made, batch by batch and chunk by chunk, so an mp4 of any
 length streams to its encoder. They write into the staging directory that output.py commits
-all or nothing. Torch-free (imageio, imageio-ffmpeg).
+all or nothing. gif and png are encoded in memory and then written: a full disk is then a plain
+OSError, where imageio writing the file itself leaves a half-closed plugin that fails again when
+collected. Torch-free (imageio, imageio-ffmpeg).
 """
 
 from __future__ import annotations
@@ -16,11 +18,6 @@ import numpy as np
 from vidsynth.errors import InputError, choice_error
 
 SHEET_NAME = "sheet.png"
-
-
-def gif_frame_ms(fps: float) -> int:
-    """The delay per gif frame: 1000/fps rounded to the nearest 10 ms, at least 10 ms."""
-    return 10 * max(1, round(100.0 / fps))
 
 
 def video_name(index: int, fmt: str) -> str:
@@ -82,9 +79,7 @@ class Mp4Writer(VideoWriter):
                 self._open.pop(index).close()
 
     def finish(self) -> list[str]:
-        while self._open:
-            _, encoder = self._open.popitem()
-            encoder.close()
+        self.end_videos(0, self.n_videos)
         return list(self._names)
 
     def abort(self) -> None:
@@ -135,13 +130,12 @@ class GifWriter(VideoWriter):
     def end_videos(self, first_video: int, stop_video: int) -> None:
         import imageio.v3 as iio
 
+        delay_ms = 10 * max(1, round(100.0 / self.fps))  # 1000/fps to the nearest 10 ms, at least 10
         for index in range(first_video, stop_video):
             frames = np.concatenate(self._frames.pop(index))
             name = video_name(index, "gif")
-            encoded = iio.imwrite(
-                "<bytes>", frames, extension=".gif", duration=gif_frame_ms(self.fps), loop=0
-            )
-            _write_bytes(self.directory / name, encoded)
+            encoded = iio.imwrite("<bytes>", frames, extension=".gif", duration=delay_ms, loop=0)
+            (self.directory / name).write_bytes(encoded)
             self._names.append(name)
 
     def finish(self) -> list[str]:
@@ -166,15 +160,8 @@ class SheetWriter(VideoWriter):
     def finish(self) -> list[str]:
         import imageio.v3 as iio
 
-        _write_bytes(self.directory / SHEET_NAME, iio.imwrite("<bytes>", self._sheet, extension=".png"))
+        (self.directory / SHEET_NAME).write_bytes(iio.imwrite("<bytes>", self._sheet, extension=".png"))
         return [SHEET_NAME]
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Encoded in memory, written here: a full disk is then a plain OSError, where imageio
-    writing the file itself leaves a half-closed plugin that fails again when collected."""
-    with open(path, "wb") as handle:
-        handle.write(data)
 
 
 WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
