@@ -88,8 +88,7 @@ class FfmpegEncoder:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
-        if not self._stderr.closed:
-            self._stderr.close()
+        self._stderr.close()
 
     def _fail(self) -> None:
         self._stderr.seek(0)

@@ -83,9 +83,7 @@ def check_output_dir(directory: Path) -> None:
         if not os.access(directory, os.W_OK | os.X_OK):
             raise InputError(f"output directory {directory} is not writable")
         return
-    ancestor = directory.resolve().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
+    ancestor = _missing_dirs(directory)[-1].parent
     if not ancestor.is_dir():
         raise InputError(f"cannot create output directory {directory}: {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
@@ -109,7 +107,6 @@ def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
     that keeps other runs out of `directory`; on failure staging is removed, and so is
     `directory` if this call created it."""
     from vidsynth.atomic import is_disk_full
-    from vidsynth.errors import StorageError
 
     directory = Path(directory)
     check_output_dir(directory)
