@@ -23,10 +23,8 @@ OUTPUT_FORMATS = ("mp4", "gif", "png")
 # which players show at an arbitrary speed.
 MIN_FPS = 0.01  # one frame per 100 s
 MAX_FPS = 1000.0
-MAX_GIF_FPS = 100.0
-STDOUT = (
-    "-"  # --out -: one mp4 video to stdout, as a fragmented MP4  # a 10 ms delay, the shortest GIF stores
-)
+MAX_GIF_FPS = 100.0  # a 10 ms delay, the shortest GIF stores
+STDOUT = "-"  # --out -: one mp4 video to stdout, as a fragmented MP4
 
 
 def fps_problem(fps: object, fmt: str) -> str | None:
@@ -114,11 +112,10 @@ class GenerateRequest:
                 problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
-        elif threads_problem(self.threads):
-            problems["threads"] = threads_problem(self.threads)
-        fps_problem_text = fps_problem(self.fps, self.format)
-        if fps_problem_text:
-            problems["fps"] = fps_problem_text
+        elif problem := threads_problem(self.threads):
+            problems["threads"] = problem
+        if problem := fps_problem(self.fps, self.format):
+            problems["fps"] = problem
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
         if self.category is not None and (
