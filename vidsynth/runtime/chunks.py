@@ -75,7 +75,7 @@ def next_chunks(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """next_chunk for several (noise, state, n_frames) calls, in order. With `together`, calls
     of the same length share one model call (only where the backend's batched results equal
-    its single ones: serve.render.shares_model_calls)."""
+    its single ones: runtime.sharing.shares_model_calls)."""
     groups: dict[object, list[int]] = {}
     for index, (_, _, n_frames) in enumerate(calls):
         groups.setdefault(n_frames if together else index, []).append(index)

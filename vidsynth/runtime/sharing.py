@@ -1,6 +1,4 @@
-"""Whether a backend may stack several videos into one model call and still give each video
-the values it gets alone: the condition for batching work (serve's shared calls, batch's
-videos per call) without changing a byte of what `vidsynth generate` writes. Torch-free."""
+"""When serve and batch may stack videos into one model call. Torch-free."""
 
 from __future__ import annotations
 
