@@ -1,12 +1,10 @@
 """The backends behind one interface, the device choice they share, the export directory as
 they read it, and the registry that opens one by name.
 
-Inputs are the numpy codes from vidsynth.model.noise.sample_noise; outputs are numpy float32 videos
-(B, T, nc, H, W) in [-1, 1]. The recurrent state between chunks is opaque to callers (a tensor
-or an ONNX Runtime value that may live on the GPU); `state_to_host` and `state_from_host` turn it
-into a numpy array and back, so that another process can continue a stream. Torch-free:
-`open_backend` imports only the backend asked for, so the ONNX Runtime path never imports torch.
-"""
+Inputs are numpy noise codes; outputs are numpy float32 videos (B, T, nc, H, W) in [-1, 1]. The
+state between chunks is opaque (it may live on the GPU); `state_to_host` and `state_from_host`
+turn it into numpy and back, so another process can continue a stream. Torch-free: `open_backend`
+imports only the backend asked for."""
 
 from __future__ import annotations
 
@@ -23,7 +21,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vidsynth.artifacts.contract import MANIFEST_FILE
+from vidsynth.artifacts.contract import (
+    MANIFEST_FILE,
+    ONNX_CHUNK_FILE,
+    ONNX_FILE,
+    ExportContract,
+    chunk_contract,
+    generator_contract,
+    graph_inputs,
+    initial_state,
+)
 from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise
@@ -38,10 +45,8 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 class Exporter(Protocol):
-    """Writes `model` as export artifacts of `formats` into `out_dir`, for artifact backends
-    given weights. The runtime never imports the exporter: its caller passes one
-    (vidsynth.export.export_artifacts, or vidsynth.export.export_weights, which imports torch
-    only when called)."""
+    """Exports weights for artifact backends. The runtime never imports the exporter: its caller
+    passes one (vidsynth.export.export_artifacts or export_weights)."""
 
     def __call__(self, model: VideoGenerator, out_dir: Path, formats: Sequence[str]) -> Any: ...
 
@@ -55,17 +60,17 @@ class BackendSpec:
 
 
 _TORCH = "vidsynth.runtime.torch_backends"
-_ORT = "vidsynth.runtime.onnxruntime_backend"
-_OPENVINO = "vidsynth.runtime.openvino_backend"
 _TORCH_INSTALL = "pip install torch (the CPU build: pip install torch==2.13.0)"
 REGISTRY: dict[str, BackendSpec] = {
     "eager": BackendSpec(_TORCH, "open_eager", False, _TORCH_INSTALL),
     "optimized": BackendSpec(_TORCH, "open_optimized", False, _TORCH_INSTALL),
     "optimized-bf16": BackendSpec(_TORCH, "open_optimized", False, _TORCH_INSTALL),
     "torchscript": BackendSpec(_TORCH, "open_torchscript", True, _TORCH_INSTALL),
-    "onnxruntime": BackendSpec(_ORT, "open_onnxruntime", True, ONNXRUNTIME_HINT),
-    "openvino": BackendSpec(_OPENVINO, "open_openvino", True, OPENVINO_HINT),
-    "pt2": BackendSpec("vidsynth.runtime.pt2_backend", "open_pt2", True, _TORCH_INSTALL),
+    "onnxruntime": BackendSpec(
+        "vidsynth.runtime.onnxruntime_backend", "open_onnxruntime", True, ONNXRUNTIME_HINT
+    ),
+    "openvino": BackendSpec("vidsynth.runtime.openvino_backend", "open_openvino", True, OPENVINO_HINT),
+    "pt2": BackendSpec(_TORCH, "open_pt2", True, _TORCH_INSTALL),
 }
 AUTO = "auto"  # the fastest backend for this machine and source (runtime/hardware.py)
 BACKENDS = (AUTO, *REGISTRY)
@@ -82,9 +87,9 @@ class Backend(ABC):
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
         """Whole videos in one call: (B, n_frames, nc, H, W) float32."""
 
-    @abstractmethod
     def initial_state(self, noise: Noise) -> Any:
-        """The state a video starts from (export.contract.initial_state)."""
+        """The state a video starts from (the contract's initial_state), ready for generate_chunk."""
+        return self.state_from_host(initial_state(noise.z_motion, self.config.state_size))
 
     @abstractmethod
     def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
@@ -201,14 +206,17 @@ class Artifacts:
 
 
 @contextmanager
-def exported_weights(
+def request_artifacts(
     request: GenerateRequest, formats: tuple[str, ...], exporter: Exporter | None
 ) -> Iterator[Artifacts]:
-    """The request's weights exported by `exporter` to `formats` in a temporary directory, for
-    artifact backends given weights. Open what you need inside the block: the directory is
-    removed after it. Needs torch."""
+    """For artifact backends: the request's export directory, or its weights exported by
+    `exporter` to `formats` in a temporary directory (needs torch), removed after the block:
+    open what you need inside it."""
     from vidsynth.weights import load_model
 
+    if request.artifacts is not None:
+        yield Artifacts(request.artifacts)
+        return
     if exporter is None:
         raise RuntimeBackendError(
             f"the {request.backend} backend runs export artifacts: pass artifacts made by `vidsynth export` "
@@ -226,13 +234,9 @@ def exported_weights(
         yield Artifacts(directory)
 
 
-# The manifest is not trusted on its own: its model config must match what each graph carries
-# (ONNX metadata_props, the TorchScript config.json extra file), and every output a backend
-# returns must have the shape the request asked for.
-
-
 def check_graph_config(manifest_config: ModelConfig, carried: str | None, where: str) -> None:
-    """`carried`: the config JSON a graph holds (None or "" if it holds none)."""
+    """The manifest is not trusted on its own: its config must match `carried`, the config JSON
+    a graph holds (ONNX metadata_props, TorchScript's config.json; None or "" if none)."""
     if not carried:
         raise RuntimeBackendError(f"{where} carries no model config; it was not written by vidsynth export")
     try:
@@ -252,10 +256,6 @@ def check_graph_config(manifest_config: ModelConfig, carried: str | None, where:
         )
 
 
-def check_onnx_session(session: Any, manifest_config: ModelConfig, path: Any) -> None:
-    check_graph_config(manifest_config, session.get_modelmeta().custom_metadata_map.get("config"), f"{path}")
-
-
 def check_video_shape(video: Any, n_videos: int, n_frames: int, config: ModelConfig, backend: str) -> None:
     """A backend's output must be (videos, frames, nc, H, W) as requested."""
     expected = (n_videos, n_frames, config.nc, config.image_size, config.image_size)
@@ -265,3 +265,41 @@ def check_video_shape(video: Any, n_videos: int, n_frames: int, config: ModelCon
             f"the {backend} backend returned videos of shape {shape}, expected {expected} "
             "(videos, frames, channels, height, width): the model does not match its config"
         )
+
+
+class OnnxGraphsBackend(Backend):
+    """What the onnxruntime and OpenVINO backends share: an export's generator.onnx (whole
+    videos) and generator_chunk.onnx (streaming), fed as the contract says. A subclass opens and
+    runs one graph its own way."""
+
+    def __init__(self, artifacts: Artifacts) -> None:
+        self.config = artifacts.config
+        self.video_graph = self._open(artifacts.path(ONNX_FILE, "onnx"), generator_contract(self.config))
+        self.chunk_graph = None
+        if artifacts.has(ONNX_CHUNK_FILE):
+            path = artifacts.path(ONNX_CHUNK_FILE, "onnx")
+            self.chunk_graph = self._open(path, chunk_contract(self.config))
+
+    @abstractmethod
+    def _open(self, path: Path, contract: ExportContract) -> Any:
+        """The graph at `path`, checked against `contract`."""
+
+    @abstractmethod
+    def _run(self, graph: Any, inputs: dict[str, Any], contract: ExportContract) -> list[Any]:
+        """The graph's outputs in the contract's order: the video as a numpy array, a state as
+        this backend keeps it between chunks."""
+
+    def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
+        contract = generator_contract(self.config)
+        (video,) = self._run(self.video_graph, graph_inputs(contract, noise, n_frames), contract)
+        return video
+
+    def generate_chunk(self, noise: Noise, state: Any, n_frames: int) -> tuple[np.ndarray, Any]:
+        if self.chunk_graph is None:
+            raise RuntimeBackendError(
+                f"streaming needs {ONNX_CHUNK_FILE}, which these artifacts do not have; re-export them"
+            )
+        contract = chunk_contract(self.config)
+        inputs = {**graph_inputs(contract, noise, n_frames), "state": state}
+        video, state_out = self._run(self.chunk_graph, inputs, contract)
+        return video, state_out

@@ -15,10 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 from vidsynth.errors import MissingDependencyError
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}  # module -> distribution
+RUNTIMES = ("torch", "onnxruntime", "openvino")  # each module's distribution has its name
 # How many times as long the optimized backend takes at bf16 as at fp32 on a CPU without native
-# bf16, by its widest vector unit (demo model 96x96 ngf=64, B=8 x T=64, 2 cores): an AVX-512
-# CPU took 6.2 s against 1.1 s; an AVX2-only AMD EPYC took 171 s against 1.59 s.
+# bf16, by its widest vector unit (measured on the demo model).
 EMULATED_BF16_SLOWDOWN = {"avx512f": 5.5, "avx2": 108.0}
 
 
@@ -70,22 +69,21 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
     return model, flags
 
 
-def _installed(module: str, distribution: str) -> str | None:
-    try:
-        if importlib.util.find_spec(module) is None:
-            return None
-        return version(distribution)
-    except (ImportError, ValueError, PackageNotFoundError):
-        if distribution == "onnxruntime":
-            return _installed_distribution("onnxruntime-gpu")
-        return None
-
-
-def _installed_distribution(distribution: str) -> str | None:
+def installed_version(distribution: str) -> str | None:
     try:
         return version(distribution)
     except PackageNotFoundError:
         return None
+
+
+def _installed(module: str) -> str | None:
+    """The version of `module`'s distribution (onnxruntime may come as onnxruntime-gpu)."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+        return version(module)
+    except (ImportError, ValueError, PackageNotFoundError):
+        return installed_version("onnxruntime-gpu") if module == "onnxruntime" else None
 
 
 def nvidia_driver_present() -> bool:
@@ -102,18 +100,13 @@ def _cuda_device(torch_installed: bool) -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask; os.cpu_count where there is none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def threads_problem(threads: int, option: str = "--threads") -> str | None:
-    """Why `threads` intra-op threads cannot be asked for here (more than the CPUs), or None.
-    Thousands of threads make runtimes hang or crash rather than run faster."""
-    cpus = usable_cpus()
+    """Why `threads` intra-op threads cannot be asked for here (more than the CPUs this process
+    may run on), or None. Thousands of threads make runtimes hang or crash rather than run faster."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
     if threads > cpus:
         return f"{option} {threads} is more than the {cpus} CPUs this process can use; use at most {cpus}"
     return None
@@ -122,7 +115,7 @@ def threads_problem(threads: int, option: str = "--threads") -> str | None:
 @lru_cache(maxsize=1)
 def probe_hardware() -> Hardware:
     model, flags = _cpuinfo()
-    runtimes = {module: _installed(module, dist) for module, dist in RUNTIMES.items()}
+    runtimes = {module: _installed(module) for module in RUNTIMES}
     return Hardware(model, os.cpu_count() or 1, flags, runtimes, _cuda_device(runtimes["torch"] is not None))
 
 

@@ -1,11 +1,6 @@
-"""The ONNX Runtime backend (torch-free): generator.onnx for whole videos, and
-generator_chunk.onnx for streaming with the state carried between chunks.
-
-Runs go through IO binding on every device: on CUDA (onnxruntime-gpu's
-CUDAExecutionProvider) the codes are copied to the GPU once per batch, the carried state
-never leaves it, and only the finished frames come back to the host for writing.
-Given weights instead of artifacts, it exports them to a temporary directory first (torch).
-"""
+"""The ONNX Runtime backend (torch-free). Runs go through IO binding on every device: on CUDA
+(onnxruntime-gpu's CUDAExecutionProvider) the codes are copied to the GPU once per batch, the
+carried state never leaves it, and only the finished frames come back to the host."""
 
 from __future__ import annotations
 
@@ -18,26 +13,20 @@ import numpy as np
 from vidsynth.artifacts.contract import ExportContract
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.optional import CPU_PROVIDER, import_onnxruntime, onnxruntime_session
-from vidsynth.runtime.backend import Artifacts, Exporter, choose_device, exported_weights
-from vidsynth.runtime.hardware import nvidia_driver_present
-from vidsynth.runtime.onnx_graphs import OnnxGraphsBackend
+from vidsynth.runtime.backend import (
+    Artifacts,
+    Exporter,
+    OnnxGraphsBackend,
+    check_graph_config,
+    choose_device,
+    request_artifacts,
+)
+from vidsynth.runtime.hardware import installed_version, nvidia_driver_present
 from vidsynth.runtime.request import GenerateRequest
 
 logger = logging.getLogger(__name__)
-
 ort = import_onnxruntime()
-
 CUDA_PROVIDER = "CUDAExecutionProvider"
-
-
-def _installed(distribution: str) -> bool:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version(distribution)
-    except PackageNotFoundError:
-        return False
-    return True
 
 
 def no_cuda_provider_reason() -> str:
@@ -45,7 +34,7 @@ def no_cuda_provider_reason() -> str:
     if not nvidia_driver_present():
         return "no NVIDIA GPU driver is loaded (/proc/driver/nvidia is missing)"
     swap = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
-    if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
+    if installed_version("onnxruntime") and installed_version("onnxruntime-gpu"):
         return (
             "onnxruntime and onnxruntime-gpu are both installed and share one module, which is now the "
             f"CPU build; keep only the GPU one: {swap}"
@@ -60,45 +49,38 @@ def cuda_provider_available() -> bool:
     return nvidia_driver_present() and CUDA_PROVIDER in ort.get_available_providers()
 
 
-def _open_session(path: Path, device: str, contract: ExportContract, threads: int) -> Any:
-    providers = [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER]
-    try:
-        session = onnxruntime_session(path, providers, threads)
-    except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-        raise RuntimeBackendError(f"onnxruntime cannot load {path}: {exc}") from None
-    if device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
-        raise RuntimeBackendError(
-            f"onnxruntime could not start {CUDA_PROVIDER} for {path.name} (no usable GPU or CUDA libraries)"
-        )
-    got_in = [i.name for i in session.get_inputs()]
-    got_out = [o.name for o in session.get_outputs()]
-    if got_in != contract.input_names or got_out != contract.output_names:
-        raise RuntimeBackendError(
-            f"{path} has inputs {got_in} and outputs {got_out}; expected {contract.input_names} and "
-            f"{contract.output_names}"
-        )
-    return session
-
-
 class OnnxRuntimeBackend(OnnxGraphsBackend):
     name = "onnxruntime"
 
     def __init__(self, artifacts: Artifacts, device: str, threads: int = 0) -> None:
         self.device = device
-        self._ort_device = "cuda" if device == "cuda" else "cpu"
         self._threads = threads
         super().__init__(artifacts)
         self.detail = f"onnxruntime {ort.__version__} {self.video_graph.get_providers()[0]}"
 
     def _open(self, path: Path, contract: ExportContract) -> Any:
-        from vidsynth.runtime.backend import check_onnx_session
-
-        session = _open_session(path, self.device, contract, self._threads)
-        check_onnx_session(session, self.config, path)
+        providers = [CUDA_PROVIDER, CPU_PROVIDER] if self.device == "cuda" else [CPU_PROVIDER]
+        try:
+            session = onnxruntime_session(path, providers, self._threads)
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            raise RuntimeBackendError(f"onnxruntime cannot load {path}: {exc}") from None
+        if self.device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
+            raise RuntimeBackendError(
+                f"onnxruntime could not start {CUDA_PROVIDER} for {path.name} "
+                "(no usable GPU or CUDA libraries)"
+            )
+        got_in = [i.name for i in session.get_inputs()]
+        got_out = [o.name for o in session.get_outputs()]
+        if got_in != contract.input_names or got_out != contract.output_names:
+            raise RuntimeBackendError(
+                f"{path} has inputs {got_in} and outputs {got_out}; expected {contract.input_names} and "
+                f"{contract.output_names}"
+            )
+        check_graph_config(self.config, session.get_modelmeta().custom_metadata_map.get("config"), str(path))
         return session
 
     def _value(self, array: np.ndarray) -> Any:
-        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._ort_device, 0)
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
 
     def _run(self, session: Any, inputs: dict[str, Any], contract: ExportContract) -> list[Any]:
         binding = session.io_binding()
@@ -110,7 +92,7 @@ class OnnxRuntimeBackend(OnnxGraphsBackend):
                     name, value if isinstance(value, ort.OrtValue) else self._value(value)
                 )
         for name in contract.output_names:
-            binding.bind_output(name, self._ort_device, 0)
+            binding.bind_output(name, self.device, 0)
         try:
             session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime's own types (InvalidArgument, Fail, ...), from its C++ side
@@ -129,23 +111,16 @@ class OnnxRuntimeBackend(OnnxGraphsBackend):
         return self._value(np.asarray(state, dtype=np.float32))
 
 
-def _open(artifacts: Artifacts, request: GenerateRequest) -> OnnxRuntimeBackend:
-    device = request.device
-    choice = choose_device(device, cuda_provider_available(), no_cuda_provider_reason())
-    try:
-        backend = OnnxRuntimeBackend(artifacts, choice.name, request.threads)
-    except RuntimeBackendError as exc:
-        if device != "auto" or choice.name != "cuda":
-            raise
-        logger.info("--device auto: %s; running on cpu", exc)
-        return OnnxRuntimeBackend(artifacts, "cpu", request.threads)
+def open_onnxruntime(request: GenerateRequest, exporter: Exporter | None = None) -> OnnxRuntimeBackend:
+    with request_artifacts(request, ("onnx",), exporter) as artifacts:
+        choice = choose_device(request.device, cuda_provider_available(), no_cuda_provider_reason())
+        try:
+            backend = OnnxRuntimeBackend(artifacts, choice.name, request.threads)
+        except RuntimeBackendError as exc:
+            if request.device != "auto" or choice.name != "cuda":
+                raise
+            logger.info("--device auto: %s; running on cpu", exc)
+            return OnnxRuntimeBackend(artifacts, "cpu", request.threads)
     if choice.note:
         logger.info(choice.note)
     return backend
-
-
-def open_onnxruntime(request: GenerateRequest, exporter: Exporter | None = None) -> OnnxRuntimeBackend:
-    if request.artifacts is not None:
-        return _open(Artifacts(request.artifacts), request)
-    with exported_weights(request, ("onnx",), exporter) as artifacts:
-        return _open(artifacts, request)

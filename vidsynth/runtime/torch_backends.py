@@ -1,7 +1,8 @@
 """The torch backends: `eager` (the VideoGenerator from weights), `optimized` and
-`optimized-bf16` (vidsynth.model.inference's CPU inference copy of them) and `torchscript`
-(generator.pt from an export, or the weights scripted in process). One body runs them all:
-a module with forward and generate_chunk, without autograd, on the chosen device."""
+`optimized-bf16` (vidsynth.model.inference's CPU inference copy of them), `torchscript`
+(generator.pt from an export, or the weights scripted in process) and `pt2` (an export's
+AOTInductor packages, compiled for the CPU by the torch that runs them). One body runs them
+all: a module with forward and generate_chunk, without autograd, on the chosen device."""
 
 from __future__ import annotations
 
@@ -11,20 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidsynth.artifacts.contract import TORCHSCRIPT_FILE, initial_state
+from vidsynth.artifacts.contract import PT2_IMAGE_FILE, PT2_MOTION_FILE, TORCHSCRIPT_FILE
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise
-from vidsynth.runtime.backend import Artifacts, Backend, DeviceChoice, Exporter, choose_device
+from vidsynth.runtime.backend import Artifacts, Backend, Exporter, choose_device, request_artifacts
 from vidsynth.runtime.request import GenerateRequest
 
 logger = logging.getLogger(__name__)
-
-
-def torch_device(requested: str) -> DeviceChoice:
-    usable = torch.cuda.is_available()
-    why_not = "torch sees no CUDA GPU" + ("" if torch.version.cuda else " (this torch is a CPU-only build)")
-    return choose_device(requested, usable, why_not)
 
 
 class TorchBackend(Backend):
@@ -49,9 +44,6 @@ class TorchBackend(Backend):
         with torch.no_grad():
             return self._to_numpy(self.module(*codes, n_frames, *extra))
 
-    def initial_state(self, noise: Noise) -> torch.Tensor:
-        return self._tensor(initial_state(noise.z_motion, self.config.state_size))
-
     def generate_chunk(
         self, noise: Noise, state: torch.Tensor, n_frames: int
     ) -> tuple[np.ndarray, torch.Tensor]:
@@ -69,12 +61,12 @@ class TorchBackend(Backend):
     def device_memory_available(self) -> int | None:
         if self.device != "cuda":
             return None
-        free, _total = torch.cuda.mem_get_info(self._device)
-        return int(free)
+        return int(torch.cuda.mem_get_info(self._device)[0])  # (free, total)
 
 
 def _chosen(request: GenerateRequest) -> str:
-    choice = torch_device(request.device)
+    why_not = "torch sees no CUDA GPU" + ("" if torch.version.cuda else " (this torch is a CPU-only build)")
+    choice = choose_device(request.device, torch.cuda.is_available(), why_not)
     if choice.note:
         logger.info(choice.note)
     return choice.name
@@ -145,4 +137,26 @@ def open_torchscript(request: GenerateRequest, exporter: Exporter | None = None)
         slow = False
     backend = TorchBackend("torchscript", module.eval(), config, device)
     backend.slow = slow
+    return backend
+
+
+def open_pt2(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
+    """Given weights instead of artifacts, it exports them first, which compiles C++ for
+    minutes: export once and pass --artifacts."""
+    from vidsynth.artifacts.pt2 import load_pt2
+
+    if request.device == "cuda":
+        raise RuntimeBackendError(
+            "the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend "
+            "torchscript on CUDA"
+        )
+    with request_artifacts(request, ("pt2",), exporter) as exported:
+        for file in (PT2_MOTION_FILE, PT2_IMAGE_FILE):
+            exported.path(file, "pt2")  # a named error when the export has no .pt2 packages
+        made_with = exported.manifest.get("pt2", {}).get("torch_version")
+        generator = load_pt2(exported.directory, exported.config, made_with)
+    if request.device == "auto":
+        logger.info("the pt2 backend runs on the CPU (its packages are compiled for it)")
+    backend = TorchBackend("pt2", generator, exported.config, "cpu")
+    backend.detail += ", AOTInductor"
     return backend
