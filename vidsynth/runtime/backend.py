@@ -27,10 +27,12 @@ from vidsynth.artifacts.contract import (
     ONNX_FILE,
     ExportContract,
     chunk_contract,
+    formats_in,
     generator_contract,
     graph_inputs,
     initial_state,
 )
+from vidsynth.artifacts.manifest import read_manifest
 from vidsynth.errors import ConfigError, MissingDependencyError, RuntimeBackendError, choice_error
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise
@@ -112,24 +114,21 @@ def auto_choice(request: GenerateRequest) -> tuple[str, str]:
     """(backend, why) that `auto` picks for the request's source and device on this machine."""
     from vidsynth.runtime.hardware import auto_backend, probe_hardware
 
-    formats = None if request.artifacts is None else exported_formats(request.artifacts)
+    formats = None
+    if request.artifacts is not None:  # its files are verified when the chosen backend opens them
+        _check_is_directory(Path(request.artifacts))
+        formats = formats_in(read_manifest(request.artifacts, verify_hashes=False))
     return auto_backend(formats, request.device, probe_hardware())
-
-
-def resolve_backend(request: GenerateRequest) -> str:
-    """The backend `request` names; for `auto`, the one chosen for this machine, logged in one line."""
-    if request.backend != AUTO:
-        return request.backend
-    name, why = auto_choice(request)
-    logger.info("--backend auto chose %s: %s", name, why)
-    return name
 
 
 def open_backend(request: GenerateRequest, exporter: Exporter | None = None) -> Backend:
     """The backend `request` names, opened on its device (the request is validated already).
     Artifact backends (onnxruntime, openvino, pt2) given weights instead of artifacts export
-    them for this run with `exporter`; without one they refuse."""
-    name = resolve_backend(request)
+    them for this run with `exporter`; without one they refuse. `auto` logs its choice."""
+    name = request.backend
+    if name == AUTO:
+        name, why = auto_choice(request)
+        logger.info("--backend auto chose %s: %s", name, why)
     request = replace(request, backend=name)
     spec = REGISTRY[name]
     try:
@@ -137,16 +136,6 @@ def open_backend(request: GenerateRequest, exporter: Exporter | None = None) -> 
     except ImportError as exc:
         raise MissingDependencyError(f"the {name} backend cannot start ({exc}): {spec.install}") from None
     return getattr(module, spec.opener)(request, exporter)
-
-
-def exported_formats(directory: str | Path) -> frozenset[str]:
-    """The formats (torchscript, onnx, pt2) an export directory's manifest lists; the files
-    themselves are verified when the chosen backend opens them."""
-    from vidsynth.artifacts.contract import formats_in
-    from vidsynth.artifacts.manifest import read_manifest
-
-    _check_is_directory(Path(directory))
-    return formats_in(read_manifest(directory, verify_hashes=False))
 
 
 def _check_is_directory(directory: Path) -> None:
@@ -181,8 +170,6 @@ class Artifacts:
     artifact is loaded, so tampered or mixed files are refused."""
 
     def __init__(self, directory: str | Path) -> None:
-        from vidsynth.artifacts.manifest import read_manifest
-
         self.directory = Path(directory)
         _check_is_directory(self.directory)
         self.manifest: dict[str, Any] = read_manifest(self.directory, verify_hashes=True)
