@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,14 @@ def load_package(path: Path, made_with: str | None) -> Callable[..., Any]:
     return runner
 
 
+@dataclass
 class Pt2Generator:
     """The two packages behind the interface the torch backends call: forward (whole videos),
     `initial_state` and `generate_chunk` with a carried state."""
 
-    def __init__(self, motion: Callable[..., Any], image: Callable[..., Any], config: ModelConfig) -> None:
-        self.motion = motion
-        self.image = image
-        self.config = config
+    motion: Callable[..., Any]
+    image: Callable[..., Any]
+    config: ModelConfig
 
     def __call__(
         self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
@@ -58,7 +59,6 @@ class Pt2Generator:
         return self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)[0]
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
-        """The contract's initial state (export.contract.initial_state)."""
         return torch.from_numpy(initial_state(z_motion.numpy(), self.config.state_size))
 
     def generate_chunk(
@@ -71,9 +71,5 @@ class Pt2Generator:
 
 
 def load_pt2(directory: str | os.PathLike, config: ModelConfig, made_with: str | None) -> Pt2Generator:
-    directory = Path(directory)
-    return Pt2Generator(
-        load_package(directory / MOTION_FILE, made_with),
-        load_package(directory / IMAGE_FILE, made_with),
-        config,
-    )
+    motion, image = (load_package(Path(directory) / name, made_with) for name in (MOTION_FILE, IMAGE_FILE))
+    return Pt2Generator(motion, image, config)
