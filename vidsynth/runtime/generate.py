@@ -42,12 +42,10 @@ def plan_on(backend: Backend, n_videos: int, n_frames: int, fmt: str, chunk_fram
 def generate_videos(
     request: GenerateRequest, exporter: Exporter | None = None, sink: BinaryIO | None = None
 ) -> GenerateResult:
-    """Makes request.num_videos videos of request.frames frames and writes them to
-    request.out (video_000.mp4, ... or one sheet.png). Bad input raises a VidsynthError
-    before anything is written; a failure part-way leaves no partial files.
-    With out "-", the one video goes to `sink` (stdout) as a fragmented MP4 while it is made.
-    The artifact backends (onnxruntime, openvino, pt2) given weights export them with
-    `exporter` (vidsynth.export.export_weights); without one they ask for artifacts."""
+    """Makes the request's videos and writes them to request.out (video_000.mp4, ... or one
+    sheet.png); with out "-", the one video goes to `sink` (stdout) as a fragmented MP4 while it
+    is made. Bad input raises a VidsynthError before anything is written; a failure part-way
+    leaves no partial files. `exporter` (vidsynth.export.export_weights): see open_backend."""
     request.validate()
     if request.out != STDOUT:
         check_output_dir(request.out_path)

@@ -102,10 +102,8 @@ def _missing_dirs(directory: Path) -> list[Path]:
 
 @contextmanager
 def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
-    """Yields (staging directory, names list). On success the files named in the list are
-    moved from staging into `directory`, all or none (commit_files), under a lock
-    that keeps other runs out of `directory`; on failure staging is removed, and so is
-    `directory` if this call created it."""
+    """Yields (staging directory, names list): on success the named files are committed into
+    `directory`; on failure staging is removed, and so is `directory` if this call created it."""
     from vidsynth.atomic import is_disk_full
 
     directory = Path(directory)

@@ -1,9 +1,8 @@
 """What a user asks `vidsynth generate` (or the server) for, declared and checked in one place.
 
 Each field carries its command-line help, so the CLI's options are built from this class.
-`GenerateRequest.validate()` collects every bad value and raises one InputError naming them
-all (its `fields` lists the offending field names), before any model is loaded or any file is
-written. Torch-free.
+`validate()` raises one InputError naming every bad value (its `fields` lists their names),
+before any model is loaded or any file is written. Torch-free.
 """
 
 from __future__ import annotations
