@@ -10,7 +10,6 @@ import os
 import re
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
 
 import torch
 
@@ -65,7 +64,6 @@ def recorded_operators(module: torch.jit.ScriptModule) -> list[str]:
 
 def scan_archive(path: str | os.PathLike) -> None:
     """Refuses a TorchScript archive whose code does file/IO or runs on load, before loading it."""
-    path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             total = 0

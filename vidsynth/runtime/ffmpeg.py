@@ -11,6 +11,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
 
@@ -76,10 +77,8 @@ class FfmpegEncoder:
 
     def close(self) -> None:
         """Ends the stream and waits; raises if ffmpeg did not write a complete file."""
-        try:
+        with suppress(OSError):  # a broken pipe: ffmpeg has exited, its status says why
             self._process.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
         if self._process.wait() != 0:
             self._fail()
         self._stderr.close()

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vidsynth.atomic import is_disk_full
 from vidsynth.errors import InputError, StorageError
 
 STAGING_PREFIX = ".vidsynth-tmp-"
@@ -104,8 +105,6 @@ def _missing_dirs(directory: Path) -> list[Path]:
 def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
     """Yields (staging directory, names list): on success the named files are committed into
     `directory`; on failure staging is removed, and so is `directory` if this call created it."""
-    from vidsynth.atomic import is_disk_full
-
     directory = Path(directory)
     check_output_dir(directory)
     created = _missing_dirs(directory)
