@@ -31,6 +31,7 @@ class VideoWriter(ABC):
         self.n_frames = n_frames
         self.fps = fps
         self.size = size
+        self._names: list[str] = []  # the files made, in order
 
     @abstractmethod
     def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
@@ -39,9 +40,9 @@ class VideoWriter(ABC):
     def end_videos(self, first_video: int, stop_video: int) -> None:
         """Videos first_video..stop_video-1 have all their frames."""
 
-    @abstractmethod
     def finish(self) -> list[str]:
         """Writes what is still pending; the names of the files made."""
+        return list(self._names)
 
     def abort(self) -> None:
         """Releases resources after a failure (files are left to the staging cleanup)."""
@@ -53,7 +54,6 @@ class Mp4Writer(VideoWriter):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._open: dict[int, object] = {}
-        self._names: list[str] = []
 
     def _encoder(self, index: int):
         from vidsynth.runtime.ffmpeg import FfmpegEncoder
@@ -80,7 +80,7 @@ class Mp4Writer(VideoWriter):
 
     def finish(self) -> list[str]:
         self.end_videos(0, self.n_videos)
-        return list(self._names)
+        return super().finish()
 
     def abort(self) -> None:
         for encoder in self._open.values():
@@ -121,7 +121,6 @@ class GifWriter(VideoWriter):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._frames: dict[int, list[np.ndarray]] = {}
-        self._names: list[str] = []
 
     def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
         for offset, frames in enumerate(pixels):
@@ -137,9 +136,6 @@ class GifWriter(VideoWriter):
             encoded = iio.imwrite("<bytes>", frames, extension=".gif", duration=delay_ms, loop=0)
             (self.directory / name).write_bytes(encoded)
             self._names.append(name)
-
-    def finish(self) -> list[str]:
-        return list(self._names)
 
 
 class SheetWriter(VideoWriter):
