@@ -1,13 +1,9 @@
-"""Live streams as stateless chunks: each model call takes a stream's noise rows and its
-carried state as numpy, and returns the frames and the state after them as numpy, so any
-process holding the model can make a stream's next chunk.
-
-Calls start where `generate`'s own chunks start (frame 0, then every `chunk_frames`), so the
-state is handed over at the same frames as in `generate` and a stream has `generate`'s frames
-bit for bit on every backend (a handover elsewhere rounds differently in the exported graphs).
-The first chunk is sent early by shorter calls from the same start (2, 8, 32 frames, ...);
-they cost a few frames made twice, once per stream. Torch-free.
-"""
+"""Live streams as stateless chunks: each call takes a stream's noise rows and carried state as
+numpy and returns the frames and the state after them, so any process holding the model can make
+a stream's next chunk. Calls start where `generate`'s chunks start (frame 0, then every
+`chunk_frames`), so a stream has `generate`'s frames bit for bit on every backend (a handover
+elsewhere rounds differently in the exported graphs). The first chunk is sent early by shorter
+calls from the same start (2, 8, 32 frames, ...), which make a few frames twice. Torch-free."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""The output directory: a run stages its files in a hidden directory inside it and commits
-them all or nothing, one run at a time.
-
-A run holds an exclusive lock on the output directory (flock on the directory itself, so no
-lock file is left behind) from before it stages anything until its files are in place; a
-second run into the same directory is refused instead of mixing its files with the first's.
-Every target is checked before the first rename, and a rename that fails undoes the ones
-before it, so a run never commits part of its files. Torch-free."""
+"""The output directory: a run stages its files in a hidden directory inside it and commits them
+all or nothing, under an exclusive flock on the directory itself (no lock file left behind) from
+before it stages anything until its files are in place, so a second run into it is refused
+instead of mixing files. Every target is checked before the first rename, and a failed rename
+undoes the ones before it. Torch-free."""
 
 from __future__ import annotations
 
