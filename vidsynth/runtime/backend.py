@@ -1,10 +1,8 @@
-"""The backends behind one interface, the device choice they share, the export directory as
-they read it, and the registry that opens one by name.
-
-Inputs are numpy noise codes; outputs are numpy float32 videos (B, T, nc, H, W) in [-1, 1]. The
-state between chunks is opaque (it may live on the GPU); `state_to_host` and `state_from_host`
-turn it into numpy and back, so another process can continue a stream. Torch-free: `open_backend`
-imports only the backend asked for."""
+"""The backends behind one interface, their device choice, the export directory as they read it,
+and the registry that opens one by name. Inputs are numpy noise codes; outputs are numpy float32
+videos (B, T, nc, H, W) in [-1, 1]. The state between chunks is opaque (it may live on the GPU);
+`state_to_host` and `state_from_host` turn it into numpy and back, so another process can
+continue a stream. Torch-free: `open_backend` imports only the backend asked for."""
 
 from __future__ import annotations
 

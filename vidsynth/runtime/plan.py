@@ -1,10 +1,8 @@
-"""How much memory a request needs, and how to split it so that it fits.
-
-Long videos always stream: each model call makes at most `chunk_frames` frames per video,
-so compute memory does not grow with --frames. What can still grow is what the writer holds:
-a gif is written when a video is complete, and the png sheet when all videos are. A request
-whose estimate exceeds half the available memory is refused with the estimate. Torch-free.
-"""
+"""How much memory a request needs, and how to split it so that it fits. Long videos always
+stream: each model call makes at most `chunk_frames` frames per video, so compute memory does not
+grow with --frames. What can still grow is what the writer holds: a gif is written when a video
+is complete, the png sheet when all videos are. A request whose estimate exceeds half the
+available memory is refused with the estimate. Torch-free."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The generation loop: noise -> batches of videos -> chunks of frames -> pixels -> writer.
-
-Each chunk continues from the state the previous one returned, so a video made in chunks has the
-frames it would have in one call; a video that fits in one chunk is made in one call. Torch-free.
-"""
+"""The generation loop: noise -> batches of videos -> chunks of frames -> pixels -> writer. Each
+chunk continues from the state the previous one returned, so a video made in chunks has the
+frames it would have in one call; a video that fits in one chunk is made in one call. Torch-free."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet.
-
-Writers take frames as they are made, batch by batch and chunk by chunk, so an mp4 of any
-length streams to its encoder. They write into the staging directory that output.py commits
-all or nothing. gif and png are encoded in memory and then written: a full disk is then a plain
-OSError, where imageio writing the file itself leaves a half-closed plugin that fails again when
-collected. Torch-free (imageio, imageio-ffmpeg).
-"""
+"""Video files from uint8 frames: H.264 mp4, gif, or one png contact sheet. Writers take frames
+as they are made, batch by batch and chunk by chunk, so an mp4 of any length streams to its
+encoder, into the staging directory that output.py commits. gif and png are encoded in memory,
+then written: a full disk is then a plain OSError, where imageio writing the file itself leaves a
+half-closed plugin that fails again when collected. Torch-free (imageio, imageio-ffmpeg)."""
 
 from __future__ import annotations
 
