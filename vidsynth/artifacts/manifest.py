@@ -117,10 +117,7 @@ def check_structure(manifest: Any, path: Path) -> None:
     elif len(files) > MAX_FILES:
         problems.append(f"files lists {len(files)} entries (at most {MAX_FILES})")
     else:
-        for name, record in files.items():
-            problem = _file_entry_problem(name, record)
-            if problem:
-                problems.append(problem)
+        problems += filter(None, (_file_entry_problem(name, record) for name, record in files.items()))
     if isinstance(files, dict) and TORCHSCRIPT_FILE in files and "torchscript_ops" not in manifest:
         problems.append(f"it lists {TORCHSCRIPT_FILE} without torchscript_ops, the operators it may run")
     if "torchscript_ops" in manifest:
