@@ -13,21 +13,35 @@ import numpy as np
 import torch
 
 from vidsynth.artifacts.contract import PT2_IMAGE_FILE, PT2_MOTION_FILE, TORCHSCRIPT_FILE
+from vidsynth.artifacts.pt2 import load_pt2
+from vidsynth.artifacts.torchscript_ops import load_checked
 from vidsynth.errors import RuntimeBackendError
 from vidsynth.model.config import ModelConfig
+from vidsynth.model.inference import optimize_for_inference
 from vidsynth.model.noise import Noise
-from vidsynth.runtime.backend import Artifacts, Backend, Exporter, choose_device, request_artifacts
+from vidsynth.runtime.backend import (
+    Artifacts,
+    Backend,
+    Exporter,
+    check_graph_config,
+    choose_device,
+    request_artifacts,
+)
 from vidsynth.runtime.request import GenerateRequest
+from vidsynth.weights import load_model
 
 logger = logging.getLogger(__name__)
 
 
 class TorchBackend(Backend):
-    def __init__(self, name: str, module: Any, config: ModelConfig, device: str) -> None:
+    def __init__(
+        self, name: str, module: Any, config: ModelConfig, device: str, detail: str = "", slow: bool = False
+    ) -> None:
         self.name = name
         self.config = config
         self.device = device
-        self.detail = f"torch {torch.__version__}"
+        self.detail = f"torch {torch.__version__}{detail}"
+        self.slow = slow
         self.module = module
         self._device = torch.device(device)
 
@@ -90,17 +104,12 @@ def warn_if_bf16_is_emulated() -> bool:
 
 
 def open_eager(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
-    from vidsynth.weights import load_model
-
     model = load_model(request.weights)
     device = _chosen(request)
     return TorchBackend("eager", model.to(device).eval(), model.config, device)
 
 
 def open_optimized(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
-    from vidsynth.model.inference import optimize_for_inference
-    from vidsynth.weights import load_model
-
     if request.device == "cuda":
         raise RuntimeBackendError(
             "the optimized backend runs on the CPU; on CUDA use --backend eager or torchscript"
@@ -110,18 +119,13 @@ def open_optimized(request: GenerateRequest, exporter: Exporter | None = None) -
     precision = "bf16" if request.backend == "optimized-bf16" else "fp32"
     emulated = precision == "bf16" and warn_if_bf16_is_emulated()
     model = optimize_for_inference(load_model(request.weights), precision)
-    backend = TorchBackend(request.backend, model, model.config, "cpu")
-    backend.detail += f", {precision}, motion: {model.motion_kind}"
-    backend.slow = emulated
-    return backend
+    detail = f", {precision}, motion: {model.motion_kind}"
+    return TorchBackend(request.backend, model, model.config, "cpu", detail, slow=emulated)
 
 
 def open_torchscript(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
     device = _chosen(request)
     if request.artifacts is not None:
-        from vidsynth.artifacts.torchscript_ops import load_checked
-        from vidsynth.runtime.backend import check_graph_config
-
         exported = Artifacts(request.artifacts)
         slow = device == "cpu" and exported.manifest.get("dtype") == "bf16" and warn_if_bf16_is_emulated()
         path = exported.path(TORCHSCRIPT_FILE, "torchscript")
@@ -129,22 +133,16 @@ def open_torchscript(request: GenerateRequest, exporter: Exporter | None = None)
         check_graph_config(exported.config, carried_config, str(path))
         config = exported.config
     else:
-        from vidsynth.weights import load_model
-
-        model = load_model(request.weights).eval()
+        model = load_model(request.weights)
         module = torch.jit.script(model).to(device)
         config = model.config
         slow = False
-    backend = TorchBackend("torchscript", module.eval(), config, device)
-    backend.slow = slow
-    return backend
+    return TorchBackend("torchscript", module.eval(), config, device, slow=slow)
 
 
 def open_pt2(request: GenerateRequest, exporter: Exporter | None = None) -> TorchBackend:
     """Given weights instead of artifacts, it exports them first, which compiles C++ for
     minutes: export once and pass --artifacts."""
-    from vidsynth.artifacts.pt2 import load_pt2
-
     if request.device == "cuda":
         raise RuntimeBackendError(
             "the pt2 backend runs packages compiled for the CPU; use --device cpu, or --backend "
@@ -157,6 +155,4 @@ def open_pt2(request: GenerateRequest, exporter: Exporter | None = None) -> Torc
         generator = load_pt2(exported.directory, exported.config, made_with)
     if request.device == "auto":
         logger.info("the pt2 backend runs on the CPU (its packages are compiled for it)")
-    backend = TorchBackend("pt2", generator, exported.config, "cpu")
-    backend.detail += ", AOTInductor"
-    return backend
+    return TorchBackend("pt2", generator, exported.config, "cpu", ", AOTInductor")
