@@ -261,9 +261,8 @@ class OnnxGraphsBackend(Backend):
         self.config = artifacts.config
         self.video_graph = self._open(artifacts.path(ONNX_FILE, "onnx"), generator_contract(self.config))
         self.chunk_graph = None
-        if artifacts.has(ONNX_CHUNK_FILE):
-            path = artifacts.path(ONNX_CHUNK_FILE, "onnx")
-            self.chunk_graph = self._open(path, chunk_contract(self.config))
+        if artifacts.has(ONNX_CHUNK_FILE):  # optional: only streaming needs it
+            self.chunk_graph = self._open(artifacts.directory / ONNX_CHUNK_FILE, chunk_contract(self.config))
 
     @abstractmethod
     def _open(self, path: Path, contract: ExportContract) -> Any:
