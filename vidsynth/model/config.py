@@ -128,13 +128,12 @@ class ModelConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"config field category_names must be distinct, got {list(names)!r}")
 
-    def category_label(self, category: int) -> str:
-        """`category` as users see it: its index, and its name where the config has one."""
-        return f"{category} = {self.category_names[category]}" if self.category_names else str(category)
-
     def category_labels(self) -> str:
-        """Every category as users see it, e.g. "0 = wave, 1 = bend"; "" for an unconditional model."""
-        return ", ".join(self.category_label(k) for k in range(self.n_categories))
+        """Every category as users see it, e.g. "0 = wave, 1 = bend" (the index alone where the
+        config has no names); "" for an unconditional model."""
+        if self.category_names:
+            return ", ".join(f"{k} = {name}" for k, name in enumerate(self.category_names))
+        return ", ".join(map(str, range(self.n_categories)))
 
     @property
     def nz(self) -> int:

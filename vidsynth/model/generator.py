@@ -58,13 +58,6 @@ class ImageGenerator(nn.Module):
         return self.main(z)
 
 
-def build_motion(config: ModelConfig) -> nn.Module:
-    motion_class = LSTM if config.cell == "lstm" else GRU
-    motion = motion_class(config.d_motion, config.hidden_size, config.motion_mode, bn_eps=config.bn_eps)
-    motion.initWeight()
-    return motion
-
-
 def frame_latents(codes: Tensor, z_content: Tensor, n_categories: int, category: Tensor | None) -> Tensor:
     """The image generator's input for every frame, (B*T, nz, 1, 1), batch-major:
     z_t = cat(motion code t, content code[, one-hot category]). `codes` is (T, B, d_motion)."""
@@ -95,7 +88,9 @@ class VideoGenerator(nn.Module):
         self.image_size = config.image_size
         self.n_categories = config.n_categories
         self.cell_state_size = config.state_size - config.d_motion
-        self.motion = build_motion(config)
+        motion = LSTM if config.cell == "lstm" else GRU
+        self.motion = motion(config.d_motion, config.hidden_size, config.motion_mode, bn_eps=config.bn_eps)
+        self.motion.initWeight()
         self.image = ImageGenerator(config)
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
@@ -138,9 +133,7 @@ def seeded_init(seed: int) -> Iterator[None]:
 
 def build_model(config: ModelConfig, seed: int | None = None) -> VideoGenerator:
     """A freshly initialised generator; with `seed`, the same weights on every machine."""
-    if seed is None:
-        return VideoGenerator(config)
-    with seeded_init(seed):
+    with contextlib.nullcontext() if seed is None else seeded_init(seed):
         return VideoGenerator(config)
 
 

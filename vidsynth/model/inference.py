@@ -4,10 +4,8 @@
 `forward`, `initial_state` and `generate_chunk` as the VideoGenerator it came from, and the
 same outputs up to float rounding (fp32) or bf16 rounding of the image generator (bf16):
 
-- the motion recurrence runs as InferenceMotion: one fused op (`torch.lstm` / `torch.gru`,
-  oneDNN's RNN kernel on CPU) when the model feeds the same noise at every step
-  (`same-input`); a TorchScript loop of one matrix product per step when it feeds back its
-  output (`feedback`), which no fused kernel does;
+- the motion recurrence runs as InferenceMotion (a fused op or a loop of one matrix product
+  per step);
 - the eval-mode BatchNorm1d of the motion codes is folded into the linear layer, and every
   BatchNorm2d of the image generator into the ConvTranspose2d before it (weights and bias);
 - the first ConvTranspose2d (a 1x1 latent to a kxk map) runs as the one matrix product it is;
@@ -34,9 +32,8 @@ from vidsynth.model.generator import VideoGenerator, frame_latents
 from vidsynth.model.layers import gru_update, initial_state, lstm_update
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_FRAME_CHUNK = (
-    32  # frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3)
-)
+# Frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3).
+DEFAULT_FRAME_CHUNK = 32
 
 
 class InferenceMotion(nn.Module):
@@ -141,30 +138,16 @@ class InferenceMotion(nn.Module):
 def fold_image_generator(image: nn.Module) -> nn.Sequential:
     """The DCGAN generator with each eval BatchNorm2d folded into the ConvTranspose2d before it."""
     layers: list[nn.Module] = []
-    modules = list(image.main)
-    i = 0
-    while i < len(modules):
-        layer = modules[i]
-        following = modules[i + 1] if i + 1 < len(modules) else None
-        if isinstance(layer, nn.ConvTranspose2d) and isinstance(following, nn.BatchNorm2d):
-            scale = following.weight * torch.rsqrt(following.running_var + following.eps)
-            folded = nn.ConvTranspose2d(
-                layer.in_channels,
-                layer.out_channels,
-                layer.kernel_size,
-                layer.stride,
-                layer.padding,
-                bias=True,
-            )
+    for module in image.main:
+        if isinstance(module, nn.BatchNorm2d) and layers and isinstance(layers[-1], nn.ConvTranspose2d):
+            conv = layers[-1]
             with torch.no_grad():
+                scale = module.weight * torch.rsqrt(module.running_var + module.eps)
                 # ConvTranspose2d weights are (in, out, kH, kW): scale the output channels.
-                folded.weight.copy_(layer.weight * scale.view(1, -1, 1, 1))
-                folded.bias.copy_(following.bias - following.running_mean * scale)
-            layers.append(folded)
-            i += 2
+                conv.weight = nn.Parameter(conv.weight * scale.view(1, -1, 1, 1))
+                conv.bias = nn.Parameter(module.bias - module.running_mean * scale)
         else:
-            layers.append(copy.deepcopy(layer))
-            i += 1
+            layers.append(copy.deepcopy(module))
     return nn.Sequential(*layers)
 
 
@@ -276,7 +259,9 @@ class InferenceGenerator(nn.Module):
         motion = InferenceMotion(model.motion, config.cell)
         # Scripting pays in the feedback loop of small ops; a fused kernel is one call either way.
         self.motion = torch.jit.script(motion) if motion.feedback else motion
-        self.motion_kind = motion_kind(config)
+        self.motion_kind = f"fused torch.{config.cell}"  # how the recurrence runs, in words
+        if motion.feedback:
+            self.motion_kind = "TorchScript loop of one matrix product per step"
         self.image = ChunkedImageGenerator(model.image, config, PRECISIONS[precision], frame_chunk)
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
@@ -295,13 +280,6 @@ class InferenceGenerator(nn.Module):
     ) -> Tensor:
         video, _ = self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)
         return video
-
-
-def motion_kind(config: ModelConfig) -> str:
-    """How InferenceMotion runs this model's recurrence, in words."""
-    if config.motion_mode == "same-input":
-        return f"fused torch.{config.cell}"
-    return "TorchScript loop of one matrix product per step"
 
 
 def optimize_for_inference(

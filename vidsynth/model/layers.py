@@ -47,11 +47,6 @@ def gru_update(r: Tensor, z: Tensor, x_n: Tensor, h_n: Tensor, h: Tensor) -> Ten
     return torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h, in fewer ops: the inference loop is op-bound
 
 
-def _uniform_(tensor: Tensor, bound: float) -> None:
-    with torch.no_grad():
-        tensor.uniform_(-bound, bound)
-
-
 class MyLinear(nn.Module):
     """y = x W^T + b for x of shape (..., input_size)."""
 
@@ -66,30 +61,37 @@ class MyLinear(nn.Module):
     def reset_parameters(self) -> None:
         # torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
         bound = 1.0 / math.sqrt(self.input_size)
-        _uniform_(self.weight, bound)
-        _uniform_(self.bias, bound)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.matmul(x, self.weight.t()) + self.bias
 
 
-class MyLSTMCell(nn.Module):
-    """One LSTM step, as torch.nn.LSTMCell but called as forward(x, h, c) -> (h, c)."""
+class _Cell(nn.Module):
+    """The parameters of a recurrent cell with `n_gates` gates, initialised as torch.nn's cells."""
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, n_gates: int) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
+        self.weight_ih = nn.Parameter(torch.empty(n_gates * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(n_gates * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(n_gates * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(n_gates * hidden_size))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)
         for param in self.parameters():
-            _uniform_(param, bound)
+            nn.init.uniform_(param, -bound, bound)
+
+
+class MyLSTMCell(_Cell):
+    """One LSTM step, as torch.nn.LSTMCell but called as forward(x, h, c) -> (h, c)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, 4)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         gates = (
@@ -101,23 +103,11 @@ class MyLSTMCell(nn.Module):
         return lstm_update(gates, c)
 
 
-class MyGRUCell(nn.Module):
+class MyGRUCell(_Cell):
     """One GRU step, as torch.nn.GRUCell but called as forward(x, h) -> h."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
-        self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for param in self.parameters():
-            _uniform_(param, bound)
+        super().__init__(input_size, hidden_size, 3)
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
         parts = [self.hidden_size] * 3
@@ -133,7 +123,8 @@ class _MotionRNN(nn.Module):
     state, so it scripts and exports. `state` is (B, state_size) = [cell state | next input];
     carrying it from one rollout to the next continues the same video.
     The assignment's stateful API (`initHidden`, `self.h`, `forward(inputs, n_frames)`) is a
-    thin wrapper around it.
+    thin wrapper around it. Subclasses give `_cell_step(x, cell_state) -> (cell_state, h)`,
+    `_hidden()` (the stored [h, c] or [h]) and `_store_cell_state(cell_state)`.
     """
 
     def __init__(
@@ -154,10 +145,6 @@ class _MotionRNN(nn.Module):
         # Feedback mode: the fed-back output the next forward() call starts from, so that
         # consecutive calls continue one sequence; empty at the start of a sequence.
         self.next_input = torch.zeros(0)
-
-    def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
-        """One recurrent step: (next cell state, h)."""
-        raise NotImplementedError
 
     def initial_state(self, z_motion: Tensor) -> Tensor:
         return initial_state(z_motion, self.cell_state_size)
@@ -237,15 +224,10 @@ class _MotionRNN(nn.Module):
                     f"call initHidden({inputs.size(0)})"
                 )
 
-    def _start_sequence(self) -> None:
+    def initHidden(self, batch_size: int) -> None:
+        """Zero state for batch_size sequences: the next forward() starts a new sequence."""
+        self._store_cell_state(self.linear.weight.new_zeros(batch_size, self.cell_state_size))
         self.next_input = torch.zeros(0)
-
-    def _hidden(self) -> list[Tensor]:
-        """The stored cell state's parts: [h, c] (LSTM) or [h] (GRU)."""
-        raise NotImplementedError
-
-    def _store_cell_state(self, cell_state: Tensor) -> None:
-        raise NotImplementedError
 
 
 class LSTM(_MotionRNN):
@@ -261,12 +243,6 @@ class LSTM(_MotionRNN):
     def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
         h, c = self.lstm(x, cell_state[:, : self.hidden_size], cell_state[:, self.hidden_size :])
         return torch.cat([h, c], 1), h
-
-    def initHidden(self, batch_size: int) -> None:
-        """Zero state for batch_size sequences: the next forward() starts a new sequence."""
-        self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
-        self.c = self.linear.weight.new_zeros(batch_size, self.hidden_size)
-        self._start_sequence()
 
     def _hidden(self) -> list[Tensor]:
         return [self.h, self.c]
@@ -288,11 +264,6 @@ class GRU(_MotionRNN):
     def _cell_step(self, x: Tensor, cell_state: Tensor) -> tuple[Tensor, Tensor]:
         h = self.gru(x, cell_state)
         return h, h
-
-    def initHidden(self, batch_size: int) -> None:
-        """Zero state for batch_size sequences: the next forward() starts a new sequence."""
-        self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
-        self._start_sequence()
 
     def _hidden(self) -> list[Tensor]:
         return [self.h]
