@@ -24,13 +24,8 @@ def load_model(name_or_path: str | os.PathLike | None = None):
         return load_weights(DEFAULT_WEIGHTS_DIR)
     if name_or_path == "demo":
         return demo_model()
-    path = Path(name_or_path)
-    if path.is_file():
-        raise WeightsError(
-            f"weights {str(name_or_path)!r} is a file; pass its directory (the one holding config.json)"
-        )
-    if not path.exists():
+    if not Path(name_or_path).exists():
         raise WeightsError(
             f"unknown weights {str(name_or_path)!r}: expected 'default', 'demo' or a weights directory"
         )
-    return load_weights(path)
+    return load_weights(name_or_path)

@@ -1,4 +1,5 @@
-"""vidsynth's own weights format: a directory with model.safetensors and config.json."""
+"""vidsynth's own weights format: a directory with model.safetensors and config.json, and the
+strict loading of a state dict that both it and the legacy importers use."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -18,15 +20,12 @@ from vidsynth.files import read_small_file
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
-from vidsynth.weights.state import check_shapes, load_state_strict
 
 TENSORS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 1 << 20
-SHIPPED_EXTRAS = (
-    "MODEL_CARD.md",
-    "quality.json",
-)  # beside the shipped default weights (scripts/ship_default.py)
+# Beside the shipped default weights (scripts/ship_default.py).
+SHIPPED_EXTRAS = ("MODEL_CARD.md", "quality.json")
 _weights_names = owned_directory({TENSORS_FILE, CONFIG_FILE, SUMS_FILE, *SHIPPED_EXTRAS}, CONFIG_FILE)
 
 
@@ -89,7 +88,7 @@ def load_weights(directory: str | os.PathLike) -> VideoGenerator:
     directory = Path(directory)
     if directory.is_file():
         raise WeightsError(
-            f"weights {directory} is a file; pass its directory (the one holding {CONFIG_FILE})"
+            f"weights {str(directory)!r} is a file; pass its directory (the one holding {CONFIG_FILE})"
         )
     if not directory.is_dir():
         raise WeightsError(f"weights directory {directory} does not exist")
@@ -116,3 +115,56 @@ def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def shape_problems(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> list[str]:
+    problems = []
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    for key in sorted(set(expected) & set(found)):
+        if tuple(found[key]) != tuple(expected[key]):
+            problems.append(
+                f"shape mismatch at {key}: expected {tuple(expected[key])}, found {tuple(found[key])}"
+            )
+    return problems
+
+
+def check_shapes(config: ModelConfig, found: dict[str, tuple[int, ...]], source: str) -> None:
+    """Refuses tensors whose names or shapes do not fit `config`, before the model is built: the
+    shapes are compared against a model built on the meta device, so a config or checkpoint that
+    declares huge sizes is refused before anything that size is allocated."""
+    try:
+        with torch.device("meta"):
+            expected = VideoGenerator(config).state_dict()
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as exc:
+        raise WeightsError(f"{source}: the model its config declares cannot be built ({exc})") from None
+    problems = shape_problems({key: tuple(value.shape) for key, value in expected.items()}, found)
+    if problems:
+        raise WeightsError(f"{source}: " + "; ".join(problems))
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copies `state` into `model`, refusing missing or unexpected keys, shape mismatches,
+    non-float dtypes, NaN/inf values and negative batch-norm variances (values that would
+    "generate" black videos), before any is copied in."""
+    expected = model.state_dict()
+    problems = shape_problems(
+        {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()}
+    )
+    for key, value in sorted(state.items()):
+        if key not in expected or key.endswith("num_batches_tracked"):
+            continue
+        if not value.dtype.is_floating_point:
+            problems.append(f"{key} has dtype {value.dtype}; expected a floating-point type")
+        elif not bool(torch.isfinite(value).all()):
+            problems.append(f"{key} holds NaN or infinite values")
+        elif key.endswith("running_var") and bool((value < 0).any()):
+            problems.append(f"{key} holds negative variances")
+    if problems:
+        raise WeightsError(f"{source}: " + "; ".join(problems[:8]) + (" ..." if len(problems) > 8 else ""))
+    cast = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(cast, strict=True)

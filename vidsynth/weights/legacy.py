@@ -13,13 +13,10 @@ import torch
 from vidsynth.errors import WeightsError
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
-from vidsynth.weights.state import check_shapes, load_state_strict
+from vidsynth.weights.format import check_shapes, load_state_strict
 
-# Generator_I: ConvTranspose2d at main.0/3/6/9/12, BatchNorm2d at main.1/4/7/10.
-_GENERATOR_CONVS = (0, 3, 6, 9, 12)
-_GENERATOR_NORMS = (1, 4, 7, 10)
 _FIRST_KERNEL_TO_SIZE = {6: 96, 4: 64}
-_CELLS = {"lstm": ("lstm", "same-input"), "gru": ("gru", "feedback")}
+_MOTION_MODES = {"lstm": "same-input", "gru": "feedback"}  # each public checkpoint's, by its cell
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -98,7 +95,7 @@ def _generator_layout(state: dict[str, torch.Tensor], path: Path) -> dict[str, i
 def _motion_layout(state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict[str, torch.Tensor]]:
     """The cell kind and the motion state dict with nn.GRU's `_l0` suffixes removed."""
     state = {k.removesuffix("_l0"): v for k, v in state.items()}
-    for cell in _CELLS:
+    for cell in _MOTION_MODES:
         if f"{cell}.weight_ih" in state:
             return cell, state
     raise WeightsError(
@@ -118,27 +115,24 @@ def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathL
     if weight_hh is None or weight_ih.dim() != 2 or weight_hh.dim() != 2:
         raise WeightsError(
             f"{motion_path} is not a complete {cell.upper()} checkpoint: {cell}.weight_ih and "
+            f"{cell}.weight_hh must both be matrices (found {cell}.weight_ih {tuple(weight_ih.shape)}, "
             f"{cell}.weight_hh "
-            f"must both be matrices (found {cell}.weight_ih {tuple(weight_ih.shape)}, {cell}.weight_hh "
             f"{'missing' if weight_hh is None else tuple(weight_hh.shape)})"
         )
     d_motion, hidden_size = weight_ih.shape[1], weight_hh.shape[1]
-    d_content = layout["nz"] - d_motion
-    if d_content < 1:
+    nz = layout.pop("nz")
+    if nz - d_motion < 1:
         raise WeightsError(
-            f"{motion_path} (d_motion={d_motion}) does not fit {generator_path} (nz={layout['nz']}): "
+            f"{motion_path} (d_motion={d_motion}) does not fit {generator_path} (nz={nz}): "
             "the generator's input must be wider than the motion code"
         )
-    cell_name, motion_mode = _CELLS[cell]
     config = ModelConfig(
-        image_size=layout["image_size"],
-        ngf=layout["ngf"],
-        nc=layout["nc"],
-        d_content=d_content,
+        **layout,
+        d_content=nz - d_motion,
         d_motion=d_motion,
         hidden_size=hidden_size,
-        cell=cell_name,
-        motion_mode=motion_mode,
+        cell=cell,
+        motion_mode=_MOTION_MODES[cell],
     )
     source = f"{generator_path} + {motion_path}"
     state = {f"image.{k}": v for k, v in generator_state.items()}
