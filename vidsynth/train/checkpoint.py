@@ -32,18 +32,8 @@ RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers"
 recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
 
-def flatten_optimizer(
-    name: str, optimizer: torch.optim.Optimizer
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state = optimizer.state_dict()
-    tensors = {}
-    for index, slots in state["state"].items():
-        for key, value in slots.items():
-            tensors[f"{name}.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    return tensors, {"param_groups": state["param_groups"]}
-
-
-def unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def _optimizer_state(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """The state dict of optimizer `name` from the flat tensors save_checkpoint wrote."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     prefix = name + "."
     for key, value in tensors.items():
@@ -65,11 +55,14 @@ def save_checkpoint(
         for name, module in networks.items()
         for key, value in module.state_dict().items()
     }
-    opt_tensors, opt_meta = {}, {}
-    for name, optimizer in optimizers.items():
-        tensors, meta = flatten_optimizer(name, optimizer)
-        opt_tensors.update(tensors)
-        opt_meta[name] = meta
+    opt_states = {name: optimizer.state_dict() for name, optimizer in optimizers.items()}
+    opt_tensors = {
+        f"{name}.{index}.{key}": torch.as_tensor(value).detach().cpu().contiguous()
+        for name, state in opt_states.items()
+        for index, slots in state["state"].items()
+        for key, value in slots.items()
+    }
+    opt_meta = {name: {"param_groups": state["param_groups"]} for name, state in opt_states.items()}
     rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
     target = run_dir / CHECKPOINT_DIR
     with atomic_directory(target, force=True, recognise=recognise_checkpoint) as tmp:
@@ -124,7 +117,7 @@ def load_checkpoint(
                 {k[len(prefix) :]: v for k, v in net_tensors.items() if k.startswith(prefix)}
             )
         for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(unflatten_optimizer(name, opt_tensors, record["optimizers"][name]))
+            optimizer.load_state_dict(_optimizer_state(name, opt_tensors, record["optimizers"][name]))
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(

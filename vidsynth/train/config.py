@@ -17,38 +17,18 @@ from vidsynth.model.config import CELLS, IMAGE_SIZES, MOTION_MODES, ModelConfig,
 from vidsynth.runtime.backend import DEVICES
 
 
-def setting(default: Any = None, help: str | None = None, *, directory: bool = False) -> Any:
+def setting(
+    default: Any = None, help: str | None = None, *, directory: bool = False, fixed: bool = False
+) -> Any:
     """A TrainConfig field. With `help` it is a command-line option too, `--field-name`; a
     bool is a flag that sets the opposite of its default; `directory` makes the option a
-    directory path."""
-    metadata = {"help": help, "directory": directory}
-    return field(default=default, metadata=metadata)
+    directory path. A `fixed` setting is one a resumed run keeps whatever the command line
+    says: it shapes the networks, seeds the random streams, lives in the optimizers'
+    checkpointed state, or chooses the data's classes."""
+    return field(default=default, metadata={"help": help, "directory": directory, "fixed": fixed})
 
 
 MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; the run's streams are seeded a few above it
-
-# Settings a resumed run keeps whatever the command line says: they shape the networks, seed
-# the random streams, live in the optimizers' checkpointed state, or choose the data's classes.
-FIXED_ON_RESUME = (
-    "image_size",
-    "cell",
-    "motion_mode",
-    "ngf",
-    "ndf",
-    "d_content",
-    "d_motion",
-    "hidden_size",
-    "lr",
-    "beta1",
-    "beta2",
-    "seed",
-    "dry_run",
-)
-
-
-def option_flag(name: str) -> str:
-    """The command-line flag of the TrainConfig field `name`: `--field-name`."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -57,21 +37,24 @@ class TrainConfig:
         None, "Folder of clips (videos or image strips), one class per subfolder.", directory=True
     )
     # Frame size the generator makes; data are resized to it.
-    image_size: int = setting(64, f"Frame size ({' or '.join(map(str, IMAGE_SIZES))}).")
-    cell: str = setting("gru", f"Motion cell: {' or '.join(CELLS)}.")  # gru (DLHacks), lstm (assignment)
-    motion_mode: str = setting("feedback", f"Step input of the motion RNN: {' or '.join(MOTION_MODES)}.")
-    ngf: int = setting(32, "Generator width.")
-    ndf: int = setting(32, "Critic width (both critics).")
-    d_content: int = setting(50)  # content code (MoCoGAN: 50)
-    d_motion: int = setting(10)  # motion code per frame (MoCoGAN: 10)
-    hidden_size: int = setting(100)  # motion RNN state
+    image_size: int = setting(64, f"Frame size ({' or '.join(map(str, IMAGE_SIZES))}).", fixed=True)
+    # gru (DLHacks), lstm (assignment)
+    cell: str = setting("gru", f"Motion cell: {' or '.join(CELLS)}.", fixed=True)
+    motion_mode: str = setting(
+        "feedback", f"Step input of the motion RNN: {' or '.join(MOTION_MODES)}.", fixed=True
+    )
+    ngf: int = setting(32, "Generator width.", fixed=True)
+    ndf: int = setting(32, "Critic width (both critics).", fixed=True)
+    d_content: int = setting(50, fixed=True)  # content code (MoCoGAN: 50)
+    d_motion: int = setting(10, fixed=True)  # motion code per frame (MoCoGAN: 10)
+    hidden_size: int = setting(100, fixed=True)  # motion RNN state
     steps: int = setting(10000, "Total generator updates (with --resume: the new total).")
     batch: int = setting(16, "Videos per batch (and as many single frames for the image critic).")
     clip_frames: int = setting(16, "Frames per training clip.")
     frame_step: int = setting(2, "Use every n-th frame of the real clips.")  # MoCoGAN's every_nth
-    lr: float = setting(2e-4)  # Adam, as DCGAN and MoCoGAN
-    beta1: float = setting(0.5)
-    beta2: float = setting(0.999)
+    lr: float = setting(2e-4, fixed=True)  # Adam, as DCGAN and MoCoGAN
+    beta1: float = setting(0.5, fixed=True)
+    beta2: float = setting(0.999, fixed=True)
     real_label: float = setting(0.9)  # one-sided label smoothing for real samples
     instance_noise: float = setting(0.1)  # std of Gaussian noise added to every critic input
     category_weight: float = setting(1.0)  # weight of the action-classification losses
@@ -86,11 +69,11 @@ class TrainConfig:
     bf16: bool = setting(
         False, "bfloat16 autocast of the image generator and critics (the motion RNN stays fp32)."
     )
-    seed: int = setting(0, "Seed of every random draw of the run.")
+    seed: int = setting(0, "Seed of every random draw of the run.", fixed=True)
     checkpoint_every: int = setting(250, "Steps between checkpoints (and at the end).")
     sample_every: int = setting(500, "Steps between sample sheets.")
     threads: int = setting(0, "torch CPU threads while training (0: torch's default).")
-    dry_run: bool = setting(False, "A few steps on synthetic data (no --data needed).")
+    dry_run: bool = setting(False, "A few steps on synthetic data (no --data needed).", fixed=True)
 
     def __post_init__(self) -> None:
         problems = field_type_problems(self)
@@ -163,3 +146,6 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
+
+
+FIXED_ON_RESUME = tuple(f.name for f in fields(TrainConfig) if f.metadata["fixed"])

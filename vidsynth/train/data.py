@@ -15,7 +15,7 @@ import numpy as np
 
 from vidsynth.errors import DataError
 
-# Leading bytes -> (container, layout). Strips are single still images; videos hold frames.
+# Leading bytes -> container.
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -23,8 +23,7 @@ _MAGIC = (
     (b"GIF89a", "gif"),
     (b"BM", "bmp"),
 )
-STILL_FORMATS = ("png", "jpeg", "bmp")
-VIDEO_FORMATS = ("gif", "mp4", "avi", "webm", "mkv")
+STILL_FORMATS = ("png", "jpeg", "bmp")  # strips: single still images; the others are videos
 
 
 def sniff_format(path: Path) -> str | None:
@@ -97,7 +96,7 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
             frames = image.reshape(height, n_frames, height, image.shape[2]).transpose(1, 0, 2, 3)
         elif kind == "gif":
             frames = iio.imread(path, index=None)
-            if frames.ndim == 3 and frames.shape[-1] in (3, 4) and len(frames.shape) == 3:
+            if frames.ndim == 3 and frames.shape[-1] in (3, 4):
                 frames = frames[None]
         else:
             reader = imageio_v2.get_reader(str(path), format="FFMPEG")

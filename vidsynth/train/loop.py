@@ -45,19 +45,18 @@ from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
 from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
 from vidsynth.train.loss_log import LossLog
 from vidsynth.train.memory import check_fits
-from vidsynth.train.provenance import path_name, public_command, public_train_config
+from vidsynth.train.options import path_name, public_command, public_train_config
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.train.sheets import render_videos, sheet, write_png
 
 LOSS_NAMES = ("d_image", "d_video", "g_image", "g_video", "g_category")
+BAR_LABELS = dict(zip(LOSS_NAMES, ("dI", "dV", "gI", "gV", "gC")))  # the progress bar's names
 WEIGHTS_DIR = "weights"
 SAMPLES_DIR = "samples"
 SAMPLE_SEED = 1234  # fixed noise for the sample sheets, so sheets compare across steps
 NOISE_SEED_OFFSET = 2  # the instance-noise generator is seeded with seed + this
-# How many times as long a --bf16 training step took as an fp32 one where bf16 is emulated, by
-# the CPU's widest vector unit (batch 4, 64x64, ngf=ndf=32, one thread; oneDNN capped below the
-# bf16 instructions of an AMD EPYC with ONEDNN_MAX_CPU_ISA=AVX512_CORE: 154 s against 77 s for
-# 8 steps; =AVX2: 190 s against 12 s per step).
+# How many times as long a --bf16 training step takes as an fp32 one where bf16 is emulated,
+# by the CPU's widest vector unit (measured with oneDNN capped below the bf16 instructions).
 TRAIN_EMULATED_BF16_SLOWDOWN = {"avx512f": (2.0, "AVX-512"), "avx2": (16.0, "AVX2")}
 
 logger = logging.getLogger(__name__)
@@ -104,18 +103,11 @@ def build_trainer(config: TrainConfig, n_categories: int, category_names: Sequen
     device = resolve_device(config.device)
     model_config = config.model_config(n_categories, category_names)
     generator = build_model(model_config, seed=config.seed).to(device).train()
+    critic_args = (model_config.nc, config.ndf, config.image_size, n_categories)
     with seeded_init(config.seed + 1):
-        image_critic = ImageDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(
-            device
-        )
-        video_critic = VideoDiscriminator(model_config.nc, config.ndf, config.image_size, n_categories).to(
-            device
-        )
+        image_critic = ImageDiscriminator(*critic_args).to(device)
+        video_critic = VideoDiscriminator(*critic_args).to(device)
     betas = (config.beta1, config.beta2)
-    rng = torch.Generator(device="cpu")
-    rng.manual_seed(config.seed)
-    noise_rng = torch.Generator(device=device)
-    noise_rng.manual_seed(config.seed + NOISE_SEED_OFFSET)
     return Trainer(
         config,
         generator,
@@ -124,8 +116,8 @@ def build_trainer(config: TrainConfig, n_categories: int, category_names: Sequen
         torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
         torch.optim.Adam(image_critic.parameters(), lr=config.lr, betas=betas),
         torch.optim.Adam(video_critic.parameters(), lr=config.lr, betas=betas),
-        rng,
-        noise_rng,
+        torch.Generator().manual_seed(config.seed),
+        torch.Generator(device=device).manual_seed(config.seed + NOISE_SEED_OFFSET),
         device,
     )
 
@@ -323,7 +315,7 @@ def train(
 
 def _check_run_dir(run_dir: Path, resume: bool, config: TrainConfig) -> None:
     if resume:
-        _log_resumed_settings(run_dir, _stored_config(run_dir, {}).to_dict(), config)
+        _log_resumed_settings(run_dir, resumed_config(run_dir).to_dict(), config)
     elif (run_dir / CHECKPOINT_DIR).exists():
         raise InputError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
@@ -365,27 +357,19 @@ def _warn_if_bf16_is_emulated(device: torch.device) -> None:
         )
 
 
-def _stored_settings(run_dir: Path) -> dict[str, Any]:
-    settings = read_checkpoint_record(run_dir).get("train_config")
-    if not isinstance(settings, dict):
-        raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: not an object")
-    return settings
-
-
-def _stored_config(run_dir: Path, changes: dict[str, Any]) -> TrainConfig:
-    try:
-        return TrainConfig.from_dict({**_stored_settings(run_dir), **changes})
-    except (AttributeError, KeyError, TypeError, ValueError, VidsynthError) as exc:
-        if changes:  # the stored settings are sound: a change is what is wrong
-            _stored_config(run_dir, {})
-            raise
-        raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
-
-
 def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = None) -> TrainConfig:
     """The TrainConfig stored with the run in `run_dir`, with `changes` (the settings given
     anew, e.g. the options typed on the command line) applied."""
-    return _stored_config(Path(run_dir), changes or {})
+    settings = read_checkpoint_record(Path(run_dir)).get("train_config")
+    if not isinstance(settings, dict):
+        raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: not an object")
+    try:
+        return TrainConfig.from_dict({**settings, **(changes or {})})
+    except (AttributeError, KeyError, TypeError, ValueError, VidsynthError) as exc:
+        if changes:  # the stored settings are sound: a change is what is wrong
+            resumed_config(run_dir)
+            raise
+        raise InputError(f"the checkpoint in {run_dir} has a damaged train_config: {exc}") from None
 
 
 def _log_resumed_settings(run_dir: Path, stored: dict[str, Any], config: TrainConfig) -> None:
@@ -468,17 +452,8 @@ def _run(
                 raise RuntimeBackendError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(
-                    {
-                        "dI": f"{losses['d_image']:.3f}",
-                        "dV": f"{losses['d_video']:.3f}",
-                        "gI": f"{losses['g_image']:.3f}",
-                        "gV": f"{losses['g_video']:.3f}",
-                        "gC": f"{losses['g_category']:.3f}",
-                        "s/step": f"{seconds:.2f}",
-                    },
-                    refresh=False,
-                )
+                shown = {label: f"{losses[name]:.3f}" for name, label in BAR_LABELS.items()}
+                bar.set_postfix({**shown, "s/step": f"{seconds:.2f}"}, refresh=False)
             out_of_time = deadline is not None and time.monotonic() >= deadline
             finished = step >= config.steps or out_of_time or stop.is_set()
             record["step"] = step

@@ -1,5 +1,9 @@
 """`vidsynth train`'s options, derived from TrainConfig's field declarations, plus the
-options of one invocation (where the run lives, how long this call may take, ...).
+options of one invocation (where the run lives, how long this call may take, ...), and the
+command line as a run's weights record it.
+
+Weights travel (the default weights ship in the package), so their provenance keeps the data
+folder's and run directory's names and drops the directories above them.
 
 Torch-free: the CLI imports it to build its commands.
 """
@@ -8,21 +12,23 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import fields
+from pathlib import PurePath
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from vidsynth.model.config import field_kinds
-from vidsynth.train.config import TrainConfig, option_flag
+from vidsynth.train.config import TrainConfig
 
 DRY_RUN_STEPS = 3  # --steps when --dry-run is given without it
 _ARGV = "vidsynth.train.argv"
+RUN_DIR_FLAG = "--out"
 
 # Options of one invocation, not settings of the run (a resumed run keeps its settings).
 RUN_OPTIONS = (
     click.Option(
-        ["--out", "run_dir"],
+        [RUN_DIR_FLAG, "run_dir"],
         required=True,
         type=click.Path(file_okay=False),
         help="Run directory: checkpoint/, weights/, samples/, losses.jsonl.",
@@ -48,6 +54,11 @@ class TrainCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[_ARGV] = list(args)
         return super().parse_args(ctx, args)
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of the TrainConfig field `name`: `--field-name`."""
+    return "--" + name.replace("_", "-")
 
 
 def command_line(ctx: click.Context) -> str:
@@ -106,3 +117,40 @@ def config_from_options(values: dict[str, Any]) -> TrainConfig:
         elif f.name in settings and kinds[f.name][0] is bool:
             settings[f.name] = not f.default if settings[f.name] else f.default
     return TrainConfig(**settings)
+
+
+def _path_flags() -> set[str]:
+    return {RUN_DIR_FLAG} | {option_flag(f.name) for f in fields(TrainConfig) if f.metadata.get("directory")}
+
+
+def path_name(path: str) -> str:
+    """The last component of `path` ("actions" for "/data/clips/actions/")."""
+    return PurePath(path).name or path
+
+
+def public_command(command: str) -> str:
+    """`command` with each directory option's value cut to its name:
+    `vidsynth train --data /a/actions --out=/tmp/run` -> `vidsynth train --data actions --out=run`."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not shell-quoted as vidsynth writes it: nothing to cut safely
+        return command
+    flags = _path_flags()
+    public = []
+    for i, word in enumerate(words):
+        flag, equals, value = word.partition("=")
+        if equals and flag in flags:
+            word = f"{flag}={path_name(value)}"
+        elif i > 0 and words[i - 1] in flags:
+            word = path_name(word)
+        public.append(word)
+    return shlex.join(public)
+
+
+def public_train_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored TrainConfig dict with its directory settings cut to their names."""
+    public = dict(config)
+    for f in fields(TrainConfig):
+        if f.metadata.get("directory") and isinstance(public.get(f.name), str):
+            public[f.name] = path_name(public[f.name])
+    return public
