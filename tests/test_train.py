@@ -23,10 +23,10 @@ from safetensors.torch import load_file
 
 from vidsynth.cli import cli
 from vidsynth.errors import DataError, InputError, RuntimeBackendError
+from vidsynth.train.checkpoint import LOSS_LOG, read_losses
 from vidsynth.train.config import TrainConfig
 from vidsynth.train.data import load_folder, read_clip, sniff_format, synthetic_dataset
 from vidsynth.train.loop import build_trainer, export_run, resolve_device, train, train_step
-from vidsynth.train.loss_log import LOSS_LOG, read_losses
 from vidsynth.train.options import DRY_RUN_STEPS, TrainCommand, config_from_options
 from vidsynth.train.sampler import ClipSampler
 from vidsynth.weights import load_model

@@ -2,21 +2,13 @@
 
 `optimize_for_inference(model, precision)` returns an `InferenceGenerator` with the same
 `forward`, `initial_state` and `generate_chunk` as the VideoGenerator it came from, and the
-same outputs up to float rounding (fp32) or bf16 rounding of the image generator (bf16):
-
-- the motion recurrence runs as InferenceMotion (a fused op or a loop of one matrix product
-  per step);
-- the eval-mode BatchNorm1d of the motion codes is folded into the linear layer, and every
-  BatchNorm2d of the image generator into the ConvTranspose2d before it (weights and bias);
-- the first ConvTranspose2d (a 1x1 latent to a kxk map) runs as the one matrix product it is;
-  in fp32 the last one (ngf -> 3 channels, where oneDNN's deconvolution is slow) runs as a 2x2
-  convolution producing the four output phases, then depth-to-space (sub-pixel): the same
-  sums in another order, and faster there (bench/levers.py measures it);
-- the image generator runs channels-last (oneDNN's preferred layout), optionally in bf16
-  (AMX on recent Xeons), over frames in chunks of `frame_chunk` so that activations stay
-  small (and in cache) whatever the batch and frame count.
-
-The model passed in is not changed.
+same outputs up to float rounding (fp32) or bf16 rounding of the image generator (bf16). The
+recurrence runs as InferenceMotion; every eval batch norm is folded into the layer before it;
+the first ConvTranspose2d runs as the matrix product it is and, in fp32, the last one as a
+sub-pixel convolution (oneDNN's deconvolution is slow there; bench/levers.py measures it); the
+image generator runs channels-last (oneDNN's preferred layout), optionally in bf16, over
+`frame_chunk` frames at a time so that activations stay small whatever the batch and frame
+count. The model passed in is not changed.
 """
 
 from __future__ import annotations

@@ -6,28 +6,33 @@ RUN_DIR/checkpoint/
   optimizers.safetensors <name>.<param index>.<state key> (Adam's step, exp_avg, exp_avg_sq)
   rng.safetensors        the run's torch.Generator states (<name>.<device type>)
   state.json             step, wall time, TrainConfig, ModelConfig, optimizer param groups
-(The per-step losses are appended to RUN_DIR/losses.jsonl instead: see loss_log.py.)
+
+The per-step losses are appended to RUN_DIR/losses.jsonl instead, one JSON object per step, so
+checkpoints stay the same size however long the run is; a resumed run first cuts the log back
+to its checkpoint's step, so the steps it redoes are not logged twice.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vidsynth.atomic import atomic_directory, owned_directory
+from vidsynth.atomic import atomic_directory, atomic_file, is_disk_full, owned_directory
 from vidsynth.checksums import SUMS_FILE, verify_sums, write_sums
-from vidsynth.errors import InputError
+from vidsynth.errors import InputError, StorageError
 from vidsynth.files import read_small_file
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 TENSOR_FILES = ("networks.safetensors", "optimizers.safetensors", "rng.safetensors")
 MAX_STATE_BYTES = 256 << 20
+LOSS_LOG = "losses.jsonl"
+DECIMALS = 6  # what the log keeps of each loss
 RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers")
 recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
@@ -143,3 +148,70 @@ def load_checkpoint(
 
 def _rng_key(name: str, generator: torch.Generator) -> str:
     return f"{name}.{generator.device.type}"
+
+
+def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every logged step, oldest first: [{"step": 1, "d_image": ..., ...}, ...]. A last line
+    without its newline, cut by a crash while it was written, is left out."""
+    path = Path(run_dir) / LOSS_LOG
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    lines = text.split("\n")
+    complete, last = lines[:-1], lines[-1]  # `last` is "" when the file ends with its newline
+    rows = [_row(line, number, path) for number, line in enumerate(complete, 1)]
+    if last:
+        try:
+            rows.append(_row(last, len(lines), path))
+        except InputError:
+            pass  # a line the crash cut short
+    return rows
+
+
+def _row(line: str, number: int, path: Path) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise InputError(f"{path} line {number} is not valid JSON: {exc}") from None
+    step = row.get("step") if isinstance(row, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise InputError(f"{path} line {number} is not a step's losses (no integer step)")
+    return row
+
+
+class LossLog:
+    """Appends one line per step, flushed at once: the log never lags the checkpoint."""
+
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
+        """A new log, or with `resume_step` the run's log cut back to that step."""
+        self.path = Path(run_dir) / LOSS_LOG
+        rows = (
+            [] if resume_step is None else [row for row in read_losses(run_dir) if row["step"] <= resume_step]
+        )
+        with atomic_file(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        self._file: TextIO = self.path.open("a")
+        self._failed = False
+
+    def append(self, step: int, losses: dict[str, float]) -> None:
+        row = {"step": step, **{name: round(value, DECIMALS) for name, value in losses.items()}}
+        try:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self._failed = True
+            what = "the disk is full" if is_disk_full(exc) else exc.strerror
+            raise StorageError(
+                f"cannot append step {step} to {self.path} ({what}); the last checkpoint is kept: "
+                "free space and resume with --resume"
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            if not self._failed:  # the failed append reported it already
+                raise

@@ -140,7 +140,7 @@ def _class_sort_key(name: str) -> tuple:
     return (0, int(name), name) if name.isdigit() else (1, 0, name)
 
 
-def load_folder(root: str | os.PathLike, min_frames: int = 1) -> ClipDataset:
+def load_folder(root: str | os.PathLike) -> ClipDataset:
     """Reads every clip under `root`. Subfolders are classes (sorted, numerically when their
     names are numbers); files directly in `root` make an unlabelled set. All problems are
     collected and reported in one DataError."""
@@ -173,9 +173,6 @@ def load_folder(root: str | os.PathLike, min_frames: int = 1) -> ClipDataset:
             clip = read_clip(path)
         except DataError as exc:
             problems.append(str(exc))
-            continue
-        if clip.shape[0] < min_frames:
-            problems.append(f"{path}: {clip.shape[0]} frames, training needs at least {min_frames}")
             continue
         clips.append(clip)
         labels.append(index if classes else 0)

@@ -39,11 +39,16 @@ from vidsynth.runtime.backend import choose_device
 from vidsynth.runtime.hardware import probe_hardware, threads_problem
 from vidsynth.runtime.output import check_output_dir, locked_directory
 from vidsynth.signals import stop_requested
-from vidsynth.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_record, save_checkpoint
+from vidsynth.train.checkpoint import (
+    CHECKPOINT_DIR,
+    LossLog,
+    load_checkpoint,
+    read_checkpoint_record,
+    save_checkpoint,
+)
 from vidsynth.train.config import FIXED_ON_RESUME, TrainConfig
 from vidsynth.train.data import ClipDataset, load_folder, synthetic_dataset
 from vidsynth.train.discriminators import ImageDiscriminator, VideoDiscriminator
-from vidsynth.train.loss_log import LossLog
 from vidsynth.train.memory import check_fits
 from vidsynth.train.options import path_name, public_command, public_train_config
 from vidsynth.train.sampler import ClipSampler
@@ -150,24 +155,21 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     """One critic update and one generator update; returns the step's losses."""
     c, rng, noise, dev = t.config, t.rng, t.noise_rng, t.device
     n_cat = t.generator.config.n_categories
-    real_video, real_video_labels = sampler.videos(c.batch, rng)
-    real_image, real_image_labels = sampler.images(c.batch, rng)
-    z_content = torch.randn(c.batch, c.d_content, generator=rng)
-    z_motion = torch.randn(c.batch, c.d_motion, generator=rng)
-    fake_labels = torch.randint(max(n_cat, 1), (c.batch,), generator=rng)
-    frame_pick = torch.randint(c.clip_frames, (c.batch,), generator=rng)
-    real_video, real_image = real_video.to(dev), real_image.to(dev)
-    real_video_labels, real_image_labels = real_video_labels.to(dev), real_image_labels.to(dev)
-    fake_labels, frame_pick = fake_labels.to(dev), frame_pick.to(dev)
+    real_video, real_video_labels = (x.to(dev) for x in sampler.videos(c.batch, rng))
+    real_image, real_image_labels = (x.to(dev) for x in sampler.images(c.batch, rng))
+    z_content = torch.randn(c.batch, c.d_content, generator=rng).to(dev)
+    z_motion = torch.randn(c.batch, c.d_motion, generator=rng).to(dev)
+    fake_labels = torch.randint(max(n_cat, 1), (c.batch,), generator=rng).to(dev)
+    frame_pick = torch.randint(c.clip_frames, (c.batch,), generator=rng).to(dev)
     category = fake_labels if n_cat > 0 else None
     rows = torch.arange(c.batch, device=dev)
     sigma, w = c.instance_noise, c.category_weight
 
     set_train_modes(t)
     g = t.generator
-    codes, _ = g.motion.rollout(g.initial_state(z_motion.to(dev)), c.clip_frames)  # float32 always
+    codes, _ = g.motion.rollout(g.initial_state(z_motion), c.clip_frames)  # float32 always
     with _autocast(c, dev):
-        fake_video = g.render(codes, z_content.to(dev), category)
+        fake_video = g.render(codes, z_content, category)
     fake_image = fake_video[rows, frame_pick]  # one frame of each generated video
 
     # Critics.
@@ -233,7 +235,7 @@ def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
 def _dataset(config: TrainConfig) -> ClipDataset:
     if config.dry_run:
         return synthetic_dataset(n_categories=2, size=config.image_size, n_frames=max(24, config.span))
-    return load_folder(config.data, min_frames=1)
+    return load_folder(config.data)
 
 
 def _category_names(data: ClipDataset) -> tuple[str, ...]:
@@ -438,7 +440,7 @@ def _run(
 
         bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True, mininterval=2.0)
     step = start_step
-    with stop_requested() as stop, log:
+    with stop_requested() as stop, contextlib.closing(log):
         while step < config.steps:
             tick = time.monotonic()
             losses = train_step(t, sampler)

@@ -11,7 +11,7 @@ Torch-free: the CLI imports it to build its commands.
 from __future__ import annotations
 
 import shlex
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import PurePath
 from typing import Any
 
@@ -68,54 +68,45 @@ def command_line(ctx: click.Context) -> str:
 
 def config_options() -> list[click.Option]:
     """One click option per TrainConfig field declared with a help text."""
-    kinds = field_kinds(TrainConfig)
-    options = []
-    for f in fields(TrainConfig):
-        help_text = f.metadata.get("help")
-        if help_text is None:
-            continue
-        flag = option_flag(f.name)
-        kind, _ = kinds[f.name]
-        if kind is bool:  # a flag sets the opposite of the default
-            options.append(click.Option([flag, f.name], is_flag=True, help=help_text))
-        elif f.name == "steps":
-            default = f"{f.default}; {DRY_RUN_STEPS} with --dry-run"
-            options.append(click.Option([flag, f.name], type=int, help=f"{help_text} [default: {default}]"))
-        else:
-            kind = click.Path(file_okay=False) if f.metadata["directory"] else kind
-            options.append(
-                click.Option(
-                    [flag, f.name],
-                    type=kind,
-                    default=f.default,
-                    show_default=f.default is not None,
-                    help=help_text,
-                )
-            )
-    return options
+    return [_option(f) for f in fields(TrainConfig) if f.metadata.get("help") is not None]
+
+
+def _option(f: Field) -> click.Option:
+    decls, help_text = [option_flag(f.name), f.name], f.metadata["help"]
+    kind = field_kinds(TrainConfig)[f.name][0]
+    if kind is bool:  # a flag sets the opposite of the default
+        return click.Option(decls, is_flag=True, help=help_text)
+    if f.name == "steps":
+        help_text += f" [default: {f.default}; {DRY_RUN_STEPS} with --dry-run]"
+        return click.Option(decls, type=int, help=help_text)
+    kind = click.Path(file_okay=False) if f.metadata["directory"] else kind
+    return click.Option(
+        decls, type=kind, default=f.default, show_default=f.default is not None, help=help_text
+    )
+
+
+def _setting(f: Field, value: Any) -> Any:
+    """An option's parsed value as the TrainConfig value (a flag given sets the opposite of the default)."""
+    if field_kinds(TrainConfig)[f.name][0] is bool:
+        return not f.default if value else f.default
+    return value
 
 
 def typed_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
     """The TrainConfig settings the user typed on the command line (not click's defaults), as
     TrainConfig values: what changes a resumed run's stored settings."""
-    kinds = field_kinds(TrainConfig)
-    typed = {}
-    for f in fields(TrainConfig):
-        if f.name in values and ctx.get_parameter_source(f.name) is ParameterSource.COMMANDLINE:
-            value = values[f.name]
-            typed[f.name] = (not f.default if value else f.default) if kinds[f.name][0] is bool else value
-    return typed
+    return {
+        f.name: _setting(f, values[f.name])
+        for f in fields(TrainConfig)
+        if f.name in values and ctx.get_parameter_source(f.name) is ParameterSource.COMMANDLINE
+    }
 
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:
     """TrainConfig from the values click parsed for `config_options()`."""
-    settings = dict(values)
-    kinds = field_kinds(TrainConfig)
-    for f in fields(TrainConfig):
-        if f.name == "steps" and settings.get("steps") is None:
-            settings["steps"] = DRY_RUN_STEPS if settings.get("dry_run") else f.default
-        elif f.name in settings and kinds[f.name][0] is bool:
-            settings[f.name] = not f.default if settings[f.name] else f.default
+    settings = {f.name: _setting(f, values[f.name]) for f in fields(TrainConfig) if f.name in values}
+    if settings.get("steps") is None:
+        settings["steps"] = DRY_RUN_STEPS if settings.get("dry_run") else TrainConfig.steps
     return TrainConfig(**settings)
 
 
