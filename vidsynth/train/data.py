@@ -147,10 +147,8 @@ def load_folder(root: str | os.PathLike) -> ClipDataset:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    subdirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-        key=lambda d: _class_sort_key(d.name),
-    )
+    visible = [path for path in root.iterdir() if not path.name.startswith(".")]
+    subdirs = sorted((d for d in visible if d.is_dir()), key=lambda d: _class_sort_key(d.name))
     if subdirs:
         groups = [
             (d.name, sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")))
@@ -159,7 +157,7 @@ def load_folder(root: str | os.PathLike) -> ClipDataset:
         groups = [(name, files) for name, files in groups if files]
         classes = [name for name, _ in groups]
     else:
-        groups = [("", sorted(f for f in root.iterdir() if f.is_file() and not f.name.startswith(".")))]
+        groups = [("", sorted(f for f in visible if f.is_file()))]
         classes = []
     files = [(index, f) for index, (_, fs) in enumerate(groups) for f in fs]
     if not files:
@@ -175,7 +173,7 @@ def load_folder(root: str | os.PathLike) -> ClipDataset:
             problems.append(str(exc))
             continue
         clips.append(clip)
-        labels.append(index if classes else 0)
+        labels.append(index)  # 0 for every clip of an unlabelled folder
         paths.append(str(path))
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")

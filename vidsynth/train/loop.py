@@ -416,9 +416,7 @@ def _run(
             t.generators[name].manual_seed(config.seed + NOISE_SEED_OFFSET + record["step"])
         record["train_config"] = config.to_dict()
         record["command"] = record.get("command", []) + commands
-        log = LossLog(run_dir, resume_step=record["step"])
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "step": 0,
             "elapsed_s": 0.0,
@@ -427,7 +425,7 @@ def _run(
             "data": _describe_data(config, data),
             "command": commands,
         }
-        log = LossLog(run_dir)
+    log = LossLog(run_dir, resume_step=record["step"] if resume else None)
     record["hardware"] = _hardware(t.device)
 
     start_step = record["step"]
@@ -487,11 +485,8 @@ def summary_line(record: dict[str, Any]) -> str:
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
     """Copies a run's latest generator (vidsynth weights format, with provenance) to `out`."""
-    from vidsynth.weights.format import load_weights, read_config, save_weights
+    from vidsynth.weights.format import load_weights, save_weights
 
-    source = Path(run_dir) / WEIGHTS_DIR
-    model = load_weights(source)
-    _, provenance = read_config(source)
-    provenance.pop("vidsynth_version", None)
-    provenance.pop("saved_at", None)
+    model = load_weights(Path(run_dir) / WEIGHTS_DIR)
+    provenance = {k: v for k, v in model.provenance.items() if k not in ("vidsynth_version", "saved_at")}
     return save_weights(model, out, provenance, force=force)
