@@ -69,34 +69,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Trainer:
-    """The networks and optimizers of one run (kept together for checkpointing)."""
+    """The networks, optimizers and random streams of one run, by the names checkpoints use."""
 
     config: TrainConfig
-    generator: VideoGenerator
-    image_critic: ImageDiscriminator
-    video_critic: VideoDiscriminator
-    opt_g: torch.optim.Optimizer
-    opt_image: torch.optim.Optimizer
-    opt_video: torch.optim.Optimizer
-    rng: torch.Generator
-    noise_rng: torch.Generator  # on `device`
+    networks: dict[str, torch.nn.Module]  # generator, image_critic, video_critic
+    optimizers: dict[str, torch.optim.Optimizer]  # one Adam per network, by the same name
+    generators: dict[str, torch.Generator]  # run (CPU: data and codes), noise (on `device`)
     device: torch.device
 
     @property
-    def generators(self) -> dict[str, torch.Generator]:
-        return {"run": self.rng, "noise": self.noise_rng}
-
-    @property
-    def networks(self) -> dict[str, torch.nn.Module]:
-        return {
-            "generator": self.generator,
-            "image_critic": self.image_critic,
-            "video_critic": self.video_critic,
-        }
-
-    @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"generator": self.opt_g, "image_critic": self.opt_image, "video_critic": self.opt_video}
+    def generator(self) -> VideoGenerator:
+        return self.networks["generator"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,24 +90,22 @@ def resolve_device(name: str) -> torch.device:
 def build_trainer(config: TrainConfig, n_categories: int, category_names: Sequence[str] = ()) -> Trainer:
     device = resolve_device(config.device)
     model_config = config.model_config(n_categories, category_names)
-    generator = build_model(model_config, seed=config.seed).to(device).train()
+    networks: dict[str, torch.nn.Module] = {"generator": build_model(model_config, seed=config.seed)}
     critic_args = (model_config.nc, config.ndf, config.image_size, n_categories)
     with seeded_init(config.seed + 1):
-        image_critic = ImageDiscriminator(*critic_args).to(device)
-        video_critic = VideoDiscriminator(*critic_args).to(device)
-    betas = (config.beta1, config.beta2)
-    return Trainer(
-        config,
-        generator,
-        image_critic.train(),
-        video_critic.train(),
-        torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
-        torch.optim.Adam(image_critic.parameters(), lr=config.lr, betas=betas),
-        torch.optim.Adam(video_critic.parameters(), lr=config.lr, betas=betas),
-        torch.Generator().manual_seed(config.seed),
-        torch.Generator(device=device).manual_seed(config.seed + NOISE_SEED_OFFSET),
-        device,
-    )
+        networks["image_critic"] = ImageDiscriminator(*critic_args)
+        networks["video_critic"] = VideoDiscriminator(*critic_args)
+    for network in networks.values():
+        network.to(device).train()
+    optimizers = {
+        name: torch.optim.Adam(network.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        for name, network in networks.items()
+    }
+    generators = {
+        "run": torch.Generator().manual_seed(config.seed),
+        "noise": torch.Generator(device=device).manual_seed(config.seed + NOISE_SEED_OFFSET),
+    }
+    return Trainer(config, networks, optimizers, generators, device)
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -153,8 +134,9 @@ def set_train_modes(t: Trainer) -> None:
 
 def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     """One critic update and one generator update; returns the step's losses."""
-    c, rng, noise, dev = t.config, t.rng, t.noise_rng, t.device
-    n_cat = t.generator.config.n_categories
+    c, dev, rng, noise = t.config, t.device, t.generators["run"], t.generators["noise"]
+    g, image_critic, video_critic = t.generator, t.networks["image_critic"], t.networks["video_critic"]
+    n_cat = g.config.n_categories
     real_video, real_video_labels = (x.to(dev) for x in sampler.videos(c.batch, rng))
     real_image, real_image_labels = (x.to(dev) for x in sampler.images(c.batch, rng))
     z_content = torch.randn(c.batch, c.d_content, generator=rng).to(dev)
@@ -166,7 +148,6 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     sigma, w = c.instance_noise, c.category_weight
 
     set_train_modes(t)
-    g = t.generator
     codes, _ = g.motion.rollout(g.initial_state(z_motion), c.clip_frames)  # float32 always
     with _autocast(c, dev):
         fake_video = g.render(codes, z_content, category)
@@ -174,25 +155,26 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
 
     # Critics.
     with _autocast(c, dev):
-        real_i, real_i_cls = t.image_critic(_noisy(real_image, sigma, noise))
-        fake_i, _ = t.image_critic(_noisy(fake_image.detach(), sigma, noise))
-        real_v, real_v_cls = t.video_critic(_noisy(real_video, sigma, noise))
-        fake_v, _ = t.video_critic(_noisy(fake_video.detach(), sigma, noise))
+        real_i, real_i_cls = image_critic(_noisy(real_image, sigma, noise))
+        fake_i, _ = image_critic(_noisy(fake_image.detach(), sigma, noise))
+        real_v, real_v_cls = video_critic(_noisy(real_video, sigma, noise))
+        fake_v, _ = video_critic(_noisy(fake_video.detach(), sigma, noise))
     d_image = _bce(real_i, c.real_label) + _bce(fake_i, 0.0)
     d_video = _bce(real_v, c.real_label) + _bce(fake_v, 0.0)
     if n_cat > 0:
         d_image = d_image + w * F.cross_entropy(real_i_cls.float(), real_image_labels)
         d_video = d_video + w * F.cross_entropy(real_v_cls.float(), real_video_labels)
-    t.opt_image.zero_grad(set_to_none=True)
-    t.opt_video.zero_grad(set_to_none=True)
+    critic_optimizers = (t.optimizers["image_critic"], t.optimizers["video_critic"])
+    for optimizer in critic_optimizers:
+        optimizer.zero_grad(set_to_none=True)
     (d_image + d_video).backward()
-    t.opt_image.step()
-    t.opt_video.step()
+    for optimizer in critic_optimizers:
+        optimizer.step()
 
     # Generator.
     with _autocast(c, dev):
-        gen_i, gen_i_cls = t.image_critic(_noisy(fake_image, sigma, noise))
-        gen_v, gen_v_cls = t.video_critic(_noisy(fake_video, sigma, noise))
+        gen_i, gen_i_cls = image_critic(_noisy(fake_image, sigma, noise))
+        gen_v, gen_v_cls = video_critic(_noisy(fake_video, sigma, noise))
     g_image = _bce(gen_i, 1.0)
     g_video = _bce(gen_v, 1.0)
     g_category = torch.zeros((), device=dev)
@@ -200,9 +182,9 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
         g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(
             gen_i_cls.float(), fake_labels
         )
-    t.opt_g.zero_grad(set_to_none=True)
+    t.optimizers["generator"].zero_grad(set_to_none=True)
     (g_image + g_video + w * g_category).backward()
-    t.opt_g.step()
+    t.optimizers["generator"].step()
     values = (d_image, d_video, g_image, g_video, g_category)
     return {name: float(v.detach()) for name, v in zip(LOSS_NAMES, values)}
 
