@@ -108,10 +108,8 @@ def build_trainer(config: TrainConfig, n_categories: int, category_names: Sequen
     return Trainer(config, networks, optimizers, generators, device)
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    if not config.bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:
