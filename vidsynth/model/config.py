@@ -54,9 +54,7 @@ def _unwrap_optional(hint: Any) -> tuple[type, bool]:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
         return _unwrap_optional(args[0])[0], True
-    if typing.get_origin(hint) is tuple:  # only tuple[str, ...] is declared
-        return tuple, False
-    return hint, False
+    return typing.get_origin(hint) or hint, False  # tuple for tuple[str, ...], the only generic declared
 
 
 def _is_kind(value: Any, kind: type) -> bool:

@@ -212,12 +212,6 @@ def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
     save_weights(t.generator, run_dir / WEIGHTS_DIR, _provenance(t, record), force=True)
 
 
-def _dataset(config: TrainConfig) -> ClipDataset:
-    if config.dry_run:
-        return synthetic_dataset(n_categories=2, size=config.image_size, n_frames=max(24, config.span))
-    return load_folder(config.data)
-
-
 def _category_names(data: ClipDataset) -> tuple[str, ...]:
     """The class folder names name the categories, unless one cannot label a category."""
     unusable = [name for name in data.classes if not is_category_name(name)]
@@ -230,16 +224,6 @@ def _category_names(data: ClipDataset) -> tuple[str, ...]:
         )
         return ()
     return tuple(data.classes)
-
-
-def _describe_data(config: TrainConfig, data: ClipDataset) -> dict[str, Any]:
-    return {
-        "folder": "synthetic (dry run)" if config.dry_run else Path(config.data).resolve().name,
-        "clips": len(data.clips),
-        "frames": data.n_frames,
-        "frame_size": data.frame_size,
-        "classes": data.classes,
-    }
 
 
 @contextlib.contextmanager
@@ -382,7 +366,10 @@ def _run(
     progress: bool,
     on_step: Callable[[int, dict[str, float]], None] | None,
 ) -> dict[str, Any]:
-    data = _dataset(config)
+    if config.dry_run:
+        data = synthetic_dataset(n_categories=2, size=config.image_size, n_frames=max(24, config.span))
+    else:
+        data = load_folder(config.data)
     check_fits(config, data.n_categories, resolve_device(config.device))
     if config.bf16:
         _warn_if_bf16_is_emulated(resolve_device(config.device))
@@ -402,7 +389,13 @@ def _run(
             "elapsed_s": 0.0,
             "train_config": config.to_dict(),
             "model_config": t.generator.config.to_dict(),
-            "data": _describe_data(config, data),
+            "data": {
+                "folder": "synthetic (dry run)" if config.dry_run else Path(config.data).resolve().name,
+                "clips": len(data.clips),
+                "frames": data.n_frames,
+                "frame_size": data.frame_size,
+                "classes": data.classes,
+            },
             "command": commands,
         }
     log = LossLog(run_dir, resume_step=record["step"] if resume else None)
