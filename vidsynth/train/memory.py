@@ -49,8 +49,7 @@ def check_fits(config: TrainConfig, n_categories: int, device: torch.device) -> 
     """Refuses a run whose lower-bound estimate exceeds the memory free on `device`."""
     needed = training_bytes(config, n_categories)
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        where = "free on the GPU"
+        free, where = torch.cuda.mem_get_info(device)[0], "free on the GPU"
     else:
         free, where = available_memory(), "available"
     if needed > free:

@@ -40,11 +40,9 @@ def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int
 def sheet(videos: np.ndarray, gap: int = 2) -> np.ndarray:
     """(B, T, H, W, 3) -> one (B*(H+gap)-gap, T*(W+gap)-gap, 3) image."""
     b, t, h, w, c = videos.shape
-    out = np.full((b * (h + gap) - gap, t * (w + gap) - gap, c), 255, dtype=np.uint8)
-    for i in range(b):
-        for j in range(t):
-            out[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = videos[i, j]
-    return out
+    out = np.full((b, h + gap, t, w + gap, c), 255, dtype=np.uint8)  # a cell per frame, gap right and below
+    out[:, :h, :, :w] = videos.transpose(0, 2, 1, 3, 4)
+    return out.reshape(b * (h + gap), t * (w + gap), c)[: b * (h + gap) - gap, : t * (w + gap) - gap]
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
