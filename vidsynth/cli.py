@@ -34,20 +34,14 @@ class _Group(click.Group):
             ctx.exit(EXIT_STATUS)
 
 
-class _PlainFormatter(logging.Formatter):
-    """The message alone; warnings and errors say which they are ("warning: ...")."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
-
-
 class _StderrHandler(logging.Handler):
-    """Writes to the stderr of the moment (click's test runner swaps it per invocation)."""
+    """Writes the message alone, warnings and errors saying which they are ("warning: ..."), to
+    the stderr of the moment (click's test runner swaps it per invocation)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            click.echo(self.format(record), err=True)
+            prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+            click.echo(prefix + self.format(record), err=True)
         except Exception:
             self.handleError(record)
 
@@ -57,9 +51,7 @@ def _configure_logging(level: int) -> None:
     package = logging.getLogger("vidsynth")
     for handler in [h for h in package.handlers if isinstance(h, _StderrHandler)]:
         package.removeHandler(handler)
-    handler = _StderrHandler()
-    handler.setFormatter(_PlainFormatter())
-    package.addHandler(handler)
+    package.addHandler(_StderrHandler())
     package.setLevel(level)
 
 
@@ -143,7 +135,6 @@ def info_command(weights: str, hardware: bool) -> None:
 )
 @click.option(
     "--onnx-exporter",
-    default=None,
     help="torchscript or dynamo (torch.export-based). Default: torchscript where this torch has it.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
@@ -153,32 +144,14 @@ def info_command(weights: str, hardware: bool) -> None:
     help="ONNX graphs of the literal model, without the inference rewrites "
     "(folded batch norms, fused recurrence).",
 )
-def export_command(
-    weights: str,
-    out: str,
-    formats: str,
-    opset: int | None,
-    dtype: str,
-    onnx_exporter: str | None,
-    force: bool,
-    no_optimize: bool,
-) -> None:
+def export_command(weights: str, out: str, formats: str, no_optimize: bool, **options: Any) -> None:
     """Write TorchScript, ONNX (and .pt2) artifacts plus manifest.json, validated against eager PyTorch."""
     from vidsynth.export import export_artifacts
 
     requested = tuple(name.strip() for name in formats.split(",") if name.strip())
-    manifest = export_artifacts(
-        weights,
-        out,
-        requested,
-        opset=opset,
-        dtype=dtype,
-        force=force,
-        optimize=not no_optimize,
-        onnx_exporter=onnx_exporter,
-    )
+    manifest = export_artifacts(weights, out, requested, optimize=not no_optimize, **options)
     validation = manifest["validation"]
-    click.echo(f"exported {', '.join(manifest['files'])} ({dtype}) -> {out}")
+    click.echo(f"exported {', '.join(manifest['files'])} ({options['dtype']}) -> {out}")
     if manifest["rewrites"]:
         click.echo(f"ONNX graph rewrites: {', '.join(manifest['rewrites'])}")
     worst = ", ".join(f"{name} {error:.2g}" for name, error in validation["max_abs"].items())
@@ -200,9 +173,8 @@ def train_command(
         config = resumed_config(run_dir, typed_settings(ctx, settings))
     else:
         config = config_from_options(settings)
-    command = command_line(ctx)
     record = train(
-        config, run_dir, resume=resume, max_minutes=max_minutes, command=command, progress=not quiet
+        config, run_dir, resume=resume, max_minutes=max_minutes, command=command_line(ctx), progress=not quiet
     )
     click.echo(summary_line(record))
     click.echo(f"weights: {Path(run_dir) / 'weights'}")
@@ -233,37 +205,34 @@ def _default_category_names() -> tuple[str, ...]:
         return ()  # help text must not fail; loading the weights says what is wrong
 
 
+def _field_option(source: type, field: str, option: str, destination: str, help: str, **extra: Any):
+    """A click option for dataclass `source`'s `field`: its type (less None) and its default."""
+    hint = typing.get_type_hints(source)[field]
+    kind = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+    default = next(spec.default for spec in fields(source) if spec.name == field)
+    return click.option(
+        "--" + option.replace("_", "-"), destination, type=kind, default=default,
+        show_default=default is not None, help=help, **extra,
+    )  # fmt: skip
+
+
 def _request_options(*names: str):
     """One click option per GenerateRequest field that has command-line help (only `names`,
     when given): the request declares each option (default, help, metavar) once."""
 
     def decorate(command):
-        return _add_request_options(command, names)
+        from vidsynth.runtime.request import GenerateRequest
+
+        for spec in reversed(fields(GenerateRequest)):
+            if "help" in spec.metadata and (not names or spec.name in names):
+                command = _field_option(
+                    GenerateRequest, spec.name, spec.name, spec.name, spec.metadata["help"],
+                    metavar=spec.metadata["metavar"],
+                    cls=_CategoryOption if spec.name == "category" else click.Option,
+                )(command)  # fmt: skip
+        return command
 
     return decorate
-
-
-def _add_request_options(command, names: tuple[str, ...]):
-    from vidsynth.runtime.request import GenerateRequest
-
-    hints = typing.get_type_hints(GenerateRequest)
-    for spec in reversed(fields(GenerateRequest)):
-        if "help" not in spec.metadata or (names and spec.name not in names):
-            continue
-        kind = next(
-            t for t in typing.get_args(hints[spec.name]) or (hints[spec.name],) if t is not type(None)
-        )
-        command = click.option(
-            "--" + spec.name.replace("_", "-"),
-            spec.name,
-            cls=_CategoryOption if spec.name == "category" else click.Option,
-            type=kind,
-            default=spec.default,
-            metavar=spec.metadata["metavar"],
-            help=spec.metadata["help"],
-            show_default=spec.default is not None,
-        )(command)
-    return command
 
 
 _MODEL_OPTIONS = ("weights", "artifacts", "backend", "device")  # what serve and batch share with generate
@@ -329,33 +298,22 @@ def generate_command(**values) -> None:
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option(
-    "--threads",
-    default=2,
-    show_default=True,
-    type=int,
-    help="Intra-op threads for torch and onnxruntime alike.",
+    "--threads", default=2, show_default=True, help="Intra-op threads for torch and onnxruntime alike."
 )
 @click.option(
     "--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32."
 )
-@click.option(
-    "--frames", "frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256."
-)
-def bench_command(quick, out, force, weights, backends, precisions, device, threads, batches, frames) -> None:
+@click.option("--frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256.")
+def bench_command(backends, precisions, batches, frames, **options) -> None:
     """Time every backend against the reference code and the machine's matmul peak."""
     from vidsynth.bench.run import run_benchmark
 
     run_benchmark(
-        weights=weights,
-        out=out,
-        quick=quick,
         backends=backends or None,
         precisions=precisions or None,
-        device=device,
-        threads=threads,
         batches=batches or None,
         frames=frames or None,
-        force=force,
+        **options,
     )
 
 
@@ -376,46 +334,29 @@ _LIVE_OPTIONS = {
     ),
     "stream_lead": ("lead_s", "Seconds of video a live stream may run ahead of real time, beyond one chunk."),
 }
-_LIVE_LIMITS = {option: field for option, (field, _) in _LIVE_OPTIONS.items()}
 
 
 def _limit_options(command):
     from vidsynth.serve.limits import ServeLimits
     from vidsynth.serve.live import LiveLimits
 
-    for limits, options in ((LiveLimits, _LIVE_OPTIONS), (ServeLimits, _SERVE_LIMITS)):
-        hints = typing.get_type_hints(limits)
-        defaults = {spec.name: spec.default for spec in fields(limits)}
-        for option, (field, help_text) in reversed(options.items()):
-            kind = next(t for t in typing.get_args(hints[field]) or (hints[field],) if t is not type(None))
-            destination = field if limits is ServeLimits else option
-            command = click.option(
-                "--" + option.replace("_", "-"), destination, type=kind, default=defaults[field],
-                show_default=defaults[field] is not None, help=help_text,
-            )(command)  # fmt: skip
+    for option, (field, help_text) in reversed(_LIVE_OPTIONS.items()):
+        command = _field_option(LiveLimits, field, option, option, help_text)(command)
+    for option, (field, help_text) in reversed(_SERVE_LIMITS.items()):
+        command = _field_option(ServeLimits, field, option, field, help_text)(command)
     return command
 
 
 @cli.command("serve")
 @_request_options(*_MODEL_OPTIONS)
-@click.option(
-    "--address",
-    default=None,
-    metavar="HOST:PORT",
-    help="Join this Ray cluster instead of starting a local Ray.",
-)
+@click.option("--address", metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
 @click.option(
     "--replicas",
-    default=None,
     type=click.IntRange(min=1),
     help="Model replicas (spread over the cluster) [default: as many as fit: CPUs / --cpus-per-replica].",
 )
 @click.option(
-    "--cpus-per-replica",
-    default=1.0,
-    show_default=True,
-    type=float,
-    help="CPUs (and intra-op threads) per replica.",
+    "--cpus-per-replica", default=1.0, show_default=True, help="CPUs (and intra-op threads) per replica."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -428,7 +369,7 @@ def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> 
     from vidsynth.serve.server import run_server
 
     model = _model_request(values)
-    live = LiveLimits(**{field: values.pop(option) for option, field in _LIVE_LIMITS.items()})
+    live = LiveLimits(**{field: values.pop(option) for option, (field, _) in _LIVE_OPTIONS.items()})
     limits = ServeLimits(max_ongoing=values["max_batch"], **values)
     options = ServeOptions(
         model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits, live=live
@@ -451,18 +392,13 @@ def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> 
 @click.option(
     "--category",
     cls=_CategoryOption,
-    default=None,
     type=int,
     help="Conditional models: every video's category [default: drawn per video].",
 )
 @click.option("--videos-per-call", default=8, show_default=True, type=int, help="Videos per model call.")
-@click.option(
-    "--workers", default=None, type=int, help="Actors [default: the cluster's CPUs less one per node]."
-)
-@click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
-@click.option(
-    "--address", default=None, metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray."
-)
+@click.option("--workers", type=int, help="Actors [default: the cluster's CPUs less one per node].")
+@click.option("--cpus-per-worker", default=1.0, show_default=True)
+@click.option("--address", metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray.")
 @click.option(
     "--force", is_flag=True, help="Start over: remove the videos, index and job.json an earlier job wrote."
 )
