@@ -27,6 +27,7 @@ from vidsynth.errors import InputError, StorageError
 Recogniser = Callable[[Path], str | None]  # None: vidsynth wrote it; else why it is not ours
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_CANNOT_REPLACE = (errno.EXDEV, errno.EBUSY, errno.EACCES, errno.EPERM)
 
 
 def current_umask() -> int:
@@ -69,14 +70,12 @@ def check_writable_parent(target: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's process
+        pass
     return True
 
 
@@ -84,10 +83,7 @@ def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        path.unlink(missing_ok=True)
 
 
 def sweep_stale(parent: Path, name: str, kinds: str = "tmp|old") -> None:
@@ -128,26 +124,17 @@ def _sweep_lock(path: Path) -> None:
         os.close(fd)
 
 
-def _refuse_working_directory(target: Path) -> None:
-    cwd = Path(os.path.realpath(os.getcwd()))
-    if target == cwd or target in cwd.parents:
-        raise InputError(f"refusing to replace {target}: it is the current directory or one of its parents")
-
-
-def _unexpected_entries(directory: Path, allowed: set[str], required: str) -> str | None:
-    """For recognisers: None if `directory` holds `required` and nothing outside `allowed`."""
-    names = {entry.name for entry in directory.iterdir()}
-    if required not in names:
-        return f"it has no {required}"
-    extra = sorted(names - allowed)
-    if extra:
-        return f"it also holds {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
-    return None
-
-
 def owned_directory(allowed: set[str], required: str) -> Recogniser:
     """A recogniser: a directory holding `required` and no entry outside `allowed`."""
-    return lambda directory: _unexpected_entries(directory, allowed, required)
+
+    def recognise(directory: Path) -> str | None:
+        names = {entry.name for entry in directory.iterdir()}
+        if required not in names:
+            return f"it has no {required}"
+        extra = sorted(names - allowed)
+        return f"it also holds {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}" if extra else None
+
+    return recognise
 
 
 def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogniser | None) -> None:
@@ -159,7 +146,9 @@ def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogni
         return
     if not force:
         raise InputError(f"{target} already exists and is not empty; pass --force to replace it")
-    _refuse_working_directory(target)
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if target == cwd or target in cwd.parents:
+        raise InputError(f"refusing to replace {target}: it is the current directory or one of its parents")
     why = _not_ours(target, recognise)
     if why is not None:
         raise InputError(
@@ -220,10 +209,9 @@ def output_lock(target: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         _LOCKS_HELD.discard(target)
-        try:
-            path.unlink()  # while still holding it: a run waiting on this file retries on a new one
-        except FileNotFoundError:
-            pass
+        path.unlink(
+            missing_ok=True
+        )  # while still holding it: a run waiting on this file retries on a new one
         os.close(fd)
 
 
@@ -336,40 +324,35 @@ def atomic_directory(
     """
     target = Path(os.path.realpath(target))  # ".", "out/" or a link name the real directory
     with output_lock(target):
-        with _atomic_directory(target, force, recognise) as tmp:
-            yield tmp
-
-
-@contextmanager
-def _atomic_directory(target: Path, force: bool, recognise: Recogniser | None) -> Iterator[Path]:
-    parent = target.parent
-    sweep_stale(parent, target.name)
-    check_replaceable(target, force, recognise)
-    check_writable_parent(target)
-    mount_point = target.is_dir() and os.path.ismount(target)
-    if mount_point:
-        sweep_stale(target, target.name, kinds="tmp")  # an inner .old-PID holds user data: kept
-    stage_in = target if mount_point else parent
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=stage_in))
-    except OSError as exc:
-        raise InputError(f"cannot write into {stage_in}: {exc.strerror}") from None
-    try:
-        yield tmp
-        _make_modes_consistent(tmp)
+        sweep_stale(target.parent, target.name)
+        check_replaceable(target, force, recognise)
+        check_writable_parent(target)
+        mount_point = target.is_dir() and os.path.ismount(target)
         if mount_point:
-            _swap_contents(tmp, target)
-        else:
-            _swap_in(tmp, target, force, recognise)
-    except BaseException as exc:
-        _remove(tmp)
-        if is_disk_full(exc):
-            raise StorageError(
-                f"no space left on the device while writing {target}; it was left as it was"
-            ) from None
-        if isinstance(exc, OSError) and exc.errno in (errno.EXDEV, errno.EBUSY, errno.EACCES, errno.EPERM):
-            raise StorageError(f"cannot replace {target}: {exc.strerror}; it was left as it was") from None
-        raise
+            sweep_stale(target, target.name, kinds="tmp")  # an inner .old-PID holds user data: kept
+        stage_in = target if mount_point else target.parent
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=stage_in))
+        except OSError as exc:
+            raise InputError(f"cannot write into {stage_in}: {exc.strerror}") from None
+        try:
+            yield tmp
+            _make_modes_consistent(tmp)
+            if mount_point:
+                _swap_contents(tmp, target)
+            else:
+                _swap_in(tmp, target, force, recognise)
+        except BaseException as exc:
+            _remove(tmp)
+            if is_disk_full(exc):
+                raise StorageError(
+                    f"no space left on the device while writing {target}; it was left as it was"
+                ) from None
+            if isinstance(exc, OSError) and exc.errno in _CANNOT_REPLACE:
+                raise StorageError(
+                    f"cannot replace {target}: {exc.strerror}; it was left as it was"
+                ) from None
+            raise
 
 
 @contextmanager
