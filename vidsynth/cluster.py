@@ -23,9 +23,6 @@ BATCH_HINT = "pip install 'ray[data]>=2.60'"
 # Set in every Ray process we start. The ffmpeg writer of imageio-ffmpeg broke its pipe
 # under Ray's worker threads unless it leaves SIGINT alone; usage statistics stay off.
 WORKER_ENV = {"IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-# Ray's own Python logging (start-up notes, deprecations) stays in its log files
-# (/tmp/ray/session_latest/logs); only its errors reach the terminal.
-QUIET_LOGGERS = ("ray", "ray.serve", "ray.data")
 # Defaults, unless set otherwise: Ray's native logging at fatal (it logs an error for every Ray
 # Data actor pool), Ray Data's at ERROR, and Ray's native failure handler off: it catches
 # SIGTERM during ray.init, prints a stack and kills the process before the command can remove
@@ -59,8 +56,9 @@ def import_serve() -> ModuleType:
 
 
 def quiet_ray_logging() -> None:
-    """Only Ray's errors reach the terminal."""
-    for name in QUIET_LOGGERS:
+    """Ray's own Python logging (start-up notes, deprecations) stays in its log files
+    (/tmp/ray/session_latest/logs); only its errors reach the terminal."""
+    for name in ("ray", "ray.serve", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -137,15 +135,9 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     """A local Ray instance (address None) or the cluster at `address`; every worker gets
     WORKER_ENV."""
     ray = import_ray()
-    kwargs = {
-        "runtime_env": {"env_vars": dict(WORKER_ENV)},
-        "log_to_driver": False,
-        "logging_level": logging.ERROR,
-    }
+    kwargs = {"runtime_env": {"env_vars": dict(WORKER_ENV)}, "log_to_driver": False, "address": address}
     if address is None:  # "local": a new instance, even where another is running on this machine
         kwargs.update(address="local", include_dashboard=False, num_cpus=num_cpus)
-    else:
-        kwargs["address"] = address
     quiet_ray_logging()
     # Ray's processes start with SIGINT ignored, so a Ctrl-C at the terminal (sent to the whole
     # process group) reaches only this process, which takes them down in order.
@@ -154,7 +146,7 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     previous_term = signal.getsignal(signal.SIGTERM) if main else None
     try:
         with _start_up_output():
-            ray.init(**kwargs)
+            ray.init(**kwargs, logging_level=logging.ERROR)
     except ConnectionError as exc:
         raise VidsynthError(f"cannot join the Ray cluster at {address}: {exc}") from None
     except SystemExit as exc:

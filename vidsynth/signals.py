@@ -1,8 +1,9 @@
-"""SIGTERM (what timeout, systemd and Kubernetes send) and SIGINT, handled one of two ways:
+"""SIGTERM (what timeout, systemd and Kubernetes send) and SIGINT, handled one of three ways:
 `sigterm_as_interrupt` makes SIGTERM raise like Ctrl-C, so every `with atomic_...` block and
 staging directory cleans up on the way out; `stop_requested` turns both into a request that a
 long-running loop (training) honours at its next safe point; `stop_signals_raise` makes both
-raise, to stop a wait inside a library (a server's deployment)."""
+raise, to stop a wait inside a library (a server's deployment). Python lets only the main
+thread set handlers: in any other thread each of them changes nothing."""
 
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ class Terminated(KeyboardInterrupt):
     """Raised by SIGTERM; a KeyboardInterrupt, so code that cleans up after Ctrl-C does here too."""
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+def _raise_stop(signum, frame) -> None:
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextmanager
 def _handled(signums: tuple[int, ...], handler: Callable) -> Iterator[None]:
-    """`handler` for `signums` within the block, the previous handlers after it. Python lets
-    only the main thread set handlers: elsewhere this changes nothing."""
+    """`handler` for `signums` within the block, the previous handlers after it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -40,8 +40,8 @@ def _handled(signums: tuple[int, ...], handler: Callable) -> Iterator[None]:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises Terminated (main thread only; elsewhere a no-op)."""
-    with _handled((signal.SIGTERM,), _raise_terminated):
+    """Within the block, SIGTERM raises Terminated."""
+    with _handled((signal.SIGTERM,), _raise_stop):
         yield
 
 
@@ -59,21 +59,16 @@ class StopRequest(threading.Event):
 def stop_requested() -> Iterator[StopRequest]:
     """Within the block, SIGINT and SIGTERM set the returned event instead of interrupting;
     the caller checks it (or waits on it) and stops cleanly. SIGINT is set explicitly because a
-    background job of a non-interactive shell starts with it ignored. Main thread only:
-    elsewhere the event is never set by a signal."""
+    background job of a non-interactive shell starts with it ignored."""
     stop = StopRequest()
     with _handled(STOP_SIGNALS, stop.request):
         yield stop
-
-
-def _raise_stop(signum, frame) -> None:
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextmanager
 def stop_signals_raise() -> Iterator[None]:
     """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM Terminated, whatever was
     installed before (a library's own handlers, or SIGINT ignored, as in a background job of a
-    non-interactive shell). Main thread only: elsewhere a no-op."""
+    non-interactive shell)."""
     with _handled(STOP_SIGNALS, _raise_stop):
         yield
