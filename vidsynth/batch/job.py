@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from vidsynth import errors
 from vidsynth.batch.store import (
     BATCH_FORMATS,
     INDEX_NAME,
@@ -43,6 +44,7 @@ from vidsynth.runtime.request import GenerateRequest
 
 __all__ = ["INDEX_NAME", "BatchJob", "run_batch"]
 BLOCK_BYTES = 512
+_RAISED_LINE = re.compile(r"^vidsynth\.errors\.(\w+): (.+)$", re.MULTILINE)
 logger = logging.getLogger(__name__)
 
 
@@ -78,26 +80,23 @@ class BatchJob:
         )
 
     def validate(self) -> BatchJob:
-        problems = []
+        problems = {}
         if self.format not in BATCH_FORMATS:
-            problems.append(
-                ("format", f"unknown format {self.format!r}; expected one of: {', '.join(BATCH_FORMATS)}")
+            problems["format"] = (
+                f"unknown format {self.format!r}; expected one of: {', '.join(BATCH_FORMATS)}"
             )
         for name in ("count", "videos_per_call"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append((name, f"{name.replace('_', '-')} must be a positive integer, got {value!r}"))
+                problems[name] = f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            problems.append(("workers", f"workers must be a positive integer, got {self.workers!r}"))
+            problems["workers"] = f"workers must be a positive integer, got {self.workers!r}"
         if not self.cpus_per_worker > 0 or self.cpus_per_worker == float("inf"):
-            problems.append(
-                (
-                    "cpus_per_worker",
-                    f"cpus-per-worker must be a finite number > 0, got {self.cpus_per_worker!r}",
-                )
+            problems["cpus_per_worker"] = (
+                f"cpus-per-worker must be a finite number > 0, got {self.cpus_per_worker!r}"
             )
         if problems:
-            raise InputError("; ".join(m for _, m in problems), fields=[f for f, _ in problems])
+            raise InputError("; ".join(problems.values()), fields=list(problems))
         # Threads derived from --cpus-per-worker are the worker's, checked where it runs:
         # the driver's CPUs do not bound them.
         replace(self.request(0), threads=self.model.threads).validate()
@@ -150,28 +149,20 @@ def check_model(job: BatchJob) -> None:
     sample_noise(backend.config, 1, job.seed, None, job.category)
 
 
-def _default_workers(ray, cpus_per_worker: float) -> int:
-    """The cluster's CPUs less one per node, for Ray Data's read and write tasks (with every
-    CPU taken by actors the job stalls)."""
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    spare = sum(node["Resources"].get("CPU", 0) for node in nodes) - len(nodes)
-    return max(1, int(spare // cpus_per_worker))
-
-
 def _check_fit(ray, job: BatchJob) -> int:
     """The number of workers; fails at once where they cannot all be placed (Ray would wait
-    for them for ever)."""
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    cpus = [node["Resources"].get("CPU", 0) for node in nodes]
-    largest, total = max(cpus, default=0), sum(cpus)
+    for them for ever). One CPU per node is left to Ray Data's read and write tasks: with every
+    CPU taken by actors the job stalls."""
+    cpus = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
+    largest, total, spare = max(cpus, default=0), sum(cpus), sum(cpus) - len(cpus)
     if job.cpus_per_worker > largest:
         raise InputError(
             f"--cpus-per-worker {job.cpus_per_worker:g} asks for {job.cpus_per_worker:g} CPUs per worker; "
             f"the largest Ray node has {largest:g} (the cluster {total:g})",
             fields=["cpus_per_worker"],
         )
-    workers = job.workers or _default_workers(ray, job.cpus_per_worker)
-    free = max(job.cpus_per_worker, total - len(nodes))
+    workers = job.workers or max(1, int(spare // job.cpus_per_worker))
+    free = max(job.cpus_per_worker, spare)
     if workers * job.cpus_per_worker > free:
         raise InputError(
             f"--workers {workers} x --cpus-per-worker {job.cpus_per_worker:g} asks for "
@@ -201,30 +192,17 @@ def worker_error(exc: BaseException) -> VidsynthError | None:
         todo += [getattr(current, "cause", None), current.__cause__, current.__context__]
     if any(is_disk_full(s) for s in seen):
         return StorageError("no space left on the device while writing the videos")
-    raised = _error_in_traceback(seen)
-    if raised is not None:
-        return raised
+    # Where Ray Data passed a worker's failure on as traceback text only (a UserCodeException
+    # whose cause was not kept), our error is rebuilt from its last line.
+    for name, message in (found for s in seen for found in _RAISED_LINE.findall(str(s))):
+        error = getattr(errors, name, None)
+        if isinstance(error, type) and issubclass(error, VidsynthError):
+            return error(message)
     cause = seen[-1]
     lines = [line for line in str(cause).strip().splitlines() if line.strip()]
     return VidsynthError(
         f"a batch worker failed: {type(cause).__name__}: {lines[-1] if lines else ''}".rstrip()
     )
-
-
-_RAISED_LINE = re.compile(r"^vidsynth\.errors\.(\w+): (.+)$", re.MULTILINE)
-
-
-def _error_in_traceback(seen: list[BaseException]) -> VidsynthError | None:
-    """Our error, rebuilt from the traceback text where Ray Data passed a worker's failure on
-    without the exception object (a UserCodeException whose cause was not kept)."""
-    from vidsynth import errors
-
-    for exc in seen:
-        for name, message in _RAISED_LINE.findall(str(exc)):
-            cls = getattr(errors, name, None)
-            if isinstance(cls, type) and issubclass(cls, VidsynthError):
-                return cls(message)
-    return None
 
 
 def _prepare(job: BatchJob, out: Path, force: bool) -> tuple[dict[int, dict], bool]:

@@ -66,16 +66,12 @@ def write_job(out: Path, parameters: dict[str, Any]) -> None:
 def job_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """'--seed 0 (this run: 5)' for every parameter that differs."""
     differ = []
-    for key in JOB_KEYS:
-        if key == "model" and _same_model(stored.get(key), wanted[key]):
-            continue
-        if key != "model" and stored.get(key) == wanted[key]:
-            continue
-        if key == "model":
-            differ.append(
-                f"the model {_describe_model(stored[key])} (this run: {_describe_model(wanted[key])})"
-            )
-        else:
+    if not _same_model(stored.get("model"), wanted["model"]):
+        differ.append(
+            f"the model {_describe_model(stored['model'])} (this run: {_describe_model(wanted['model'])})"
+        )
+    for key in JOB_KEYS[1:]:
+        if stored.get(key) != wanted[key]:
             differ.append(f"--{key} {_show(stored.get(key))} (this run: {_show(wanted[key])})")
     return differ
 
@@ -183,13 +179,12 @@ def read_index(out: Path, wanted: dict[str, Any] | None) -> tuple[dict[int, dict
 
 def check_targets(out: Path) -> None:
     """Entries named like a batch output that a finished video could not replace."""
-    blocked = []
-    for entry in os.scandir(out):
-        if _FILE.match(entry.name) and entry.is_dir(follow_symlinks=False):
-            blocked.append(entry.name)
+    blocked = sorted(
+        e.name for e in os.scandir(out) if _FILE.match(e.name) and e.is_dir(follow_symlinks=False)
+    )
     if blocked:
         raise InputError(
-            f"{out} holds directories named like the job's videos ({', '.join(sorted(blocked)[:3])}); "
+            f"{out} holds directories named like the job's videos ({', '.join(blocked[:3])}); "
             "nothing was made: move them or choose another --out"
         )
 
@@ -220,8 +215,7 @@ def sweep_staging(out: Path) -> None:
     for entry in out.iterdir():
         if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
-    for entry in out.iterdir():
-        if entry.name.startswith((f".{JOB_NAME}.tmp-", f".{INDEX_NAME}.tmp-")) and entry.is_file():
+        elif entry.name.startswith((f".{JOB_NAME}.tmp-", f".{INDEX_NAME}.tmp-")) and entry.is_file():
             entry.unlink(missing_ok=True)
 
 
