@@ -10,8 +10,7 @@ import torch
 
 from vidsynth.errors import ExportError
 from vidsynth.export import export_artifacts
-from vidsynth.export.onnx_dynamo import EXPORTERS
-from vidsynth.export.onnx_export import op_types
+from vidsynth.export.onnx_export import EXPORTERS, op_types
 from vidsynth.export.while_loop import while_loop_module
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
@@ -91,7 +90,7 @@ def test_unknown_exporter_is_refused(tmp_path):
 
 
 def test_default_manifest_names_the_torchscript_based_exporter_where_torch_has_it(tmp_path):
-    from vidsynth.export.onnx_dynamo import default_exporter
+    from vidsynth.export.onnx_export import default_exporter
 
     manifest = export_artifacts(demo_model(FAMILIES["lstm-same-input"]), tmp_path / "out", formats=("onnx",))
     assert manifest["onnx_exporter"] == EXPORTERS[default_exporter()]

@@ -21,9 +21,8 @@ __all__ = ["export_artifacts", "export_weights", "read_manifest"]
 def export_weights(
     model: VideoGenerator | str | None, out_dir: str | os.PathLike, formats: Sequence[str]
 ) -> dict[str, Any]:
-    """`export_artifacts(model, out_dir, formats)` with the default options, imported when
-    called: the exporter that runtime callers pass (vidsynth.runtime.backend.Exporter) without
-    importing torch on paths that never export."""
+    """`export_artifacts(model, out_dir, formats)` with the default options: the exporter that
+    runtime callers pass (vidsynth.runtime.backend.Exporter), importing torch only when called."""
     from vidsynth.export.artifacts import export_artifacts
 
     return export_artifacts(model, out_dir, formats=formats)

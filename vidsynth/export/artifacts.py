@@ -25,7 +25,7 @@ from vidsynth.artifacts.contract import (
 from vidsynth.artifacts.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
 from vidsynth.atomic import atomic_directory, check_replaceable, output_lock
 from vidsynth.errors import ExportError
-from vidsynth.export.onnx_dynamo import EXPORTERS, check_exporter, check_opset, exporter_rewrites
+from vidsynth.export.onnx_export import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
@@ -45,66 +45,51 @@ def export_artifacts(
     VideoGenerator, or weights named as on the command line (None or "default", "demo", a
     weights directory), loaded once the options are checked.
 
-    Options are checked first; then everything is written to a temporary directory that
-    replaces `out_dir` only once every file passed onnx.checker and the validation against
-    eager PyTorch. An existing non-empty `out_dir` is refused unless `force`. With `optimize`
-    the ONNX graphs carry the inference rewrites of vidsynth.export.rewrites (recorded in the
-    manifest); without it they are the literal model. generator.pt is always the literal model.
-    `onnx_exporter` ("torchscript" or "dynamo", see vidsynth.export.onnx_dynamo): None picks
-    the TorchScript-based exporter where this torch has it.
+    Everything is written to a temporary directory that replaces `out_dir` (non-empty: only
+    with `force`) once every file passed onnx.checker and the validation against eager PyTorch.
+    With `optimize` the ONNX graphs carry the inference rewrites of vidsynth.export.rewrites;
+    generator.pt is always the literal model. `onnx_exporter`: "torchscript" or "dynamo" (see
+    vidsynth.export.onnx_export), None: the TorchScript-based one where this torch has it.
     """
     onnx_exporter = check_exporter(onnx_exporter)
     formats, opset = check_options(formats, check_opset(opset, onnx_exporter, formats), dtype)
     with output_lock(out_dir):  # one export at a time into out_dir, for the whole run
         check_replaceable(out_dir, force, recognise_export)  # before the model is even loaded
-        return _export(model, out_dir, formats, opset, dtype, force, optimize, onnx_exporter)
+        if model is None or isinstance(model, str):
+            from vidsynth.weights import load_model
 
+            model = load_model(model)
+        if not isinstance(model, VideoGenerator):
+            raise ExportError(
+                f"export needs a vidsynth VideoGenerator or weights, got {type(model).__name__}"
+            )
+        reference = deployable_copy(model)
+        lowered = with_precision(model, dtype)
+        graph_model, rewrites = lowered, ()
+        if optimize and "onnx" in formats:
+            from vidsynth.export.rewrites import rewrite_for_export
 
-def _export(
-    model: VideoGenerator | str | None,
-    out_dir: str | os.PathLike,
-    formats: tuple[str, ...],
-    opset: int | None,
-    dtype: str,
-    force: bool,
-    optimize: bool,
-    onnx_exporter: str,
-) -> dict[str, Any]:
-    if model is None or isinstance(model, str):
-        from vidsynth.weights import load_model
+            rewritten, rewrites = rewrite_for_export(reference, exporter_rewrites(onnx_exporter))
+            graph_model = with_precision(rewritten, dtype)
+        started = time.perf_counter()
+        with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
+            operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites, onnx_exporter)
+            written = time.perf_counter()
+            from vidsynth.export.validate import validate_export
 
-        model = load_model(model)
-    if not isinstance(model, VideoGenerator):
-        raise ExportError(f"export needs a vidsynth VideoGenerator or weights, got {type(model).__name__}")
-    reference = deployable_copy(model)
-    lowered = with_precision(model, dtype)
-    graph_model, rewrites = lowered, ()
-    if optimize and "onnx" in formats:
-        from vidsynth.export.rewrites import rewrite_for_export
-
-        rewritten, rewrites = rewrite_for_export(reference, exporter_rewrites(onnx_exporter))
-        graph_model = with_precision(rewritten, dtype)
-    config_dict = model.config.to_dict()
-    started = time.perf_counter()
-    with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
-        operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites, onnx_exporter)
-        written = time.perf_counter()
-        from vidsynth.export.validate import validate_export
-
-        validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
-        validated = time.perf_counter()
-        files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
-        manifest = build_manifest(
-            config_dict, formats, opset, dtype, files, validation, rewrites, onnx_exporter
-        )
-        if operators is not None:
-            manifest["torchscript_ops"] = operators
-        manifest["seconds"] = {
-            "export": round(written - started, 2),
-            "validation": round(validated - written, 2),
-        }
-        write_manifest(tmp, manifest)
-    return manifest
+            validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
+            files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
+            manifest = build_manifest(
+                model.config.to_dict(), formats, opset, dtype, files, validation, rewrites, onnx_exporter
+            )
+            if operators is not None:
+                manifest["torchscript_ops"] = operators
+            manifest["seconds"] = {
+                "export": round(written - started, 2),
+                "validation": round(time.perf_counter() - written, 2),
+            }
+            write_manifest(tmp, manifest)
+        return manifest
 
 
 def write_artifacts(
@@ -131,19 +116,12 @@ def write_artifacts(
         from vidsynth.export.onnx_export import check_graph, export_graph
 
         source = model if graph_model is None else graph_model
-        export_graph(
-            source, directory / ONNX_FILE, opset, streaming=False, rewrites=rewrites, exporter=onnx_exporter
-        )
-        export_graph(
-            source,
-            directory / ONNX_CHUNK_FILE,
-            opset,
-            streaming=True,
-            rewrites=rewrites,
-            exporter=onnx_exporter,
-        )
-        check_graph(directory / ONNX_FILE)
-        check_graph(directory / ONNX_CHUNK_FILE)
+        for file, streaming in ((ONNX_FILE, False), (ONNX_CHUNK_FILE, True)):
+            export_graph(
+                source, directory / file, opset, streaming, rewrites=rewrites, exporter=onnx_exporter
+            )
+        for file in (ONNX_FILE, ONNX_CHUNK_FILE):
+            check_graph(directory / file)
     if "pt2" in formats:
         from vidsynth.export.pt2 import save_pt2
 
@@ -173,11 +151,7 @@ def build_manifest(
         "vidsynth_version": __version__,
         "config": config_dict,
         "dtype": dtype,
-        "precision": {
-            "image_generator": dtype,
-            "motion": "fp32",
-            "inputs_outputs": "float32",
-        },
+        "precision": {"image_generator": dtype, "motion": "fp32", "inputs_outputs": "float32"},
         "formats": list(formats),
         "opset": opset,
         "onnx_exporter": EXPORTERS[check_exporter(onnx_exporter)] if "onnx" in formats else None,

@@ -1,37 +1,51 @@
-"""generator.onnx and generator_chunk.onnx.
+"""generator.onnx and generator_chunk.onnx, through one of torch.onnx's two exporters.
 
-The torch.onnx path is chosen in one place, `export_graph`: the TorchScript-based exporter
-(`dynamo=False`) run on a `torch.jit.script`ed wrapper that takes `n_frames` as an int64
-scalar tensor. Scripting keeps the motion recurrence's `for _ in range(n_frames)` a loop, which
-that exporter writes as one ONNX Loop, so one file serves any batch and any frame count and
-its size does not depend on them. The torch.export path (dynamo=True) would unroll that
-Python loop, so it exports the model's while_loop formulation instead (onnx_dynamo.py, for a
-torch without the TorchScript-based exporter, or `exporter="dynamo"`); the TorchScript path
-exports the very code that runs eagerly. It is deprecated upstream; the manifest records which
-path wrote each file.
+The TorchScript-based exporter (`dynamo=False`, deprecated upstream) runs on a
+`torch.jit.script`ed wrapper that takes `n_frames` as an int64 scalar tensor: scripting keeps the
+motion recurrence's `for _ in range(n_frames)` a loop, written as one ONNX Loop, so one file
+serves any batch and frame count and exports the very code that runs eagerly. The
+torch.export-based exporter (`dynamo=True`, for a torch without the other) would unroll that
+Python loop, so it exports the while_loop formulation (vidsynth.export.while_loop) instead,
+with the same contract. The manifest records which exporter wrote the files.
 
-The inference rewrites (folded batch norms, the fused or lean recurrence) are made on the
-torch model before export (vidsynth.export.rewrites); `export_graph` records their names in
-the graph's metadata, and the same validation checks the result against the literal model.
+The inference rewrites (vidsynth.export.rewrites) are made on the torch model before export;
+`export_graph` records their names in the graph's metadata.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import warnings
+from collections.abc import Sequence
 
 import onnx
 import torch
 from torch import Tensor, nn
 
-from vidsynth.artifacts.contract import EXPORT_SHAPE, ExportContract, chunk_contract, generator_contract
-from vidsynth.errors import ExportError
-from vidsynth.model.config import ModelConfig
+from vidsynth.artifacts.contract import (
+    BATCH,
+    EXPORT_SHAPE,
+    ExportContract,
+    chunk_contract,
+    generator_contract,
+)
+from vidsynth.errors import ExportError, MissingDependencyError, choice_error
+from vidsynth.export.while_loop import while_loop_module
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
 
+TORCHSCRIPT = "torchscript"
+DYNAMO = "dynamo"
+EXPORTERS = {
+    TORCHSCRIPT: "torch.onnx.export(dynamo=False) of a torch.jit.script module (TorchScript-based exporter)",
+    DYNAMO: "torch.onnx.export(dynamo=True) of the while_loop formulation (torch.export-based exporter)",
+}
+MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and up (its down-conversion breaks Split)
+# Rewrites that replace the motion module: the while_loop formulation steps the literal cells.
+MOTION_REWRITES = ("fold-motion-bn", "fused-recurrence", "lean-feedback-loop")
 EXAMPLE_SEED = 1  # the example inputs' seed; validation uses other seeds and other shapes
 
 
@@ -71,10 +85,6 @@ class VideoChunkConditional(VideoChunk):
         return self.generator.generate_chunk(z_content, state, int(n_frames), category)
 
 
-def graph_contract(config: ModelConfig, streaming: bool) -> ExportContract:
-    return chunk_contract(config) if streaming else generator_contract(config)
-
-
 def example_inputs(model: VideoGenerator, streaming: bool, batch: int, n_frames: int) -> tuple[Tensor, ...]:
     """Seeded example inputs in the contract's order (from the one noise factory)."""
     noise = sample_noise(model.config, batch, seed=EXAMPLE_SEED)
@@ -97,20 +107,15 @@ def export_graph(
     exporter: str | None = None,
 ) -> None:
     """Writes one ONNX graph of `model` (eval mode, CPU) to `path`, signature and metadata
-    from the export contract. `exporter`: "torchscript" or "dynamo" (see onnx_dynamo);
-    None: the TorchScript-based one where this torch has it."""
-    from vidsynth.export.onnx_dynamo import DYNAMO, default_exporter, export_graph_dynamo
-
-    config = model.config
-    contract = graph_contract(config, streaming)
+    from the export contract. `exporter`: "torchscript" or "dynamo"; None: default_exporter()."""
+    contract = chunk_contract(model.config) if streaming else generator_contract(model.config)
+    inputs = example_inputs(model, streaming, *example_shape)
     if (exporter or default_exporter()) == DYNAMO:
-        export_graph_dynamo(
-            model, path, opset, contract, example_inputs(model, streaming, *example_shape), streaming
-        )
+        _export_dynamo(model, path, opset, contract, inputs, streaming)
     else:
-        _export_scripted(model, path, opset, contract, streaming, example_shape)
+        _export_scripted(model, path, opset, contract, inputs, streaming)
     metadata = {
-        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "vidsynth_version": __version__,
         "rewrites": ",".join(rewrites),
     }
@@ -122,10 +127,10 @@ def _export_scripted(
     path: str | os.PathLike,
     opset: int,
     contract: ExportContract,
+    inputs: tuple[Tensor, ...],
     streaming: bool,
-    example_shape: tuple[int, int],
 ) -> None:
-    """The TorchScript-based exporter on the scripted wrapper (see the module docstring)."""
+    """The TorchScript-based exporter on the scripted wrapper."""
     conditional = model.config.n_categories > 0
     if streaming:
         wrapper = VideoChunkConditional(model) if conditional else VideoChunk(model)
@@ -134,7 +139,7 @@ def _export_scripted(
     try:
         scripted = torch.jit.script(wrapper.eval())
         with warnings.catch_warnings():
-            # The deprecation notice of this exporter: the choice is deliberate (see above).
+            # The deprecation notice of this exporter: the choice is deliberate (module docstring).
             warnings.filterwarnings(
                 "ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*"
             )
@@ -143,7 +148,7 @@ def _export_scripted(
             warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
             torch.onnx.export(
                 scripted,
-                example_inputs(model, streaming, *example_shape),
+                inputs,
                 str(path),
                 dynamo=False,
                 opset_version=opset,
@@ -155,6 +160,87 @@ def _export_scripted(
     except Exception as exc:  # torch.onnx raises many unrelated types
         raise ExportError(
             f"ONNX export of {'generator_chunk' if streaming else 'generator'} failed: {exc}"
+        ) from exc
+
+
+def exporter_rewrites(exporter: str) -> tuple[str, ...]:
+    """The default graph rewrites (vidsynth.export.rewrites) an exporter's graphs carry: all of
+    them with the TorchScript-based exporter, the image generator's with the dynamo one."""
+    from vidsynth.export.rewrites import DEFAULT_REWRITES
+
+    if exporter != DYNAMO:
+        return DEFAULT_REWRITES
+    return tuple(name for name in DEFAULT_REWRITES if name not in MOTION_REWRITES)
+
+
+def default_exporter() -> str:
+    """The TorchScript-based exporter where this torch still ships it (deprecated upstream)."""
+    scripts = callable(getattr(torch.jit, "script", None))
+    names = ("torch.onnx._internal.torchscript_exporter", "torch.onnx.utils")
+    return TORCHSCRIPT if scripts and any(importlib.util.find_spec(n) is not None for n in names) else DYNAMO
+
+
+def check_exporter(exporter: str | None) -> str:
+    """The exporter to use: `exporter` if it is a known one, else default_exporter()."""
+    if exporter is None:
+        return default_exporter()
+    if exporter not in EXPORTERS:
+        raise choice_error(ExportError, "ONNX exporter", exporter, tuple(EXPORTERS))
+    return exporter
+
+
+def check_opset(requested: int | None, exporter: str, formats: Sequence[str]) -> int | None:
+    """The opset the dynamo exporter writes: MIN_OPSET unless one at least as high was asked
+    for; lower ones are refused. Without onnx in `formats`, or with another exporter:
+    `requested` unchanged (vidsynth.artifacts.contract.check_options checks it)."""
+    if exporter != DYNAMO or "onnx" not in formats:
+        return requested
+    if requested is None:
+        return MIN_OPSET
+    if requested < MIN_OPSET:
+        raise ExportError(
+            f"ONNX opset {requested} is below {MIN_OPSET}, the lowest the torch.export-based exporter "
+            f"writes; use --opset {MIN_OPSET} or higher"
+        )
+    return requested
+
+
+def _export_dynamo(
+    model: VideoGenerator,
+    path: str | os.PathLike,
+    opset: int,
+    contract: ExportContract,
+    example_inputs: tuple[Tensor, ...],
+    streaming: bool,
+) -> None:
+    """The torch.export-based exporter on the while_loop formulation."""
+    if importlib.util.find_spec("onnxscript") is None:  # what this exporter writes its graphs with
+        raise MissingDependencyError(
+            "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install "
+            "onnxscript"
+        )
+    batch = torch.export.Dim(BATCH, min=1)
+    dynamic_shapes = tuple({0: batch} if tensor.dim() > 0 else None for tensor in example_inputs)
+    try:
+        with warnings.catch_warnings():
+            # The exporter reports its own progress and version conversions as warnings.
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                while_loop_module(model, streaming),
+                example_inputs,
+                dynamo=True,
+                opset_version=opset,
+                input_names=contract.input_names,
+                output_names=contract.output_names,
+                dynamic_shapes=dynamic_shapes,
+                optimize=True,
+                verbose=False,
+            )
+        program.save(str(path), external_data=False)
+    except Exception as exc:  # torch.onnx raises many unrelated types
+        name = "generator_chunk" if streaming else "generator"
+        raise ExportError(
+            f"ONNX export (torch.export-based) of {name} failed (torch {torch.__version__}): {exc}"
         ) from exc
 
 

@@ -48,6 +48,4 @@ def with_precision(model: VideoGenerator, dtype: str) -> VideoGenerator:
 def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     """Peak signal-to-noise ratio of `test` against `reference` over the [-1, 1] pixel range."""
     mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(test, np.float64)) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(PIXEL_RANGE**2 / mse)
+    return math.inf if mse == 0.0 else 10.0 * math.log10(PIXEL_RANGE**2 / mse)

@@ -6,20 +6,16 @@ Two programs, each compiled ahead of time into a shared library zipped with its 
   formulation (vidsynth.export.while_loop) with a dynamic batch and the frame count as an
   int64 scalar whose value sizes the codes;
 - the image generator, `(B*T, nz, 1, 1) latents -> frames`, with a dynamic first dimension.
-`Pt2Generator` joins them with the model's own `frame_latents` into the artifacts' contract:
-whole videos (z_content, z_motion, n_frames) and chunks with a carried state.
+`Pt2Generator` joins them with the model's own `frame_latents` into the artifacts' contract.
 
-Why two programs: on torch 2.13.0 (CPU) AOTInductor compiles the single whole-video program
-(while_loop, then the image generator on B*n_frames latents), but its videos are wrong
-(max abs error ~3e-4 on videos whose values peak at ~3e-4, ngf=8) although the torch.export
-program itself matches eager exactly. The image generator compiled alone on latents whose
-count is data-dependent (B * n_frames.item(), an unbacked size) is just as wrong; with a
-dynamic input dimension instead it matches to 1e-10, and the motion program alone to 2e-7.
+Why two: AOTInductor (torch 2.13.0, CPU) compiles the single whole-video program, and the image
+generator alone on a data-dependent latent count (B * n_frames.item()), into wrong videos,
+though the torch.export programs match eager; with a dynamic input dimension instead the image
+generator matches to 1e-10, and the motion program alone to 2e-7.
 
-A package is native code for the exporting machine's torch and CPU: the torch version is
-stored in each package and in the manifest, and a package from another torch version is
-refused with both versions named. Like TorchScript files, load `.pt2` files from trusted
-sources only.
+A package is native code for the exporting machine's torch and CPU: a package from another
+torch version is refused with both versions named. Like TorchScript files, load `.pt2` files
+from trusted sources only.
 """
 
 from __future__ import annotations
@@ -88,16 +84,13 @@ def _quiet_torch_deprecations() -> Iterator[None]:
         yield
 
 
-def package_metadata(config: ModelConfig) -> dict[str, str]:
-    return {
+def compile_package(program: torch.export.ExportedProgram, path: Path, config: ModelConfig) -> None:
+    metadata = {
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "vidsynth_version": __version__,
         "torch_version": torch.__version__,
     }
-
-
-def compile_package(program: torch.export.ExportedProgram, path: Path, config: ModelConfig) -> None:
-    options = {"aot_inductor.metadata": package_metadata(config)}
+    options = {"aot_inductor.metadata": metadata}
     try:
         with _quiet_torch_deprecations():
             torch._inductor.aoti_compile_and_package(
@@ -106,8 +99,7 @@ def compile_package(program: torch.export.ExportedProgram, path: Path, config: M
     except Exception as exc:  # inductor and the C++ toolchain raise many unrelated types
         raise ExportError(
             f"AOTInductor could not compile {path.name} (torch {torch.__version__}; a C++ compiler such "
-            "as g++ "
-            f"must be installed): {exc}"
+            f"as g++ must be installed): {exc}"
         ) from exc
 
 

@@ -1,14 +1,9 @@
 """The inference rewrites the ONNX graphs carry, applied to a copy of the model before export.
 
-`rewrite_for_export(model)` returns a VideoGenerator whose motion and image modules are
-replaced by vidsynth.model.inference's inference forms (one helper per concept, shared with the
-in-process optimized backend) and the names of the rewrites applied, which the manifest
-records. The copy keeps VideoGenerator's `forward`, `initial_state` and `generate_chunk`, so
-the exporter, the wrappers and the validation against the literal eager model are unchanged.
-
-The image generator's rewrites are those that made onnxruntime and OpenVINO faster, or one of
-them faster and the other no slower, since one file serves both (bench/graphs.py measures the
-candidates; bench/results/graphs.md has the figures).
+`rewrite_for_export` swaps in vidsynth.model.inference's forms (shared with the in-process
+optimized backend) and keeps VideoGenerator's interface, so the exporter and the validation
+against the literal eager model are unchanged. The image generator keeps the rewrites that made
+onnxruntime or OpenVINO faster and neither slower, since one file serves both (bench/graphs.py).
 """
 
 from __future__ import annotations

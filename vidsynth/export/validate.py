@@ -178,28 +178,26 @@ def validate_backends(
     shapes = list(VALIDATION_SHAPES)
     for index, (batch, n_frames) in enumerate(shapes):
         noise = sample_noise(model.config, batch, seed=VALIDATION_SEED + index)
-        expected, expected_state = eager_video(model, noise, n_frames)
+        expected = dict(zip(("video", "state_out"), eager_video(model, noise, n_frames)))
         fp32_video = eager_video(fp32_model, noise, n_frames)[0] if fp32_model is not None else None
-        results = {"eager": expected}
-        for backend, run in whole.items():
-            video = run(noise, n_frames)
-            found = check_output(backend, "video", video, expected.shape)
-            problems += found
-            if not found:
-                comparisons.append(compare(backend, "video", n_frames, expected, video, tolerance))
-                results[backend] = video
+        outputs = {backend: {"video": run(noise, n_frames)} for backend, run in whole.items()}
         if sum(VALIDATION_CHUNKS) == n_frames:
             for backend, run in stream.items():
-                video, state = run(noise, VALIDATION_CHUNKS)
-                found = check_output(backend, "video", video, expected.shape)
-                found += check_output(backend, "state_out", state, expected_state.shape)
-                problems += found
-                if not found:
-                    comparisons.append(compare(backend, "video", n_frames, expected, video, tolerance))
-                    comparisons.append(
-                        compare(backend, "state_out", n_frames, expected_state, state, tolerance)
-                    )
-                    results[backend] = video
+                outputs[backend] = dict(zip(("video", "state_out"), run(noise, VALIDATION_CHUNKS)))
+        results = {"eager": expected["video"]}
+        for backend, made in outputs.items():
+            found = [
+                p
+                for name, out in made.items()
+                for p in check_output(backend, name, out, expected[name].shape)
+            ]
+            problems += found
+            if not found:
+                comparisons += [
+                    compare(backend, name, n_frames, expected[name], out, tolerance)
+                    for name, out in made.items()
+                ]
+                results[backend] = made["video"]
         if fp32_video is not None:
             for backend, video in results.items():
                 psnr[backend] = min(psnr.get(backend, math.inf), psnr_db(fp32_video, video))
@@ -213,12 +211,6 @@ def validate_backends(
     if problems:
         header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"
         raise ValidationError("\n  - ".join([header] + problems))
-    return _figures(dtype, tolerance, shapes, comparisons, psnr, min_psnr_db)
-
-
-def _figures(
-    dtype: str, tolerance: float, shapes: list, comparisons: list[Comparison], psnr: dict, min_psnr_db: float
-) -> dict:
     max_abs: dict[str, float] = {}
     max_rel: dict[str, float] = {}
     for c in comparisons:

@@ -76,35 +76,27 @@ class MotionRollout(nn.Module):
         return motion_codes(self.motion, state, n_frames)
 
 
-class WhileLoopVideo(nn.Module):
-    """(z_content, z_motion, n_frames[, category]) -> video, as generator.onnx and generator.pt."""
+class WhileLoopGenerator(nn.Module):
+    """(z_content, z_motion, n_frames[, category]) -> video, as generator.onnx and generator.pt,
+    or with `streaming` (z_content, state, n_frames[, category]) -> (video, state_out), as
+    generator_chunk.onnx."""
 
-    def __init__(self, generator: VideoGenerator) -> None:
+    def __init__(self, generator: VideoGenerator, streaming: bool) -> None:
         super().__init__()
         self.generator = generator
+        self.streaming = streaming
 
     def forward(
-        self, z_content: Tensor, z_motion: Tensor, n_frames: Tensor, category: Tensor | None = None
-    ) -> Tensor:
-        state = self.generator.initial_state(z_motion)
+        self, z_content: Tensor, motion: Tensor, n_frames: Tensor, category: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        if self.streaming:
+            return chunk(self.generator, z_content, motion, n_frames, category)
+        state = self.generator.initial_state(motion)
         return chunk(self.generator, z_content, state, n_frames, category)[0]
-
-
-class WhileLoopChunk(nn.Module):
-    """(z_content, state, n_frames[, category]) -> (video, state_out), as generator_chunk.onnx."""
-
-    def __init__(self, generator: VideoGenerator) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(
-        self, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        return chunk(self.generator, z_content, state, n_frames, category)
 
 
 def while_loop_module(generator: VideoGenerator, streaming: bool) -> nn.Module:
     """The eval-mode wrapper torch.export traces for the whole-video or the chunk signature."""
     if generator.training:
         raise ValueError("the while_loop formulation exports eval-mode generators only")
-    return (WhileLoopChunk if streaming else WhileLoopVideo)(generator).eval()
+    return WhileLoopGenerator(generator, streaming).eval()
