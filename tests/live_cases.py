@@ -21,8 +21,7 @@ require_netns()
 
 from vidsynth.runtime.generate import generate_videos  # noqa: E402
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
-from vidsynth.serve.live import LiveLimits  # noqa: E402
-from vidsynth.serve.options import ServeOptions  # noqa: E402
+from vidsynth.serve.options import LiveLimits, ServeOptions  # noqa: E402
 
 PORT = 8361
 MAX_STREAMS = 3

@@ -17,8 +17,7 @@ require_netns()
 from vidsynth.export import export_weights  # noqa: E402
 from vidsynth.runtime.generate import generate_videos  # noqa: E402
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
-from vidsynth.serve.limits import ServeLimits  # noqa: E402
-from vidsynth.serve.options import ServeOptions  # noqa: E402
+from vidsynth.serve.options import ServeLimits, ServeOptions  # noqa: E402
 
 PORT = 8321
 

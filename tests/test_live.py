@@ -229,7 +229,8 @@ class LocalModel:
 
 
 def live(made, backend="onnxruntime", **limits):
-    from vidsynth.serve.live import LiveLimits, LiveStreams
+    from vidsynth.serve.live import LiveStreams
+    from vidsynth.serve.options import LiveLimits
 
     runner = open_backend(GenerateRequest(**source(made, backend), device="cpu"))
     model = LocalModel(runner, limits.pop("fail_calls", ()), limits.pop("hang_calls", ()))
@@ -276,8 +277,8 @@ def test_a_call_never_answered_is_made_again(made):
 
 def test_stream_admission_limits_and_bad_bodies(made):
     from vidsynth.errors import InputError
-    from vidsynth.serve.limits import LimitError
     from vidsynth.serve.live import StreamsBusy
+    from vidsynth.serve.options import LimitError
 
     streams, _, _ = live(made, max_streams=1, max_frames=50)
     server = GenerateRequest(**source(made, "onnxruntime"))

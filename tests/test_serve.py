@@ -21,7 +21,7 @@ from vidsynth.runtime.generate import generate_videos
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.sharing import shares_model_calls
 from vidsynth.serve.body import BodyError, package, parse_body
-from vidsynth.serve.limits import LimitError, ServeLimits
+from vidsynth.serve.options import LimitError, ServeLimits
 from vidsynth.serve.render import render_requests
 
 SERVER = GenerateRequest(weights="demo", backend="onnxruntime", device="cpu")
@@ -151,7 +151,7 @@ def test_bad_command_options_fail_before_ray_starts(args, message):
 def test_serve_and_batch_pass_every_option_through(monkeypatch):
     import vidsynth.batch.job
     import vidsynth.serve.server
-    from vidsynth.serve.live import LiveLimits
+    from vidsynth.serve.options import LiveLimits
 
     calls = {}
     monkeypatch.setattr(vidsynth.serve.server, "run_server", lambda *args, **kw: calls.update(serve=args))

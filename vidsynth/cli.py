@@ -186,23 +186,19 @@ class _CategoryOption(click.Option):
     """`--category`, whose help also names the default weights' categories (read when shown)."""
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from vidsynth.model.config import ModelConfig
+        from vidsynth.weights import DEFAULT_WEIGHTS_DIR
+
         record = super().get_help_record(ctx)
-        names = _default_category_names()
+        try:
+            stored = json.loads((DEFAULT_WEIGHTS_DIR / "config.json").read_text())
+            names = ModelConfig.from_dict(stored["model"]).category_names
+        except (OSError, ValueError, KeyError, TypeError, VidsynthError):
+            names = ()  # help text must not fail; loading the weights says what is wrong
         if record is None or not names:
             return record
         listed = ", ".join(f"{k} = {name}" for k, name in enumerate(names))
         return record[0], f"{record[1]} (default weights: {listed})"
-
-
-def _default_category_names() -> tuple[str, ...]:
-    from vidsynth.model.config import ModelConfig
-    from vidsynth.weights import DEFAULT_WEIGHTS_DIR
-
-    try:
-        record = json.loads((DEFAULT_WEIGHTS_DIR / "config.json").read_text())
-        return ModelConfig.from_dict(record["model"]).category_names
-    except (OSError, ValueError, KeyError, TypeError, VidsynthError):
-        return ()  # help text must not fail; loading the weights says what is wrong
 
 
 def _field_option(source: type, field: str, option: str, destination: str, help: str, **extra: Any):
@@ -337,8 +333,7 @@ _LIVE_OPTIONS = {
 
 
 def _limit_options(command):
-    from vidsynth.serve.limits import ServeLimits
-    from vidsynth.serve.live import LiveLimits
+    from vidsynth.serve.options import LiveLimits, ServeLimits
 
     for option, (field, help_text) in reversed(_LIVE_OPTIONS.items()):
         command = _field_option(LiveLimits, field, option, option, help_text)(command)
@@ -363,9 +358,7 @@ def _limit_options(command):
 @_limit_options
 def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> None:
     """Serve videos over HTTP (Ray Serve): POST /v1/videos, POST /v1/streams (live), a web page at /."""
-    from vidsynth.serve.limits import ServeLimits
-    from vidsynth.serve.live import LiveLimits
-    from vidsynth.serve.options import ServeOptions
+    from vidsynth.serve.options import LiveLimits, ServeLimits, ServeOptions
     from vidsynth.serve.server import run_server
 
     model = _model_request(values)

@@ -3,10 +3,8 @@
 Routes: `POST /v1/videos` (a JSON body of CLIENT_FIELDS -> the encoded file, or a zip of
 several), `POST /v1/streams` (the same body -> a live fragmented MP4, serve/live.py) and
 `GET /v1/streams` (its counters), `GET /v1/model`, `GET /healthz`, and the web page at `/`.
-Validation is the runtime's (GenerateRequest.validate, sample_noise); this layer maps errors
-to status codes: 400 body not a JSON object, 408 body too slow to arrive, 422 a bad field, 413
-over the server's limits (the body's size too), 503 queue full or too many bodies arriving at
-once, 504 timed out. Every error body is JSON: {"error": message, "fields": [names]}."""
+Validation is the runtime's; this layer maps errors to status codes (refused_response, 503 a
+full queue, 504 a timeout), every error body as JSON: {"error": message, "fields": [names]}."""
 
 import asyncio
 from dataclasses import replace
@@ -26,10 +24,9 @@ from vidsynth.errors import InputError, VidsynthError  # noqa: E402
 from vidsynth.model.config import ModelConfig  # noqa: E402
 from vidsynth.runtime.ffmpeg import STREAM_MEDIA_TYPE  # noqa: E402
 from vidsynth.serve.body import BodyError, SlowBody, parse_body, read_body  # noqa: E402
-from vidsynth.serve.limits import LimitError  # noqa: E402
 from vidsynth.serve.live import LiveStreams, StreamsBusy  # noqa: E402
 from vidsynth.serve.model import VideoModel  # noqa: E402
-from vidsynth.serve.options import ServeOptions  # noqa: E402
+from vidsynth.serve.options import LimitError, ServeOptions  # noqa: E402
 
 RETRY_AFTER_S = 1
 
@@ -54,7 +51,9 @@ REFUSED_REQUEST = (TooManyReading, BodyError, SlowBody, InputError)
 
 
 def refused_response(exc: Exception, max_reading: int) -> JSONResponse:
-    """The answer to a request refused while its body was read and checked (REFUSED_REQUEST)."""
+    """The answer to a request refused while its body was read and checked: 503 too many bodies
+    arriving at once, 400 not a JSON object, 408 too slow to arrive, 413 over the server's
+    limits (the body's size too), 422 a bad field."""
     if isinstance(exc, TooManyReading):
         return busy(f"{max_reading} request bodies arriving at once")
     if isinstance(exc, BodyError):

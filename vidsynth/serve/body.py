@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from vidsynth.errors import InputError
 from vidsynth.runtime.request import GenerateRequest
-from vidsynth.serve.limits import LimitError
+from vidsynth.serve.options import LimitError
 
 CLIENT_FIELDS = ("seed", "frames", "fps", "format", "category", "fix", "num_videos")
 DEFAULT_NUM_VIDEOS = 1  # a request is usually for one video to watch

@@ -13,14 +13,6 @@ from vidsynth.runtime.request import GenerateRequest
 DEMO_PROVENANCE = {"source": "demo: seeded random weights, untrained"}
 
 
-def _weights_dir(server: GenerateRequest) -> Path | None:
-    from vidsynth.weights import DEFAULT_WEIGHTS_DIR
-
-    if server.artifacts is not None or server.weights == "demo":
-        return None
-    return DEFAULT_WEIGHTS_DIR if server.weights in (None, "default") else Path(server.weights)
-
-
 def _name(where: str | None) -> str | None:
     return None if where is None else Path(where).name
 
@@ -35,20 +27,21 @@ def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
         "weights": _name(server.weights) or ("default" if server.artifacts is None else None),
         "artifacts": _name(server.artifacts),
     }
-    directory = _weights_dir(server)
-    if directory is not None:
-        from vidsynth.model.generator import parameter_count
-        from vidsynth.weights.format import read_config
-
-        config, card["provenance"] = read_config(directory)
-        card["size_bytes"] = (directory / "model.safetensors").stat().st_size
-        card["parameters"] = parameter_count(config)
-    elif server.artifacts is not None:
+    if server.artifacts is not None:
         manifest = read_manifest(server.artifacts, verify_hashes=False)  # the backend verified it
         card["provenance"] = {
             "source": f"export artifacts (vidsynth {manifest.get('vidsynth_version')})",
             "dtype": manifest.get("dtype"),
         }
-    else:
+    elif server.weights == "demo":
         card["provenance"] = dict(DEMO_PROVENANCE)
+    else:
+        from vidsynth.model.generator import parameter_count
+        from vidsynth.weights import DEFAULT_WEIGHTS_DIR
+        from vidsynth.weights.format import read_config
+
+        directory = DEFAULT_WEIGHTS_DIR if server.weights in (None, "default") else Path(server.weights)
+        config, card["provenance"] = read_config(directory)
+        card["size_bytes"] = (directory / "model.safetensors").stat().st_size
+        card["parameters"] = parameter_count(config)
     return card

@@ -1,19 +1,14 @@
 """Live streams (`POST /v1/streams`): one video sent as a fragmented MP4 while it is made.
 
-A stream is a sequence of stateless model calls (runtime/chunks.py): the ingress holds the
-stream's noise and its recurrent state as numpy, and each call carries them to whichever
-replica takes it and brings the frames and the next state back. So streams of the same chunk
-length share batched calls, and a call that fails because its replica died is made again
-(once) elsewhere, with no frame missing or repeated; so is a call not answered within
-`call_timeout_s`. The ingress encodes the frames as they
-come back and sends the fragments with chunked transfer.
+A stream is a sequence of stateless model calls (runtime/chunks.py): each call carries the
+stream's noise and recurrent state to whichever replica takes it and brings the frames and the
+next state back. So streams of the same chunk length share batched calls, and a call that fails
+or times out is made again (once) elsewhere, with no frame missing or repeated.
 
-Bounds: at most `max_streams` at once (503 past it); a stream runs at most one chunk plus
-`lead_s` seconds of video ahead of the wall clock, because Ray Serve's proxy buffers what a
-replica sends without telling it whether the client reads (the lead bounds what waits for a
-slow reader), and a chunk asked for a chunk early has a chunk's duration to be made;
-`max_frames` caps each stream when the server sets it; a client that goes away cancels the
-stream's task, which stops at the call or wait it is in. Ray-free, so it is tested without Ray.
+A stream runs at most one chunk plus `lead_s` seconds of video ahead of the wall clock: Ray
+Serve's proxy buffers what a replica sends without telling it whether the client reads, and a
+chunk asked for a chunk early has a chunk's duration to be made. A client that goes away
+cancels the stream's task. Ray-free, so it is tested without Ray.
 """
 
 from __future__ import annotations
@@ -31,31 +26,15 @@ import numpy as np
 from vidsynth.errors import InputError, VidsynthError
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import Noise, sample_noise
-from vidsynth.runtime.chunks import FIRST_FRAMES, first_state, stream_pieces
+from vidsynth.runtime.chunks import first_state, stream_pieces
 from vidsynth.runtime.ffmpeg import FragmentedMp4Encoder
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.serve.body import parse_body
-from vidsynth.serve.limits import LimitError
+from vidsynth.serve.options import LimitError, LiveLimits
 
 logger = logging.getLogger(__name__)
 
 RETRY_WAIT_S = 0.2  # before a failed call is made again: the router learns that a replica died
-
-
-@dataclass(frozen=True)
-class LiveLimits:
-    max_streams: int = 8  # streams at once; past this: 503 with Retry-After
-    max_frames: int | None = None  # frames per stream (an endless request ends there); None: no cap
-    lead_s: float = 2.0  # seconds of video a stream may run ahead of the wall clock, beyond one chunk
-    first_frames: int = FIRST_FRAMES  # frames of the first call: how soon the first frame leaves
-    retry_after_s: int = 5  # what a 503 tells the client to wait
-    call_timeout_s: float = 30.0  # a model call not answered by then counts as failed (made again once)
-
-    def validate(self) -> LiveLimits:
-        bad = [name for name, value in vars(self).items() if value is not None and not value > 0]
-        if bad:
-            raise InputError(f"stream limits must be positive: {', '.join(bad)}", fields=bad)
-        return self
 
 
 @dataclass(frozen=True)
@@ -147,25 +126,20 @@ class LiveStreams:
         raise AssertionError("unreachable")
 
 
+@dataclass(eq=False)
 class Stream:
     """One admitted stream; holds a slot until its body ends or it is dropped unstarted."""
 
-    def __init__(
-        self,
-        owner: LiveStreams,
-        request: GenerateRequest,
-        total: int | None,
-        noise: Noise,
-        config: ModelConfig,
-    ) -> None:
-        self.owner = owner
-        self.request = request
-        self.total = total
-        self.noise = noise
-        self.config = config
-        owner.active += 1
-        owner.counts["streams"] += 1
-        self._release = weakref.finalize(self, _release, owner)
+    owner: LiveStreams
+    request: GenerateRequest
+    total: int | None  # None: endless
+    noise: Noise
+    config: ModelConfig
+
+    def __post_init__(self) -> None:
+        self.owner.active += 1
+        self.owner.counts["streams"] += 1
+        self._release = weakref.finalize(self, _release, self.owner)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -16,8 +16,8 @@ serve = import_serve()
 
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
 from vidsynth.serve.body import Rendered  # noqa: E402
-from vidsynth.serve.limits import ServeLimits  # noqa: E402
 from vidsynth.serve.live import ChunkCall, ChunkResult  # noqa: E402
+from vidsynth.serve.options import ServeLimits  # noqa: E402
 
 
 class VideoModel:
@@ -25,6 +25,8 @@ class VideoModel:
     returns its Rendered file, or raises the request's VidsynthError."""
 
     def __init__(self, server: GenerateRequest, limits: ServeLimits, threads: int) -> None:
+        import ray
+
         from vidsynth.export import export_weights
         from vidsynth.runtime.backend import open_backend
         from vidsynth.runtime.sharing import shares_model_calls
@@ -38,16 +40,14 @@ class VideoModel:
             "threads": threads,
             "shares_model_calls": self.share_calls,
         }
-        self._batch.set_max_batch_size(limits.max_batch)
-        self._batch.set_batch_wait_timeout_s(limits.batch_wait_s)
-        self._chunks.set_max_batch_size(limits.max_batch)
-        self._chunks.set_batch_wait_timeout_s(limits.batch_wait_s)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.replica = f"{self.node_id}/{os.getpid()}"  # what X-Vidsynth-Replica names
+        for batched in (self._batch, self._chunks):
+            batched.set_max_batch_size(limits.max_batch)
+            batched.set_batch_wait_timeout_s(limits.batch_wait_s)
 
     def info(self) -> dict[str, Any]:
-        import ray
-
-        context = ray.get_runtime_context()
-        return {**self.card, "node_id": context.get_node_id(), "pid": os.getpid()}
+        return {**self.card, "node_id": self.node_id, "pid": os.getpid()}
 
     async def generate(self, request: GenerateRequest) -> Rendered:
         outcome = await self._batch(request)
@@ -57,19 +57,18 @@ class VideoModel:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batch(self, requests: list[GenerateRequest]) -> list:
-        import ray
-
         from vidsynth.serve.render import render_requests
 
         # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
         outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
-        replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
         # What render_requests grouped into shared calls: requests refused before them do not count.
         shapes = Counter(
             (r.frames, r.chunk_frames) for o, r in zip(outcomes, requests) if isinstance(o, Rendered)
         )
         return [
-            replace(o, replica=replica, batch=shapes[(r.frames, r.chunk_frames)] if self.share_calls else 1)
+            replace(
+                o, replica=self.replica, batch=shapes[r.frames, r.chunk_frames] if self.share_calls else 1
+            )
             if isinstance(o, Rendered)
             else o
             for o, r in zip(outcomes, requests)
@@ -81,17 +80,14 @@ class VideoModel:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _chunks(self, calls: list[ChunkCall]) -> list[ChunkResult]:
-        import ray
-
         from vidsynth.runtime.chunks import next_chunks
 
         made = await asyncio.to_thread(
             next_chunks, self.backend, [(c.noise, c.state, c.n_frames) for c in calls], self.share_calls
         )
-        replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"
         lengths = Counter(c.n_frames for c in calls)
         return [
-            ChunkResult(frames, state, replica, lengths[c.n_frames] if self.share_calls else 1)
+            ChunkResult(frames, state, self.replica, lengths[c.n_frames] if self.share_calls else 1)
             for (frames, state), c in zip(made, calls)
         ]
 

@@ -57,8 +57,7 @@ class FanOutWriter(VideoWriter):
 
 def prepare(backend: Backend, request: GenerateRequest) -> Noise:
     """The request's noise, after the checks that need the model (category, memory)."""
-    config = backend.config
-    noise = sample_noise(config, request.num_videos, request.seed, request.fix, request.category)
+    noise = sample_noise(backend.config, request.num_videos, request.seed, request.fix, request.category)
     try:
         plan_on(backend, request.num_videos, request.frames, request.format, request.chunk_frames)
     except InputError as exc:
@@ -69,20 +68,17 @@ def prepare(backend: Backend, request: GenerateRequest) -> Noise:
 def render_group(backend: Backend, requests: list[GenerateRequest]) -> list[Outcome]:
     """Renders requests that all ask for the same frames and chunk size. A request whose
     input is bad gets its error; the others are made together."""
-    outcomes: list[Outcome | None] = [None] * len(requests)
-    ready: list[tuple[int, Noise]] = []
+    outcomes: dict[int, Outcome] = {}
+    noises: dict[int, Noise] = {}
     for index, request in enumerate(requests):
         try:
-            ready.append((index, prepare(backend, request)))
+            noises[index] = prepare(backend, request)
         except VidsynthError as exc:
             outcomes[index] = exc
-    if ready:
-        chosen = [requests[i] for i, _ in ready]
-        for index, rendered in zip(
-            (i for i, _ in ready), _render_together(backend, chosen, [n for _, n in ready])
-        ):
-            outcomes[index] = rendered
-    return outcomes  # type: ignore[return-value]
+    if noises:
+        made = _render_together(backend, [requests[i] for i in noises], list(noises.values()))
+        outcomes.update(zip(noises, made))
+    return [outcomes[i] for i in range(len(requests))]
 
 
 def _render_together(
@@ -90,26 +86,17 @@ def _render_together(
 ) -> list[Rendered]:
     first = requests[0]
     noise = stack_noise(noises)
-    total = len(noise.z_content)
     # A lone request is planned as `generate` plans it; a shared batch keeps mp4's bound on
     # open encoders whatever its formats.
     fmt = first.format if len(requests) == 1 else "mp4"
-    plan = plan_on(backend, total, first.frames, fmt, first.chunk_frames)
+    plan = plan_on(backend, len(noise.z_content), first.frames, fmt, first.chunk_frames)
+    size = backend.config.image_size
     with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
         writers = []
-        for number, request in enumerate(requests):
+        for number, r in enumerate(requests):
             directory = Path(tmp) / str(number)
             directory.mkdir()
-            writers.append(
-                open_writer(
-                    request.format,
-                    directory,
-                    request.num_videos,
-                    request.frames,
-                    request.fps,
-                    backend.config.image_size,
-                )
-            )
+            writers.append(open_writer(r.format, directory, r.num_videos, r.frames, r.fps, size))
         fan_out = FanOutWriter(writers)
         try:
             stream_videos(backend, noise, first.frames, plan, fan_out)
@@ -131,8 +118,7 @@ def render_requests(
     for index, request in enumerate(requests):
         key = (request.frames, request.chunk_frames) if share_calls else index
         groups.setdefault(key, []).append(index)
-    outcomes: list[Outcome | None] = [None] * len(requests)
+    outcomes: dict[int, Outcome] = {}
     for indices in groups.values():
-        for index, outcome in zip(indices, render_group(backend, [requests[i] for i in indices])):
-            outcomes[index] = outcome
-    return outcomes  # type: ignore[return-value]
+        outcomes.update(zip(indices, render_group(backend, [requests[i] for i in indices])))
+    return [outcomes[i] for i in range(len(requests))]
