@@ -28,15 +28,11 @@ OPENVINO_HINT = "pip install openvino"
 
 
 def import_openvino() -> ModuleType:
-    """The openvino package, imported with its telemetry off.
-
-    Importing openvino also imports its model converter (openvino.tools.ovc), which starts
-    the openvino_telemetry client at import: it writes a client id under ~/intel and would
-    send usage events from the converter (which vidsynth never calls). When openvino_telemetry
-    cannot be imported the converter uses its own no-op stub, so it is hidden for the
-    duration of that first import. `opt_in_out --opt_out` (docs.openvino.ai, "OpenVINO
-    Telemetry") turns it off machine-wide for every OpenVINO tool.
-    """
+    """The openvino package, imported with its telemetry off: its model converter (imported
+    with it, never called by vidsynth) starts the openvino_telemetry client, which writes a
+    client id under ~/intel and would send usage events, unless that package cannot be imported
+    (then it uses a no-op stub), so it is hidden during the first import. `opt_in_out --opt_out`
+    turns it off machine-wide for every OpenVINO tool."""
     hide = "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules
     if hide:
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import fail

@@ -36,10 +36,6 @@ class PendingIds(Datasource):
         self.block_rows = block_rows
         self.done = np.unique(done[(done >= 0) & (done < count)]).astype(np.int64)
 
-    @property
-    def pending(self) -> int:
-        return self.count - len(self.done)
-
     def estimate_inmemory_data_size(self) -> None:
         return None  # what Ray Data would plan from it (blocks per byte) is not how ids flow
 

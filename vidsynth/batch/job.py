@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from vidsynth import errors
+from vidsynth.atomic import is_disk_full
 from vidsynth.batch.store import (
     BATCH_FORMATS,
     INDEX_NAME,
@@ -39,8 +40,11 @@ from vidsynth.batch.store import (
     write_index,
     write_job,
 )
+from vidsynth.checksums import sha256_file
+from vidsynth.cluster import import_ray, import_ray_data, start_ray
 from vidsynth.errors import InputError, StorageError, VidsynthError
 from vidsynth.runtime.request import GenerateRequest
+from vidsynth.signals import sigterm_as_interrupt
 
 __all__ = ["INDEX_NAME", "BatchJob", "run_batch"]
 BLOCK_BYTES = 512
@@ -119,8 +123,6 @@ class BatchJob:
 def model_identity(model: GenerateRequest) -> dict[str, Any]:
     """The model by name and content: weights or artifacts moved elsewhere are the same model,
     other files under the same path are not."""
-    from vidsynth.checksums import sha256_file
-
     if model.artifacts is not None:
         files = [Path(model.artifacts) / "manifest.json"]  # it holds the sha256 of every artifact
         name = str(model.artifacts)
@@ -176,8 +178,6 @@ def _check_fit(ray, job: BatchJob) -> int:
 def worker_error(exc: BaseException) -> VidsynthError | None:
     """The error a worker raised, out of Ray's wrappers: our own error as raised, a full disk
     as a StorageError, anything else named in one line. None for an interrupt."""
-    from vidsynth.atomic import is_disk_full
-
     seen: list[BaseException] = []
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -242,7 +242,6 @@ def _prepare(job: BatchJob, out: Path, force: bool) -> tuple[dict[int, dict], bo
 def run_batch(job: BatchJob, address: str | None = None, force: bool = False) -> dict[int, dict]:
     """Makes the videos of `job` not made yet; returns the index records of all of them.
     `force` first removes what an earlier job wrote into job.out (and only that)."""
-    from vidsynth.atomic import is_disk_full
     from vidsynth.runtime.output import check_output_dir, locked_directory
 
     job.validate()
@@ -274,10 +273,6 @@ def run_batch(job: BatchJob, address: str | None = None, force: bool = False) ->
 
 
 def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address: str | None) -> None:
-    from vidsynth.atomic import is_disk_full
-    from vidsynth.cluster import import_ray, import_ray_data, start_ray
-    from vidsynth.signals import sigterm_as_interrupt
-
     ray = import_ray()
     data = import_ray_data()
     from vidsynth.batch.ids import PendingIds

@@ -93,9 +93,7 @@ def _describe_model(model: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    return value if isinstance(value, str) else json.dumps(value)
+    return "none" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
 def _check_record(record: Any, wanted: dict[str, Any] | None) -> str | None:
