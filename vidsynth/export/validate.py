@@ -36,9 +36,9 @@ from vidsynth.export.precision import psnr_db
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import Noise, sample_noise
+from vidsynth.optional import CPU_PROVIDER, onnxruntime_session
 
 REL_ERROR = "max |actual - reference| / max |reference|"
-ORT_PROVIDER = "CPUExecutionProvider"
 
 # A backend runs whole videos: (noise, n_frames) -> video, and streams: (noise, chunks) -> (video, state).
 WholeRunner = Callable[[Noise, int], np.ndarray]
@@ -223,7 +223,7 @@ def validate_backends(
         "shapes": [{"batch": b, "n_frames": n} for b, n in shapes],
         "seeds": [VALIDATION_SEED + i for i in range(len(shapes))],
         "streaming_chunks": list(VALIDATION_CHUNKS),
-        "onnxruntime_provider": ORT_PROVIDER,
+        "onnxruntime_provider": CPU_PROVIDER,
         "max_abs": max_abs,
         "max_rel": max_rel,
         "comparisons": [asdict(c) for c in comparisons],
@@ -248,7 +248,6 @@ def validate_export(
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
     from vidsynth.export.onnx_export import RANDOM_OPS, RECURRENT_OPS, op_types
     from vidsynth.export.torchscript import load_torchscript
-    from vidsynth.optional import onnxruntime_session
 
     config = model.config
     problems: list[str] = []
@@ -267,7 +266,7 @@ def validate_export(
             (ONNX_FILE, generator_contract(config)),
             (ONNX_CHUNK_FILE, chunk_contract(config)),
         ):
-            sessions[file] = onnxruntime_session(directory / file, [ORT_PROVIDER])
+            sessions[file] = onnxruntime_session(directory / file, [CPU_PROVIDER])
             problems += check_session_signature(file, sessions[file], contract)
             ops = op_types(onnx.load(str(directory / file)).graph)
             if not RECURRENT_OPS.intersection(ops):
