@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,12 +36,11 @@ def cluster():
     from vidsynth.cluster import WORKER_ENV
 
     assert os.environ.get("RAY_AUTH_MODE") == "token"
-    # Serve's proxy sends every request to a replica on its own node while that one keeps up;
-    # routing over both nodes is what shows that each node's replica serves.
-    os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    # 3 CPUs a node, 2 a replica or worker: no node holds two, so placement shows both nodes
+    # (Ray's spread is a preference: two 1-CPU actors may share a node).
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "include_dashboard": False})
     try:
-        nodes.add_node(num_cpus=2)
+        nodes.add_node(num_cpus=3)
         nodes.wait_for_nodes()
         ray.init(address=nodes.address, runtime_env={"env_vars": dict(WORKER_ENV)}, log_to_driver=False)
         yield nodes
@@ -59,13 +59,18 @@ def test_two_nodes_serve_requests(cluster, weights):
     assert len(nodes) == 2
     model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
     try:
-        url = deploy(ServeOptions(model=model, replicas=2, cpus_per_replica=1), "127.0.0.1", PORT)
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(
-                pool.map(lambda s: post_json(f"{url}/v1/videos", {"seed": s, "frames": 8}), range(24))
-            )
-        assert [status for status, _, _ in answers] == [200] * 24
-        served_by = {headers["x-vidsynth-replica"].split("/")[0] for _, headers, _ in answers}
+        url = deploy(ServeOptions(model=model, replicas=2, cpus_per_replica=2), "127.0.0.1", PORT)
+        # The ingress learns of the second replica a moment after the first: ask until both
+        # nodes have answered.
+        served_by: set[str] = set()
+        deadline = time.monotonic() + 120
+        while served_by != nodes and time.monotonic() < deadline:
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(
+                    pool.map(lambda s: post_json(f"{url}/v1/videos", {"seed": s, "frames": 8}), range(8))
+                )
+            assert [status for status, _, _ in answers] == [200] * 8
+            served_by |= {headers["x-vidsynth-replica"].split("/")[0] for _, headers, _ in answers}
         assert served_by == nodes
     finally:
         serve.shutdown()
@@ -79,7 +84,14 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path, cap
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
     job = BatchJob(
-        out=str(tmp_path / "data"), count=12, model=model, seed=100, frames=8, videos_per_call=2, workers=2
+        out=str(tmp_path / "data"),
+        count=12,
+        model=model,
+        seed=100,
+        frames=8,
+        videos_per_call=2,
+        workers=2,
+        cpus_per_worker=2,
     )
     records = run_batch(job)
     assert sorted(records) == list(range(12))
