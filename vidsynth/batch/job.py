@@ -315,9 +315,10 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
                     raise
                 raise error from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # Ray first: a worker still making a video would write into the removed staging.
         if started:
             ray.shutdown()  # also what a start-up cut short had started
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _collect(rows, out: Path, staging: Path, done: dict[int, dict], pending: int) -> None:
