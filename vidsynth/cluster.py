@@ -6,12 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
@@ -91,46 +88,6 @@ def _start_up_output() -> Iterator[None]:
             os.close(saved)
 
 
-# Run as a process of its own beside a local Ray instance. When the command that started Ray
-# ends, even by SIGKILL, this process's stdin closes and it ends every process of that
-# instance still alive: Ray's agents otherwise wait on the dead GCS for about a minute.
-_SWEEPER = """
-import os, signal, sys
-marker = ("RAY_RAYLET_PID=" + sys.stdin.readline().strip()).encode()
-sys.stdin.read()
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            if marker in environ.read().split(b"\\0"):
-                os.kill(int(pid), signal.SIGKILL)
-    except OSError:
-        pass
-"""
-_sweepers: list[subprocess.Popen] = []
-
-
-def _sweep_when_this_process_ends() -> None:
-    """Starts the sweeper for the raylet this process started (Linux only: it reads /proc)."""
-    me = str(os.getpid())
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-        if name == "raylet" and fields[1] == me:
-            sweeper = subprocess.Popen(
-                [sys.executable, "-c", _SWEEPER],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C at the terminal is the command's to handle
-            )
-            sweeper.stdin.write(f"{entry.name}\n".encode())
-            sweeper.stdin.flush()
-            _sweepers.append(sweeper)
-
-
 def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     """A local Ray instance (address None) or the cluster at `address`; every worker gets
     WORKER_ENV."""
@@ -160,6 +117,4 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
             signal.signal(signal.SIGINT, previous)
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
-    if address is None:
-        _sweep_when_this_process_ends()
     quiet_ray_logging()
