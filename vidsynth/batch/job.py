@@ -48,6 +48,7 @@ from vidsynth.signals import sigterm_as_interrupt
 
 __all__ = ["INDEX_NAME", "BatchJob", "run_batch"]
 BLOCK_BYTES = 512
+WORKER_START_S = 300
 _RAISED_LINE = re.compile(r"^vidsynth\.errors\.(\w+): (.+)$", re.MULTILINE)
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,11 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
             # Ray Data merges small blocks up to this size before handing them on: ids would
             # pile up by the million before the first call, and finished rows wait for the
             # rest of their block. Our blocks are a call's ids and its finished rows.
-            data.DataContext.get_current().target_max_block_size = BLOCK_BYTES
+            context = data.DataContext.get_current()
+            context.target_max_block_size = BLOCK_BYTES
+            # Otherwise the first worker up takes every call while a farther node's worker still
+            # imports torch, and a short job never runs on the workers it asked for.
+            context.wait_for_min_actors_s = WORKER_START_S
             ids = PendingIds(
                 job.count, np.fromiter(done, dtype=np.int64, count=len(done)), job.videos_per_call
             )
