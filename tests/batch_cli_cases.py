@@ -254,6 +254,14 @@ def test_ctrl_c_leaves_no_staging_and_no_ray(weights, tmp_path):
     _all_gone("ctrl-c")
 
 
+def test_a_killed_driver_leaves_no_ray(weights, tmp_path):
+    # SIGKILL leaves the command no time to clean up; what its Ray instance ran must go anyway.
+    driver = _driver_with_a_video(tmp_path / "data", weights, "kill")
+    driver.kill()
+    driver.wait()
+    _all_gone("kill", within_s=15)
+
+
 def test_sigterm_while_ray_starts(weights, tmp_path):
     out = tmp_path / "data"
     command = [sys.executable, "-m", "vidsynth", "batch", "--out", str(out), "--frames", FRAMES]
@@ -278,8 +286,8 @@ def test_sigterm_while_ray_starts(weights, tmp_path):
     _all_gone("start")
 
 
-def _all_gone(tag: str) -> None:
-    deadline = time.monotonic() + 30
+def _all_gone(tag: str, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
     while processes_of(tag) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_of(tag) == [], "processes the run started are still running"
@@ -288,6 +296,6 @@ def _all_gone(tag: str) -> None:
 @pytest.fixture(autouse=True)
 def _stop_what_a_failed_test_left():
     yield
-    for tag in ("0", "huge", "ctrl-c", "start"):
+    for tag in ("0", "huge", "ctrl-c", "kill", "start"):
         for pid in processes_of(tag):
             os.kill(pid, signal.SIGKILL)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vidsynth"
-UTILITIES = ("errors", "version", "files", "checksums", "atomic", "signals", "optional")
+UTILITIES = ("errors", "version", "files", "checksums", "atomic", "signals", "optional", "sweeper")
 RANKS = {
     **dict.fromkeys(UTILITIES, 0),
     "model": 1,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +90,30 @@ def _start_up_output() -> Iterator[None]:
             os.close(saved)
 
 
+# One per local Ray instance, for as long as this process lives: its stdin closes when this
+# process ends, however it ends (see vidsynth/sweeper.py).
+_sweepers: list[subprocess.Popen] = []
+
+
+def _children() -> set[int]:
+    from vidsynth.sweeper import running_processes
+
+    me = os.getpid()
+    return {pid for pid, (parent, _) in running_processes().items() if parent == me}
+
+
+def _sweep_when_this_process_ends(ray_processes: set[int]) -> None:
+    if ray_processes:
+        sweeper = subprocess.Popen(
+            [sys.executable, "-m", "vidsynth.sweeper", *map(str, sorted(ray_processes))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C at the terminal is the command's to handle
+        )
+        _sweepers.append(sweeper)
+
+
 def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     """A local Ray instance (address None) or the cluster at `address`; every worker gets
     WORKER_ENV."""
@@ -101,6 +127,7 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     previous_term = signal.getsignal(signal.SIGTERM) if main else None
+    before = _children() if address is None and sys.platform == "linux" else None
     try:
         with _start_up_output():
             ray.init(**kwargs, logging_level=logging.ERROR)
@@ -117,4 +144,6 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
             signal.signal(signal.SIGINT, previous)
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
+    if before is not None:
+        _sweep_when_this_process_ends(_children() - before)
     quiet_ray_logging()
