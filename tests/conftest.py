@@ -29,6 +29,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from serve_support import BACKGROUND
+
+    for item in session.items:
+        marker = item.get_closest_marker("scenario")
+        if marker is not None and not item.get_closest_marker("skip"):
+            BACKGROUND.start(*marker.args, **marker.kwargs)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from serve_support import BACKGROUND
+
+    BACKGROUND.stop()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread per backend: on a small shared machine extra threads only contend."""

@@ -90,12 +90,8 @@ def scenario_outcome(returncode: int, stdout: str) -> tuple[str, str]:
     return "failed", f"pytest exited {returncode} ({lines[-1] if lines else 'no output'})"
 
 
-def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
-    """Runs tests/`case_file` with pytest in a private network namespace (loopback only).
-    Fails if any of its tests failed; skips, naming the causes, only if all of them skipped."""
-    problem = unshare_problem()
-    if problem:
-        pytest.skip(problem)
+def _scenario_run(case_file: str, extra_env: dict | None) -> dict:
+    """Popen arguments that run tests/`case_file` with pytest in a private network namespace."""
     env = {
         **os.environ,
         NETNS_ENV: "1",
@@ -107,24 +103,123 @@ def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = Non
         "ip link set lo up && exec "
         f"{sys.executable} -m pytest -q -x -p no:cacheprovider -p no:warnings -rs tests/{case_file}"
     )
-    try:
-        result = subprocess.run(
-            ["unshare", "-n", "sh", "-c", command],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{case_file} ran past {timeout_s} s:\n{(exc.stdout or '')[-4000:]}")
-    output = result.stdout[-6000:] + result.stderr[-3000:]
-    outcome, why = scenario_outcome(result.returncode, result.stdout)
+    return dict(
+        args=["unshare", "-n", "sh", "-c", command],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _judge(case_file: str, returncode: int, stdout: str, stderr: str) -> None:
+    """Fails if any test of the file failed; skips, naming the causes, only if all of them skipped."""
+    output = stdout[-6000:] + stderr[-3000:]
+    outcome, why = scenario_outcome(returncode, stdout)
     if outcome == "skipped":
         pytest.skip(f"{case_file}: every test skipped: {why}")
     if outcome == "failed":
         pytest.fail(f"{case_file} failed: {why}\n{output}")
     print(output)
+
+
+def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
+    """Runs tests/`case_file` with pytest in a private network namespace (loopback only) and
+    judges it (see _judge)."""
+    problem = unshare_problem()
+    if problem:
+        pytest.skip(problem)
+    try:
+        result = subprocess.run(**_scenario_run(case_file, extra_env), timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{case_file} ran past {timeout_s} s:\n{(exc.stdout or '')[-4000:]}")
+    _judge(case_file, result.returncode, result.stdout, result.stderr)
+
+
+class _BackgroundRun:
+    def __init__(self, case_file: str, timeout_s: float, extra_env: dict | None) -> None:
+        self.case_file, self.timeout_s, self.extra_env = case_file, timeout_s, extra_env
+        self.process: subprocess.Popen | None = None
+        self.result: tuple[int, str, str] | None = None
+        self.timed_out = False
+        self.done = threading.Event()
+
+
+class BackgroundScenarios:
+    """Scenario files started as soon as the suite is collected, LANES at a time, so that
+    their waits on Ray and servers overlap the rest of the suite; the test of each file waits
+    for its result. Every file runs in its own network namespace, so runs cannot meet."""
+
+    LANES = 1
+    STOP_GRACE_S = 60
+
+    def __init__(self) -> None:
+        self.runs: dict[str, _BackgroundRun] = {}
+        self.lanes = threading.Semaphore(self.LANES)
+        self.stopping = threading.Event()
+        self.problem: str | None = None
+
+    def start(self, case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
+        if not self.runs:
+            self.problem = unshare_problem()
+        if self.problem or case_file in self.runs:
+            return
+        run = self.runs[case_file] = _BackgroundRun(case_file, timeout_s, extra_env)
+        threading.Thread(target=self._run, args=(run,), daemon=True).start()
+
+    def _run(self, run: _BackgroundRun) -> None:
+        try:
+            with self.lanes:
+                if self.stopping.is_set():
+                    return
+                # Its own session: stop() and a timeout end this run's processes and no other.
+                run.process = subprocess.Popen(
+                    **_scenario_run(run.case_file, run.extra_env), start_new_session=True
+                )
+                try:
+                    stdout, stderr = run.process.communicate(timeout=run.timeout_s)
+                except subprocess.TimeoutExpired:
+                    run.timed_out = True
+                    self._end(run.process)
+                    stdout, stderr = run.process.communicate()
+                run.result = (run.process.returncode, stdout, stderr)
+        finally:
+            run.done.set()
+
+    def _end(self, process: subprocess.Popen) -> None:
+        """Ctrl-C first, so the scenario's fixtures stop what they started; then SIGKILL."""
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(self.STOP_GRACE_S)
+                return
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+    def finish(self, case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
+        """Judges the background run of `case_file`, or runs it now where none was started."""
+        if self.problem:
+            pytest.skip(self.problem)
+        run = self.runs.get(case_file)
+        if run is None:
+            run_scenarios(case_file, timeout_s, extra_env)
+            return
+        run.done.wait()
+        if run.result is None:
+            pytest.fail(f"{case_file} did not run (the suite was stopping)")
+        if run.timed_out:
+            pytest.fail(f"{case_file} ran past {run.timeout_s} s:\n{run.result[1][-4000:]}")
+        _judge(case_file, *run.result)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for run in self.runs.values():
+            if run.process is not None and run.process.poll() is None:
+                self._end(run.process)
+
+
+BACKGROUND = BackgroundScenarios()
 
 
 def require_netns() -> None:
