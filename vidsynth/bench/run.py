@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 SEED = 0
 FOCUS_REPEATS = 7  # timed calls at least, at FOCUS_SHAPE (the shape the speed targets are stated at)
 DEVICES = ("cpu", "cuda")
-INTERLEAVED_N = {"cpu": 3072, "cuda": 8192}  # the side of the matmuls timed between the repeats
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
             "interleaved_at_focus": {
                 "batch": FOCUS_SHAPE[0],
                 "frames": FOCUS_SHAPE[1],
-                "n": INTERLEAVED_N[device],
+                "n": max(plan.peak_sizes),
                 **focus_limit,
             },
         },
@@ -326,7 +325,8 @@ def measure_grid(
         if focus:
             precisions = tuple(sorted({c.precision for c, _ in active}))
             device = active[0][0].device if active else "cpu"
-            peaks = interleaved_peaks(precisions, device, INTERLEAVED_N[device])
+            # The largest matmul of the peak, timed between the repeats.
+            peaks = interleaved_peaks(precisions, device, max(plan.peak_sizes))
         peak_samples: dict[str, list[float]] = {name: [] for name in peaks}
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
