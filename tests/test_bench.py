@@ -77,7 +77,8 @@ def test_graph_experiments_compute_the_same_video(tmp_path, cell, mode, experime
 def test_quick_run_writes_results(tiny_weights, tmp_path, caplog):
     caplog.set_level("INFO", logger="vidsynth")
     out = tmp_path / "results"
-    results = run_benchmark(weights=tiny_weights, out=out, quick=True)
+    # One thread: two would wait on each other whenever the suite's other work takes a core.
+    results = run_benchmark(weights=tiny_weights, out=out, quick=True, threads=1)
     assert any(message.startswith(f"wrote {out}/results.json") for message in caplog.messages)
     assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "latency.png"}
     saved = json.loads((out / "results.json").read_text())
@@ -111,7 +112,7 @@ def test_quick_run_writes_results(tiny_weights, tmp_path, caplog):
         assert error < (1e-4 if contender["precision"] == "fp32" else 0.1), contender["label"]
     assert set(saved["limit"]["matmul"]) == {"fp32", "bf16"}
     assert saved["motion"]["us_per_step"] and all(v > 0 for v in saved["motion"]["us_per_step"].values())
-    assert saved["machine"]["threads"]["torch_intra_op"] == saved["machine"]["threads"]["ort_intra_op"] == 2
+    assert saved["machine"]["threads"]["torch_intra_op"] == saved["machine"]["threads"]["ort_intra_op"] == 1
     table = (out / "results.md").read_text()
     assert "| reference | fp32 |" in table and "onnxruntime" in table
     assert results["rows"] and len(results["rows"]) == len(saved["rows"])
