@@ -436,20 +436,20 @@ def served_streams(session: Session, response: dict) -> None:
 
 
 def batch_dataset(session: Session, doc: DocCommand) -> None:
-    """100 videos and their index; run again, it resumes: nothing is made twice."""
+    """32 videos and their index; run again, it resumes: nothing is made twice."""
     job = session.ray_job(None, [doc.command, doc.command])
     first, again = job["commands"]
     assert first["rc"] == 0, first
-    assert first["stdout"].strip().splitlines()[-1] == "100 videos in dataset, listed in dataset/index.jsonl"
+    assert first["stdout"].strip().splitlines()[-1] == "32 videos in dataset, listed in dataset/index.jsonl"
     dataset = session.dir / "dataset"
     videos = sorted(p.name for p in dataset.glob("video_*.mp4"))
-    assert videos == [f"video_{i:06d}.mp4" for i in range(100)]
+    assert videos == [f"video_{i:06d}.mp4" for i in range(32)]
     index = [json.loads(line) for line in (dataset / "index.jsonl").read_text().splitlines()]
-    assert sorted(row["id"] for row in index) == list(range(100))
+    assert sorted(row["id"] for row in index) == list(range(32))
     assert all({"id", "file", "seed", "category", "frames", "node"} <= set(row) for row in index)
     assert mp4_facts(dataset / "video_000007.mp4") == (16, (64, 64))
     assert again["rc"] == 0, again
-    assert (dataset / "index.jsonl").read_text().count("\n") == 100  # nothing indexed twice
+    assert (dataset / "index.jsonl").read_text().count("\n") == 32  # nothing indexed twice
     assert not job["left_running"], job["left_running"]
     session.results[doc.command] = job
 
@@ -653,7 +653,7 @@ PLAN: list[Plan] = [
     ),
     Plan("serving.md", "curl http://127.0.0.1:8000/v1/streams", served(served_streams)),
     Plan("serving.md", PIPE_TO_PLAYER, skip=PLAYER),
-    Plan("serving.md", "vidsynth batch --out dataset --count 100 --frames 16", batch_dataset),
+    Plan("serving.md", "vidsynth batch --out dataset --count 32 --frames 16", batch_dataset),
     Plan(
         "serving.md",
         "vidsynth batch --out big-dataset --count 100000 --address HEAD:6379",
@@ -675,7 +675,7 @@ EXTRA: list[Plan] = [
         xfail="issue 16: vidsynth train checkpoints on SIGTERM but exits 0, where 143 is documented",
     ),
     # docs/serving.md: video i is "the same bytes as `vidsynth generate --seed (seed + i) --num-videos 1`"
-    Plan("serving.md", "vidsynth batch --out dataset --count 100 --frames 16", batch_same_bytes),
+    Plan("serving.md", "vidsynth batch --out dataset --count 32 --frames 16", batch_same_bytes),
 ]
 
 SERVED.extend(plan.command for plan in PLAN if plan.command.startswith("curl ") and not plan.skip)
