@@ -7,32 +7,21 @@ import pytest
 from serve_support import BACKGROUND
 
 
-def _finish(request: pytest.FixtureRequest) -> None:
-    marker = request.node.get_closest_marker("scenario")
-    BACKGROUND.finish(*marker.args, **marker.kwargs)
+def scenario(case_file: str, name: str, timeout_s: float = 900, **extra_env: str):
+    marker = pytest.mark.scenario(case_file, timeout_s=timeout_s, extra_env=extra_env)
+    return pytest.param(case_file, marks=marker, id=name)
 
 
-# The longest first, so the lanes run out together.
-@pytest.mark.scenario("batch_cli_cases.py", timeout_s=3000)
-def test_batch_command(request):
-    _finish(request)
-
-
-@pytest.mark.scenario("ray_serve_cases.py", timeout_s=900)
-def test_serve_app(request):
-    _finish(request)
-
-
-@pytest.mark.scenario("ray_cli_cases.py", timeout_s=1200)
-def test_serve_command_as_users_run_it(request):
-    _finish(request)
-
-
-@pytest.mark.scenario("live_cases.py", timeout_s=900)
-def test_live_streams(request):
-    _finish(request)
-
-
-@pytest.mark.scenario("ray_cluster_cases.py", timeout_s=900, extra_env={"RAY_AUTH_MODE": "token"})
-def test_two_node_cluster(request):
-    _finish(request)
+# The longest first: it overlaps the most of the rest of the suite.
+@pytest.mark.parametrize(
+    "case_file",
+    [
+        scenario("batch_cli_cases.py", "batch_command", timeout_s=3000),
+        scenario("ray_serve_cases.py", "serve_app"),
+        scenario("ray_cli_cases.py", "serve_command_as_users_run_it", timeout_s=1200),
+        scenario("live_cases.py", "live_streams"),
+        scenario("ray_cluster_cases.py", "two_node_cluster", RAY_AUTH_MODE="token"),
+    ],
+)
+def test_scenario_file(case_file, request):
+    BACKGROUND.finish(case_file, **request.node.get_closest_marker("scenario").kwargs)
