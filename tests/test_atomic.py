@@ -235,14 +235,27 @@ def _wait_for(predicate, timeout: float = 120.0) -> bool:
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
-def test_a_signal_during_export_removes_its_temporary_directory(tmp_path, tiny_model, sig, status):
+def test_a_signal_during_export_removes_its_temporary_directory(
+    tmp_path, tmp_path_factory, tiny_model, sig, status
+):
     save_weights(tiny_model, tmp_path / "w")
     out = tmp_path / "art"
+    # Validation waits a minute first: the signal comes while the export is surely under way
+    # (a tiny model's export may otherwise end before the signal arrives).
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text(
+        "import time\n"
+        "import vidsynth.export.validate as validate\n"
+        "checked = validate.validate_export\n"
+        "validate.validate_export = lambda *a, **k: (time.sleep(60), checked(*a, **k))[1]\n"
+    )
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     child = subprocess.Popen(
         [sys.executable, "-m", "vidsynth", "export", "--weights", str(tmp_path / "w"), "--out", str(out)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path},
     )
     try:
         started = _wait_for(
