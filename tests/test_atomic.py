@@ -240,14 +240,19 @@ def test_a_signal_during_export_removes_its_temporary_directory(
 ):
     save_weights(tiny_model, tmp_path / "w")
     out = tmp_path / "art"
-    # Validation waits a minute first: the signal comes while the export is surely under way
-    # (a tiny model's export may otherwise end before the signal arrives).
+    # The export says when its files are written and waits a minute before validating them,
+    # so the signal surely comes while it runs (a tiny model's export may otherwise end first).
     site = tmp_path_factory.mktemp("site")
+    written = site / "written"
     (site / "sitecustomize.py").write_text(
-        "import time\n"
+        "import pathlib, time\n"
         "import vidsynth.export.validate as validate\n"
         "checked = validate.validate_export\n"
-        "validate.validate_export = lambda *a, **k: (time.sleep(60), checked(*a, **k))[1]\n"
+        "def held(*args, **kwargs):\n"
+        f"    pathlib.Path({str(written)!r}).touch()\n"
+        "    time.sleep(60)\n"
+        "    return checked(*args, **kwargs)\n"
+        "validate.validate_export = held\n"
     )
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     child = subprocess.Popen(
@@ -258,9 +263,7 @@ def test_a_signal_during_export_removes_its_temporary_directory(
         env={**os.environ, "PYTHONPATH": path},
     )
     try:
-        started = _wait_for(
-            lambda: any(p.name.startswith(".art.tmp-") and any(p.iterdir()) for p in tmp_path.iterdir())
-        )
+        started = _wait_for(written.exists)
         assert started, "export never started writing"
         child.send_signal(sig)
         _, err = child.communicate(timeout=120)
