@@ -254,7 +254,6 @@ class Plan:
     action: Callable[[Session, DocCommand], None] | None = None
     skip: str = ""  # why it does not run here (checked by the action when it has one)
     slow: str = ""  # runs only with --run-slow, for this reason
-    xfail: str = ""  # a known defect: strict, so the fix turns this into a failure to remove
 
 
 def pip_problem(command: str) -> str | None:
@@ -672,7 +671,6 @@ EXTRA: list[Plan] = [
         "vidsynth train --out runs/actions --resume --steps 20000",
         train_stopped_by_sigterm,
         slow="reads the exit status of the two training runs above",
-        xfail="issue 16: vidsynth train checkpoints on SIGTERM but exits 0, where 143 is documented",
     ),
     # docs/serving.md: video i is "the same bytes as `vidsynth generate --seed (seed + i) --num-videos 1`"
     Plan("serving.md", "vidsynth batch --out dataset --count 32 --frames 16", batch_same_bytes),
@@ -682,9 +680,7 @@ SERVED.extend(plan.command for plan in PLAN if plan.command.startswith("curl ") 
 
 
 def _param(plan: Plan, doc: DocCommand) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=plan.xfail)] if plan.xfail else []
-    label = f"{plan.doc}:{doc.line or 'prose'}:{plan.command[:60]}"
-    return pytest.param(plan, doc, marks=marks, id=label)
+    return pytest.param(plan, doc, id=f"{plan.doc}:{doc.line or 'prose'}:{plan.command[:60]}")
 
 
 def _params() -> list[object]:
