@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class Contender(Row):
     video: Callable[[Any, int], np.ndarray]  # inputs, n_frames -> (B, T, nc, H, W) float32
     first_frame: Callable[[Any], np.ndarray]  # inputs -> the first frame of each video, streamed
     setup_s: float = 0.0
-    extra: dict = field(default_factory=dict)
+    first_call_s: float | None = None  # lazy setup included (torch.compile compiles there)
 
     def sync(self) -> None:
         if self.device == "cuda":
