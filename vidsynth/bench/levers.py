@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vidsynth.bench.flops import generator_flops_per_frame
 from vidsynth.bench.graphs import sub_pixel_upsampling
-from vidsynth.bench.measure import timed
+from vidsynth.bench.measure import round_robin
 from vidsynth.model.generator import frame_latents
 from vidsynth.model.inference import ChunkedImageGenerator, fold_image_generator
 from vidsynth.model.noise import sample_noise
@@ -71,13 +71,10 @@ def measure_levers(model: Any, frames: int, repeats: int, seed: int, limit: dict
     category = None if noise.category is None else torch.from_numpy(noise.category)
     codes = torch.from_numpy(noise.z_motion).unsqueeze(0)  # one frame per latent: (1, frames, d_motion)
     z = frame_latents(codes, torch.from_numpy(noise.z_content), config.n_categories, category)
-    samples: dict[str, list[float]] = {name: [] for name in levers}
     with torch.inference_mode():
         expected = next(iter(levers.values()))(z)
         errors = {name: float((fn(z).float() - expected).abs().max()) for name, fn in levers.items()}
-        for _ in range(repeats):
-            for name, fn in levers.items():
-                samples[name].append(timed(functools.partial(fn, z), lambda: None)[0])
+        samples = round_robin({name: functools.partial(fn, z) for name, fn in levers.items()}, repeats)
     flops = generator_flops_per_frame(config) * frames
     rows = []
     for name, times in samples.items():

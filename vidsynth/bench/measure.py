@@ -62,12 +62,16 @@ def timed(call: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> t
     return time.perf_counter() - start, result
 
 
-def round_robin(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of `repeats` calls of each, in turn, so that a change in machine load hits all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
+def round_robin(
+    calls: dict[Any, Callable[[], Any]], repeats: int, tick: Callable[[], Any] = lambda: None
+) -> dict[Any, list[float]]:
+    """Seconds of `repeats` calls of each, in turn, so that a change in machine load hits all
+    alike; `tick` after each call."""
+    samples: dict[Any, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             samples[name].append(timed(call)[0])
+            tick()
     return samples
 
 
