@@ -2,7 +2,8 @@
 
 A Contender turns seeded noise into its own inputs once (untimed), then makes whole videos
 (`video`) or the first streamed frame (`first_frame`); every call returns a host float32
-numpy array, so the cost of handing frames back is counted alike for all.
+numpy array, so the cost of handing frames back is counted alike for all (and no call leaves
+GPU work running: timing a call needs no CUDA synchronisation).
 """
 
 from __future__ import annotations
@@ -57,12 +58,6 @@ class Contender(Row):
     first_frame: Callable[[Any], np.ndarray]  # inputs -> the first frame of each video, streamed
     setup_s: float = 0.0
     first_call_s: float | None = None  # lazy setup included (torch.compile compiles there)
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
 
 
 # -- torch contenders ----------------------------------------------------------------------

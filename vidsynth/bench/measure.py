@@ -75,9 +75,7 @@ def round_robin(
     return samples
 
 
-def timed_with_memory(
-    call: Callable[[], Any], sync: Callable[[], None], cuda: bool = False
-) -> tuple[float, dict]:
+def timed_with_memory(call: Callable[[], Any], cuda: bool = False) -> tuple[float, dict]:
     """One call's seconds, this process's peak RSS during it (and the rise over the RSS before
     it), and on CUDA the peak of torch's GPU allocations during the call."""
     before = status_mib("VmRSS")
@@ -91,7 +89,7 @@ def timed_with_memory(
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    seconds, result = timed(call, sync)
+    seconds, result = timed(call)
     del result
     peak = status_mib("VmHWM") if reset else None
     memory = {

@@ -9,6 +9,7 @@ medians are reported. Large shapes get fewer repeats (a time budget per shape an
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import tempfile
@@ -24,7 +25,14 @@ import numpy as np
 from vidsynth.bench.contenders import BENCH_BACKENDS, BENCH_PRECISIONS, Contender, build_contenders
 from vidsynth.bench.flops import generator_flops_per_frame, interleaved_peaks, matmul_peak
 from vidsynth.bench.levers import measure_levers
-from vidsynth.bench.measure import load_average, machine_description, percentiles, timed, timed_with_memory
+from vidsynth.bench.measure import (
+    load_average,
+    machine_description,
+    percentiles,
+    round_robin,
+    timed,
+    timed_with_memory,
+)
 from vidsynth.bench.motion import measure_motion
 from vidsynth.bench.report import FOCUS_SHAPE, write_results
 from vidsynth.errors import InputError, choice_error
@@ -234,7 +242,7 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule) -
     outputs = {}
     for c in contenders:  # the very first call of each: it includes lazy setup (torch.compile compiles here)
         inputs = c.prepare(noise)
-        seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames), c.sync)
+        seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames))
         c.first_call_s = round(seconds, 3)
     # backend -> label (off the CPU a label also names the device)
     fp32 = {c.backend: c.label for c in contenders if c.precision == "fp32"}
@@ -292,11 +300,10 @@ def measure_grid(
             if index == 0 or estimate < plan.warmup_below_s:
                 c.video(inputs, n_frames)  # warm-up
                 if c.label not in seconds_per_frame:
-                    estimate, _ = timed(lambda: c.video(inputs, n_frames), c.sync)
+                    estimate, _ = timed(lambda: c.video(inputs, n_frames))
             active.append((c, inputs))
-            repeats[c.label] = max(1, min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6))))
-            if focus:
-                repeats[c.label] = max(repeats[c.label], FOCUS_REPEATS)
+            budgeted = min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6)))
+            repeats[c.label] = max(FOCUS_REPEATS if focus else 1, budgeted)
         # At the focus shape the limit is measured again, interleaved with the contenders, so
         # that rows and limit see the same machine state (shared cores vary from minute to minute):
         # the largest matmul of the peak, timed between the repeats.
@@ -311,9 +318,7 @@ def measure_grid(
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
                 if r < repeats[c.label]:
-                    seconds, mem = timed_with_memory(
-                        lambda: c.video(inputs, n_frames), c.sync, cuda=c.device == "cuda"
-                    )
+                    seconds, mem = timed_with_memory(lambda: c.video(inputs, n_frames), c.device == "cuda")
                     samples[c.label].append(seconds)
                     memory[c.label].append(mem)
             for name, (run, flop) in peaks.items():
@@ -359,15 +364,11 @@ def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule) -> di
     ttff: dict[str, dict[int, float]] = {c.label: {} for c in contenders}
     for batch in plan.batches:
         noise = sample_noise(config, batch, seed=SEED)
-        prepared = [(c, c.prepare(noise)) for c in contenders]
-        samples: dict[str, list[float]] = defaultdict(list)
-        for c, inputs in prepared:
-            c.first_frame(inputs)
-        for _ in range(plan.ttff_repeats):
-            for c, inputs in prepared:
-                samples[c.label].append(timed(lambda: c.first_frame(inputs), c.sync)[0])
-        for c, _ in prepared:
-            ttff[c.label][batch] = float(np.median(samples[c.label]) * 1e3)
+        calls = {c.label: functools.partial(c.first_frame, c.prepare(noise)) for c in contenders}
+        for call in calls.values():
+            call()  # warm-up
+        for label, samples in round_robin(calls, plan.ttff_repeats).items():
+            ttff[label][batch] = float(np.median(samples) * 1e3)
         logger.info(
             f"  time to first frame at B={batch}: "
             + ", ".join(f"{k} {v[batch]:.1f} ms" for k, v in ttff.items())
