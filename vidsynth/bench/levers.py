@@ -26,7 +26,8 @@ CL = torch.channels_last
 
 
 def channels_last(module: nn.Module) -> Callable[[Tensor], Tensor]:
-    """`module` fed a channels-last input, its output made contiguous again."""
+    """`module` with channels-last weights fed a channels-last input, its output made contiguous again."""
+    module.to(memory_format=CL)
     return lambda z: module(z.contiguous(memory_format=CL)).contiguous()
 
 
@@ -45,15 +46,13 @@ def image_levers(model: Any) -> dict[str, Callable[[Tensor], Tensor]]:
 
     return {
         "eager fp32 (NCHW, as the reference)": eager,
-        "+ channels-last": channels_last(copy.deepcopy(eager).to(memory_format=CL)),
-        "+ batch norm folded into the convolutions": channels_last(
-            fold_image_generator(eager).to(memory_format=CL)
-        ),
+        "+ channels-last": channels_last(copy.deepcopy(eager)),
+        "+ batch norm folded into the convolutions": channels_last(fold_image_generator(eager)),
         "+ 32-frame chunks": chunked(torch.float32, rewrite=False),
         "+ first layer as a matmul, last as sub-pixel (= optimized fp32)": chunked(torch.float32),
         "TorchScript freeze + optimize_for_inference": frozen,
         "sub-pixel rewrite of every stride-2 layer, folded, channels-last": channels_last(
-            sub_pixel_upsampling(fold_image_generator(eager)).to(memory_format=CL)
+            sub_pixel_upsampling(fold_image_generator(eager))
         ),
         "bf16 torch.autocast (eager)": autocast_bf16,
         "bf16 folded, channels-last, all frames at once": chunked(torch.bfloat16, 1 << 30, rewrite=False),

@@ -16,6 +16,7 @@ Writes serve.json and serve.md into --out (requests/s, p50/p99 latency, CPU use,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -39,12 +40,8 @@ from vidsynth.sweeper import running_processes
 PORT = 8351
 SCENARIOS = ("offline", "1-replica", "2-replicas", "2-nodes")
 RUN_ORDER = SCENARIOS + ("offline",)  # offline again at the end: a drift in machine load shows
+CPUS = len(os.sched_getaffinity(0))  # the CPUs this process may run on: what `vidsynth serve` gives Ray
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")  # pick kernels
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: what `vidsynth serve` gives a local Ray."""
-    return len(os.sched_getaffinity(0))
 
 
 def offline(args) -> dict:
@@ -169,32 +166,28 @@ def served(args, scenario: str) -> dict:
     joining a simulated cluster of two nodes with half the CPUs each), loads it, stops it."""
     options = ["--weights", args.weights, "--backend", args.backend, "--port", str(PORT)]
     one = scenario == "1-replica"
-    options += ["--replicas", "1", "--cpus-per-replica", str(usable_cpus())] if one else ["--replicas", "2"]
-    cluster = None
-    if scenario == "2-nodes":
-        from ray.cluster_utils import Cluster
+    options += ["--replicas", "1", "--cpus-per-replica", str(CPUS)] if one else ["--replicas", "2"]
+    with contextlib.ExitStack() as cleanup:
+        if scenario == "2-nodes":
+            from ray.cluster_utils import Cluster
 
-        half = max(1, usable_cpus() // 2)
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": half, "include_dashboard": False})
-        cluster.add_node(num_cpus=half)
-        cluster.wait_for_nodes()
-        options += ["--address", cluster.address]
-    try:
-        with tempfile.TemporaryDirectory() as logs:
-            server = Server(options, Path(logs) / "serve.log")
-            try:
-                return {
-                    "scenario": scenario,
-                    "command": server.command,
-                    "replicas": 1 if one else 2,
-                    "cpus_per_replica": usable_cpus() if one else 1,
-                    **load(args, server.url),
-                }
-            finally:
-                server.stop()
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
+            half = max(1, CPUS // 2)
+            cluster = Cluster(
+                initialize_head=True, head_node_args={"num_cpus": half, "include_dashboard": False}
+            )
+            cleanup.callback(cluster.shutdown)
+            cluster.add_node(num_cpus=half)
+            cluster.wait_for_nodes()
+            options += ["--address", cluster.address]
+        server = Server(options, Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "serve.log")
+        cleanup.callback(server.stop)
+        return {
+            "scenario": scenario,
+            "command": server.command,
+            "replicas": 1 if one else 2,
+            "cpus_per_replica": CPUS if one else 1,
+            **load(args, server.url),
+        }
 
 
 def write_report(results: list[dict], out: Path, args) -> None:
@@ -203,7 +196,7 @@ def write_report(results: list[dict], out: Path, args) -> None:
     flags = [flag for flag in CPU_FLAGS if flag in hardware.cpu_flags]
     record = {
         "command": shlex.join(["python", "-m", "vidsynth.bench.serve_load", *sys.argv[1:]]),
-        "cpus": usable_cpus(),
+        "cpus": CPUS,
         "cpu": {"model": hardware.cpu_model, "flags": flags},
         "note": args.note,
         "load_average_before": args.load_before,
