@@ -2,7 +2,8 @@
 
 A Contender turns seeded noise into its own inputs once (untimed), then makes whole videos
 (`video`) or the first streamed frame (`first_frame`); every call returns a host float32
-numpy array, so the cost of handing frames back is counted alike for all.
+numpy array, so the cost of handing frames back is counted alike for all (and no call leaves
+GPU work running: timing a call needs no CUDA synchronisation).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,7 @@ class Contender(Row):
     video: Callable[[Any, int], np.ndarray]  # inputs, n_frames -> (B, T, nc, H, W) float32
     first_frame: Callable[[Any], np.ndarray]  # inputs -> the first frame of each video, streamed
     setup_s: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
+    first_call_s: float | None = None  # lazy setup included (torch.compile compiles there)
 
 
 # -- torch contenders ----------------------------------------------------------------------
@@ -211,32 +206,23 @@ def runtime_contender(
 
 
 def artifact_contender(
-    backend: str,
-    directory: Path,
-    precision: str,
-    device: str,
-    threads: int,
-    export_s: float,
-    row: str | None = None,
+    row: str, directory: Path, precision: str, device: str, threads: int, export_s: float
 ) -> Contender:
-    """An exported artifact run exactly as `vidsynth generate --artifacts` runs it. `row` names
-    the row when it is not the backend's name (the -literal rows)."""
+    """An exported artifact run exactly as `vidsynth generate --artifacts` runs it, by the
+    backend `row` names (the -literal rows: the --no-optimize export's graph)."""
     from vidsynth.export import read_manifest
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.request import GenerateRequest
 
-    runner = open_backend(
-        GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads).validate()
-    )
+    backend = row.removesuffix("-literal")
+    request = GenerateRequest(artifacts=str(directory), backend=backend, device=device, threads=threads)
+    runner = open_backend(request.validate())
     notes = f"vidsynth.export artifacts ({precision}) through vidsynth.runtime's {backend} backend"
     if backend in ("onnxruntime", "openvino"):
         rewrites = read_manifest(directory, verify_hashes=False)["rewrites"]
-        notes += (
-            f"; ONNX rewrites: {', '.join(rewrites)}"
-            if rewrites
-            else "; --no-optimize: the literal ONNX graph"
-        )
-    return runtime_contender(row or backend, precision, device, runner, notes, export_s)
+        literal = "; --no-optimize: the literal ONNX graph"
+        notes += f"; ONNX rewrites: {', '.join(rewrites)}" if rewrites else literal
+    return runtime_contender(row, precision, device, runner, notes, export_s)
 
 
 def auto_contender(source: dict[str, str], device: str, threads: int, export_s: float = 0.0) -> Contender:
@@ -267,16 +253,13 @@ def build_contenders(
 
     def add_artifact(row: str, directory: Path, precision: str, export_s: float, problem: str | None) -> None:
         """An ONNX runtime's row (openvino: CPU only), or why it is skipped."""
-        backend = row.removesuffix("-literal")
-        if problem is None and backend == "openvino" and device != "cpu":
+        if problem is None and row.startswith("openvino") and device != "cpu":
             problem = "the openvino backend runs on the CPU"
         if problem is not None:
             skipped.append(Skipped(row, precision, device, problem))
             return
         try:
-            contenders.append(
-                artifact_contender(backend, directory, precision, device, threads, export_s, row)
-            )
+            contenders.append(artifact_contender(row, directory, precision, device, threads, export_s))
         except VidsynthError as exc:  # the runtime not installed, or a graph it cannot load
             skipped.append(Skipped(row, precision, device, str(exc)))
 

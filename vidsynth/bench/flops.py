@@ -20,13 +20,12 @@ def generator_flops_per_frame(config: ModelConfig) -> int:
     )
 
 
-def _operands(dtype_name: str, n: int, device: str) -> tuple[Any, Any]:
+def _operands(dtype_name: str, n: int, device: str) -> tuple[Any, ...]:
     import torch
 
     from vidsynth.export.precision import TORCH_DTYPES
 
-    dtype = TORCH_DTYPES[dtype_name]
-    return torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    return tuple(torch.randn(n, n, device=device).to(TORCH_DTYPES[dtype_name]) for _ in range(2))
 
 
 def _sync(device: str) -> Callable[[], None]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vidsynth.bench.measure import timed
+from vidsynth.bench.measure import round_robin
 
 VARIANTS = ("literal (--no-optimize)", "default", "default + latent-matmul", "default + sub-pixel-upsampling")
 
@@ -112,12 +112,9 @@ def main() -> None:
                 contenders[(label, runtime)] = run
                 errors[(label, runtime)] = float(np.abs(video - reference).max())
         # Round robin, so that a burst of load from elsewhere hits every contender alike.
-        times: dict = {key: [] for key in contenders}
-        with tqdm(total=args.repeats * len(contenders), desc="timed calls", unit="call") as bar:
-            for _ in range(args.repeats):
-                for key, run in contenders.items():
-                    times[key].append(timed(functools.partial(run, feed), lambda: None)[0])
-                    bar.update()
+        calls = {key: functools.partial(run, feed) for key, run in contenders.items()}
+        with tqdm(total=args.repeats * len(calls), desc="timed calls", unit="call") as bar:
+            times = round_robin(calls, args.repeats, bar.update)
     for (label, runtime), measured in times.items():
         print(
             f"{label:44s} {runtime:12s} best {min(measured):.3f} s  median "

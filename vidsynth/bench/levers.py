@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vidsynth.bench.flops import generator_flops_per_frame
 from vidsynth.bench.graphs import sub_pixel_upsampling
-from vidsynth.bench.measure import timed
+from vidsynth.bench.measure import round_robin
 from vidsynth.model.generator import frame_latents
 from vidsynth.model.inference import ChunkedImageGenerator, fold_image_generator
 from vidsynth.model.noise import sample_noise
@@ -26,7 +26,8 @@ CL = torch.channels_last
 
 
 def channels_last(module: nn.Module) -> Callable[[Tensor], Tensor]:
-    """`module` fed a channels-last input, its output made contiguous again."""
+    """`module` with channels-last weights fed a channels-last input, its output made contiguous again."""
+    module.to(memory_format=CL)
     return lambda z: module(z.contiguous(memory_format=CL)).contiguous()
 
 
@@ -45,15 +46,13 @@ def image_levers(model: Any) -> dict[str, Callable[[Tensor], Tensor]]:
 
     return {
         "eager fp32 (NCHW, as the reference)": eager,
-        "+ channels-last": channels_last(copy.deepcopy(eager).to(memory_format=CL)),
-        "+ batch norm folded into the convolutions": channels_last(
-            fold_image_generator(eager).to(memory_format=CL)
-        ),
+        "+ channels-last": channels_last(copy.deepcopy(eager)),
+        "+ batch norm folded into the convolutions": channels_last(fold_image_generator(eager)),
         "+ 32-frame chunks": chunked(torch.float32, rewrite=False),
         "+ first layer as a matmul, last as sub-pixel (= optimized fp32)": chunked(torch.float32),
         "TorchScript freeze + optimize_for_inference": frozen,
         "sub-pixel rewrite of every stride-2 layer, folded, channels-last": channels_last(
-            sub_pixel_upsampling(fold_image_generator(eager)).to(memory_format=CL)
+            sub_pixel_upsampling(fold_image_generator(eager))
         ),
         "bf16 torch.autocast (eager)": autocast_bf16,
         "bf16 folded, channels-last, all frames at once": chunked(torch.bfloat16, 1 << 30, rewrite=False),
@@ -71,13 +70,10 @@ def measure_levers(model: Any, frames: int, repeats: int, seed: int, limit: dict
     category = None if noise.category is None else torch.from_numpy(noise.category)
     codes = torch.from_numpy(noise.z_motion).unsqueeze(0)  # one frame per latent: (1, frames, d_motion)
     z = frame_latents(codes, torch.from_numpy(noise.z_content), config.n_categories, category)
-    samples: dict[str, list[float]] = {name: [] for name in levers}
     with torch.inference_mode():
         expected = next(iter(levers.values()))(z)
         errors = {name: float((fn(z).float() - expected).abs().max()) for name, fn in levers.items()}
-        for _ in range(repeats):
-            for name, fn in levers.items():
-                samples[name].append(timed(functools.partial(fn, z), lambda: None)[0])
+        samples = round_robin({name: functools.partial(fn, z) for name, fn in levers.items()}, repeats)
     flops = generator_flops_per_frame(config) * frames
     rows = []
     for name, times in samples.items():

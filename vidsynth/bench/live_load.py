@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vidsynth.bench.measure import with_cpu_use
+from vidsynth.bench.serve_load import Server
 from vidsynth.runtime.hardware import probe_hardware
 
 STARTUP_S = 0.25  # a player starts this long after the first frame (two frames at 8 fps)
@@ -42,23 +43,20 @@ FPS = 8.0
 
 def machine() -> dict:
     hardware = probe_hardware()
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return {
-        "cpu": hardware.cpu_model,
-        "cpus": os.cpu_count(),
-        "flags": [f for f in wanted if f in hardware.cpu_flags],
-    }
+    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in hardware.cpu_flags]
+    return {"cpu": hardware.cpu_model, "cpus": os.cpu_count(), "flags": flags}
 
 
-def offline_chunk_fps(weights: str | None, backend: str, seconds: float = 8.0) -> dict:
-    """Frames/s of 64-frame chunks of one stream on one thread (one replica's share)."""
+def offline_chunk_fps(seconds: float = 8.0) -> dict:
+    """Frames/s of the served backend (default weights, `--backend auto`) making 64-frame chunks
+    of one stream on one thread (one replica's share)."""
     from vidsynth.model.noise import sample_noise
     from vidsynth.runtime.backend import open_backend
     from vidsynth.runtime.chunks import first_state, next_chunk
     from vidsynth.runtime.request import GenerateRequest
     from vidsynth.serve.model import limit_torch_threads
 
-    runner = open_backend(GenerateRequest(weights=weights, backend=backend, device="cpu", threads=1))
+    runner = open_backend(GenerateRequest(backend="auto", device="cpu", threads=1))
     limit_torch_threads(1)
     noise = sample_noise(runner.config, 1, 0)
     state = first_state(runner.config, noise)
@@ -69,70 +67,6 @@ def offline_chunk_fps(weights: str | None, backend: str, seconds: float = 8.0) -
         made += 64
     rate = made / (time.perf_counter() - started)
     return {"backend": runner.name, "detail": runner.detail, "frames_per_s_one_thread": round(rate, 1)}
-
-
-class Server:
-    def __init__(self, port: int, replicas: int, cpus: float, log: Path) -> None:
-        self.port = port
-        command = [sys.executable, "-m", "vidsynth", "serve", "--replicas", str(replicas)]
-        command += ["--cpus-per-replica", str(cpus), "--port", str(port), "--max-streams", "200"]
-        self.command = " ".join(["vidsynth", *command[3:]])
-        self.process = subprocess.Popen(
-            command, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if self.get("/healthz")["status"] == "ready":
-                    break
-            except (OSError, ValueError):  # not listening yet, or not ready (not JSON)
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"vidsynth serve did not become ready; see {log}")
-            time.sleep(1)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def get(self, path: str) -> dict:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        connection.request("GET", path)
-        body = connection.getresponse().read()
-        connection.close()
-        return json.loads(body)
-
-    def rss_bytes(self) -> dict[str, int]:
-        """RSS of every process under the server (Ray's included), by command."""
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = open(f"/proc/{entry}/stat").read()
-                    parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-                except OSError:
-                    continue
-        tree, frontier = set(), {self.process.pid}
-        while frontier:
-            tree |= frontier
-            frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
-        sizes: dict[str, int] = {}
-        for pid in tree:
-            try:
-                status = open(f"/proc/{pid}/status").read()
-                name = open(f"/proc/{pid}/cmdline").read().split("\0")[0][:60]
-            except OSError:
-                continue
-            rss = next(
-                (int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS")), 0
-            )
-            sizes[f"{name} [{pid}]"] = rss
-        return sizes
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 def watch(port: int, payload: dict, seconds: float, stop: threading.Event | None = None) -> dict:
@@ -277,11 +211,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine(), "load_before": os.getloadavg()}
-    results["offline"] = offline_chunk_fps(None, "auto")
+    results["offline"] = offline_chunk_fps()
     predicted = args.replicas * results["offline"]["frames_per_s_one_thread"] / FPS
     results["predicted_streams"] = round(predicted, 1)
     print(json.dumps(results), flush=True)
-    server = Server(args.port, args.replicas, args.cpus_per_replica, out / "serve.log")
+    options = ["--replicas", str(args.replicas), "--cpus-per-replica", str(args.cpus_per_replica)]
+    server = Server(options + ["--port", str(args.port), "--max-streams", "200"], out / "serve.log")
     results["command"] = server.command
     try:
         if args.only == "concurrent":

@@ -27,45 +27,34 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "n": len(seconds)}
 
 
-def _status_mib(field: str) -> float | None:
-    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB; None where there is none."""
+def status_mib(field: str, pid: int | str = "self") -> float | None:
+    """A memory field of /proc/PID/status (VmRSS, VmHWM) in MiB; None where there is none."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
-        return None
+        pass
     return None
-
-
-def reset_peak_rss() -> bool:
-    """Resets the kernel's peak-RSS mark (VmHWM) of this process; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _jiffies() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
-    fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
 
 
 def with_cpu_use(call: Callable[[], Any]) -> tuple[Any, float, float]:
     """`call`'s result, its wall-clock seconds, and the busy share of all CPUs meanwhile."""
-    busy0, total0 = _jiffies()
+
+    def jiffies() -> tuple[float, float]:
+        fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
+
+    busy0, total0 = jiffies()
     started = time.perf_counter()
     result = call()
     wall = time.perf_counter() - started
-    busy1, total1 = _jiffies()
+    busy1, total1 = jiffies()
     return result, wall, (busy1 - busy0) / (total1 - total0)
 
 
-def timed(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any]:
+def timed(call: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> tuple[float, Any]:
     sync()
     start = time.perf_counter()
     result = call()
@@ -73,22 +62,37 @@ def timed(call: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any
     return time.perf_counter() - start, result
 
 
-def timed_with_memory(
-    call: Callable[[], Any], sync: Callable[[], None], cuda: bool = False
-) -> tuple[float, dict]:
-    """One call's seconds, this process's RSS before it and at its peak, and on CUDA the
-    peak of torch's GPU allocations during the call."""
-    before = _status_mib("VmRSS")
-    reset_ok = reset_peak_rss()
+def round_robin(
+    calls: dict[Any, Callable[[], Any]], repeats: int, tick: Callable[[], Any] = lambda: None
+) -> dict[Any, list[float]]:
+    """Seconds of `repeats` calls of each, in turn, so that a change in machine load hits all
+    alike; `tick` after each call."""
+    samples: dict[Any, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            samples[name].append(timed(call)[0])
+            tick()
+    return samples
+
+
+def timed_with_memory(call: Callable[[], Any], cuda: bool = False) -> tuple[float, dict]:
+    """One call's seconds, this process's peak RSS during it (and the rise over the RSS before
+    it), and on CUDA the peak of torch's GPU allocations during the call."""
+    before = status_mib("VmRSS")
+    try:  # resets the kernel's peak-RSS mark (VmHWM)
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        reset = True
+    except OSError:
+        reset = False
     if cuda:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    seconds, result = timed(call, sync)
+    seconds, result = timed(call)
     del result
-    peak = _status_mib("VmHWM") if reset_ok else None
+    peak = status_mib("VmHWM") if reset else None
     memory = {
-        "rss_before_mib": before,
         "peak_rss_mib": peak,
         "peak_rss_delta_mib": None if peak is None or before is None else peak - before,
     }
@@ -132,8 +136,7 @@ def machine_description(threads: int) -> dict[str, Any]:
         fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
         for key in (key for key in LSCPU_FIELDS if key in fields):
             description[key.lower().replace(" ", "_").replace("(s)", "s")] = fields[key].strip()
-        flags = fields.get("Flags", "").split()
-        description["isa"] = [flag for flag in ISA_FLAGS if flag in flags]
+        description["isa"] = [flag for flag in ISA_FLAGS if flag in fields.get("Flags", "").split()]
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
     if torch.cuda.is_available():

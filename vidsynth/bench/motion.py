@@ -7,7 +7,6 @@ ones) run by onnxruntime."""
 from __future__ import annotations
 
 import copy
-import functools
 import io
 import logging
 import warnings
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vidsynth.artifacts.contract import initial_state
-from vidsynth.bench.measure import timed
+from vidsynth.bench.measure import round_robin
 from vidsynth.model.noise import sample_noise
 
 logger = logging.getLogger(__name__)
@@ -56,8 +55,8 @@ def motion_graph(model: Any) -> bytes:
     return buffer.getvalue()
 
 
-def motion_contenders(model: Any, threads: int) -> dict[str, Callable[[Any, int], Any]]:
-    """Rollout functions (z_motion tensor, n_frames) -> codes, CPU fp32."""
+def measure_motion(model: Any, frames: int, repeats: int, seed: int, threads: int) -> dict[str, Any]:
+    """Microseconds per recurrent step at batch 1, each contender's largest difference from eager."""
     import torch
 
     from vidsynth.bench.reference import ReferenceGenerator
@@ -68,47 +67,34 @@ def motion_contenders(model: Any, threads: int) -> dict[str, Callable[[Any, int]
     reference = ReferenceGenerator.from_model(model).motion
     optimized = optimize_for_inference(model)
     session = onnxruntime_session(motion_graph(model), threads=threads)
+    z_motion = torch.from_numpy(sample_noise(config, 1, seed=seed).z_motion)
 
-    def run_reference(z_motion: Any, n_frames: int) -> Any:
+    def run_reference() -> Any:
         reference.initHidden(z_motion.size(0))
-        return reference(z_motion, n_frames)
+        return reference(z_motion, frames)
 
-    def run_onnx(z_motion: Any, n_frames: int) -> np.ndarray:
+    def run_onnx() -> np.ndarray:
         state = initial_state(z_motion.numpy(), config.state_size)
-        return session.run(["codes"], {"state": state, "n_frames": np.array(n_frames, dtype=np.int64)})[0]
+        return session.run(["codes"], {"state": state, "n_frames": np.array(frames, dtype=np.int64)})[0]
 
-    def rollout(module: Any) -> Callable[[Any, int], Any]:
-        return lambda z_motion, n_frames: module.rollout(optimized.initial_state(z_motion), n_frames)[0]
+    def rollout(module: Any) -> Callable[[], Any]:
+        return lambda: module.rollout(optimized.initial_state(z_motion), frames)[0]
 
     exported = f"ONNX {config.cell.upper()} op" if config.motion_mode == "same-input" else "one-matmul Loop"
-    contenders = {
+    calls = {
         f"reference (nn.{'LSTM' if config.cell == 'lstm' else 'GRU'}Cell loop)": run_reference,
         "eager (vidsynth layers loop)": rollout(copy.deepcopy(model.motion).eval()),
         "torchscript (scripted loop)": rollout(torch.jit.script(copy.deepcopy(model.motion).eval())),
         f"optimized ({optimized.motion_kind})": rollout(optimized.motion),
     }
-    contenders = {name: torch.inference_mode()(fn) for name, fn in contenders.items()}
-    contenders[f"onnxruntime ({exported} as exported, motion-only graph)"] = run_onnx
-    return contenders
-
-
-def measure_motion(model: Any, frames: int, repeats: int, seed: int, threads: int) -> dict[str, Any]:
-    """Microseconds per recurrent step at batch 1, each contender's largest difference from eager."""
-    import torch
-
-    functions = motion_contenders(model, threads)
-    z_motion = torch.from_numpy(sample_noise(model.config, 1, seed=seed).z_motion)
+    calls = {name: torch.inference_mode()(call) for name, call in calls.items()}
+    calls[f"onnxruntime ({exported} as exported, motion-only graph)"] = run_onnx
     with torch.inference_mode():
         expected, _ = copy.deepcopy(model.motion).eval().rollout(model.initial_state(z_motion), frames)
     errors = {
-        name: float(np.abs(np.asarray(fn(z_motion, frames)) - expected.numpy()).max())
-        for name, fn in functions.items()
+        name: float(np.abs(np.asarray(call()) - expected.numpy()).max()) for name, call in calls.items()
     }
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            samples[name].append(timed(functools.partial(fn, z_motion, frames), lambda: None)[0])
-    per_step = {name: float(np.median(s) / frames * 1e6) for name, s in samples.items()}
+    per_step = {name: float(np.median(s) / frames * 1e6) for name, s in round_robin(calls, repeats).items()}
     for name, us in per_step.items():
         logger.info(f"  motion {name}: {us:.2f} us/step")
     return {

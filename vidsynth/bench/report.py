@@ -10,6 +10,16 @@ from typing import Any
 from vidsynth.atomic import atomic_file
 
 FOCUS_SHAPE = (8, 64)  # the shape the speed targets are stated at
+TARGETS = {
+    "fp32_peak_fraction": 0.70,  # best fp32 path, at FOCUS_SHAPE, of the measured fp32 matmul peak
+    "bf16_speedup": 4.0,  # best bf16 path vs the reference, at FOCUS_SHAPE
+    "bf16_psnr_db": 35.0,  # ... with at least this PSNR against fp32
+    "motion_us_per_step": 5.0,  # best motion backend, batch 1
+    "artifact_speedup": 3.0,  # best exported artifact at fp32 vs the reference, at FOCUS_SHAPE
+    "auto_slowdown": 1.10,  # --backend auto at most this much slower than the best explicit backend
+}
+ARTIFACT_BACKENDS = ("torchscript", "onnxruntime", "openvino", "pt2")  # rows that run exported files
+EXPLICIT_BACKENDS = ("eager", "optimized", *ARTIFACT_BACKENDS)  # what --backend can name
 
 
 def _clean(value: Any) -> Any:
@@ -23,30 +33,37 @@ def _clean(value: Any) -> Any:
     return value
 
 
-TARGETS = {
-    "fp32_peak_fraction": 0.70,  # best fp32 path, at FOCUS_SHAPE, of the measured fp32 matmul peak
-    "bf16_speedup": 4.0,  # best bf16 path vs the reference, at FOCUS_SHAPE
-    "bf16_psnr_db": 35.0,  # ... with at least this PSNR against fp32
-    "motion_us_per_step": 5.0,  # best motion backend, batch 1
-    "artifact_speedup": 3.0,  # best exported artifact at fp32 vs the reference, at FOCUS_SHAPE
-    "auto_slowdown": 1.10,  # --backend auto at most this much slower than the best explicit backend
-}
-ARTIFACT_BACKENDS = ("torchscript", "onnxruntime", "openvino", "pt2")  # rows that run exported files
-EXPLICIT_BACKENDS = ("eager", "optimized", *ARTIFACT_BACKENDS)  # what --backend can name
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return value if isinstance(value, str) else f"{value:,.{digits}f}"
 
 
-def targets(results: dict) -> dict:
-    """The speed targets, each with the measured value and whether it is met."""
-    shape = _summary_shape(results)
+def _met(target: dict) -> str:
+    return "met" if target["met"] else "NOT met"
+
+
+def _summary_shape(results: dict) -> tuple[int, int]:
+    shapes = {(r["batch"], r["frames"]) for r in results["rows"]}
+    if FOCUS_SHAPE in shapes:
+        return FOCUS_SHAPE
+    return max(shapes, key=lambda s: s[0] * s[1]) if shapes else FOCUS_SHAPE
+
+
+def targets(results: dict) -> tuple[dict, list[str]]:
+    """The speed targets, each with the measured value and whether it is met, and a line of
+    results.md for each."""
+    b, f = shape = _summary_shape(results)
     rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == shape and r["backend"] != "reference"]
     out: dict = {"shape": list(shape)}
+    lines = []
     fp32 = [r for r in rows if r["precision"] == "fp32" and r["peak_fraction"] is not None]
     if fp32:
         # The limit timed between the contenders' repeats at this very shape, when there is one.
         interleaved = all("peak_fraction_interleaved" in r for r in fp32)
         key = "peak_fraction_interleaved" if interleaved else "peak_fraction"
         best = max(fp32, key=lambda r: r[key])
-        out["fp32_peak_fraction"] = {
+        x = out["fp32_peak_fraction"] = {
             "label": best["label"],
             "value": best[key],
             "target": TARGETS["fp32_peak_fraction"],
@@ -57,13 +74,20 @@ def targets(results: dict) -> dict:
             "speedup_vs_reference": best["speedup_vs_reference"],
             "met": best[key] >= TARGETS["fp32_peak_fraction"],
         }
+        speedup = best["speedup_vs_reference"]
+        speedup = "no reference measured" if speedup is None else f"{speedup:.2f}x the reference"
+        lines.append(
+            f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 {x['against']} "
+            f"({100 * x['value_vs_start_peak']:.0f}% of the one at the start; {speedup}); "
+            f"target >= {100 * x['target']:.0f}%: {_met(x)}"
+        )
     bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
     if bf16:
         best = max(bf16, key=lambda r: r["speedup_vs_reference"])
         psnr = best["psnr_db"]
         if not isinstance(psnr, (int, float)):  # "inf" as the rows carry it, or None: not measured
             psnr = math.inf if psnr == "inf" else -math.inf
-        out["bf16_speedup"] = {
+        x = out["bf16_speedup"] = {
             "label": best["label"],
             "value": best["speedup_vs_reference"],
             "psnr_db": psnr,
@@ -73,13 +97,18 @@ def targets(results: dict) -> dict:
             "met": best["speedup_vs_reference"] >= TARGETS["bf16_speedup"]
             and psnr >= TARGETS["bf16_psnr_db"],
         }
+        lines.append(
+            f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, "
+            f"PSNR {x['psnr_db']:.1f} dB ({_fmt(_percent(x['peak_fraction']), 0)}% of the bf16 matmul peak); "
+            f"target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: {_met(x)}"
+        )
     artifacts = [
         r for r in fp32 if r["backend"] in ARTIFACT_BACKENDS and r["speedup_vs_reference"] is not None
     ]
     if artifacts:
         best = max(artifacts, key=lambda r: r["speedup_vs_reference"])
         literal = [r for r in rows if r["backend"] == "openvino-literal"]
-        out["artifact_speedup"] = {
+        x = out["artifact_speedup"] = {
             "label": best["label"],
             "value": best["speedup_vs_reference"],
             "target": TARGETS["artifact_speedup"],
@@ -88,13 +117,21 @@ def targets(results: dict) -> dict:
             "met": best["speedup_vs_reference"] >= TARGETS["artifact_speedup"]
             and (not literal or best["p50_ms"] < literal[0]["p50_ms"]),
         }
+        versus = (
+            "" if not literal else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
+        )
+        lines.append(
+            f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
+            f"({_fmt(_percent(x['peak_fraction']), 0)}% of the fp32 matmul peak{versus}); "
+            f"target >= {x['target']:.0f}x and faster than OpenVINO on the literal graph: {_met(x)}"
+        )
     best = min(
         (r for r in rows if r["backend"] in EXPLICIT_BACKENDS), key=lambda r: r["p50_ms"], default=None
     )
     for row in (r for r in rows if r["backend"] in ("auto", "auto-artifacts") and best is not None):
         ratio = row["p50_ms"] / best["p50_ms"]
         chose = next((c["notes"] for c in results.get("contenders", []) if c["label"] == row["label"]), "")
-        out[row["backend"]] = {
+        x = out[row["backend"]] = {
             "label": row["label"],
             "chose": chose,
             "best": best["label"],
@@ -102,82 +139,35 @@ def targets(results: dict) -> dict:
             "target": TARGETS["auto_slowdown"],
             "met": ratio <= TARGETS["auto_slowdown"],
         }
+        lines.append(
+            f"- `--backend auto` with {'weights' if row['backend'] == 'auto' else 'artifacts'} at {b}x{f}: "
+            f"**{x['label']}** takes {ratio:.2f}x the time of the best explicit backend "
+            f"({x['best']}); target <= {x['target']:.2f}x: {_met(x)}"
+        )
     motion = (results.get("motion") or {}).get("us_per_step")
     if motion:
         name = min(motion, key=motion.get)
-        out["motion_us_per_step"] = {
+        x = out["motion_us_per_step"] = {
             "label": name,
             "value": motion[name],
             "target": TARGETS["motion_us_per_step"],
             "met": motion[name] <= TARGETS["motion_us_per_step"],
         }
-    return out
-
-
-def _met(target: dict) -> str:
-    return "met" if target["met"] else "NOT met"
-
-
-def _pct(fraction: Any) -> str:
-    return _fmt(None if fraction is None else 100 * fraction, 0)
-
-
-def targets_markdown(results: dict) -> list[str]:
-    t = targets(results)
-    lines = []
-    b, f = t["shape"]
-    if "fp32_peak_fraction" in t:
-        x = t["fp32_peak_fraction"]
-        speedup = (
-            "no reference measured"
-            if x["speedup_vs_reference"] is None
-            else f"{x['speedup_vs_reference']:.2f}x the reference"
-        )
-        lines.append(
-            f"- best fp32 at {b}x{f}: **{x['label']}** at {100 * x['value']:.0f}% of the fp32 {x['against']} "
-            f"({100 * x['value_vs_start_peak']:.0f}% of the one at the start; {speedup}); "
-            f"target >= {100 * x['target']:.0f}%: {_met(x)}"
-        )
-    if "bf16_speedup" in t:
-        x = t["bf16_speedup"]
-        lines.append(
-            f"- best bf16 at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference, "
-            f"PSNR {x['psnr_db']:.1f} dB ({_pct(x['peak_fraction'])}% of the bf16 matmul peak); "
-            f"target >= {x['target']:.0f}x at >= {x['psnr_target_db']:.0f} dB: {_met(x)}"
-        )
-    if "artifact_speedup" in t:
-        x = t["artifact_speedup"]
-        versus = (
-            ""
-            if x["vs_openvino_literal"] is None
-            else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
-        )
-        lines.append(
-            f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
-            f"({_pct(x['peak_fraction'])}% of the fp32 matmul peak{versus}); "
-            f"target >= {x['target']:.0f}x and faster than OpenVINO on the literal graph: {_met(x)}"
-        )
-    for source in ("auto", "auto-artifacts"):
-        if source in t:
-            x = t[source]
-            lines.append(
-                f"- `--backend auto` with {'weights' if source == 'auto' else 'artifacts'} at {b}x{f}: "
-                f"**{x['label']}** takes {x['value']:.2f}x the time of the best explicit backend "
-                f"({x['best']}); target <= {x['target']:.2f}x: {_met(x)}"
-            )
-    if "motion_us_per_step" in t:
-        x = t["motion_us_per_step"]
         lines.append(
             f"- motion recurrence at batch 1: **{x['label']}** {x['value']:.2f} µs per step; "
             f"target <= {x['target']:.0f} µs: {_met(x)}"
         )
-    return lines
+    return out, lines
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
 
 
 def write_results(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if results["rows"]:
-        results["targets"] = targets(results)
+        results["targets"] = targets(results)[0]
     with atomic_file(out / "results.json") as tmp:
         tmp.write_text(json.dumps(_clean(results), indent=1) + "\n")
     with atomic_file(out / "results.md") as tmp:
@@ -188,21 +178,6 @@ def write_results(results: dict, out: Path) -> None:
         return  # the plot needs the `bench` extra: pip install matplotlib
     with atomic_file(out / "latency.png") as tmp:
         plot(results, tmp)
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    return f"{value:,.{digits}f}"
-
-
-def _summary_shape(results: dict) -> tuple[int, int]:
-    shapes = {(r["batch"], r["frames"]) for r in results["rows"]}
-    if FOCUS_SHAPE in shapes:
-        return FOCUS_SHAPE
-    return max(shapes, key=lambda s: s[0] * s[1]) if shapes else FOCUS_SHAPE
 
 
 def _table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
@@ -227,8 +202,8 @@ def markdown(results: dict, plot: str | None = None) -> str:
     limit = results["limit"]
     peaks = _gflops(limit["matmul"])
     focus = limit.get("interleaved_at_focus") or {}
-    if any(isinstance(v, dict) for v in focus.values()):
-        measured = {k: v for k, v in focus.items() if isinstance(v, dict)}
+    measured = {k: v for k, v in focus.items() if isinstance(v, dict)}
+    if measured:
         where = f"{focus['batch']}x{focus['frames']}"
         peaks += f"; timed between the contenders' repeats at {where}: {_gflops(measured)}"
     after = limit.get("fp32_after_run")
@@ -244,26 +219,27 @@ def markdown(results: dict, plot: str | None = None) -> str:
         + f". Generator: {results['generator_gflop_per_frame']:.3f} GFLOP per frame (ConvTranspose2d only).",
     ]
     if results.get("rows"):
-        lines += ["", "Targets:", "", *targets_markdown(results)]
+        lines += ["", "Targets:", "", *targets(results)[1]]
     batch, frames = _summary_shape(results)
     rows = [r for r in results["rows"] if (r["batch"], r["frames"]) == (batch, frames)]
     interleaved = bool(rows) and all("peak_fraction_interleaved" in r for r in rows)
     cells = []
     for r in sorted(rows, key=lambda r: r["p50_ms"], reverse=True):
-        fraction = r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]
-        speed = r["speedup_vs_reference"]
-        rss = r["peak_rss_mib"]
+        speed, rss = r["speedup_vs_reference"], r["peak_rss_mib"]
         numbers = (
+            r["p50_ms"],
+            r["p90_ms"],
+            r["p99_ms"],
+            str(r["n"]),
             r["frames_per_s"],
             r["gflop_per_s"],
-            None if fraction is None else 100 * fraction,
+            _percent(r.get("peak_fraction_interleaved") if interleaved else r["peak_fraction"]),
             None if speed is None else f"{speed:.2f}x",
             r["ttff_ms"],
             None if rss is None else f"{rss:,.0f} (+{r['peak_rss_delta_mib']:,.0f})",
             r["psnr_db"],
         )
-        latency = map(_fmt, (r["p50_ms"], r["p90_ms"], r["p99_ms"]))
-        cells.append([r["backend"], r["precision"], *latency, str(r["n"]), *map(_fmt, numbers)])
+        cells.append([r["backend"], r["precision"], *map(_fmt, numbers)])
     header = ["backend", "precision", "p50 ms", "p90 ms", "p99 ms", "n", "frames/s", "GFLOP/s"]
     header += ["% of matmul peak" + (" (interleaved)" if interleaved else ""), "vs reference"]
     header += ["first frame ms (streamed)", "peak RSS MiB (+call)", "PSNR dB vs fp32"]
@@ -280,10 +256,9 @@ def markdown(results: dict, plot: str | None = None) -> str:
         ]
         for label in dict.fromkeys(r["label"] for r in results["rows"])
     ]
-    lines += ["", "p50 latency in ms of one call (B x T), every shape:", ""]
-    lines.append("| backend | " + " | ".join(f"{b}x{t}" for b, t in shapes) + " |")
-    lines += ["|---|" + "---:|" * len(shapes), *("| " + " | ".join(row) + " |" for row in latencies), ""]
-    lines.append("¹ one timed call (large shapes get fewer repeats to fit the run's time budget).")
+    header = ["backend", *(f"{b}x{t}" for b, t in shapes)]
+    lines += _table("p50 latency in ms of one call (B x T), every shape:", header, latencies)
+    lines += ["", "¹ one timed call (large shapes get fewer repeats to fit the run's time budget)."]
     motion = results.get("motion") or {}
     if motion:
         errors = motion.get("max_abs_err_vs_eager", {})

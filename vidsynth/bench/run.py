@@ -9,10 +9,12 @@ medians are reported. Large shapes get fewer repeats (a time budget per shape an
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
+import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +29,7 @@ from vidsynth.bench.measure import (
     load_average,
     machine_description,
     percentiles,
+    round_robin,
     timed,
     timed_with_memory,
 )
@@ -96,8 +99,7 @@ def run_benchmark(
     precisions = _check(
         precisions or (QUICK_PRECISIONS if quick else BENCH_PRECISIONS), BENCH_PRECISIONS, "precision"
     )
-    if device not in DEVICES:
-        raise choice_error(InputError, "device", device, DEVICES)
+    _check([device], DEVICES, "device")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: torch sees no CUDA GPU")
     if threads < 1:
@@ -115,16 +117,18 @@ def run_benchmark(
         raise InputError(
             f"{out} already holds benchmark results; pass --force to replace them, or another --out"
         )
-
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(weights, out, quick, backends, precisions, device, threads, plan)
+        results = _run(weights, quick, backends, precisions, device, threads, plan)
     finally:
         torch.set_num_threads(threads_before)
+    write_results(results, out)
+    logger.info(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
+    return results
 
 
-def _run(weights, out, quick, backends, precisions, device, threads, plan) -> dict[str, Any]:
+def _run(weights, quick, backends, precisions, device, threads, plan) -> dict[str, Any]:
     from vidsynth.weights import load_model
 
     model = load_model(weights)
@@ -141,13 +145,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
         )
         limit = measure_limit(plan, precisions, device)
         accuracy = measure_accuracy(contenders, config, plan)
-        focus_limit: dict = {}
-        rows, cell_skips = measure_grid(contenders, config, plan, focus_limit)
-        for name, value in focus_limit.items():
-            logger.info(
-                f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: "
-                f"{value['flops_per_s'] / 1e9:.0f} GFLOP/s"
-            )
+        rows, cell_skips, focus_limit = measure_grid(contenders, config, plan)
         ttff = measure_ttff(contenders, config, plan)
         motion, levers = {}, {}
         if device == "cpu":
@@ -157,7 +155,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
         machine["load_average_at_end"] = load_average()
     flops = generator_flops_per_frame(config)
     finish_rows(rows, flops, limit, ttff, accuracy, focus_limit)
-    results = {
+    return {
         "what": "vidsynth bench: latency of one whole-video call per backend x precision x batch x frames",
         "protocol": {
             "seed": SEED,
@@ -215,7 +213,7 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
                 "provider": c.provider,
                 "notes": c.notes,
                 "setup_s": round(c.setup_s, 2),
-                **c.extra,
+                "first_call_s": c.first_call_s,
                 **accuracy.get(c.label, {}),
             }
             for c in contenders
@@ -225,20 +223,9 @@ def _run(weights, out, quick, backends, precisions, device, threads, plan) -> di
         "motion": motion,
         "levers": levers,
         "seconds": round(time.time() - started, 1),
-        "command": command_line(),
+        # The `vidsynth bench ...` invocation as given, when run from the command line.
+        "command": " ".join(["vidsynth"] + sys.argv[1:]) if sys.argv and "vidsynth" in sys.argv[0] else None,
     }
-    write_results(results, out)
-    logger.info(f"wrote {out}/results.json, results.md, latency.png in {results['seconds']}s")
-    return results
-
-
-def command_line() -> str | None:
-    """The `vidsynth bench ...` invocation as given, when run from the command line."""
-    import sys
-
-    if not sys.argv or "vidsynth" not in sys.argv[0]:
-        return None
-    return " ".join(["vidsynth"] + sys.argv[1:])
 
 
 def measure_limit(plan: Schedule, precisions: Sequence[str], device: str, only_fp32: bool = False) -> dict:
@@ -255,8 +242,8 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule) -
     outputs = {}
     for c in contenders:  # the very first call of each: it includes lazy setup (torch.compile compiles here)
         inputs = c.prepare(noise)
-        seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames), c.sync)
-        c.extra["first_call_s"] = round(seconds, 3)
+        seconds, outputs[c.label] = timed(lambda: c.video(inputs, n_frames))
+        c.first_call_s = round(seconds, 3)
     # backend -> label (off the CPU a label also names the device)
     fp32 = {c.backend: c.label for c in contenders if c.precision == "fp32"}
     base = fp32.get("eager", fp32.get("reference"))
@@ -272,18 +259,21 @@ def measure_accuracy(contenders: list[Contender], config: Any, plan: Schedule) -
 
 
 def measure_grid(
-    contenders: list[Contender], config: Any, plan: Schedule, focus_limit: dict
-) -> tuple[list[dict], list[dict]]:
+    contenders: list[Contender], config: Any, plan: Schedule
+) -> tuple[list[dict], list[dict], dict]:
+    """Every contender at every shape, smallest first: the rows, the cells skipped for lack of
+    memory, and the matmul peak timed between the repeats at FOCUS_SHAPE."""
     shapes = sorted(((b, t) for b in plan.batches for t in plan.frames), key=lambda s: (s[0] * s[1], s[0]))
     seconds_per_frame: dict[str, float] = {}
     mib_per_frame: dict[str, float] = {}
     rows: list[dict] = []
     skips: list[dict] = []
+    focus_limit: dict = {}
     for index, (batch, n_frames) in enumerate(shapes):
         noise = sample_noise(config, batch, seed=SEED)
         total = batch * n_frames
         focus = (batch, n_frames) == FOCUS_SHAPE
-        active, repeats, samples, memory = [], {}, {}, {}
+        active, repeats = [], {}
         for c in contenders:
             # Whole-video calls at one precision need about the same memory per frame, and an
             # onnxruntime arena hides its growth after the first call: take the largest seen.
@@ -303,47 +293,42 @@ def measure_grid(
                     f"{free:.0f} MiB available"
                 )
                 skips.append({"label": c.label, "batch": batch, "frames": n_frames, "reason": reason})
-                logger.info(
-                    f"  skip {c.label} at B={batch} T={n_frames}: ~{need:.0f} MiB needed, {free:.0f} "
-                    "available"
-                )
+                logger.info(f"  skip {c.label} at B={batch} T={n_frames}: {reason}")
                 continue
             inputs = c.prepare(noise)
             estimate = seconds_per_frame.get(c.label, 0.0) * total
             if index == 0 or estimate < plan.warmup_below_s:
                 c.video(inputs, n_frames)  # warm-up
                 if c.label not in seconds_per_frame:
-                    estimate, _ = timed(lambda: c.video(inputs, n_frames), c.sync)
+                    estimate, _ = timed(lambda: c.video(inputs, n_frames))
             active.append((c, inputs))
-            repeats[c.label] = max(1, min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6))))
-            if focus:
-                repeats[c.label] = max(repeats[c.label], FOCUS_REPEATS)
-            samples[c.label], memory[c.label] = [], []
+            budgeted = min(plan.max_repeats, int(plan.shape_budget_s / max(estimate, 1e-6)))
+            repeats[c.label] = max(FOCUS_REPEATS if focus else 1, budgeted)
         # At the focus shape the limit is measured again, interleaved with the contenders, so
-        # that rows and limit see the same machine state (shared cores vary from minute to minute).
+        # that rows and limit see the same machine state (shared cores vary from minute to minute):
+        # the largest matmul of the peak, timed between the repeats.
         peaks = {}
         if focus:
             precisions = tuple(sorted({c.precision for c, _ in active}))
-            device = active[0][0].device if active else "cpu"
-            # The largest matmul of the peak, timed between the repeats.
-            peaks = interleaved_peaks(precisions, device, max(plan.peak_sizes))
+            peaks = interleaved_peaks(
+                precisions, active[0][0].device if active else "cpu", max(plan.peak_sizes)
+            )
+        samples, memory = defaultdict(list), defaultdict(list)
         peak_samples: dict[str, list[float]] = {name: [] for name in peaks}
         for r in range(max(repeats.values(), default=0)):
             for c, inputs in active:
                 if r < repeats[c.label]:
-                    seconds, mem = timed_with_memory(
-                        lambda: c.video(inputs, n_frames), c.sync, cuda=c.device == "cuda"
-                    )
+                    seconds, mem = timed_with_memory(lambda: c.video(inputs, n_frames), c.device == "cuda")
                     samples[c.label].append(seconds)
                     memory[c.label].append(mem)
             for name, (run, flop) in peaks.items():
-                peak_samples[name].append(flop / timed(run, lambda: None)[0])
-        focus_limit.update(
-            {
-                name: {"flops_per_s": float(np.median(v)), "repeats": len(v)}
-                for name, v in peak_samples.items()
-            }
-        )
+                peak_samples[name].append(flop / timed(run)[0])
+        for name, values in peak_samples.items():
+            focus_limit[name] = {"flops_per_s": float(np.median(values)), "repeats": len(values)}
+            logger.info(
+                f"matmul peak {name} interleaved at batch x frames {FOCUS_SHAPE}: "
+                f"{focus_limit[name]['flops_per_s'] / 1e9:.0f} GFLOP/s"
+            )
         for c, _ in active:
             stats = percentiles(samples[c.label])
             seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
@@ -354,6 +339,7 @@ def measure_grid(
             )
             if peak["peak_rss_delta_mib"] is not None:
                 mib_per_frame[c.label] = max(peak["peak_rss_delta_mib"], 0.0) / total
+            cuda = max(m["peak_cuda_mib"] for m in memory[c.label]) if c.device == "cuda" else None
             rows.append(
                 {
                     "label": c.label,
@@ -365,30 +351,24 @@ def measure_grid(
                     **stats,
                     "peak_rss_mib": peak["peak_rss_mib"],
                     "peak_rss_delta_mib": peak["peak_rss_delta_mib"],
-                    "peak_cuda_mib": max((m.get("peak_cuda_mib", 0.0) for m in memory[c.label]), default=None)
-                    if c.device == "cuda"
-                    else None,
+                    "peak_cuda_mib": cuda,
                 }
             )
             logger.info(
                 f"  B={batch:<3} T={n_frames:<4} {c.label:<22} p50 {stats['p50_ms']:9.1f} ms  n={stats['n']}"
             )
-    return rows, skips
+    return rows, skips, focus_limit
 
 
 def measure_ttff(contenders: list[Contender], config: Any, plan: Schedule) -> dict[str, dict[int, float]]:
     ttff: dict[str, dict[int, float]] = {c.label: {} for c in contenders}
     for batch in plan.batches:
         noise = sample_noise(config, batch, seed=SEED)
-        prepared = [(c, c.prepare(noise)) for c in contenders]
-        samples: dict[str, list[float]] = {c.label: [] for c in contenders}
-        for c, inputs in prepared:
-            c.first_frame(inputs)
-        for _ in range(plan.ttff_repeats):
-            for c, inputs in prepared:
-                samples[c.label].append(timed(lambda: c.first_frame(inputs), c.sync)[0])
-        for c, _ in prepared:
-            ttff[c.label][batch] = float(np.median(samples[c.label]) * 1e3)
+        calls = {c.label: functools.partial(c.first_frame, c.prepare(noise)) for c in contenders}
+        for call in calls.values():
+            call()  # warm-up
+        for label, samples in round_robin(calls, plan.ttff_repeats).items():
+            ttff[label][batch] = float(np.median(samples) * 1e3)
         logger.info(
             f"  time to first frame at B={batch}: "
             + ", ".join(f"{k} {v[batch]:.1f} ms" for k, v in ttff.items())
@@ -416,6 +396,3 @@ def finish_rows(
         row["speedup_vs_reference"] = ref / row["p50_ms"] if ref else None
         row["ttff_ms"] = ttff.get(row["label"], {}).get(row["batch"])
         row["psnr_db"] = accuracy.get(row["label"], {}).get("psnr_db")
-        for key, value in list(row.items()):
-            if isinstance(value, float) and math.isinf(value):
-                row[key] = "inf"

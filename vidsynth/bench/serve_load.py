@@ -16,32 +16,32 @@ Writes serve.json and serve.md into --out (requests/s, p50/p99 latency, CPU use,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from vidsynth.bench.measure import timed, with_cpu_use
-from vidsynth.runtime.hardware import probe_hardware, usable_cpus
+import numpy as np
+
+from vidsynth.bench.measure import status_mib, timed, with_cpu_use
+from vidsynth.runtime.hardware import probe_hardware
+from vidsynth.sweeper import running_processes
 
 PORT = 8351
 SCENARIOS = ("offline", "1-replica", "2-replicas", "2-nodes")
 RUN_ORDER = SCENARIOS + ("offline",)  # offline again at the end: a drift in machine load shows
+CPUS = len(os.sched_getaffinity(0))  # the CPUs this process may run on: what `vidsynth serve` gives Ray
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")  # pick kernels
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def offline(args) -> dict:
@@ -65,7 +65,7 @@ def offline(args) -> dict:
     backend = open_backend(request, exporter=export_weights)
     noise = sample_noise(backend.config, 8, seed=0)
     backend.generate(noise, args.frames)
-    times = [timed(lambda: backend.generate(noise, args.frames), lambda: None)[0] for _ in range(5)]
+    times = [timed(lambda: backend.generate(noise, args.frames))[0] for _ in range(5)]
     render_requests(backend, [replace(request, num_videos=8)], share_calls=False)  # warm-up
     _, wall, cpu_use = with_cpu_use(lambda: render_requests(backend, [request], share_calls=False))
     return {
@@ -79,10 +79,6 @@ def offline(args) -> dict:
 
 
 def load(args, url: str) -> dict:
-    from vidsynth.serve.server import wait_ready
-
-    wait_ready(url)
-
     def one(seed: int) -> tuple[int, float, str]:
         body = json.dumps({"seed": seed, "frames": args.frames}).encode()
         started = time.perf_counter()
@@ -94,84 +90,114 @@ def load(args, url: str) -> dict:
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(one, range(10_000, 10_000 + args.concurrency)))  # warm-up
         answers, wall, cpu_use = with_cpu_use(lambda: list(pool.map(one, range(args.requests))))
-    latencies = [latency for _, latency, _ in answers]
+    p50, p99 = np.percentile([latency for _, latency, _ in answers], (50, 99), method="nearest")
     return {
         "requests": args.requests,
         "concurrency": args.concurrency,
         "frames": args.frames,
         "ok": sum(status == 200 for status, _, _ in answers),
         "requests_per_s": round(args.requests / wall, 2),
-        "p50_s": round(percentile(latencies, 50), 3),
-        "p99_s": round(percentile(latencies, 99), 3),
+        "p50_s": round(float(p50), 3),
+        "p99_s": round(float(p99), 3),
         "mean_batch": round(statistics.mean(int(b) for _, _, b in answers), 2),
         "cpu_use": round(cpu_use, 2),
     }
 
 
-def serve_command(args, scenario: str, address: str | None) -> list[str]:
-    """The `vidsynth serve` command line a user types for `scenario`."""
-    entry = shutil.which("vidsynth")
-    command = [entry] if entry else [sys.executable, "-m", "vidsynth"]
-    command += ["serve", "--weights", args.weights, "--backend", args.backend, "--port", str(PORT)]
-    if scenario == "1-replica":
-        command += ["--replicas", "1", "--cpus-per-replica", str(usable_cpus())]
-    else:
-        command += ["--replicas", "2"]
-    return command + (["--address", address] if address else [])
+class Server:
+    """`vidsynth serve OPTIONS` started as a user starts it, its output in `log`, in a session of
+    its own: stopping it is Ctrl-C to its process group."""
+
+    def __init__(self, options: list[str], log: Path) -> None:
+        self.command = " ".join(["vidsynth", "serve", *options])
+        self.port = int(options[options.index("--port") + 1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        with open(log, "w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vidsynth", "serve", *options],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if self.get("/healthz")["status"] == "ready":
+                    return
+            except (OSError, ValueError):  # not listening yet, or not ready (not JSON)
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                if self.process.poll() is None:
+                    self.stop()
+                raise SystemExit(f"{self.command} did not become ready:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def rss_bytes(self) -> dict[str, int]:
+        """RSS of every process under the server (Ray's included), by command."""
+        parents = {pid: parent for pid, (parent, _) in running_processes().items()}
+        tree, frontier = set(), {self.process.pid}
+        while frontier:
+            tree |= frontier
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+        sizes = {}
+        for pid in tree:
+            try:
+                name = open(f"/proc/{pid}/cmdline").read().split("\0")[0][:60]
+            except OSError:
+                continue
+            sizes[f"{name} [{pid}]"] = round((status_mib("VmRSS", pid) or 0) * 2**20)
+        return sizes
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 def served(args, scenario: str) -> dict:
     """Starts `vidsynth serve` as a user would (Ray sized by the command itself; for 2-nodes,
     joining a simulated cluster of two nodes with half the CPUs each), loads it, stops it."""
-    cluster = None
-    address = None
-    if scenario == "2-nodes":
-        from ray.cluster_utils import Cluster
+    options = ["--weights", args.weights, "--backend", args.backend, "--port", str(PORT)]
+    one = scenario == "1-replica"
+    options += ["--replicas", "1", "--cpus-per-replica", str(CPUS)] if one else ["--replicas", "2"]
+    with contextlib.ExitStack() as cleanup:
+        if scenario == "2-nodes":
+            from ray.cluster_utils import Cluster
 
-        half = max(1, usable_cpus() // 2)
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": half, "include_dashboard": False})
-        cluster.add_node(num_cpus=half)
-        cluster.wait_for_nodes()
-        address = cluster.address
-    command = serve_command(args, scenario, address)
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        for line in server.stdout:
-            lines.append(line)
-            if line.startswith("vidsynth serving "):
-                break
-        else:
-            raise SystemExit(f"{' '.join(command)} exited before serving:\n{''.join(lines)}")
-        url = line.split()[2]
-        result = {
+            half = max(1, CPUS // 2)
+            cluster = Cluster(
+                initialize_head=True, head_node_args={"num_cpus": half, "include_dashboard": False}
+            )
+            cleanup.callback(cluster.shutdown)
+            cluster.add_node(num_cpus=half)
+            cluster.wait_for_nodes()
+            options += ["--address", cluster.address]
+        server = Server(options, Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "serve.log")
+        cleanup.callback(server.stop)
+        return {
             "scenario": scenario,
-            "command": " ".join(["vidsynth", *command[command.index("serve") :]]),
-            "replicas": 1 if scenario == "1-replica" else 2,
-            "cpus_per_replica": usable_cpus() if scenario == "1-replica" else 1,
-            **load(args, url),
+            "command": server.command,
+            "replicas": 1 if one else 2,
+            "cpus_per_replica": CPUS if one else 1,
+            **load(args, server.url),
         }
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=120)
-        return result
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        if cluster is not None:
-            cluster.shutdown()
 
 
 def write_report(results: list[dict], out: Path, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     hardware = probe_hardware()
+    flags = [flag for flag in CPU_FLAGS if flag in hardware.cpu_flags]
     record = {
         "command": shlex.join(["python", "-m", "vidsynth.bench.serve_load", *sys.argv[1:]]),
-        "cpus": usable_cpus(),
-        "cpu": {
-            "model": hardware.cpu_model,
-            "flags": [flag for flag in CPU_FLAGS if flag in hardware.cpu_flags],
-        },
+        "cpus": CPUS,
+        "cpu": {"model": hardware.cpu_model, "flags": flags},
         "note": args.note,
         "load_average_before": args.load_before,
         "load_average_after": list(os.getloadavg()),
@@ -186,7 +212,7 @@ def write_report(results: list[dict], out: Path, args) -> None:
         f"`{record['command']}` on {record['cpus']} CPUs; load average before {args.load_before}, "
         f"after {[round(x, 2) for x in record['load_average_after']]}. {args.requests} requests of "
         f"{args.frames}-frame mp4 at {args.concurrency} concurrent, weights {args.weights}, backend "
-        f"{args.backend}. CPU: {record['cpu']['model']} ({', '.join(record['cpu']['flags']) or 'no AVX2'}).",
+        f"{args.backend}. CPU: {hardware.cpu_model} ({', '.join(flags) or 'no AVX2'}).",
         "",
     ]
     if args.note:
