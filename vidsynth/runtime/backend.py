@@ -11,11 +11,11 @@ import json
 import logging
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,12 +43,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda", "auto")
 
-
-class Exporter(Protocol):
-    """Exports weights for artifact backends. The runtime never imports the exporter: its caller
-    passes one (vidsynth.export.export_artifacts or export_weights)."""
-
-    def __call__(self, model: VideoGenerator, out_dir: Path, formats: Sequence[str]) -> Any: ...
+# (model, out_dir, formats): exports weights for artifact backends. The runtime never imports the
+# exporter: its caller passes one (vidsynth.export.export_artifacts or export_weights).
+Exporter = Callable[["VideoGenerator", Path, Sequence[str]], Any]
 
 
 @dataclass(frozen=True)

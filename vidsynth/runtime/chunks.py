@@ -80,11 +80,9 @@ def next_chunks(
         noise = stack_noise([calls[i][0] for i in indices])
         state = np.concatenate([calls[i][1] for i in indices])
         frames, state_out = next_chunk(backend, noise, state, calls[indices[0]][2])
-        offset = 0
-        for i in indices:
-            rows = len(calls[i][0].z_content)
-            results[i] = (frames[offset : offset + rows], state_out[offset : offset + rows])
-            offset += rows
+        splits = np.cumsum([len(calls[i][0].z_content) for i in indices])[:-1]
+        for i, frames_i, state_i in zip(indices, np.split(frames, splits), np.split(state_out, splits)):
+            results[i] = (frames_i, state_i)
     return results  # type: ignore[return-value]
 
 

@@ -100,13 +100,18 @@ def _cuda_device(torch_installed: bool) -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; os.cpu_count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def threads_problem(threads: int, option: str = "--threads") -> str | None:
     """Why `threads` intra-op threads cannot be asked for here (more than the CPUs this process
     may run on), or None. Thousands of threads make runtimes hang or crash rather than run faster."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if threads > cpus:
         return f"{option} {threads} is more than the {cpus} CPUs this process can use; use at most {cpus}"
     return None

@@ -79,9 +79,8 @@ def plan_generation(
     while group > 1 and group * chunk * per_frame > MEMORY_FRACTION * compute_available:
         group //= 2
     compute = group * chunk * per_frame
-    held = {"png": n_videos * n_frames * pixels, "gif": group * n_frames * pixels}.get(fmt, 0)
-    if fmt == "gif":
-        held *= 2  # the frames, and the palette images the gif encoder makes from them
+    # png: the whole sheet; gif: each video's frames, and the palette images the encoder makes of them
+    held = {"png": n_videos * n_frames * pixels, "gif": 2 * group * n_frames * pixels}.get(fmt, 0)
     # The noise codes of the whole run, drawn before the first call, and their labels.
     codes = n_videos * (_FLOAT * (config.d_content + config.d_motion) + (8 if config.n_categories else 0))
     estimate = (compute + held if device_available is None else max(compute, held)) + codes

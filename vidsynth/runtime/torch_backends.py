@@ -33,6 +33,10 @@ from vidsynth.weights import load_model
 logger = logging.getLogger(__name__)
 
 
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
 class TorchBackend(Backend):
     def __init__(
         self, name: str, module: Any, config: ModelConfig, device: str, detail: str = "", slow: bool = False
@@ -45,18 +49,14 @@ class TorchBackend(Backend):
         self.module = module
         self._device = torch.device(device)
 
-    def _tensor(self, array: np.ndarray | None) -> torch.Tensor | None:
-        return None if array is None else torch.from_numpy(array).to(self._device)
-
-    @staticmethod
-    def _to_numpy(video: torch.Tensor) -> np.ndarray:
-        return video.detach().float().cpu().numpy()
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self._device)
 
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
         codes = [self._tensor(noise.z_content), self._tensor(noise.z_motion)]
         extra = () if noise.category is None else (self._tensor(noise.category),)
         with torch.no_grad():
-            return self._to_numpy(self.module(*codes, n_frames, *extra))
+            return _to_numpy(self.module(*codes, n_frames, *extra))
 
     def generate_chunk(
         self, noise: Noise, state: torch.Tensor, n_frames: int
@@ -64,10 +64,10 @@ class TorchBackend(Backend):
         extra = () if noise.category is None else (self._tensor(noise.category),)
         with torch.no_grad():
             video, state = self.module.generate_chunk(self._tensor(noise.z_content), state, n_frames, *extra)
-        return self._to_numpy(video), state  # the state stays on the device
+        return _to_numpy(video), state  # the state stays on the device
 
     def state_to_host(self, state: torch.Tensor) -> np.ndarray:
-        return state.detach().float().cpu().numpy()
+        return _to_numpy(state)
 
     def state_from_host(self, state: np.ndarray) -> torch.Tensor:
         return self._tensor(np.ascontiguousarray(state, dtype=np.float32))
