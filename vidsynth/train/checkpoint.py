@@ -14,6 +14,7 @@ to its checkpoint's step, so the steps it redoes are not logged twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, TextIO
@@ -71,9 +72,8 @@ def save_checkpoint(
     rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
     target = run_dir / CHECKPOINT_DIR
     with atomic_directory(target, force=True, recognise=recognise_checkpoint) as tmp:
-        save_file(net_tensors, str(tmp / "networks.safetensors"))
-        save_file(opt_tensors, str(tmp / "optimizers.safetensors"))
-        save_file(rng, str(tmp / "rng.safetensors"))
+        for name, tensors in zip(TENSOR_FILES, (net_tensors, opt_tensors, rng)):
+            save_file(tensors, str(tmp / name))
         (tmp / STATE_FILE).write_text(json.dumps({**record, "optimizers": opt_meta}, indent=1) + "\n")
         write_sums(tmp, (*TENSOR_FILES, STATE_FILE))
     return target
@@ -110,9 +110,7 @@ def load_checkpoint(
     record = read_checkpoint_record(run_dir)
     folder = run_dir / CHECKPOINT_DIR
     try:
-        net_tensors = load_file(str(folder / "networks.safetensors"))
-        opt_tensors = load_file(str(folder / "optimizers.safetensors"))
-        rng = load_file(str(folder / "rng.safetensors"))
+        net_tensors, opt_tensors, rng = (load_file(str(folder / name)) for name in TENSOR_FILES)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"checkpoint in {folder} is damaged: {exc}") from None
     try:
@@ -129,21 +127,17 @@ def load_checkpoint(
             f"the checkpoint in {folder} does not fit the run its state.json describes (files from another "
             f"run or damaged): {first}"
         ) from None
-    missing = []
     for name, g in generators.items():
-        state = rng.get(_rng_key(name, g))
-        if state is None:
-            missing.append(name)
-        else:
-            try:
-                g.set_state(state)
-            except (RuntimeError, TypeError, ValueError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise InputError(
-                    f"{folder / 'rng.safetensors'} holds no valid state for the {name} random generator "
-                    f"({first}); the checkpoint is damaged or from another torch"
-                ) from None
-    return record, missing
+        try:
+            if _rng_key(name, g) in rng:
+                g.set_state(rng[_rng_key(name, g)])
+        except (RuntimeError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{folder / 'rng.safetensors'} holds no valid state for the {name} random generator "
+                f"({first}); the checkpoint is damaged or from another torch"
+            ) from None
+    return record, [name for name, g in generators.items() if _rng_key(name, g) not in rng]
 
 
 def _rng_key(name: str, generator: torch.Generator) -> str:
@@ -160,14 +154,11 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    lines = text.split("\n")
-    complete, last = lines[:-1], lines[-1]  # `last` is "" when the file ends with its newline
+    *complete, last = text.split("\n")  # `last` is "" when the file ends with its newline
     rows = [_row(line, number, path) for number, line in enumerate(complete, 1)]
     if last:
-        try:
-            rows.append(_row(last, len(lines), path))
-        except InputError:
-            pass  # a line the crash cut short
+        with contextlib.suppress(InputError):  # a line the crash cut short
+            rows.append(_row(last, len(complete) + 1, path))
     return rows
 
 
