@@ -38,14 +38,17 @@ RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers"
 recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
 
-def _optimizer_state(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    """The state dict of optimizer `name` from the flat tensors save_checkpoint wrote."""
-    state: dict[int, dict[str, torch.Tensor]] = {}
+def _named(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The tensors save_checkpoint wrote as `name.KEY`, by KEY."""
     prefix = name + "."
-    for key, value in tensors.items():
-        if key.startswith(prefix):
-            index, slot = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(index), {})[slot] = value
+    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+def _optimizer_state(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in _named(tensors, name).items():
+        index, slot = key.split(".", 1)  # <param index>.<state key>
+        state.setdefault(int(index), {})[slot] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -115,10 +118,7 @@ def load_checkpoint(
         raise InputError(f"checkpoint in {folder} is damaged: {exc}") from None
     try:
         for name, module in networks.items():
-            prefix = name + "."
-            module.load_state_dict(
-                {k[len(prefix) :]: v for k, v in net_tensors.items() if k.startswith(prefix)}
-            )
+            module.load_state_dict(_named(net_tensors, name))
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(_optimizer_state(name, opt_tensors, record["optimizers"][name]))
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:

@@ -40,7 +40,7 @@ def sniff_format(path: Path) -> str | None:
 
 
 def _to_rgb(frames: np.ndarray, path: Path) -> np.ndarray:
-    """(T, H, W[, C]) gray, gray+alpha, RGB or RGBA at 8 or 16 bits -> (T, H, W, 3) uint8."""
+    """(T, H, W[, C]) gray, gray+alpha, RGB or RGBA at 1, 8 or 16 bits -> (T, H, W, 3) uint8."""
     if frames.ndim == 3:
         frames = frames[..., None]
     channels = frames.shape[-1]
@@ -50,17 +50,13 @@ def _to_rgb(frames: np.ndarray, path: Path) -> np.ndarray:
         frames = np.repeat(frames, 3, axis=-1)
     elif frames.shape[-1] != 3:
         raise DataError(f"{path}: {channels} channels per pixel; expected gray, gray+alpha, RGB or RGBA")
-    return np.ascontiguousarray(_to_uint8(frames, path))
-
-
-def _to_uint8(frames: np.ndarray, path: Path) -> np.ndarray:
-    if frames.dtype == np.uint8:
-        return frames
     if frames.dtype == np.uint16:  # 16-bit PNG: 65535 is white, as 255 is at 8 bits
-        return ((frames.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if frames.dtype == np.bool_:
-        return frames.astype(np.uint8) * 255
-    raise DataError(f"{path}: pixels of type {frames.dtype}; expected 8- or 16-bit images")
+        frames = ((frames.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif frames.dtype == np.bool_:
+        frames = frames.astype(np.uint8) * 255
+    elif frames.dtype != np.uint8:
+        raise DataError(f"{path}: pixels of type {frames.dtype}; expected 8- or 16-bit images")
+    return np.ascontiguousarray(frames)
 
 
 def read_clip(path: str | os.PathLike) -> np.ndarray:
@@ -91,11 +87,8 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
             if frames.ndim == 3 and frames.shape[-1] in (3, 4):
                 frames = frames[None]
         else:
-            reader = imageio_v2.get_reader(str(path), format="FFMPEG")
-            try:
+            with imageio_v2.get_reader(str(path), format="FFMPEG") as reader:
                 frames = np.stack([np.asarray(f) for f in reader])
-            finally:
-                reader.close()
     except DataError:
         raise
     except Exception as exc:  # imageio raises many types for damaged files

@@ -188,8 +188,12 @@ def _hardware(device: torch.device) -> str:
     return f"{probe_hardware().cpu_model}, {torch.get_num_threads()} torch threads"
 
 
-def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
+    """The checkpoint, and the generator's weights with their provenance."""
+    from vidsynth.weights.format import save_weights
+
+    save_checkpoint(run_dir, t.networks, t.optimizers, t.generators, record)
+    provenance = {
         "source": "vidsynth train",
         "training_data": {**record["data"], "folder": path_name(record["data"]["folder"])},
         "steps": record["step"],
@@ -198,13 +202,7 @@ def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
         "command": [public_command(command) for command in record["command"]],
         "train_config": public_train_config(t.config.to_dict()),
     }
-
-
-def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
-    from vidsynth.weights.format import save_weights
-
-    save_checkpoint(run_dir, t.networks, t.optimizers, t.generators, record)
-    save_weights(t.generator, run_dir / WEIGHTS_DIR, _provenance(t, record), force=True)
+    save_weights(t.generator, run_dir / WEIGHTS_DIR, provenance, force=True)
 
 
 def _category_names(data: ClipDataset) -> tuple[str, ...]:
@@ -302,19 +300,6 @@ def _allocation_errors(config: TrainConfig) -> Iterator[None]:
         ) from None
 
 
-def _warn_if_bf16_is_emulated() -> None:
-    hardware = probe_hardware()
-    if not hardware.native_bf16:
-        slowdown, unit = TRAIN_EMULATED_BF16_SLOWDOWN[hardware.emulated_bf16_slowdown[1]]
-        logger.warning(
-            "--bf16 on a CPU without native bf16 (no amx_bf16/avx512_bf16 in its flags): bf16 is "
-            "emulated, and training steps took %.1fx as long as fp32 on %s without them; "
-            "drop --bf16 to train in fp32 here",
-            slowdown,
-            unit,
-        )
-
-
 def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = None) -> TrainConfig:
     """The TrainConfig stored with the run in `run_dir`, with `changes` (the settings given
     anew, e.g. the options typed on the command line) applied."""
@@ -362,8 +347,15 @@ def _run(
         data = load_folder(config.data)
     device = resolve_device(config.device)
     check_fits(config, data.n_categories, device)
-    if config.bf16 and device.type == "cpu":
-        _warn_if_bf16_is_emulated()
+    if config.bf16 and device.type == "cpu" and not probe_hardware().native_bf16:
+        slowdown, unit = TRAIN_EMULATED_BF16_SLOWDOWN[probe_hardware().emulated_bf16_slowdown[1]]
+        logger.warning(
+            "--bf16 on a CPU without native bf16 (no amx_bf16/avx512_bf16 in its flags): bf16 is "
+            "emulated, and training steps took %.1fx as long as fp32 on %s without them; "
+            "drop --bf16 to train in fp32 here",
+            slowdown,
+            unit,
+        )
     sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
     t = build_trainer(config, data.n_categories, _category_names(data))
     sampler.to(t.device)
