@@ -146,7 +146,7 @@ def _rng_key(name: str, generator: torch.Generator) -> str:
 
 def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every logged step, oldest first: [{"step": 1, "d_image": ..., ...}, ...]. A last line
-    without its newline, cut by a crash while it was written, is left out."""
+    without its newline that does not parse (a crash cut it while it was written) is left out."""
     path = Path(run_dir) / LOSS_LOG
     if not path.is_file():
         return []

@@ -356,9 +356,8 @@ def _run(
             slowdown,
             unit,
         )
-    sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
+    sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step).to(device)
     t = build_trainer(config, data.n_categories, _category_names(data))
-    sampler.to(t.device)
     commands = [command] if command else []
     if resume:
         record, unseeded = load_checkpoint(run_dir, t.networks, t.optimizers, t.generators)
