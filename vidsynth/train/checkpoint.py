@@ -14,6 +14,7 @@ to its checkpoint's step, so the steps it redoes are not logged twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,14 +38,17 @@ RECORD_KEYS = ("step", "elapsed_s", "train_config", "model_config", "optimizers"
 recognise_checkpoint = owned_directory({*TENSOR_FILES, STATE_FILE, SUMS_FILE}, STATE_FILE)
 
 
-def _optimizer_state(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    """The state dict of optimizer `name` from the flat tensors save_checkpoint wrote."""
-    state: dict[int, dict[str, torch.Tensor]] = {}
+def _named(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The tensors save_checkpoint wrote as `name.KEY`, by KEY."""
     prefix = name + "."
-    for key, value in tensors.items():
-        if key.startswith(prefix):
-            index, slot = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(index), {})[slot] = value
+    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+def _optimizer_state(name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in _named(tensors, name).items():
+        index, slot = key.split(".", 1)  # <param index>.<state key>
+        state.setdefault(int(index), {})[slot] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -71,9 +75,8 @@ def save_checkpoint(
     rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
     target = run_dir / CHECKPOINT_DIR
     with atomic_directory(target, force=True, recognise=recognise_checkpoint) as tmp:
-        save_file(net_tensors, str(tmp / "networks.safetensors"))
-        save_file(opt_tensors, str(tmp / "optimizers.safetensors"))
-        save_file(rng, str(tmp / "rng.safetensors"))
+        for name, tensors in zip(TENSOR_FILES, (net_tensors, opt_tensors, rng)):
+            save_file(tensors, str(tmp / name))
         (tmp / STATE_FILE).write_text(json.dumps({**record, "optimizers": opt_meta}, indent=1) + "\n")
         write_sums(tmp, (*TENSOR_FILES, STATE_FILE))
     return target
@@ -110,17 +113,12 @@ def load_checkpoint(
     record = read_checkpoint_record(run_dir)
     folder = run_dir / CHECKPOINT_DIR
     try:
-        net_tensors = load_file(str(folder / "networks.safetensors"))
-        opt_tensors = load_file(str(folder / "optimizers.safetensors"))
-        rng = load_file(str(folder / "rng.safetensors"))
+        net_tensors, opt_tensors, rng = (load_file(str(folder / name)) for name in TENSOR_FILES)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"checkpoint in {folder} is damaged: {exc}") from None
     try:
         for name, module in networks.items():
-            prefix = name + "."
-            module.load_state_dict(
-                {k[len(prefix) :]: v for k, v in net_tensors.items() if k.startswith(prefix)}
-            )
+            module.load_state_dict(_named(net_tensors, name))
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(_optimizer_state(name, opt_tensors, record["optimizers"][name]))
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -129,21 +127,17 @@ def load_checkpoint(
             f"the checkpoint in {folder} does not fit the run its state.json describes (files from another "
             f"run or damaged): {first}"
         ) from None
-    missing = []
     for name, g in generators.items():
-        state = rng.get(_rng_key(name, g))
-        if state is None:
-            missing.append(name)
-        else:
-            try:
-                g.set_state(state)
-            except (RuntimeError, TypeError, ValueError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise InputError(
-                    f"{folder / 'rng.safetensors'} holds no valid state for the {name} random generator "
-                    f"({first}); the checkpoint is damaged or from another torch"
-                ) from None
-    return record, missing
+        try:
+            if _rng_key(name, g) in rng:
+                g.set_state(rng[_rng_key(name, g)])
+        except (RuntimeError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{folder / 'rng.safetensors'} holds no valid state for the {name} random generator "
+                f"({first}); the checkpoint is damaged or from another torch"
+            ) from None
+    return record, [name for name, g in generators.items() if _rng_key(name, g) not in rng]
 
 
 def _rng_key(name: str, generator: torch.Generator) -> str:
@@ -152,7 +146,7 @@ def _rng_key(name: str, generator: torch.Generator) -> str:
 
 def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every logged step, oldest first: [{"step": 1, "d_image": ..., ...}, ...]. A last line
-    without its newline, cut by a crash while it was written, is left out."""
+    without its newline that does not parse (a crash cut it while it was written) is left out."""
     path = Path(run_dir) / LOSS_LOG
     if not path.is_file():
         return []
@@ -160,14 +154,11 @@ def read_losses(run_dir: str | Path) -> list[dict[str, Any]]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    lines = text.split("\n")
-    complete, last = lines[:-1], lines[-1]  # `last` is "" when the file ends with its newline
+    *complete, last = text.split("\n")  # `last` is "" when the file ends with its newline
     rows = [_row(line, number, path) for number, line in enumerate(complete, 1)]
     if last:
-        try:
-            rows.append(_row(last, len(lines), path))
-        except InputError:
-            pass  # a line the crash cut short
+        with contextlib.suppress(InputError):  # a line the crash cut short
+            rows.append(_row(last, len(complete) + 1, path))
     return rows
 
 

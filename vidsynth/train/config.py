@@ -20,11 +20,10 @@ from vidsynth.runtime.backend import DEVICES
 def setting(
     default: Any = None, help: str | None = None, *, directory: bool = False, fixed: bool = False
 ) -> Any:
-    """A TrainConfig field. With `help` it is a command-line option too, `--field-name`; a
-    bool is a flag that sets the opposite of its default; `directory` makes the option a
-    directory path. A `fixed` setting is one a resumed run keeps whatever the command line
-    says: it shapes the networks, seeds the random streams, lives in the optimizers'
-    checkpointed state, or chooses the data's classes."""
+    """A TrainConfig field; with `help`, also the option `--field-name` (a bool: a flag that sets
+    the opposite of its default). A `fixed` setting is one a resumed run keeps whatever the
+    command line says: it shapes the networks, seeds the random streams, lives in the
+    optimizers' checkpointed state, or chooses the data's classes."""
     return field(default=default, metadata={"help": help, "directory": directory, "fixed": fixed})
 
 
@@ -86,29 +85,23 @@ class TrainConfig:
             self.model_config(n_categories=0)  # the generator's settings, checked where they are defined
         except ConfigError as exc:
             problems.append(str(exc))
-        for name in ("ndf", "steps", "frame_step", "checkpoint_every", "sample_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch < 2:
-            problems.append(f"batch must be >= 2 (batch norm needs it), got {self.batch}")
-        if self.clip_frames < 4:
-            problems.append(
-                f"clip_frames must be >= 4 (the video critic's time kernels), got {self.clip_frames}"
-            )
-        if self.threads < 0:
-            problems.append(f"threads must be >= 0, got {self.threads}")
-        if not 0 <= self.seed <= MAX_SEED:
-            problems.append(f"seed must be between 0 and 2**63-1, got {self.seed}")
-        if not 0 < self.lr < math.inf:
-            problems.append(f"lr must be a finite number > 0, got {self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 < self.real_label <= 1:
-            problems.append(f"real_label must be in (0, 1], got {self.real_label}")
-        for name in ("instance_noise", "category_weight"):
-            if not 0 <= getattr(self, name) < math.inf:
-                problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        counts = ("ndf", "steps", "frame_step", "checkpoint_every", "sample_every")
+        # setting: (whether its value is sound, what it must be)
+        rules = {name: (getattr(self, name) >= 1, ">= 1") for name in counts} | {
+            "batch": (self.batch >= 2, ">= 2 (batch norm needs it)"),
+            "clip_frames": (self.clip_frames >= 4, ">= 4 (the video critic's time kernels)"),
+            "threads": (self.threads >= 0, ">= 0"),
+            "seed": (0 <= self.seed <= MAX_SEED, "between 0 and 2**63-1"),
+            "lr": (0 < self.lr < math.inf, "a finite number > 0"),
+            "beta1": (0 <= self.beta1 < 1, "in [0, 1)"),
+            "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
+            "real_label": (0 < self.real_label <= 1, "in (0, 1]"),
+            "instance_noise": (0 <= self.instance_noise < math.inf, "a finite number >= 0"),
+            "category_weight": (0 <= self.category_weight < math.inf, "a finite number >= 0"),
+        }
+        for name, (sound, must) in rules.items():
+            if not sound:
+                problems.append(f"{name} must be {must}, got {getattr(self, name)}")
         if self.data is None and not self.dry_run:
             problems.append("--data FOLDER is needed (or --dry-run to train on synthetic clips)")
         if problems:

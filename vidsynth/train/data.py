@@ -8,6 +8,7 @@ file's content, not its name: the public actions data are PNG strips named `.jpg
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +16,16 @@ import numpy as np
 
 from vidsynth.errors import DataError
 
-# Leading bytes -> container.
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-)
+# Container -> its leading bytes, as a regular expression.
+_MAGIC = {
+    "png": rb"\x89PNG\r\n\x1a\n",
+    "jpeg": rb"\xff\xd8\xff",
+    "gif": rb"GIF8[79]a",
+    "bmp": rb"BM",
+    "mp4": rb"....ftyp",
+    "avi": rb"RIFF....AVI ",
+    "mkv": rb"\x1a\x45\xdf\xa3",
+}
 STILL_FORMATS = ("png", "jpeg", "bmp")  # strips: single still images; the others are videos
 
 
@@ -33,20 +36,11 @@ def sniff_format(path: Path) -> str | None:
             head = handle.read(16)
     except OSError:
         return None
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "mkv"
-    return None
+    return next((name for name, magic in _MAGIC.items() if re.match(magic, head, re.DOTALL)), None)
 
 
 def _to_rgb(frames: np.ndarray, path: Path) -> np.ndarray:
-    """(T, H, W[, C]) gray, gray+alpha, RGB or RGBA at 8 or 16 bits -> (T, H, W, 3) uint8."""
+    """(T, H, W[, C]) gray, gray+alpha, RGB or RGBA at 1, 8 or 16 bits -> (T, H, W, 3) uint8."""
     if frames.ndim == 3:
         frames = frames[..., None]
     channels = frames.shape[-1]
@@ -56,17 +50,13 @@ def _to_rgb(frames: np.ndarray, path: Path) -> np.ndarray:
         frames = np.repeat(frames, 3, axis=-1)
     elif frames.shape[-1] != 3:
         raise DataError(f"{path}: {channels} channels per pixel; expected gray, gray+alpha, RGB or RGBA")
-    return np.ascontiguousarray(_to_uint8(frames, path))
-
-
-def _to_uint8(frames: np.ndarray, path: Path) -> np.ndarray:
-    if frames.dtype == np.uint8:
-        return frames
     if frames.dtype == np.uint16:  # 16-bit PNG: 65535 is white, as 255 is at 8 bits
-        return ((frames.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if frames.dtype == np.bool_:
-        return frames.astype(np.uint8) * 255
-    raise DataError(f"{path}: pixels of type {frames.dtype}; expected 8- or 16-bit images")
+        frames = ((frames.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif frames.dtype == np.bool_:
+        frames = frames.astype(np.uint8) * 255
+    elif frames.dtype != np.uint8:
+        raise DataError(f"{path}: pixels of type {frames.dtype}; expected 8- or 16-bit images")
+    return np.ascontiguousarray(frames)
 
 
 def read_clip(path: str | os.PathLike) -> np.ndarray:
@@ -83,9 +73,7 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
         )
     try:
         if kind in STILL_FORMATS:
-            image = iio.imread(path)
-            if image.ndim == 2:
-                image = image[..., None]
+            image = np.atleast_3d(iio.imread(path))  # (H, W, C), gray too
             height, width = image.shape[:2]
             if width % height != 0:
                 raise DataError(
@@ -99,11 +87,8 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
             if frames.ndim == 3 and frames.shape[-1] in (3, 4):
                 frames = frames[None]
         else:
-            reader = imageio_v2.get_reader(str(path), format="FFMPEG")
-            try:
+            with imageio_v2.get_reader(str(path), format="FFMPEG") as reader:
                 frames = np.stack([np.asarray(f) for f in reader])
-            finally:
-                reader.close()
     except DataError:
         raise
     except Exception as exc:  # imageio raises many types for damaged files
@@ -149,45 +134,39 @@ def load_folder(root: str | os.PathLike) -> ClipDataset:
         raise DataError(f"data folder {root} does not exist")
     visible = [path for path in root.iterdir() if not path.name.startswith(".")]
     subdirs = sorted((d for d in visible if d.is_dir()), key=lambda d: _class_sort_key(d.name))
-    if subdirs:
-        groups = [
-            (d.name, sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")))
-            for d in subdirs
+    if subdirs:  # a class per subfolder that holds files
+        found = [
+            sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")) for d in subdirs
         ]
-        groups = [(name, files) for name, files in groups if files]
-        classes = [name for name, _ in groups]
+        groups = [group for group in found if group]
+        classes = [d.name for d, group in zip(subdirs, found) if group]
     else:
-        groups = [("", sorted(f for f in visible if f.is_file()))]
-        classes = []
-    files = [(index, f) for index, (_, fs) in enumerate(groups) for f in fs]
+        groups, classes = [sorted(f for f in visible if f.is_file())], []
+    files = [(index, f) for index, group in enumerate(groups) for f in group]
     if not files:
         raise DataError(
             f"data folder {root} holds no clips (expected image strips or videos, one class per subfolder)"
         )
 
-    clips, labels, paths, problems = [], [], [], []
-    for index, path in files:
+    clips, problems, sizes = [], [], {}
+    for _, path in files:
         try:
-            clip = read_clip(path)
+            clips.append(read_clip(path))
         except DataError as exc:
             problems.append(str(exc))
             continue
-        clips.append(clip)
-        labels.append(index)  # 0 for every clip of an unlabelled folder
-        paths.append(str(path))
+        sizes.setdefault(clips[-1].shape[1:3], []).append(str(path))
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise DataError(f"{len(problems)} unreadable file(s) in {root}: {shown}")
-    sizes = {}
-    for clip, path in zip(clips, paths):
-        sizes.setdefault(clip.shape[1:3], []).append(path)
     if len(sizes) > 1:
         described = ", ".join(f"{h}x{w} ({len(ps)} files, e.g. {ps[0]})" for (h, w), ps in sizes.items())
         raise DataError(f"frames of mixed sizes in {root}: {described}; all clips must share one frame size")
     ((height, width),) = sizes
     if height != width:
         raise DataError(f"frames in {root} are {height}x{width}; training needs square frames")
-    return ClipDataset(clips, np.asarray(labels, dtype=np.int64), classes, paths)
+    labels = np.asarray([index for index, _ in files], dtype=np.int64)  # all 0 in an unlabelled folder
+    return ClipDataset(clips, labels, classes, [str(path) for _, path in files])
 
 
 def synthetic_dataset(

@@ -15,7 +15,6 @@ class ImageDiscriminator(nn.Module):
     def __init__(self, nc: int, ndf: int, image_size: int, n_categories: int = 0) -> None:
         super().__init__()
         final_kernel = image_size // 16  # 4 for 64x64, 6 for 96x96
-        self.n_categories = n_categories
         self.main = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, inplace=True),
@@ -52,7 +51,6 @@ class VideoDiscriminator(nn.Module):
     def __init__(self, nc: int, ndf: int, image_size: int, n_categories: int = 0) -> None:
         super().__init__()
         final_kernel = image_size // 16
-        self.n_categories = n_categories
         self.main = nn.Sequential(
             nn.Conv3d(nc, ndf, (3, 4, 4), (1, 2, 2), (1, 1, 1), bias=False),
             nn.LeakyReLU(0.2, inplace=True),

@@ -63,31 +63,26 @@ def quality_figures(
     real, real_labels = sampler.videos(n_videos, rng)
     real = (real + 1) / 2
     fake, fake_labels = _generate(model, n_videos, n_frames, seed)
+    category = 0 if model.config.n_categories > 0 else None
+    same_motion, _ = _generate(model, 16, 2, seed + 1, fix="motion", category=category)
+    same_content, _ = _generate(model, 16, 2, seed + 1, fix="content", category=category)
+    change_generated, change_real = round(frame_change(fake), 5), round(frame_change(real), 5)
     figures: dict[str, Any] = {
         "clips": n_videos,
         "frames_per_clip": n_frames,
         "real_frame_step": sampler.frame_step,
-        "frame_change_generated": round(frame_change(fake), 5),
-        "frame_change_real": round(frame_change(real), 5),
+        "frame_change_generated": change_generated,
+        "frame_change_real": change_real,
+        "frame_change_ratio": round(change_generated / change_real, 3),
+        "first_frame_difference_different_content": round(pairwise_first_frame_difference(same_motion), 5),
+        "first_frame_difference_same_content": round(pairwise_first_frame_difference(same_content), 5),
+        "first_frame_difference_real_clips": round(pairwise_first_frame_difference(real[:16]), 5),
     }
-    figures["frame_change_ratio"] = round(figures["frame_change_generated"] / figures["frame_change_real"], 3)
-    category = 0 if model.config.n_categories > 0 else None
-    same_motion, _ = _generate(model, 16, 2, seed + 1, fix="motion", category=category)
-    same_content, _ = _generate(model, 16, 2, seed + 1, fix="content", category=category)
-    figures["first_frame_difference_different_content"] = round(
-        pairwise_first_frame_difference(same_motion), 5
-    )
-    figures["first_frame_difference_same_content"] = round(pairwise_first_frame_difference(same_content), 5)
-    figures["first_frame_difference_real_clips"] = round(pairwise_first_frame_difference(real[:16]), 5)
     if video_critic is not None and fake_labels is not None:
         video_critic.eval()
         with torch.no_grad():
-            _, real_logits = video_critic(real * 2 - 1)
-            _, fake_logits = video_critic(fake * 2 - 1)
-        figures["critic_category_accuracy_real"] = round(
-            float((real_logits.argmax(1) == real_labels).float().mean()), 3
-        )
-        figures["critic_category_accuracy_generated"] = round(
-            float((fake_logits.argmax(1) == fake_labels).float().mean()), 3
-        )
+            for name, videos, labels in (("real", real, real_labels), ("generated", fake, fake_labels)):
+                _, logits = video_critic(videos * 2 - 1)
+                accuracy = (logits.argmax(1) == labels).float().mean()
+                figures[f"critic_category_accuracy_{name}"] = round(float(accuracy), 3)
     return figures

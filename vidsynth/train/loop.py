@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from vidsynth.errors import InputError, RuntimeBackendError, VidsynthError
 from vidsynth.model.config import MAX_CATEGORY_NAME, is_category_name
@@ -56,6 +58,7 @@ from vidsynth.train.sheets import render_videos, sheet, write_png
 
 LOSS_NAMES = ("d_image", "d_video", "g_image", "g_video", "g_category")
 BAR_LABELS = dict(zip(LOSS_NAMES, ("dI", "dV", "gI", "gV", "gC")))  # the progress bar's names
+BAR_STYLE = {"dynamic_ncols": True, "mininterval": 2.0}  # as wide as the terminal, redrawn every 2 s at most
 WEIGHTS_DIR = "weights"
 SAMPLES_DIR = "samples"
 SAMPLE_SEED = 1234  # fixed noise for the sample sheets, so sheets compare across steps
@@ -123,11 +126,12 @@ def _noisy(x: Tensor, sigma: float, rng: torch.Generator) -> Tensor:
     return x + sigma * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)
 
 
-def set_train_modes(t: Trainer) -> None:
-    for network in t.networks.values():
-        network.train()
-    if not t.config.per_step_motion_norm:
-        t.generator.motion.eval()
+def _update(optimizers: Sequence[torch.optim.Optimizer], loss: Tensor) -> None:
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for optimizer in optimizers:
+        optimizer.step()
 
 
 def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
@@ -145,44 +149,35 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     rows = torch.arange(c.batch, device=dev)
     sigma, w = c.instance_noise, c.category_weight
 
-    set_train_modes(t)
+    for network in t.networks.values():
+        network.train()
+    g.motion.train(c.per_step_motion_norm)  # eval mode unless asked: normalised as deployed
     codes, _ = g.motion.rollout(g.initial_state(z_motion), c.clip_frames)  # float32 always
     with _autocast(c, dev):
         fake_video = g.render(codes, z_content, category)
     fake_image = fake_video[rows, frame_pick]  # one frame of each generated video
 
-    # Critics.
-    with _autocast(c, dev):
-        real_i, real_i_cls = image_critic(_noisy(real_image, sigma, noise))
-        fake_i, _ = image_critic(_noisy(fake_image.detach(), sigma, noise))
-        real_v, real_v_cls = video_critic(_noisy(real_video, sigma, noise))
-        fake_v, _ = video_critic(_noisy(fake_video.detach(), sigma, noise))
-    d_image = _bce(real_i, c.real_label) + _bce(fake_i, 0.0)
-    d_video = _bce(real_v, c.real_label) + _bce(fake_v, 0.0)
-    if n_cat > 0:
-        d_image = d_image + w * F.cross_entropy(real_i_cls.float(), real_image_labels)
-        d_video = d_video + w * F.cross_entropy(real_v_cls.float(), real_video_labels)
-    critic_optimizers = (t.optimizers["image_critic"], t.optimizers["video_critic"])
-    for optimizer in critic_optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    (d_image + d_video).backward()
-    for optimizer in critic_optimizers:
-        optimizer.step()
+    def critic_loss(critic: torch.nn.Module, real: Tensor, labels: Tensor, fake: Tensor) -> Tensor:
+        with _autocast(c, dev):
+            real_logits, real_classes = critic(_noisy(real, sigma, noise))
+            fake_logits, _ = critic(_noisy(fake.detach(), sigma, noise))
+        loss = _bce(real_logits, c.real_label) + _bce(fake_logits, 0.0)
+        return loss + w * F.cross_entropy(real_classes.float(), labels) if n_cat > 0 else loss
 
-    # Generator.
+    d_image = critic_loss(image_critic, real_image, real_image_labels, fake_image)
+    d_video = critic_loss(video_critic, real_video, real_video_labels, fake_video)
+    _update((t.optimizers["image_critic"], t.optimizers["video_critic"]), d_image + d_video)
+
     with _autocast(c, dev):
         gen_i, gen_i_cls = image_critic(_noisy(fake_image, sigma, noise))
         gen_v, gen_v_cls = video_critic(_noisy(fake_video, sigma, noise))
-    g_image = _bce(gen_i, 1.0)
-    g_video = _bce(gen_v, 1.0)
+    g_image, g_video = _bce(gen_i, 1.0), _bce(gen_v, 1.0)
     g_category = torch.zeros((), device=dev)
     if n_cat > 0:
         g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(
             gen_i_cls.float(), fake_labels
         )
-    t.optimizers["generator"].zero_grad(set_to_none=True)
-    (g_image + g_video + w * g_category).backward()
-    t.optimizers["generator"].step()
+    _update((t.optimizers["generator"],), g_image + g_video + w * g_category)
     values = (d_image, d_video, g_image, g_video, g_category)
     return {name: float(v.detach()) for name, v in zip(LOSS_NAMES, values)}
 
@@ -193,8 +188,12 @@ def _hardware(device: torch.device) -> str:
     return f"{probe_hardware().cpu_model}, {torch.get_num_threads()} torch threads"
 
 
-def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
+    """The checkpoint, and the generator's weights with their provenance."""
+    from vidsynth.weights.format import save_weights
+
+    save_checkpoint(run_dir, t.networks, t.optimizers, t.generators, record)
+    provenance = {
         "source": "vidsynth train",
         "training_data": {**record["data"], "folder": path_name(record["data"]["folder"])},
         "steps": record["step"],
@@ -203,13 +202,7 @@ def _provenance(t: Trainer, record: dict[str, Any]) -> dict[str, Any]:
         "command": [public_command(command) for command in record["command"]],
         "train_config": public_train_config(t.config.to_dict()),
     }
-
-
-def _checkpoint(t: Trainer, run_dir: Path, record: dict[str, Any]) -> None:
-    from vidsynth.weights.format import save_weights
-
-    save_checkpoint(run_dir, t.networks, t.optimizers, t.generators, record)
-    save_weights(t.generator, run_dir / WEIGHTS_DIR, _provenance(t, record), force=True)
+    save_weights(t.generator, run_dir / WEIGHTS_DIR, provenance, force=True)
 
 
 def _category_names(data: ClipDataset) -> tuple[str, ...]:
@@ -227,14 +220,14 @@ def _category_names(data: ClipDataset) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def _torch_settings(config: TrainConfig, device: torch.device) -> Iterator[None]:
+def _torch_settings(config: TrainConfig) -> Iterator[None]:
     """The run's torch thread count and, on CUDA, cudnn autotuning (fixed shapes: the fastest
     convolutions are picked once), both put back on exit."""
     threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     try:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        if device.type == "cuda":
+        if resolve_device(config.device).type == "cuda":
             torch.backends.cudnn.benchmark = True
         yield
     finally:
@@ -255,9 +248,8 @@ def train(
 
     With `resume`, `config` is the run's stored TrainConfig (resumed_config) with any changes:
     those of FIXED_ON_RESUME are refused, the others are logged. `max_minutes` stops the run
-    early (after a checkpoint) once that much wall time has passed in this call. `command`, the
-    command line that started this call, is kept in the run's provenance. Per-step losses go to
-    RUN_DIR/losses.jsonl (see read_losses).
+    (after a checkpoint) once that much wall time has passed in this call; `command` is kept in
+    the run's provenance.
     """
     run_dir = Path(run_dir)
     problem = threads_problem(config.threads)
@@ -270,8 +262,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         with locked_directory(run_dir):  # one run at a time writes into a run directory
             _check_run_dir(run_dir, resume, config)
-            device = resolve_device(config.device)
-            with _torch_settings(config, device), _allocation_errors(config):
+            with _torch_settings(config), _allocation_errors(config):
                 return _run(config, run_dir, resume, max_minutes, command, progress, on_step)
     except BaseException:
         if made and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -298,29 +289,15 @@ def _allocation_errors(config: TrainConfig) -> Iterator[None]:
     """A failed allocation (beyond what check_fits estimated) as one error naming the settings."""
     try:
         yield
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         text = str(exc)
-        if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and not (
-            "can't allocate memory" in text or "out of memory" in text
-        ):
+        oom = isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+        if not (oom or "can't allocate memory" in text or "out of memory" in text):
             raise
         raise InputError(
             f"training ran out of memory at --batch {config.batch} --ngf {config.ngf} --ndf {config.ndf}: "
             "lower them; the last checkpoint is kept"
         ) from None
-
-
-def _warn_if_bf16_is_emulated(device: torch.device) -> None:
-    hardware = probe_hardware()
-    if device.type == "cpu" and not hardware.native_bf16:
-        slowdown, unit = TRAIN_EMULATED_BF16_SLOWDOWN[hardware.emulated_bf16_slowdown[1]]
-        logger.warning(
-            "--bf16 on a CPU without native bf16 (no amx_bf16/avx512_bf16 in its flags): bf16 is "
-            "emulated, and training steps took %.1fx as long as fp32 on %s without them; "
-            "drop --bf16 to train in fp32 here",
-            slowdown,
-            unit,
-        )
 
 
 def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = None) -> TrainConfig:
@@ -339,9 +316,8 @@ def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = 
 
 
 def _log_resumed_settings(run_dir: Path, stored: dict[str, Any], config: TrainConfig) -> None:
-    settings = config.to_dict()
     changed = {
-        name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value
+        name: (stored.get(name), new) for name, new in config.to_dict().items() if stored.get(name) != new
     }
     fixed = [name for name in changed if name in FIXED_ON_RESUME]
     if fixed:
@@ -350,11 +326,10 @@ def _log_resumed_settings(run_dir: Path, stored: dict[str, Any], config: TrainCo
             + ", ".join(f"stored {name}={stored.get(name)!r}" for name in fixed)
             + "); drop those options, or start a new run with another --out"
         )
-    if changed:
-        said = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
-        logger.info("resuming %s with its stored settings, changed: %s", run_dir, said)
-    else:
-        logger.info("resuming %s with its stored settings, none changed", run_dir)
+    said = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+    logger.info(
+        "resuming %s with its stored settings, %s", run_dir, f"changed: {said}" if said else "none changed"
+    )
 
 
 def _run(
@@ -370,12 +345,19 @@ def _run(
         data = synthetic_dataset(n_categories=2, size=config.image_size, n_frames=max(24, config.span))
     else:
         data = load_folder(config.data)
-    check_fits(config, data.n_categories, resolve_device(config.device))
-    if config.bf16:
-        _warn_if_bf16_is_emulated(resolve_device(config.device))
-    sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step)
+    device = resolve_device(config.device)
+    check_fits(config, data.n_categories, device)
+    if config.bf16 and device.type == "cpu" and not probe_hardware().native_bf16:
+        slowdown, unit = TRAIN_EMULATED_BF16_SLOWDOWN[probe_hardware().emulated_bf16_slowdown[1]]
+        logger.warning(
+            "--bf16 on a CPU without native bf16 (no amx_bf16/avx512_bf16 in its flags): bf16 is "
+            "emulated, and training steps took %.1fx as long as fp32 on %s without them; "
+            "drop --bf16 to train in fp32 here",
+            slowdown,
+            unit,
+        )
+    sampler = ClipSampler(data, config.image_size, config.clip_frames, config.frame_step).to(device)
     t = build_trainer(config, data.n_categories, _category_names(data))
-    sampler.to(t.device)
     commands = [command] if command else []
     if resume:
         record, unseeded = load_checkpoint(run_dir, t.networks, t.optimizers, t.generators)
@@ -403,32 +385,25 @@ def _run(
 
     start_step = record["step"]
     started = time.monotonic()
-    deadline = started + max_minutes * 60 if max_minutes else None
+    deadline = started + max_minutes * 60 if max_minutes else math.inf
     base_elapsed = record["elapsed_s"]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, initial=start_step, unit="step", dynamic_ncols=True, mininterval=2.0)
-    step = start_step
+    step = start_step  # stays so when no step is left to take
+    bar = tqdm(total=config.steps, initial=step, unit="step", disable=not progress, **BAR_STYLE)
     with stop_requested() as stop, contextlib.closing(log):
-        while step < config.steps:
+        for step in range(start_step + 1, config.steps + 1):
             tick = time.monotonic()
             losses = train_step(t, sampler)
-            step += 1
             seconds = time.monotonic() - tick
             log.append(step, losses)
             if on_step is not None:
                 on_step(step, losses)
-            bad = [n for n, v in losses.items() if v != v or v in (float("inf"), float("-inf"))]
+            bad = [name for name, value in losses.items() if not math.isfinite(value)]
             if bad:
                 raise RuntimeBackendError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
-            if bar is not None:
-                bar.update(1)
-                shown = {label: f"{losses[name]:.3f}" for name, label in BAR_LABELS.items()}
-                bar.set_postfix({**shown, "s/step": f"{seconds:.2f}"}, refresh=False)
-            out_of_time = deadline is not None and time.monotonic() >= deadline
-            finished = step >= config.steps or out_of_time or stop.is_set()
+            bar.update(1)
+            shown = {label: f"{losses[name]:.3f}" for name, label in BAR_LABELS.items()}
+            bar.set_postfix({**shown, "s/step": f"{seconds:.2f}"}, refresh=False)
+            finished = step >= config.steps or time.monotonic() >= deadline or stop.is_set()
             record["step"] = step
             record["elapsed_s"] = base_elapsed + time.monotonic() - started
             if step % config.sample_every == 0 or finished:
@@ -438,8 +413,7 @@ def _run(
                 _checkpoint(t, run_dir, record)
             if finished:
                 break
-    if bar is not None:
-        bar.close()
+    bar.close()
     record["stopped"] = "steps" if step >= config.steps else ("signal" if stop.is_set() else "time limit")
     if stop.is_set():
         record["signal"] = stop.signum

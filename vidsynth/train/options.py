@@ -49,7 +49,8 @@ class TrainCommand(click.Command):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.params = [*config_options(), *RUN_OPTIONS, *self.params]
+        settings = [_option(f) for f in fields(TrainConfig) if f.metadata["help"] is not None]
+        self.params = [*settings, *RUN_OPTIONS, *self.params]
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[_ARGV] = list(args)
@@ -57,18 +58,12 @@ class TrainCommand(click.Command):
 
 
 def option_flag(name: str) -> str:
-    """The command-line flag of the TrainConfig field `name`: `--field-name`."""
     return "--" + name.replace("_", "-")
 
 
 def command_line(ctx: click.Context) -> str:
     """The invocation exactly as typed (shell-quoted), e.g. `vidsynth train --dry-run --out r`."""
     return shlex.join(["vidsynth", ctx.info_name or "train", *ctx.meta[_ARGV]])
-
-
-def config_options() -> list[click.Option]:
-    """One click option per TrainConfig field declared with a help text."""
-    return [_option(f) for f in fields(TrainConfig) if f.metadata.get("help") is not None]
 
 
 def _option(f: Field) -> click.Option:
@@ -86,7 +81,7 @@ def _option(f: Field) -> click.Option:
 
 
 def _setting(f: Field, value: Any) -> Any:
-    """An option's parsed value as the TrainConfig value (a flag given sets the opposite of the default)."""
+    """An option's parsed value as the TrainConfig value."""
     if field_kinds(TrainConfig)[f.name][0] is bool:
         return not f.default if value else f.default
     return value
@@ -103,15 +98,11 @@ def typed_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]
 
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from the values click parsed for `config_options()`."""
+    """A new run's TrainConfig from the values click parsed for its options."""
     settings = {f.name: _setting(f, values[f.name]) for f in fields(TrainConfig) if f.name in values}
     if settings.get("steps") is None:
         settings["steps"] = DRY_RUN_STEPS if settings.get("dry_run") else TrainConfig.steps
     return TrainConfig(**settings)
-
-
-def _path_flags() -> set[str]:
-    return {RUN_DIR_FLAG} | {option_flag(f.name) for f in fields(TrainConfig) if f.metadata.get("directory")}
 
 
 def path_name(path: str) -> str:
@@ -126,7 +117,7 @@ def public_command(command: str) -> str:
         words = shlex.split(command)
     except ValueError:  # not shell-quoted as vidsynth writes it: nothing to cut safely
         return command
-    flags = _path_flags()
+    flags = {RUN_DIR_FLAG} | {option_flag(f.name) for f in fields(TrainConfig) if f.metadata["directory"]}
     public = []
     for i, word in enumerate(words):
         flag, equals, value = word.partition("=")
@@ -142,6 +133,6 @@ def public_train_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stored TrainConfig dict with its directory settings cut to their names."""
     public = dict(config)
     for f in fields(TrainConfig):
-        if f.metadata.get("directory") and isinstance(public.get(f.name), str):
+        if f.metadata["directory"] and isinstance(public.get(f.name), str):
             public[f.name] = path_name(public[f.name])
     return public

@@ -22,9 +22,8 @@ def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int
     model.eval()
     try:
         device = next(model.parameters()).device
-        category = None
-        if config.n_categories > 0:
-            category = torch.arange(n_videos, device=device) % config.n_categories
+        n_cat = config.n_categories
+        category = torch.arange(n_videos, device=device) % n_cat if n_cat > 0 else None
         with torch.no_grad():
             video = model(
                 torch.from_numpy(noise.z_content).to(device),
