@@ -312,13 +312,10 @@ def _raise_storage_error(exc: BaseException, target: Path, cannot_replace: tuple
 def atomic_directory(
     target: str | os.PathLike, force: bool = False, recognise: Recogniser | None = None
 ) -> Iterator[Path]:
-    """Yields an empty temporary directory that replaces `target` when the block succeeds.
-
-    An existing non-empty `target` is refused unless `force`, and even then unless
-    `recognise(target)` says vidsynth wrote it (returns None). A symlinked `target` is
-    followed: the directory it points to is replaced, the link stays. A full disk raises
-    StorageError and leaves `target` as it was.
-    """
+    """Yields an empty temporary directory that replaces `target` when the block succeeds. A
+    non-empty `target` is replaced only with `force` and if `recognise(target)` returns None
+    (vidsynth wrote it). A symlinked `target` is followed: the directory it points to is
+    replaced, the link stays. A full disk raises StorageError and leaves `target` as it was."""
     target = Path(os.path.realpath(target))  # ".", "out/" or a link name the real directory
     with output_lock(target):
         sweep_stale(target.parent, target.name)
