@@ -19,25 +19,21 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from vidsynth.errors import InputError, StorageError
 
 Recogniser = Callable[[Path], str | None]  # None: vidsynth wrote it; else why it is not ours
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _CANNOT_REPLACE = (errno.EXDEV, errno.EBUSY, errno.EACCES, errno.EPERM)
 
 
 def current_umask() -> int:
     """The process umask, read without changing it (setting it to read it races other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
+    with suppress(OSError):
+        if found := re.search(r"^Umask:\s+([0-7]+)$", Path("/proc/self/status").read_text(), re.MULTILINE):
+            return int(found[1], 8)
     umask = os.umask(0o022)  # no /proc: the racy way is the only one
     os.umask(umask)
     return umask
@@ -50,7 +46,7 @@ def default_mode(base: int) -> int:
 
 def is_disk_full(exc: BaseException) -> bool:
     """True for a write that failed for lack of space (OSError or a library's wrapped error)."""
-    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(exc)
     return "No space left on device" in text or "Disk quota exceeded" in text
@@ -110,18 +106,14 @@ def sweep_stale(parent: Path, name: str, kinds: str = "tmp|old") -> None:
 
 
 def _sweep_lock(path: Path) -> None:
-    """Removes an output lock file left by a killed run (one no process holds)."""
-    try:
+    """Removes an output lock file left by a killed run; one a live run holds (or none) is left."""
+    with suppress(OSError):
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink()  # held while removed: a run that opened it meanwhile retries on a new file
-    except OSError:
-        pass  # held by a live run (or already gone)
-    finally:
-        os.close(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()  # held while removed: a run that opened it meanwhile retries on a new file
+        finally:
+            os.close(fd)
 
 
 def owned_directory(allowed: set[str], required: str) -> Recogniser:
@@ -197,21 +189,17 @@ def output_lock(target: str | os.PathLike) -> Iterator[None]:
             raise InputError(
                 f"another vidsynth run is writing {target}; wait for it to finish or choose another --out"
             ) from None
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
+        with suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
         os.close(fd)  # the holder removed this lock file as we opened it: take the new one
     _LOCKS_HELD.add(target)
     try:
         yield
     finally:
         _LOCKS_HELD.discard(target)
-        path.unlink(
-            missing_ok=True
-        )  # while still holding it: a run waiting on this file retries on a new one
+        # Removed while still held: a run waiting on this file retries on a new one.
+        path.unlink(missing_ok=True)
         os.close(fd)
 
 
@@ -234,8 +222,7 @@ _AT_FDCWD = -100
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swaps two paths (renameat2 RENAME_EXCHANGE); False where unsupported."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -311,22 +298,28 @@ def _swap_contents(staging: Path, target: Path) -> None:
     _remove(staging)
 
 
+def _raise_storage_error(exc: BaseException, target: Path, cannot_replace: tuple[int, ...] = ()) -> None:
+    """A StorageError for a write that failed for lack of space or with an errno in `cannot_replace`."""
+    if is_disk_full(exc):
+        raise StorageError(
+            f"no space left on the device while writing {target}; it was left as it was"
+        ) from None
+    if isinstance(exc, OSError) and exc.errno in cannot_replace:
+        raise StorageError(f"cannot replace {target}: {exc.strerror}; it was left as it was") from None
+
+
 @contextmanager
 def atomic_directory(
     target: str | os.PathLike, force: bool = False, recognise: Recogniser | None = None
 ) -> Iterator[Path]:
-    """Yields an empty temporary directory that replaces `target` when the block succeeds.
-
-    An existing non-empty `target` is refused unless `force`, and even then unless
-    `recognise(target)` says vidsynth wrote it (returns None). A symlinked `target` is
-    followed: the directory it points to is replaced, the link stays. A full disk raises
-    StorageError and leaves `target` as it was.
-    """
+    """Yields an empty temporary directory that replaces `target` when the block succeeds. A
+    non-empty `target` is replaced only with `force` and if `recognise(target)` returns None
+    (vidsynth wrote it). A symlinked `target` is followed: the directory it points to is
+    replaced, the link stays. A full disk raises StorageError and leaves `target` as it was."""
     target = Path(os.path.realpath(target))  # ".", "out/" or a link name the real directory
     with output_lock(target):
         sweep_stale(target.parent, target.name)
         check_replaceable(target, force, recognise)
-        check_writable_parent(target)
         mount_point = target.is_dir() and os.path.ismount(target)
         if mount_point:
             sweep_stale(target, target.name, kinds="tmp")  # an inner .old-PID holds user data: kept
@@ -344,14 +337,7 @@ def atomic_directory(
                 _swap_in(tmp, target, force, recognise)
         except BaseException as exc:
             _remove(tmp)
-            if is_disk_full(exc):
-                raise StorageError(
-                    f"no space left on the device while writing {target}; it was left as it was"
-                ) from None
-            if isinstance(exc, OSError) and exc.errno in _CANNOT_REPLACE:
-                raise StorageError(
-                    f"cannot replace {target}: {exc.strerror}; it was left as it was"
-                ) from None
+            _raise_storage_error(exc, target, _CANNOT_REPLACE)
             raise
 
 
@@ -372,8 +358,5 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise StorageError(
-                f"no space left on the device while writing {target}; it was left as it was"
-            ) from None
+        _raise_storage_error(exc, target)
         raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import typing
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import click
 
 from vidsynth.errors import VidsynthError
+from vidsynth.model.config import field_kinds
 from vidsynth.train.options import TrainCommand, command_line, config_from_options, typed_settings
 
 logger = logging.getLogger(__name__)
@@ -46,15 +46,6 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _configure_logging(level: int) -> None:
-    """One plain stderr handler on vidsynth's loggers, at `level`; set once per invocation."""
-    package = logging.getLogger("vidsynth")
-    for handler in [h for h in package.handlers if isinstance(h, _StderrHandler)]:
-        package.removeHandler(handler)
-    package.addHandler(_StderrHandler())
-    package.setLevel(level)
-
-
 @click.group(cls=_Group)
 @click.version_option(package_name="vidsynth")
 @click.option("-v", "--verbose", is_flag=True, help="Also print debug messages.")
@@ -63,7 +54,10 @@ def cli(verbose: bool, quiet: bool) -> None:
     """Generate, export and serve MoCoGAN videos."""
     if verbose and quiet:
         raise click.UsageError("-v/--verbose and -q/--quiet contradict each other: pass one")
-    _configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    package = logging.getLogger("vidsynth")  # one plain stderr handler on vidsynth's loggers
+    if not any(isinstance(handler, _StderrHandler) for handler in package.handlers):
+        package.addHandler(_StderrHandler())
+    package.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 @cli.command("import")
@@ -203,8 +197,7 @@ class _CategoryOption(click.Option):
 
 def _field_option(source: type, field: str, option: str, destination: str, help: str, **extra: Any):
     """A click option for dataclass `source`'s `field`: its type (less None) and its default."""
-    hint = typing.get_type_hints(source)[field]
-    kind = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+    kind = field_kinds(source)[field][0]
     default = next(spec.default for spec in fields(source) if spec.name == field)
     return click.option(
         "--" + option.replace("_", "-"), destination, type=kind, default=default,

@@ -3,11 +3,13 @@ naming the extra, and the Ray instance a command starts or joins."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from types import ModuleType
 
 from vidsynth.errors import MissingDependencyError, VidsynthError
 from vidsynth.signals import Terminated
+from vidsynth.sweeper import running_processes
 
 SERVE_HINT = "pip install 'ray[serve]>=2.60' 'fastapi>=0.110'"
 BATCH_HINT = "pip install 'ray[data]>=2.60'"
@@ -34,8 +37,6 @@ QUIET_ENV = {
 
 
 def _import(name: str, hint: str) -> ModuleType:
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -70,9 +71,6 @@ def import_ray_data() -> ModuleType:
 def _start_up_output() -> Iterator[None]:
     """Holds back what Ray's native code writes to stderr while it starts (its node address
     lookup, its log level), and shows it only if the start fails."""
-    import sys
-    import tempfile
-
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -96,22 +94,7 @@ _sweepers: list[subprocess.Popen] = []
 
 
 def _children() -> set[int]:
-    from vidsynth.sweeper import running_processes
-
-    me = os.getpid()
-    return {pid for pid, (parent, _) in running_processes().items() if parent == me}
-
-
-def _sweep_when_this_process_ends(ray_processes: set[int]) -> None:
-    if ray_processes:
-        sweeper = subprocess.Popen(
-            [sys.executable, "-m", "vidsynth.sweeper", *map(str, sorted(ray_processes))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C at the terminal is the command's to handle
-        )
-        _sweepers.append(sweeper)
+    return {pid for pid, (parent, _) in running_processes().items() if parent == os.getpid()}
 
 
 def start_ray(address: str | None, num_cpus: float | None = None) -> None:
@@ -144,6 +127,13 @@ def start_ray(address: str | None, num_cpus: float | None = None) -> None:
             signal.signal(signal.SIGINT, previous)
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
-    if before is not None:
-        _sweep_when_this_process_ends(_children() - before)
+    if before is not None and (started := _children() - before):
+        sweeper = subprocess.Popen(
+            [sys.executable, "-m", "vidsynth.sweeper", *map(str, sorted(started))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C at the terminal is the command's to handle
+        )
+        _sweepers.append(sweeper)
     quiet_ray_logging()

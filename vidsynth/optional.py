@@ -28,11 +28,9 @@ OPENVINO_HINT = "pip install openvino"
 
 
 def import_openvino() -> ModuleType:
-    """The openvino package, imported with its telemetry off: its model converter (imported
-    with it, never called by vidsynth) starts the openvino_telemetry client, which writes a
-    client id under ~/intel and would send usage events, unless that package cannot be imported
-    (then it uses a no-op stub), so it is hidden during the first import. `opt_in_out --opt_out`
-    turns it off machine-wide for every OpenVINO tool."""
+    """The openvino package, with openvino_telemetry hidden during the first import: its model
+    converter (imported with it) would otherwise start that client, which writes a client id
+    under ~/intel and sends usage events; without the package it uses a no-op stub."""
     hide = "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules
     if hide:
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import fail

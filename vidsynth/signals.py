@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 EXIT_STATUS = 128 + signal.SIGTERM
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -38,11 +38,9 @@ def _handled(signums: tuple[int, ...], handler: Callable) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> AbstractContextManager[None]:
     """Within the block, SIGTERM raises Terminated."""
-    with _handled((signal.SIGTERM,), _raise_stop):
-        yield
+    return _handled((signal.SIGTERM,), _raise_stop)
 
 
 class StopRequest(threading.Event):
@@ -65,10 +63,8 @@ def stop_requested() -> Iterator[StopRequest]:
         yield stop
 
 
-@contextmanager
-def stop_signals_raise() -> Iterator[None]:
+def stop_signals_raise() -> AbstractContextManager[None]:
     """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM Terminated, whatever was
     installed before (a library's own handlers, or SIGINT ignored, as in a background job of a
     non-interactive shell)."""
-    with _handled(STOP_SIGNALS, _raise_stop):
-        yield
+    return _handled(STOP_SIGNALS, _raise_stop)

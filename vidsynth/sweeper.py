@@ -13,6 +13,7 @@ import select
 import signal
 import sys
 import time
+from contextlib import suppress
 
 POLL_S = 0.5
 KILL_FOR_S = 10.0
@@ -33,8 +34,8 @@ def running_processes() -> dict[int, tuple[int, str]]:
     return found
 
 
-def _record(seen: dict[int, str], roots: list[int]) -> bool:
-    """Adds the processes under `roots` and under those already seen; True while any of them runs."""
+def _record(seen: dict[int, str], roots: list[int]) -> list[int]:
+    """Adds the processes under `roots` and under those already seen; returns those running."""
     processes = running_processes()
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in processes.items():
@@ -44,19 +45,15 @@ def _record(seen: dict[int, str], roots: list[int]) -> bool:
     for pid in todo:
         seen.setdefault(pid, processes[pid][1])
         todo += [child for child in children.get(pid, []) if child not in seen]
-    return bool(todo)
+    return todo
 
 
 def _kill(seen: dict[int, str]) -> None:
     deadline = time.monotonic() + KILL_FOR_S
-    while _record(seen, []) and time.monotonic() < deadline:
-        processes = running_processes()
-        for pid, start in seen.items():
-            if processes.get(pid, (0, ""))[1] == start:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+    while (running := _record(seen, [])) and time.monotonic() < deadline:
+        for pid in running:
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
 
 

@@ -20,14 +20,13 @@ def demo_model(config: ModelConfig | None = None) -> VideoGenerator:
     generator = torch.Generator().manual_seed(DEMO_SEED)
     z_content = torch.randn(_CALIBRATION_BATCH, config.d_content, generator=generator)
     z_motion = torch.randn(_CALIBRATION_BATCH, config.d_motion, generator=generator)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None  # cumulative average over the calibration pass
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.momentum = None  # cumulative average over the calibration pass
     model.train()
     with torch.no_grad():
         model(z_content, z_motion, _CALIBRATION_FRAMES)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.1
+    for norm in norms:
+        norm.momentum = 0.1
     model.provenance = {"source": "demo", "note": "seeded random weights, untrained"}
     return model.eval()

@@ -33,8 +33,7 @@ def recognise_weights(directory: Path) -> str | None:
     """None if `directory` is a weights directory as save_weights (and ship_default) write it,
     judged by what its files hold, not only their names; otherwise why not. What `--force`
     may replace."""
-    why = _weights_names(directory)
-    if why is not None:
+    if (why := _weights_names(directory)) is not None:
         return why
     try:
         read_config(directory)
@@ -102,10 +101,9 @@ def load_weights(directory: str | os.PathLike) -> VideoGenerator:
         state = load_file(str(tensors_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{tensors_path} is not a readable safetensors file: {exc}") from None
-    model = VideoGenerator(config)
-    load_state_strict(model, state, str(tensors_path))
+    model = model_from_state(config, state, str(tensors_path))
     model.provenance = provenance
-    return model.eval()
+    return model
 
 
 def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -117,46 +115,37 @@ def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
-def shape_problems(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> list[str]:
-    problems = []
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    for key in sorted(set(expected) & set(found)):
-        if tuple(found[key]) != tuple(expected[key]):
-            problems.append(
-                f"shape mismatch at {key}: expected {tuple(expected[key])}, found {tuple(found[key])}"
-            )
-    return problems
-
-
 def check_shapes(config: ModelConfig, found: dict[str, tuple[int, ...]], source: str) -> None:
     """Refuses tensors whose names or shapes do not fit `config`, before the model is built: the
     shapes are compared against a model built on the meta device, so a config or checkpoint that
     declares huge sizes is refused before anything that size is allocated."""
     try:
         with torch.device("meta"):
-            expected = VideoGenerator(config).state_dict()
+            expected = {key: tuple(value.shape) for key, value in VideoGenerator(config).state_dict().items()}
     except (RuntimeError, ValueError, OverflowError, MemoryError) as exc:
         raise WeightsError(f"{source}: the model its config declares cannot be built ({exc})") from None
-    problems = shape_problems({key: tuple(value.shape) for key, value in expected.items()}, found)
+    problems = []
+    if missing := sorted(set(expected) - set(found)):
+        problems.append(f"missing keys {missing}")
+    if unexpected := sorted(set(found) - set(expected)):
+        problems.append(f"unexpected keys {unexpected}")
+    for key in sorted(set(expected) & set(found)):
+        if tuple(found[key]) != expected[key]:
+            problems.append(f"shape mismatch at {key}: expected {expected[key]}, found {tuple(found[key])}")
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems))
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copies `state` into `model`, refusing missing or unexpected keys, shape mismatches,
-    non-float dtypes, NaN/inf values and negative batch-norm variances (values that would
-    "generate" black videos), before any is copied in."""
+def model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> VideoGenerator:
+    """A VideoGenerator (eval mode) holding `state`. Refuses names and shapes that do not fit
+    `config` (before the model is allocated), non-float dtypes, NaN/inf values and negative
+    batch-norm variances (values that would "generate" black videos)."""
+    check_shapes(config, {k: tuple(v.shape) for k, v in state.items()}, source)
+    model = VideoGenerator(config)
     expected = model.state_dict()
-    problems = shape_problems(
-        {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()}
-    )
+    problems = []
     for key, value in sorted(state.items()):
-        if key not in expected or key.endswith("num_batches_tracked"):
+        if key.endswith("num_batches_tracked"):
             continue
         if not value.dtype.is_floating_point:
             problems.append(f"{key} has dtype {value.dtype}; expected a floating-point type")
@@ -166,5 +155,5 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
             problems.append(f"{key} holds negative variances")
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems[:8]) + (" ..." if len(problems) > 8 else ""))
-    cast = {k: v.to(expected[k].dtype) for k, v in state.items()}
-    model.load_state_dict(cast, strict=True)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    return model.eval()

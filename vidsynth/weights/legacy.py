@@ -13,7 +13,7 @@ import torch
 from vidsynth.errors import WeightsError
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
-from vidsynth.weights.format import check_shapes, load_state_strict
+from vidsynth.weights.format import model_from_state
 
 _FIRST_KERNEL_TO_SIZE = {6: 96, 4: 64}
 _MOTION_MODES = {"lstm": "same-input", "gru": "feedback"}  # each public checkpoint's, by its cell
@@ -59,11 +59,9 @@ def _check_backed(tensor: torch.Tensor, key: str, path: Path) -> None:
     overlapping views): its sizes would build a model far larger than the checkpoint."""
     if tensor.numel() == 0:
         return
-    extent = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
-    if (
-        any(stride == 0 for size, stride in zip(tensor.shape, tensor.stride()) if size > 1)
-        or extent < tensor.numel()
-    ):
+    dims = list(zip(tensor.shape, tensor.stride()))
+    extent = 1 + sum((size - 1) * stride for size, stride in dims)
+    if any(stride == 0 and size > 1 for size, stride in dims) or extent < tensor.numel():
         raise WeightsError(
             f"{path}: {key} declares shape {tuple(tensor.shape)} with strides {tensor.stride()}, "
             "more elements than the file stores; refusing it"
@@ -116,8 +114,7 @@ def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathL
         raise WeightsError(
             f"{motion_path} is not a complete {cell.upper()} checkpoint: {cell}.weight_ih and "
             f"{cell}.weight_hh must both be matrices (found {cell}.weight_ih {tuple(weight_ih.shape)}, "
-            f"{cell}.weight_hh "
-            f"{'missing' if weight_hh is None else tuple(weight_hh.shape)})"
+            f"{cell}.weight_hh {'missing' if weight_hh is None else tuple(weight_hh.shape)})"
         )
     d_motion, hidden_size = weight_ih.shape[1], weight_hh.shape[1]
     nz = layout.pop("nz")
@@ -134,15 +131,9 @@ def import_legacy(generator_path: str | os.PathLike, motion_path: str | os.PathL
         cell=cell,
         motion_mode=_MOTION_MODES[cell],
     )
-    source = f"{generator_path} + {motion_path}"
     state = {f"image.{k}": v for k, v in generator_state.items()}
     state.update({f"motion.{k}": v for k, v in motion_state.items()})
     # Checkpoints from torch < 0.4 have no BatchNorm batch counters; they are unused at inference.
     for key in [k for k in state if k.endswith(".running_mean")]:
-        state.setdefault(
-            key.replace("running_mean", "num_batches_tracked"), torch.zeros((), dtype=torch.long)
-        )
-    check_shapes(config, {k: tuple(v.shape) for k, v in state.items()}, source)  # before allocating the model
-    model = VideoGenerator(config)
-    load_state_strict(model, state, source)
-    return model.eval()
+        state.setdefault(key.replace("running_mean", "num_batches_tracked"), torch.tensor(0))
+    return model_from_state(config, state, f"{generator_path} + {motion_path}")
