@@ -84,15 +84,12 @@ def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | 
 
 def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Eager PyTorch's video and final recurrent state: the reference."""
-    z_content, z_motion, category = _as_torch(noise)
-    with torch.inference_mode():
-        video, state = model.generate_chunk(z_content, model.initial_state(z_motion), n_frames, category)
-    return video.numpy(), state.numpy()
+    return torch_runners(model)[1](noise, (n_frames,))
 
 
-def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
+def torch_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
     """Runners over a torch module with the generator's interface: forward, initial_state and
-    generate_chunk (the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
+    generate_chunk (the eager model, the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
 
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
         z_content, z_motion, category = _as_torch(noise)
@@ -249,7 +246,7 @@ def validate_export(
     stream: dict[str, StreamRunner] = {}
     if "torchscript" in formats:
         module, extra = load_torchscript(directory / TORCHSCRIPT_FILE)
-        whole["torchscript"], stream["torchscript_streaming"] = torchscript_runners(module)
+        whole["torchscript"], stream["torchscript_streaming"] = torch_runners(module)
         if "prim::Loop" not in str(module.motion.rollout.graph):
             problems.append(f"{TORCHSCRIPT_FILE}: the motion recurrence is not a loop")
     if "onnx" in formats:
@@ -274,9 +271,7 @@ def validate_export(
     if "pt2" in formats:
         from vidsynth.artifacts.pt2 import load_pt2
 
-        whole["pt2"], stream["pt2_streaming"] = torchscript_runners(
-            load_pt2(directory, config, torch.__version__)
-        )
+        whole["pt2"], stream["pt2_streaming"] = torch_runners(load_pt2(directory, config, torch.__version__))
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
     return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)
