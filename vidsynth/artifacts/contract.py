@@ -142,12 +142,7 @@ def chunk_contract(config: ModelConfig) -> ExportContract:
 def graph_inputs(contract: ExportContract, noise: Noise, n_frames: int) -> dict[str, np.ndarray]:
     """The inputs `contract` names, for `noise` and `n_frames`, each a C-contiguous array of the
     contract's dtype; all but a carried `state`, which the caller adds."""
-    values = {
-        "z_content": noise.z_content,
-        "z_motion": noise.z_motion,
-        "n_frames": n_frames,
-        "category": noise.category,
-    }
+    values = {**vars(noise), "n_frames": n_frames}  # Noise's fields are named as the inputs they feed
     return {
         spec.name: np.require(values[spec.name], spec.dtype, "C")
         for spec in contract.inputs

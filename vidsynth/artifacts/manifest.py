@@ -93,9 +93,8 @@ def largest_artifact_bytes(config: Any) -> int:
     except (ConfigError, TypeError, ValueError, KeyError):
         return MAX_FILE_BYTES
     image = sum(layer.in_channels * layer.out_channels * layer.kernel**2 for layer in image_layers(model))
-    recurrent = 4 * model.hidden_size * (model.hidden_size + model.d_motion + 2) + model.hidden_size * (
-        model.d_motion + 1
-    )
+    hidden, motion = model.hidden_size, model.d_motion
+    recurrent = 4 * hidden * (hidden + motion + 2) + hidden * (motion + 1)
     weights = image + 2 * recurrent + 8 * model.ngf * 4  # batch norms: four values per channel
     return min(MAX_FILE_BYTES, _BYTES_PER_WEIGHT * weights + _GRAPH_BYTES)
 
@@ -151,11 +150,8 @@ def check_readable(manifest: dict[str, Any], path: Path) -> None:
     written_by = f"vidsynth {str(manifest.get('vidsynth_version', '(unknown version)'))[:40]}"
     version = manifest["format_version"]
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 10**6:
-        shown = (
-            repr(version)
-            if isinstance(version, (int, float)) and abs(version) < 10**6
-            else "an unknown version"
-        )
+        small = isinstance(version, (int, float)) and abs(version) < 10**6
+        shown = repr(version) if small else "an unknown version"
         raise RuntimeBackendError(f"{path} has format_version {shown}; expected a positive integer")
     if version > FORMAT_VERSION:
         raise RuntimeBackendError(

@@ -27,6 +27,7 @@ from vidsynth.atomic import atomic_directory, check_replaceable, output_lock
 from vidsynth.errors import ExportError
 from vidsynth.export.onnx_export import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
+from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
 
@@ -73,14 +74,14 @@ def export_artifacts(
             graph_model = with_precision(rewritten, dtype)
         started = time.perf_counter()
         with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
-            operators = write_artifacts(lowered, tmp, formats, opset, graph_model, rewrites, onnx_exporter)
+            operators = write_artifacts(lowered, graph_model, tmp, formats, opset, rewrites, onnx_exporter)
             written = time.perf_counter()
             from vidsynth.export.validate import validate_export
 
             validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
             files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
             manifest = build_manifest(
-                model.config.to_dict(), formats, opset, dtype, files, validation, rewrites, onnx_exporter
+                model.config, formats, opset, dtype, files, validation, rewrites, onnx_exporter
             )
             if operators is not None:
                 manifest["torchscript_ops"] = operators
@@ -94,16 +95,16 @@ def export_artifacts(
 
 def write_artifacts(
     model: VideoGenerator,
+    graph_model: VideoGenerator,
     directory: Path,
     formats: tuple[str, ...],
     opset: int | None,
-    graph_model: VideoGenerator | None = None,
-    rewrites: tuple[str, ...] = (),
-    onnx_exporter: str | None = None,
+    rewrites: tuple[str, ...],
+    onnx_exporter: str,
 ) -> list[str] | None:
-    """Writes the requested formats' files into `directory` and checks each ONNX graph.
-    The ONNX graphs are exported from `graph_model` (the rewritten model) when given.
-    Returns the TorchScript graph's operator set (None without TorchScript)."""
+    """Writes the requested formats' files into `directory` (the ONNX graphs from `graph_model`,
+    which carries `rewrites`) and checks each ONNX graph. Returns the TorchScript graph's
+    operator set (None without TorchScript)."""
     operators = None
     if "torchscript" in formats:
         from vidsynth.artifacts.torchscript_ops import recorded_operators
@@ -115,10 +116,9 @@ def write_artifacts(
     if "onnx" in formats:
         from vidsynth.export.onnx_export import check_graph, export_graph
 
-        source = model if graph_model is None else graph_model
         for file, streaming in ((ONNX_FILE, False), (ONNX_CHUNK_FILE, True)):
             export_graph(
-                source, directory / file, opset, streaming, rewrites=rewrites, exporter=onnx_exporter
+                graph_model, directory / file, opset, streaming, rewrites=rewrites, exporter=onnx_exporter
             )
         for file in (ONNX_FILE, ONNX_CHUNK_FILE):
             check_graph(directory / file)
@@ -130,31 +130,29 @@ def write_artifacts(
 
 
 def build_manifest(
-    config_dict: dict[str, Any],
+    config: ModelConfig,
     formats: tuple[str, ...],
     opset: int | None,
     dtype: str,
     files: dict[str, dict[str, Any]],
     validation: dict[str, Any],
-    rewrites: Sequence[str] = (),
-    onnx_exporter: str | None = None,
+    rewrites: Sequence[str],
+    onnx_exporter: str,
 ) -> dict[str, Any]:
     import onnx
 
     from vidsynth.export.pt2 import pt2_record
-    from vidsynth.model.config import ModelConfig
 
-    config = ModelConfig.from_dict(config_dict)
     contract = generator_contract(config)
     return {
         "format_version": FORMAT_VERSION,
         "vidsynth_version": __version__,
-        "config": config_dict,
+        "config": config.to_dict(),
         "dtype": dtype,
         "precision": {"image_generator": dtype, "motion": "fp32", "inputs_outputs": "float32"},
         "formats": list(formats),
         "opset": opset,
-        "onnx_exporter": EXPORTERS[check_exporter(onnx_exporter)] if "onnx" in formats else None,
+        "onnx_exporter": EXPORTERS[onnx_exporter] if "onnx" in formats else None,
         "rewrites": list(rewrites),  # names from vidsynth.artifacts.contract.GRAPH_REWRITES
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,

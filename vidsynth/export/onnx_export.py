@@ -110,10 +110,19 @@ def export_graph(
     from the export contract. `exporter`: "torchscript" or "dynamo"; None: default_exporter()."""
     contract = chunk_contract(model.config) if streaming else generator_contract(model.config)
     inputs = example_inputs(model, streaming, *example_shape)
-    if (exporter or default_exporter()) == DYNAMO:
-        _export_dynamo(model, path, opset, contract, inputs, streaming)
-    else:
-        _export_scripted(model, path, opset, contract, inputs, streaming)
+    dynamo = (exporter or default_exporter()) == DYNAMO
+    if dynamo and importlib.util.find_spec("onnxscript") is None:  # what this exporter writes its graphs with
+        raise MissingDependencyError(
+            "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install "
+            "onnxscript"
+        )
+    try:
+        export = _export_dynamo if dynamo else _export_scripted
+        export(model, path, opset, contract, inputs, streaming)
+    except Exception as exc:  # torch.onnx raises many unrelated types
+        how = " (torch.export-based)" if dynamo else ""
+        name = "generator_chunk" if streaming else "generator"
+        raise ExportError(f"ONNX export{how} of {name} failed (torch {torch.__version__}): {exc}") from exc
     metadata = {
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "vidsynth_version": __version__,
@@ -136,31 +145,26 @@ def _export_scripted(
         wrapper = VideoChunkConditional(model) if conditional else VideoChunk(model)
     else:
         wrapper = WholeVideoConditional(model) if conditional else WholeVideo(model)
-    try:
-        scripted = torch.jit.script(wrapper.eval())
-        with warnings.catch_warnings():
-            # The deprecation notice of this exporter: the choice is deliberate (module docstring).
-            warnings.filterwarnings(
-                "ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*"
-            )
-            # The fused LSTM/GRU initial state is a graph input (sliced from `state`), which is
-            # what this warning asks for; validation runs other batch sizes than the example.
-            warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
-            torch.onnx.export(
-                scripted,
-                inputs,
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=contract.input_names,
-                output_names=contract.output_names,
-                dynamic_axes=contract.dynamic_axes(),
-                do_constant_folding=True,
-            )
-    except Exception as exc:  # torch.onnx raises many unrelated types
-        raise ExportError(
-            f"ONNX export of {'generator_chunk' if streaming else 'generator'} failed: {exc}"
-        ) from exc
+    scripted = torch.jit.script(wrapper.eval())
+    with warnings.catch_warnings():
+        # The deprecation notice of this exporter: the choice is deliberate (module docstring).
+        warnings.filterwarnings(
+            "ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*"
+        )
+        # The fused LSTM/GRU initial state is a graph input (sliced from `state`), which is
+        # what this warning asks for; validation runs other batch sizes than the example.
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
+        torch.onnx.export(
+            scripted,
+            inputs,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=contract.input_names,
+            output_names=contract.output_names,
+            dynamic_axes=contract.dynamic_axes(),
+            do_constant_folding=True,
+        )
 
 
 def exporter_rewrites(exporter: str) -> tuple[str, ...]:
@@ -210,38 +214,26 @@ def _export_dynamo(
     path: str | os.PathLike,
     opset: int,
     contract: ExportContract,
-    example_inputs: tuple[Tensor, ...],
+    inputs: tuple[Tensor, ...],
     streaming: bool,
 ) -> None:
     """The torch.export-based exporter on the while_loop formulation."""
-    if importlib.util.find_spec("onnxscript") is None:  # what this exporter writes its graphs with
-        raise MissingDependencyError(
-            "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install "
-            "onnxscript"
-        )
     batch = torch.export.Dim(BATCH, min=1)
-    dynamic_shapes = tuple({0: batch} if tensor.dim() > 0 else None for tensor in example_inputs)
-    try:
-        with warnings.catch_warnings():
-            # The exporter reports its own progress and version conversions as warnings.
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                while_loop_module(model, streaming),
-                example_inputs,
-                dynamo=True,
-                opset_version=opset,
-                input_names=contract.input_names,
-                output_names=contract.output_names,
-                dynamic_shapes=dynamic_shapes,
-                optimize=True,
-                verbose=False,
-            )
-        program.save(str(path), external_data=False)
-    except Exception as exc:  # torch.onnx raises many unrelated types
-        name = "generator_chunk" if streaming else "generator"
-        raise ExportError(
-            f"ONNX export (torch.export-based) of {name} failed (torch {torch.__version__}): {exc}"
-        ) from exc
+    with warnings.catch_warnings():
+        # The exporter reports its own progress and version conversions as warnings.
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            while_loop_module(model, streaming),
+            inputs,
+            dynamo=True,
+            opset_version=opset,
+            input_names=contract.input_names,
+            output_names=contract.output_names,
+            dynamic_shapes=tuple({0: batch} if tensor.dim() > 0 else None for tensor in inputs),
+            optimize=True,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
 
 
 def _describe(path: str | os.PathLike, contract: ExportContract, metadata: dict[str, str]) -> None:

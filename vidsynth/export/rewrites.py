@@ -8,11 +8,11 @@ onnxruntime or OpenVINO faster and neither slower, since one file serves both (b
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 from vidsynth.artifacts.contract import GRAPH_REWRITES
 from vidsynth.errors import ExportError, choice_error
+from vidsynth.export.precision import deployable_copy
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.inference import InferenceMotion, fold_image_generator, rewrite_for_cpu
 
@@ -45,7 +45,7 @@ def rewrite_for_export(
 ) -> tuple[VideoGenerator, tuple[str, ...]]:
     """An eval-mode float32 CPU copy of `model` with the applicable rewrites, and their names."""
     applied = applicable_rewrites(model, requested)
-    rewritten = copy.deepcopy(model).cpu().float().eval()
+    rewritten = deployable_copy(model)
     if "fold-motion-bn" in applied:
         rewritten.motion = InferenceMotion(rewritten.motion, model.config.cell)
     if "fold-image-bn" in applied:

@@ -84,15 +84,12 @@ def _as_torch(noise: Noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | 
 
 def eager_video(model: VideoGenerator, noise: Noise, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Eager PyTorch's video and final recurrent state: the reference."""
-    z_content, z_motion, category = _as_torch(noise)
-    with torch.inference_mode():
-        video, state = model.generate_chunk(z_content, model.initial_state(z_motion), n_frames, category)
-    return video.numpy(), state.numpy()
+    return torch_runners(model)[1](noise, (n_frames,))
 
 
-def torchscript_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
+def torch_runners(module: Any) -> tuple[WholeRunner, StreamRunner]:
     """Runners over a torch module with the generator's interface: forward, initial_state and
-    generate_chunk (the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
+    generate_chunk (the eager model, the scripted generator.pt, or the .pt2 packages' Pt2Generator)."""
 
     def whole(noise: Noise, n_frames: int) -> np.ndarray:
         z_content, z_motion, category = _as_torch(noise)
@@ -175,16 +172,14 @@ def validate_backends(
     tolerance = TOLERANCE[dtype]
     comparisons: list[Comparison] = []
     psnr: dict[str, float] = {}
-    shapes = list(VALIDATION_SHAPES)
-    for index, (batch, n_frames) in enumerate(shapes):
+    for index, (batch, n_frames) in enumerate(VALIDATION_SHAPES):
         noise = sample_noise(model.config, batch, seed=VALIDATION_SEED + index)
         expected = dict(zip(("video", "state_out"), eager_video(model, noise, n_frames)))
-        fp32_video = eager_video(fp32_model, noise, n_frames)[0] if fp32_model is not None else None
         outputs = {backend: {"video": run(noise, n_frames)} for backend, run in whole.items()}
         if sum(VALIDATION_CHUNKS) == n_frames:
             for backend, run in stream.items():
                 outputs[backend] = dict(zip(("video", "state_out"), run(noise, VALIDATION_CHUNKS)))
-        results = {"eager": expected["video"]}
+        videos = {"eager": expected["video"]}
         for backend, made in outputs.items():
             found = [
                 p
@@ -197,35 +192,31 @@ def validate_backends(
                     compare(backend, name, n_frames, expected[name], out, tolerance)
                     for name, out in made.items()
                 ]
-                results[backend] = made["video"]
-        if fp32_video is not None:
-            for backend, video in results.items():
+                videos[backend] = made["video"]
+        if fp32_model is not None:
+            fp32_video = eager_video(fp32_model, noise, n_frames)[0]
+            for backend, video in videos.items():
                 psnr[backend] = min(psnr.get(backend, math.inf), psnr_db(fp32_video, video))
     problems += [c.describe() for c in comparisons if not c.ok]
-    for backend, value in psnr.items():
-        if value < min_psnr_db:
-            problems.append(
-                f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the "
-                f"{min_psnr_db:g} dB minimum"
-            )
+    problems += [
+        f"{backend} {dtype} video is {value:.1f} dB PSNR from float32, below the {min_psnr_db:g} dB minimum"
+        for backend, value in psnr.items()
+        if value < min_psnr_db
+    ]
     if problems:
         header = f"export validation failed against eager PyTorch ({dtype}, tolerance max abs {tolerance:g}):"
         raise ValidationError("\n  - ".join([header] + problems))
-    max_abs: dict[str, float] = {}
-    max_rel: dict[str, float] = {}
-    for c in comparisons:
-        max_abs[c.backend] = max(max_abs.get(c.backend, 0.0), c.max_abs)
-        max_rel[c.backend] = max(max_rel.get(c.backend, 0.0), c.max_rel)
+    backends = dict.fromkeys(c.backend for c in comparisons)
     figures = {
         "reference": f"eager PyTorch, {dtype}",
         "tolerance": {"max_abs": tolerance},
         "max_rel_definition": REL_ERROR,
-        "shapes": [{"batch": b, "n_frames": n} for b, n in shapes],
-        "seeds": [VALIDATION_SEED + i for i in range(len(shapes))],
+        "shapes": [{"batch": b, "n_frames": n} for b, n in VALIDATION_SHAPES],
+        "seeds": [VALIDATION_SEED + i for i in range(len(VALIDATION_SHAPES))],
         "streaming_chunks": list(VALIDATION_CHUNKS),
         "onnxruntime_provider": CPU_PROVIDER,
-        "max_abs": max_abs,
-        "max_rel": max_rel,
+        "max_abs": {b: max(c.max_abs for c in comparisons if c.backend == b) for b in backends},
+        "max_rel": {b: max(c.max_rel for c in comparisons if c.backend == b) for b in backends},
         "comparisons": [asdict(c) for c in comparisons],
     }
     if psnr:
@@ -255,7 +246,7 @@ def validate_export(
     stream: dict[str, StreamRunner] = {}
     if "torchscript" in formats:
         module, extra = load_torchscript(directory / TORCHSCRIPT_FILE)
-        whole["torchscript"], stream["torchscript_streaming"] = torchscript_runners(module)
+        whole["torchscript"], stream["torchscript_streaming"] = torch_runners(module)
         if "prim::Loop" not in str(module.motion.rollout.graph):
             problems.append(f"{TORCHSCRIPT_FILE}: the motion recurrence is not a loop")
     if "onnx" in formats:
@@ -280,9 +271,7 @@ def validate_export(
     if "pt2" in formats:
         from vidsynth.artifacts.pt2 import load_pt2
 
-        whole["pt2"], stream["pt2_streaming"] = torchscript_runners(
-            load_pt2(directory, config, torch.__version__)
-        )
+        whole["pt2"], stream["pt2_streaming"] = torch_runners(load_pt2(directory, config, torch.__version__))
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))
     return validate_backends(model, dtype, whole, stream, fp32_model, min_psnr_db)

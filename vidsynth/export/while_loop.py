@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vidsynth.model.generator import VideoGenerator, frame_latents
+from vidsynth.model.generator import VideoGenerator
 
 
 def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,17 +53,6 @@ def motion_codes(motion: nn.Module, state: Tensor, n_frames: Tensor) -> tuple[Te
     return motion._normalize_eval(codes.view(steps, batch, width)), torch.cat([cell_state, x], 1)
 
 
-def chunk(
-    generator: VideoGenerator, z_content: Tensor, state: Tensor, n_frames: Tensor, category: Tensor | None
-) -> tuple[Tensor, Tensor]:
-    """`generator.generate_chunk` with the while_loop recurrence."""
-    codes, state = motion_codes(generator.motion, state, n_frames)
-    frames = generator.image(frame_latents(codes, z_content, generator.n_categories, category))
-    size = generator.image_size
-    video = frames.view(z_content.size(0), codes.size(0), generator.nc, size, size)
-    return video, state
-
-
 class MotionRollout(nn.Module):
     """(state, n_frames) -> (codes, state_out): the motion recurrence alone, codes
     (n_frames, B, d_motion) as `VideoGenerator.motion.rollout` returns them in eval mode."""
@@ -89,10 +78,10 @@ class WhileLoopGenerator(nn.Module):
     def forward(
         self, z_content: Tensor, motion: Tensor, n_frames: Tensor, category: Tensor | None = None
     ) -> Tensor | tuple[Tensor, Tensor]:
-        if self.streaming:
-            return chunk(self.generator, z_content, motion, n_frames, category)
-        state = self.generator.initial_state(motion)
-        return chunk(self.generator, z_content, state, n_frames, category)[0]
+        state = motion if self.streaming else self.generator.initial_state(motion)
+        codes, state = motion_codes(self.generator.motion, state, n_frames)
+        video = self.generator.render(codes, z_content, category)
+        return (video, state) if self.streaming else video
 
 
 def while_loop_module(generator: VideoGenerator, streaming: bool) -> nn.Module:

@@ -1,14 +1,13 @@
 """A faster inference copy of a VideoGenerator for the torch CPU path (eval mode only).
 
-`optimize_for_inference(model, precision)` returns an `InferenceGenerator` with the same
-`forward`, `initial_state` and `generate_chunk` as the VideoGenerator it came from, and the
-same outputs up to float rounding (fp32) or bf16 rounding of the image generator (bf16). The
-recurrence runs as InferenceMotion; every eval batch norm is folded into the layer before it;
-the first ConvTranspose2d runs as the matrix product it is and, in fp32, the last one as a
-sub-pixel convolution (oneDNN's deconvolution is slow there; bench/levers.py measures it); the
-image generator runs channels-last (oneDNN's preferred layout), optionally in bf16, over
-`frame_chunk` frames at a time so that activations stay small whatever the batch and frame
-count. The model passed in is not changed.
+`optimize_for_inference(model, precision)` returns a copy of the VideoGenerator with its motion
+and image modules swapped for faster forms: the same outputs up to float rounding (fp32) or bf16
+rounding of the image generator (bf16). The recurrence runs as InferenceMotion; every eval batch
+norm is folded into the layer before it; the first ConvTranspose2d runs as the matrix product it
+is and, in fp32, the last one as a sub-pixel convolution (oneDNN's deconvolution is slow there;
+bench/levers.py measures it); the image generator runs channels-last (oneDNN's preferred layout),
+optionally in bf16, over `frame_chunk` frames at a time so that activations stay small whatever
+the batch and frame count. The model passed in is not changed.
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from torch import Tensor, nn
 
 from vidsynth.errors import InputError, choice_error
 from vidsynth.model.config import ModelConfig
-from vidsynth.model.generator import VideoGenerator, frame_latents
-from vidsynth.model.layers import gru_update, initial_state, lstm_update
+from vidsynth.model.generator import VideoGenerator
+from vidsynth.model.layers import gru_update, lstm_update
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Frames per image-generator call: ~20 MB of fp32 activations at 96x96, ngf=64 (fits L2+L3).
@@ -236,51 +235,22 @@ class ChunkedImageGenerator(nn.Module):
         return out
 
 
-class InferenceGenerator(nn.Module):
-    """VideoGenerator's interface over the fused motion and the chunked image generator."""
-
-    def __init__(self, model: VideoGenerator, precision: str, frame_chunk: int) -> None:
-        super().__init__()
-        config = model.config
-        self.config = config
-        self.precision = precision
-        self.n_categories = config.n_categories
-        self.nc = config.nc
-        self.image_size = config.image_size
-        self.cell_state_size = config.state_size - config.d_motion
-        motion = InferenceMotion(model.motion, config.cell)
-        # Scripting pays in the feedback loop of small ops; a fused kernel is one call either way.
-        self.motion = torch.jit.script(motion) if motion.feedback else motion
-        self.motion_kind = f"fused torch.{config.cell}"  # how the recurrence runs, in words
-        if motion.feedback:
-            self.motion_kind = "TorchScript loop of one matrix product per step"
-        self.image = ChunkedImageGenerator(model.image, config, PRECISIONS[precision], frame_chunk)
-
-    def initial_state(self, z_motion: Tensor) -> Tensor:
-        return initial_state(z_motion, self.cell_state_size)
-
-    @torch.no_grad()
-    def generate_chunk(
-        self, z_content: Tensor, state: Tensor, n_frames: int, category: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        codes, state = self.motion.rollout(state, n_frames)
-        frames = self.image(frame_latents(codes, z_content, self.n_categories, category))
-        return frames.view(z_content.size(0), n_frames, self.nc, self.image_size, self.image_size), state
-
-    def forward(
-        self, z_content: Tensor, z_motion: Tensor, n_frames: int, category: Tensor | None = None
-    ) -> Tensor:
-        video, _ = self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)
-        return video
-
-
 def optimize_for_inference(
     model: VideoGenerator, precision: str = "fp32", frame_chunk: int = DEFAULT_FRAME_CHUNK
-) -> InferenceGenerator:
+) -> VideoGenerator:
     """An eval-mode CPU inference copy of `model` (see the module docstring)."""
     if precision not in PRECISIONS:
         raise choice_error(InputError, "precision", precision, sorted(PRECISIONS))
     if not isinstance(frame_chunk, int) or frame_chunk < 1:
         raise InputError(f"frame_chunk must be a positive integer, got {frame_chunk!r}")
-    source = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    return InferenceGenerator(source, precision, frame_chunk).eval()
+    fast = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    config = fast.config
+    motion = InferenceMotion(fast.motion, config.cell)
+    # Scripting pays in the feedback loop of small ops; a fused kernel is one call either way.
+    fast.motion = torch.jit.script(motion) if motion.feedback else motion
+    fast.image = ChunkedImageGenerator(fast.image, config, PRECISIONS[precision], frame_chunk)
+    # How the recurrence runs, in words (the torch backend and the benchmarks report it).
+    fast.motion_kind = f"fused torch.{config.cell}"
+    if motion.feedback:
+        fast.motion_kind = "TorchScript loop of one matrix product per step"
+    return fast.requires_grad_(False)

@@ -135,10 +135,8 @@ class _MotionRNN(nn.Module):
             raise choice_error(ConfigError, "motion mode", motion_mode, MOTION_MODES)
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.motion_mode = motion_mode
         self.feedback = motion_mode == "feedback"
         self.cell_state_size = n_cell_states * hidden_size
-        self.state_size = self.cell_state_size + input_size
         self.linear = MyLinear(hidden_size, input_size)
         self.bn = nn.BatchNorm1d(input_size, affine=False, eps=bn_eps)
         self.h = torch.zeros(0)
