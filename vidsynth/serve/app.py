@@ -51,9 +51,8 @@ REFUSED_REQUEST = (TooManyReading, InputError)
 
 
 def refused_response(exc: Exception) -> JSONResponse:
-    """The answer to a request refused while its body was read and checked: 503 too many bodies
-    arriving at once, 400 not a JSON object, 408 too slow to arrive, 413 over the server's
-    limits (the body's size too), 422 a bad field."""
+    """The answer to a request refused while its body was read and checked (413: over the
+    server's limits, the body's size too)."""
     if isinstance(exc, TooManyReading):
         return busy(str(exc))
     status = {BodyError: 400, SlowBody: 408, LimitError: 413}.get(type(exc), 422)

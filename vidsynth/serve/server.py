@@ -139,8 +139,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def run_server(options: ServeOptions, address: str | None, host: str, port: int) -> None:
     """Serves until SIGINT or SIGTERM, then takes down the app and (if it started it) Ray.
-    `options.replicas` None means as many as fit the CPUs. Everything that can be checked
-    without Ray (options, weights or artifacts, port, CPUs) is checked before Ray starts."""
+    What can be checked without Ray (options, weights or artifacts, port, CPUs) is checked first."""
     options.validate()
     fitted = options.replicas is None
     cpus: float | None = None
