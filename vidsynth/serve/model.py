@@ -41,7 +41,7 @@ class VideoModel:
             "shares_model_calls": self.share_calls,
         }
         self.replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"  # X-Vidsynth-Replica
-        for batched in (self._batch, self._chunks):
+        for batched in (self._batch, self.stream_chunk):
             batched.set_max_batch_size(limits.max_batch)
             batched.set_batch_wait_timeout_s(limits.batch_wait_s)
 
@@ -62,12 +62,9 @@ class VideoModel:
         outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
         return [replace(o, replica=self.replica) if isinstance(o, Rendered) else o for o in outcomes]
 
-    async def stream_chunk(self, call: ChunkCall) -> ChunkResult:
-        """A live stream's next chunk (serve/live.py): its state comes in and goes out with it."""
-        return await self._chunks(call)
-
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _chunks(self, calls: list[ChunkCall]) -> list[ChunkResult]:
+    async def stream_chunk(self, calls: list[ChunkCall]) -> list[ChunkResult]:
+        """Live streams' next chunks (serve/live.py), batched: each state comes in and goes out."""
         from vidsynth.runtime.chunks import next_chunks
 
         made = await asyncio.to_thread(
