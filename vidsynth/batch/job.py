@@ -213,8 +213,7 @@ def _prepare(job: BatchJob, out: Path, force: bool) -> tuple[dict[int, dict], bo
     wanted = job.parameters()
     if force:
         check_model(job)  # before anything is removed
-        removed = remove_job(out)
-        if removed:
+        if removed := remove_job(out):
             logger.info("--force: removed the %d videos of the earlier job in %s", removed, out)
     stored = read_job(out)
     if stored is None and os.path.lexists(out / INDEX_NAME):
@@ -222,13 +221,11 @@ def _prepare(job: BatchJob, out: Path, force: bool) -> tuple[dict[int, dict], bo
             f"{out} has an {INDEX_NAME} but no {JOB_NAME}: it holds no job this vidsynth can resume; "
             "choose another --out, or pass --force to start over"
         )
-    if stored is not None:
-        differ = job_differences(stored, wanted)
-        if differ:
-            raise InputError(
-                f"{out} holds a batch job made with other parameters: {'; '.join(differ)}. Rerun with "
-                "the job's parameters to resume it, choose another --out, or pass --force to start over"
-            )
+    if stored is not None and (differ := job_differences(stored, wanted)):
+        raise InputError(
+            f"{out} holds a batch job made with other parameters: {'; '.join(differ)}. Rerun with "
+            "the job's parameters to resume it, choose another --out, or pass --force to start over"
+        )
     done, cut = read_index(out, wanted)
     check_targets(out)
     if not force:

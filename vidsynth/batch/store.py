@@ -164,7 +164,6 @@ def read_index(out: Path, wanted: dict[str, Any] | None) -> tuple[dict[int, dict
                 cut = True
                 break
             why = f"not valid JSON ({exc})"
-            record = None
         if why is not None:
             if wanted is None:
                 continue

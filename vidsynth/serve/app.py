@@ -47,20 +47,15 @@ class TooManyReading(Exception):
     """As many request bodies are arriving as the server reads at once (503)."""
 
 
-REFUSED_REQUEST = (TooManyReading, BodyError, SlowBody, InputError)
+REFUSED_REQUEST = (TooManyReading, InputError)
 
 
-def refused_response(exc: Exception, max_reading: int) -> JSONResponse:
-    """The answer to a request refused while its body was read and checked: 503 too many bodies
-    arriving at once, 400 not a JSON object, 408 too slow to arrive, 413 over the server's
-    limits (the body's size too), 422 a bad field."""
+def refused_response(exc: Exception) -> JSONResponse:
+    """The answer to a request refused while its body was read and checked (413: over the
+    server's limits, the body's size too)."""
     if isinstance(exc, TooManyReading):
-        return busy(f"{max_reading} request bodies arriving at once")
-    if isinstance(exc, BodyError):
-        return error_response(400, str(exc))
-    if isinstance(exc, SlowBody):
-        return error_response(408, str(exc))
-    status = 413 if isinstance(exc, LimitError) else 422
+        return busy(str(exc))
+    status = {BodyError: 400, SlowBody: 408, LimitError: 413}.get(type(exc), 422)
     return error_response(status, str(exc), exc.fields)
 
 
@@ -76,7 +71,7 @@ class Ingress:
         self.page = resources.files("vidsynth.serve").joinpath("page.html").read_text()
         self.card: dict[str, Any] | None = None
         self.live = LiveStreams(options.live, lambda call: self.model.stream_chunk.remote(call))
-        self.reading = 0  # request bodies arriving now
+        self.reading = asyncio.Semaphore(options.limits.max_reading)  # request bodies arriving now
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -98,7 +93,7 @@ class Ingress:
             generate = parse_body(await self._body(request), self.options.model)
             limits.check(generate)
         except REFUSED_REQUEST as exc:
-            return refused_response(exc, limits.max_reading)
+            return refused_response(exc)
         try:
             rendered = await asyncio.wait_for(self.model.generate.remote(generate), timeout=limits.timeout_s)
         except BackPressureError:
@@ -111,9 +106,8 @@ class Ingress:
             )
         except VidsynthError as exc:  # raised in the replica: Ray wraps it, .cause is ours
             cause = getattr(exc, "cause", exc)
-            if isinstance(cause, InputError):
-                return error_response(422, str(cause), cause.fields)
-            return error_response(500, str(cause))
+            status = 422 if isinstance(cause, InputError) else 500
+            return error_response(status, str(cause), getattr(cause, "fields", ()))
         except Exception as exc:  # a replica that died or a bug: still one JSON answer
             return error_response(
                 500, f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -138,7 +132,7 @@ class Ingress:
                 503, str(exc), headers={"Retry-After": str(self.options.live.retry_after_s)}
             )
         except REFUSED_REQUEST as exc:
-            return refused_response(exc, self.options.limits.max_reading)
+            return refused_response(exc)
         return StreamingResponse(stream.body(), media_type=STREAM_MEDIA_TYPE, headers=stream.headers)
 
     @api.get("/v1/streams")
@@ -149,19 +143,15 @@ class Ingress:
         """The request's body, bounded in size, in time and in how many arrive at once, so slow
         or oversized senders cannot hold the ingress."""
         limits = self.options.limits
-        if self.reading >= limits.max_reading:
-            raise TooManyReading()
-        self.reading += 1
-        try:
+        if self.reading.locked():
+            raise TooManyReading(f"{limits.max_reading} request bodies arriving at once")
+        async with self.reading:
             declared = request.headers.get("content-length")
             return await read_body(request.stream(), declared, limits.max_body_bytes, limits.body_timeout_s)
-        finally:
-            self.reading -= 1
 
     async def _card(self) -> dict[str, Any]:
         if self.card is None:
-            card = await self.model.info.remote()
-            self.card = {key: value for key, value in card.items() if key not in ("node_id", "pid")}
+            self.card = await self.model.info.remote()
         return self.card
 
 

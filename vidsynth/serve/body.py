@@ -78,8 +78,7 @@ def parse_body(raw: bytes, server: GenerateRequest) -> GenerateRequest:
             f"unknown field(s) {', '.join(map(repr, unknown))}; expected some of: {', '.join(CLIENT_FIELDS)}",
             fields=unknown,
         )
-    values = {"num_videos": DEFAULT_NUM_VIDEOS, **payload}
-    return replace(server, **values).validate()
+    return replace(server, **{"num_videos": DEFAULT_NUM_VIDEOS, **payload}).validate()
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ from vidsynth.artifacts.manifest import read_manifest
 from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.request import GenerateRequest
 
-DEMO_PROVENANCE = {"source": "demo: seeded random weights, untrained"}
-
 
 def _name(where: str | None) -> str | None:
     return None if where is None else Path(where).name
@@ -34,7 +32,7 @@ def model_card(server: GenerateRequest, backend: Backend) -> dict[str, Any]:
             "dtype": manifest.get("dtype"),
         }
     elif server.weights == "demo":
-        card["provenance"] = dict(DEMO_PROVENANCE)
+        card["provenance"] = {"source": "demo: seeded random weights, untrained"}
     else:
         from vidsynth.model.generator import parameter_count
         from vidsynth.weights import DEFAULT_WEIGHTS_DIR

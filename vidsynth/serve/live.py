@@ -157,9 +157,8 @@ class Stream:
             state = first_state(self.config, self.noise)
             started = time.monotonic()
             limits = self.owner.limits
-            pieces = stream_pieces(self.total, self.request.chunk_frames, limits.first_frames)
-            for piece in pieces:
-                ahead = self.request.chunk_frames / self.request.fps + limits.lead_s
+            ahead = self.request.chunk_frames / self.request.fps + limits.lead_s
+            for piece in stream_pieces(self.total, self.request.chunk_frames, limits.first_frames):
                 due = started + (piece.start + piece.skip) / self.request.fps - ahead
                 if due > time.monotonic():
                     await asyncio.sleep(due - time.monotonic())

@@ -40,14 +40,13 @@ class VideoModel:
             "threads": threads,
             "shares_model_calls": self.share_calls,
         }
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.replica = f"{self.node_id}/{os.getpid()}"  # what X-Vidsynth-Replica names
-        for batched in (self._batch, self._chunks):
+        self.replica = f"{ray.get_runtime_context().get_node_id()}/{os.getpid()}"  # X-Vidsynth-Replica
+        for batched in (self._batch, self.stream_chunk):
             batched.set_max_batch_size(limits.max_batch)
             batched.set_batch_wait_timeout_s(limits.batch_wait_s)
 
     def info(self) -> dict[str, Any]:
-        return {**self.card, "node_id": self.node_id, "pid": os.getpid()}
+        return self.card
 
     async def generate(self, request: GenerateRequest) -> Rendered:
         outcome = await self._batch(request)
@@ -61,25 +60,11 @@ class VideoModel:
 
         # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
         outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
-        # What render_requests grouped into shared calls: requests refused before them do not count.
-        shapes = Counter(
-            (r.frames, r.chunk_frames) for o, r in zip(outcomes, requests) if isinstance(o, Rendered)
-        )
-        return [
-            replace(
-                o, replica=self.replica, batch=shapes[r.frames, r.chunk_frames] if self.share_calls else 1
-            )
-            if isinstance(o, Rendered)
-            else o
-            for o, r in zip(outcomes, requests)
-        ]
-
-    async def stream_chunk(self, call: ChunkCall) -> ChunkResult:
-        """A live stream's next chunk (serve/live.py): its state comes in and goes out with it."""
-        return await self._chunks(call)
+        return [replace(o, replica=self.replica) if isinstance(o, Rendered) else o for o in outcomes]
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _chunks(self, calls: list[ChunkCall]) -> list[ChunkResult]:
+    async def stream_chunk(self, calls: list[ChunkCall]) -> list[ChunkResult]:
+        """Live streams' next chunks (serve/live.py), batched: each state comes in and goes out."""
         from vidsynth.runtime.chunks import next_chunks
 
         made = await asyncio.to_thread(

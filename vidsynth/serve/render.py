@@ -9,6 +9,7 @@ encodes into a temporary directory. Torch-free."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,22 +66,6 @@ def prepare(backend: Backend, request: GenerateRequest) -> Noise:
     return noise
 
 
-def render_group(backend: Backend, requests: list[GenerateRequest]) -> list[Outcome]:
-    """Renders requests that all ask for the same frames and chunk size. A request whose
-    input is bad gets its error; the others are made together."""
-    outcomes: dict[int, Outcome] = {}
-    noises: dict[int, Noise] = {}
-    for index, request in enumerate(requests):
-        try:
-            noises[index] = prepare(backend, request)
-        except VidsynthError as exc:
-            outcomes[index] = exc
-    if noises:
-        made = _render_together(backend, [requests[i] for i in noises], list(noises.values()))
-        outcomes.update(zip(noises, made))
-    return [outcomes[i] for i in range(len(requests))]
-
-
 def _render_together(
     backend: Backend, requests: list[GenerateRequest], noises: list[Noise]
 ) -> list[Rendered]:
@@ -92,33 +77,37 @@ def _render_together(
     plan = plan_on(backend, len(noise.z_content), first.frames, fmt, first.chunk_frames)
     size = backend.config.image_size
     with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
-        writers = []
-        for number, r in enumerate(requests):
-            directory = Path(tmp) / str(number)
-            directory.mkdir()
-            writers.append(open_writer(r.format, directory, r.num_videos, r.frames, r.fps, size))
+        writers = [
+            open_writer(r.format, Path(tempfile.mkdtemp(dir=tmp)), r.num_videos, r.frames, r.fps, size)
+            for r in requests
+        ]
         fan_out = FanOutWriter(writers)
         try:
             stream_videos(backend, noise, first.frames, plan, fan_out)
         except BaseException:
             fan_out.abort()
             raise
-        return [
-            package({name: (writer.directory / name).read_bytes() for name in writer.finish()})
-            for writer in writers
-        ]
+        made = [package({name: (w.directory / name).read_bytes() for name in w.finish()}) for w in writers]
+    return [replace(rendered, batch=len(made)) for rendered in made]  # X-Vidsynth-Batch
 
 
 def render_requests(
     backend: Backend, requests: list[GenerateRequest], share_calls: bool = True
 ) -> list[Outcome]:
-    """Outcomes in the order of `requests`. With share_calls, requests of the same shape
-    share model calls; without, each is made as `vidsynth generate` would make it."""
-    groups: dict[object, list[int]] = {}
-    for index, request in enumerate(requests):
-        key = (request.frames, request.chunk_frames) if share_calls else index
-        groups.setdefault(key, []).append(index)
+    """Outcomes in the order of `requests`; a request whose input is bad gets its error. With
+    share_calls, requests of the same frames and chunk size share model calls; without, each
+    is made as `vidsynth generate` would make it."""
     outcomes: dict[int, Outcome] = {}
-    for indices in groups.values():
-        outcomes.update(zip(indices, render_group(backend, [requests[i] for i in indices])))
+    groups: dict[object, dict[int, Noise]] = {}
+    for index, request in enumerate(requests):
+        try:
+            noise = prepare(backend, request)
+        except VidsynthError as exc:
+            outcomes[index] = exc
+            continue
+        key = (request.frames, request.chunk_frames) if share_calls else index
+        groups.setdefault(key, {})[index] = noise
+    for noises in groups.values():
+        made = _render_together(backend, [requests[i] for i in noises], list(noises.values()))
+        outcomes.update(zip(noises, made))
     return [outcomes[i] for i in range(len(requests))]

@@ -55,9 +55,7 @@ def wait_ready(url: str, name: str | None = None, timeout_s: float = READY_TIMEO
     deadline = time.monotonic() + timeout_s
     while True:
         if name is not None:
-            problem = deployment_problem(name)
-            if problem:
-                raise VidsynthError(problem)
+            check_deployment(name)
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
                 if response.status == 200:
@@ -69,21 +67,20 @@ def wait_ready(url: str, name: str | None = None, timeout_s: float = READY_TIMEO
         time.sleep(POLL_S)
 
 
-def deployment_problem(name: str) -> str | None:
-    """Why app `name` will not become ready, from Serve's status, or None while it may."""
+def check_deployment(name: str) -> None:
+    """Raises as soon as Serve's status says app `name` will not become ready."""
     status = import_serve().status().applications.get(name)
     if status is None:
-        return None
+        return
     if status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-        return f"the {name} app failed to deploy: {last_error_line(status.message)}"
+        raise VidsynthError(f"the {name} app failed to deploy: {last_error_line(status.message)}")
     for deployment, info in status.deployments.items():
         found = UNSCHEDULABLE.search(info.message)  # Serve's notice after 30 s without resources
         if found:
-            return (
+            raise VidsynthError(
                 f"the {deployment} replicas cannot be scheduled: each asks for {found['asked']}, "
                 f"the cluster has {found['available']} available; use fewer --replicas or --cpus-per-replica"
             )
-    return None
 
 
 def last_error_line(message: str) -> str:
@@ -142,8 +139,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def run_server(options: ServeOptions, address: str | None, host: str, port: int) -> None:
     """Serves until SIGINT or SIGTERM, then takes down the app and (if it started it) Ray.
-    `options.replicas` None means as many as fit the CPUs. Everything that can be checked
-    without Ray (options, weights or artifacts, port, CPUs) is checked before Ray starts."""
+    What can be checked without Ray (options, weights or artifacts, port, CPUs) is checked first."""
     options.validate()
     fitted = options.replicas is None
     cpus: float | None = None
