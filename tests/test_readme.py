@@ -366,9 +366,9 @@ def serve_and_curl(session: Session, doc: DocCommand) -> None:
     check_server(job)
     # docs/serving.md: one replica per CPU ("--replicas 2 --cpus-per-replica 1" on 2 CPUs) is
     # the default, and the server says how many it starts.
-    from vidsynth.serve.server import local_cpus
+    from vidsynth.runtime.hardware import usable_cpus
 
-    assert f"starting {local_cpus()} replica(s) x 1 CPU" in job["server_output"], job["server_output"]
+    assert f"starting {usable_cpus()} replica(s) x 1 CPU" in job["server_output"], job["server_output"]
 
 
 def check_server(job: dict) -> None:

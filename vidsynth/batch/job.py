@@ -299,7 +299,9 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
                 fn_constructor_args=(job, str(staging)),
                 batch_size=job.videos_per_call,
                 batch_format="numpy",
-                compute=data.ActorPoolStrategy(size=workers),
+                # One call in flight per worker: a worker that queued several would take calls
+                # another worker could start at once (with a node's blocks preferring its own).
+                compute=data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                 num_cpus=job.cpus_per_worker,
             )
             try:

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from vidsynth.bench.measure import status_mib, timed, with_cpu_use
-from vidsynth.runtime.hardware import probe_hardware
+from vidsynth.runtime.hardware import probe_hardware, usable_cpus
 from vidsynth.sweeper import running_processes
 
 PORT = 8351
 SCENARIOS = ("offline", "1-replica", "2-replicas", "2-nodes")
 RUN_ORDER = SCENARIOS + ("offline",)  # offline again at the end: a drift in machine load shows
-CPUS = len(os.sched_getaffinity(0))  # the CPUs this process may run on: what `vidsynth serve` gives Ray
+CPUS = usable_cpus()  # what `vidsynth serve` gives Ray
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")  # pick kernels
 
 
@@ -58,7 +58,7 @@ def offline(args) -> dict:
         weights=args.weights,
         backend=args.backend,
         device="cpu",
-        threads=os.cpu_count() or 1,
+        threads=CPUS,
         frames=args.frames,
         num_videos=args.requests,
     )

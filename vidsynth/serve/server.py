@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import socket
 import time
@@ -14,6 +13,7 @@ from dataclasses import replace
 
 from vidsynth.cluster import import_ray, import_serve, start_ray
 from vidsynth.errors import VidsynthError
+from vidsynth.runtime.hardware import usable_cpus
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.serve.options import ServeOptions
 from vidsynth.signals import stop_signals_raise
@@ -92,11 +92,6 @@ def last_error_line(message: str) -> str:
     return (errors or lines or ["no reason given"])[-1][:500]
 
 
-def local_cpus() -> int:
-    """The CPUs this process may run on (what a local Ray is given)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def fit_replicas(options: ServeOptions, cpus: float, where: str) -> ServeOptions:
     """`options` with replicas set to as many as fit `cpus` when not given; raises when the
     replicas asked for (or a single one) need more CPUs than `where` has."""
@@ -145,7 +140,7 @@ def run_server(options: ServeOptions, address: str | None, host: str, port: int)
     cpus: float | None = None
     if address is None:
         check_port_free(host, port)
-        cpus = local_cpus()
+        cpus = usable_cpus()
         options = fit_replicas(options, cpus, "this machine")
     check_model_source(options.model)
     ray = import_ray()
