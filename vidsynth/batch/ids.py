@@ -5,7 +5,6 @@ when its call ends (an actor hands back a block only when all of it is made)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -14,21 +13,20 @@ import numpy as np
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-MAX_READ_TASKS = 64  # each a contiguous range of ids, read lazily: any count takes this many
 
-
-def _blocks(start: int, stop: int, skip: np.ndarray, rows: int) -> Iterator[Any]:
+def _blocks(count: int, done: np.ndarray, rows: int) -> Iterator[Any]:
     import pyarrow as pa
 
-    for first in range(start, stop, rows):
-        ids = np.arange(first, min(stop, first + rows), dtype=np.int64)
-        ids = ids[~np.isin(ids, skip)]
+    for first in range(0, count, rows):
+        stop = min(count, first + rows)
+        low, high = np.searchsorted(done, [first, stop])
+        ids = np.setdiff1d(np.arange(first, stop, dtype=np.int64), done[low:high], assume_unique=True)
         if len(ids):
             yield pa.table({"id": ids})
 
 
 class PendingIds(Datasource):
-    """Ids 0 .. count-1 less those done, in read tasks of contiguous ranges."""
+    """Ids 0 .. count-1 less those done, in order, in blocks of `block_rows`."""
 
     def __init__(self, count: int, done: np.ndarray, block_rows: int) -> None:
         super().__init__()
@@ -40,21 +38,13 @@ class PendingIds(Datasource):
         return None  # what Ray Data would plan from it (blocks per byte) is not how ids flow
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None):
-        tasks = max(1, min(parallelism, MAX_READ_TASKS, math.ceil(self.count / self.block_rows)))
-        span = math.ceil(self.count / tasks)
-        read_tasks = []
-        for start in range(0, self.count, span):
-            stop = min(self.count, start + span)
-            skip = self.done[np.searchsorted(self.done, start) : np.searchsorted(self.done, stop)]
-            rows = stop - start - len(skip)
-            if rows == 0:
-                continue
-            metadata = BlockMetadata(num_rows=rows, size_bytes=8 * rows, input_files=None, exec_stats=None)
-            read_tasks.append(
-                ReadTask(
-                    partial(_blocks, start, stop, skip, self.block_rows),
-                    metadata,
-                    per_task_row_limit=per_task_row_limit,
-                )
-            )
-        return read_tasks
+        # One task, whatever the parallelism: ids cost nothing to make, and a task yields its
+        # blocks at once, so every worker gets a call as soon as it is up. Ranges split over
+        # tasks arrive as those tasks' worker processes start, and meanwhile the first worker
+        # up takes every call.
+        rows = self.count - len(self.done)
+        if rows == 0:
+            return []
+        metadata = BlockMetadata(num_rows=rows, size_bytes=8 * rows, input_files=None, exec_stats=None)
+        blocks = partial(_blocks, self.count, self.done, self.block_rows)
+        return [ReadTask(blocks, metadata, per_task_row_limit=per_task_row_limit)]
