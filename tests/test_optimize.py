@@ -2,6 +2,8 @@
 rounding, bf16 within 35 dB PSNR), whole or streamed in chunks, for every model family; its
 motion form follows the literal cells in few ops per step."""
 
+import functools
+
 import pytest
 import torch
 
@@ -109,9 +111,11 @@ def test_inference_motion_follows_the_literal_recurrence(cell, mode):
         # continuing from a carried state is the same as one long rollout
         first, middle = fast.rollout(state, 120)
         rest, _ = fast.rollout(middle, 180)
-    assert (codes - expected).abs().max() <= 1e-4
-    assert (final - expected_state).abs().max() <= 1e-4
-    assert (torch.cat([first, rest]) - expected).abs().max() <= 1e-4
+    # 300 steps of feedback compound rounding: the bound scales with the values (up to ~5)
+    close = functools.partial(torch.testing.assert_close, rtol=1e-4, atol=1e-4)
+    close(codes, expected)
+    close(final, expected_state)
+    close(torch.cat([first, rest]), expected)
 
 
 def inlined(graph):
