@@ -1,5 +1,8 @@
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +23,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        group_for_workers(items)
     if config.getoption("--run-slow") or os.environ.get(RUN_SLOW_ENV) == "1":
         return
     skip = pytest.mark.skip(reason=f"slow: run with --run-slow or {RUN_SLOW_ENV}=1")
@@ -29,9 +35,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+LONGEST_FILE = "test_readme.py"  # the docs' commands, one after another
+
+
+def group_for_workers(items: list[pytest.Item]) -> None:
+    """A file's tests stay on one worker, in their order: module fixtures are built once, and
+    the README's commands run in sequence. The longest file is queued first, so that no
+    worker is left with it at the end."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(item.path.name))
+    items.sort(key=lambda item: item.path.name != LONGEST_FILE)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    from vidsynth.runtime.hardware import usable_cpus
+
+    return usable_cpus()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from serve_support import RESULTS_ENV
+
+        # The xdist controller: the workers it starts find the scenarios' results here.
+        os.environ[RESULTS_ENV] = tempfile.mkdtemp(prefix="vidsynth-scenarios-")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    from serve_support import BACKGROUND, RESULTS_ENV
+
+    BACKGROUND.start_for_workers(ids, Path(os.environ[RESULTS_ENV]))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     from serve_support import BACKGROUND
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller runs them (pytest_xdist_node_collection_finished)
     for item in session.items:
         marker = item.get_closest_marker("scenario")
         if marker is not None and not item.get_closest_marker("skip"):
@@ -39,9 +80,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from serve_support import BACKGROUND
+    from serve_support import BACKGROUND, RESULTS_ENV
 
     BACKGROUND.stop()
+    if BACKGROUND.results is not None:
+        shutil.rmtree(os.environ[RESULTS_ENV], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -92,16 +93,17 @@ def scenario_outcome(returncode: int, stdout: str) -> tuple[str, str]:
 
 def _scenario_run(case_file: str, extra_env: dict | None) -> dict:
     """Popen arguments that run tests/`case_file` with pytest in a private network namespace."""
+    # xdist's variables stay out: the scenario's own pytest runs in one process (-n 0).
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST") and k != RESULTS_ENV},
         NETNS_ENV: "1",
         "RAY_USAGE_STATS_ENABLED": "0",
         "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1",
         **(extra_env or {}),
     }
     command = (
-        "ip link set lo up && exec "
-        f"{sys.executable} -m pytest -q -x -p no:cacheprovider -p no:warnings -rs tests/{case_file}"
+        f"ip link set lo up && exec {sys.executable} -m pytest -q -x -rs "
+        f"-n 0 -p no:cacheprovider -p no:warnings tests/{case_file}"
     )
     return dict(
         args=["unshare", "-n", "sh", "-c", command],
@@ -137,6 +139,26 @@ def run_scenarios(case_file: str, timeout_s: float, extra_env: dict | None = Non
     _judge(case_file, result.returncode, result.stdout, result.stderr)
 
 
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    case_file: str
+    timeout_s: float = 900
+    extra_env: dict = field(default_factory=dict)
+
+
+# The Ray scenario files (tests/test_serve_ray.py), the longest first: it overlaps the most.
+SCENARIOS = [
+    Scenario("batch_command", "batch_cli_cases.py", timeout_s=3000),
+    Scenario("batch_stopped", "batch_stop_cases.py", timeout_s=3000),
+    Scenario("two_node_cluster", "ray_cluster_cases.py", extra_env={"RAY_AUTH_MODE": "token"}),
+    Scenario("serve_app", "ray_serve_cases.py"),
+    Scenario("serve_command_as_users_run_it", "ray_cli_cases.py", timeout_s=1200),
+    Scenario("live_streams", "live_cases.py"),
+]
+RESULTS_ENV = "VIDSYNTH_SCENARIO_RESULTS"  # under xdist: where the controller's runs leave results
+
+
 class _BackgroundRun:
     def __init__(self, case_file: str, timeout_s: float, extra_env: dict | None) -> None:
         self.case_file, self.timeout_s, self.extra_env = case_file, timeout_s, extra_env
@@ -149,9 +171,12 @@ class _BackgroundRun:
 class BackgroundScenarios:
     """Scenario files started as soon as the suite is collected, LANES at a time, so that
     their waits on Ray and servers overlap the rest of the suite; the test of each file waits
-    for its result. Every file runs in its own network namespace, so runs cannot meet."""
+    for its result. Every file runs in its own network namespace, so runs cannot meet.
 
-    LANES = 1
+    Under xdist the controller runs them (conftest.py), as it lives as long as the suite, and
+    leaves each result in $VIDSYNTH_SCENARIO_RESULTS for the worker whose test judges it."""
+
+    LANES = 2
     NICENESS = 10
     STOP_GRACE_S = 60
 
@@ -160,6 +185,7 @@ class BackgroundScenarios:
         self.lanes = threading.Semaphore(self.LANES)
         self.stopping = threading.Event()
         self.problem: str | None = None
+        self.results: Path | None = None  # where results are left for xdist workers
 
     def start(self, case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
         if not self.runs:
@@ -168,6 +194,13 @@ class BackgroundScenarios:
             return
         run = self.runs[case_file] = _BackgroundRun(case_file, timeout_s, extra_env)
         threading.Thread(target=self._run, args=(run,), daemon=True).start()
+
+    def start_for_workers(self, ids: list[str], results: Path) -> None:
+        """In the xdist controller: starts the scenarios among the workers' collected `ids`."""
+        self.results = results
+        for scenario in SCENARIOS:
+            if any(f"::test_scenario_file[{scenario.name}]" in test_id for test_id in ids):
+                self.start(scenario.case_file, scenario.timeout_s, scenario.extra_env)
 
     def _run(self, run: _BackgroundRun) -> None:
         try:
@@ -189,6 +222,10 @@ class BackgroundScenarios:
                 run.result = (run.process.returncode, stdout, stderr)
         finally:
             run.done.set()
+            if self.results is not None:
+                staged = self.results / f".{run.case_file}.json"
+                staged.write_text(json.dumps({"result": run.result, "timed_out": run.timed_out}))
+                staged.rename(self.results / f"{run.case_file}.json")
 
     def _end(self, process: subprocess.Popen) -> None:
         """Ctrl-C first, so the scenario's fixtures stop what they started; then SIGKILL."""
@@ -201,19 +238,27 @@ class BackgroundScenarios:
                 continue
 
     def finish(self, case_file: str, timeout_s: float, extra_env: dict | None = None) -> None:
-        """Judges the background run of `case_file`, or runs it now where none was started."""
-        if self.problem:
-            pytest.skip(self.problem)
-        run = self.runs.get(case_file)
-        if run is None:
-            run_scenarios(case_file, timeout_s, extra_env)
-            return
-        run.done.wait()
-        if run.result is None:
+        """Judges the background run of `case_file` (this process's, or the xdist controller's),
+        or runs it now where none was started."""
+        shared = os.environ.get(RESULTS_ENV)
+        if shared and case_file not in self.runs:
+            if unshare_problem():
+                pytest.skip(unshare_problem())
+            result, timed_out = _left_result(Path(shared) / f"{case_file}.json")
+        else:
+            if self.problem:
+                pytest.skip(self.problem)
+            run = self.runs.get(case_file)
+            if run is None:
+                run_scenarios(case_file, timeout_s, extra_env)
+                return
+            run.done.wait()
+            result, timed_out = run.result, run.timed_out
+        if result is None:
             pytest.fail(f"{case_file} did not run (the suite was stopping)")
-        if run.timed_out:
-            pytest.fail(f"{case_file} ran past {run.timeout_s} s:\n{run.result[1][-4000:]}")
-        _judge(case_file, *run.result)
+        if timed_out:
+            pytest.fail(f"{case_file} ran past {timeout_s} s:\n{result[1][-4000:]}")
+        _judge(case_file, *result)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -223,6 +268,17 @@ class BackgroundScenarios:
 
 
 BACKGROUND = BackgroundScenarios()
+CONTROLLER = os.getppid()  # in an xdist worker: the controller, which runs the scenarios
+
+
+def _left_result(path: Path) -> tuple[tuple[int, str, str] | None, bool]:
+    """(result, timed out) that the xdist controller left at `path`, once it is there."""
+    while not path.exists():
+        if os.getppid() != CONTROLLER:
+            pytest.fail(f"the controller ended before {path.name} was written")
+        time.sleep(1)
+    left = json.loads(path.read_text())
+    return (tuple(left["result"]) if left["result"] else None), left["timed_out"]
 
 
 def require_netns() -> None:
