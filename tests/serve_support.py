@@ -208,8 +208,9 @@ class BackgroundScenarios:
                 if self.stopping.is_set():
                     return
                 # Its own session: stop() and a timeout end this run's processes and no other.
-                # At a lower priority: the rest of the suite runs at its own pace, and the
-                # scenario takes the CPU time left over while it waits on processes.
+                # Niced, though where the kernel groups each session for scheduling
+                # (kernel.sched_autogroup_enabled) sessions share the CPU evenly whatever
+                # their nice values.
                 arguments = _scenario_run(run.case_file, run.extra_env)
                 arguments["args"] = ["nice", "-n", str(self.NICENESS), *arguments["args"]]
                 run.process = subprocess.Popen(**arguments, start_new_session=True)
