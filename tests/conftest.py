@@ -23,19 +23,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-LONGEST_FILE = "test_readme.py"  # the docs' commands, one after another
-
-
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Under xdist (--dist loadfile) a file's tests run on one worker, in order; the longest
-    # file goes first, so that no worker is left with it at the end.
-    items.sort(key=lambda item: item.path.name != LONGEST_FILE)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        group_for_workers(items)
     if config.getoption("--run-slow") or os.environ.get(RUN_SLOW_ENV) == "1":
         return
     skip = pytest.mark.skip(reason=f"slow: run with --run-slow or {RUN_SLOW_ENV}=1")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+LONGEST_FILE = "test_readme.py"  # the docs' commands, one after another
+
+
+def group_for_workers(items: list[pytest.Item]) -> None:
+    """A file's tests stay on one worker, in their order: module fixtures are built once, and
+    the README's commands run in sequence. The longest file is queued first, so that no
+    worker is left with it at the end."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(item.path.name))
+    items.sort(key=lambda item: item.path.name != LONGEST_FILE)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
