@@ -243,8 +243,9 @@ class BackgroundScenarios:
         or runs it now where none was started."""
         shared = os.environ.get(RESULTS_ENV)
         if shared and case_file not in self.runs:
-            if unshare_problem():
-                pytest.skip(unshare_problem())
+            problem = unshare_problem()
+            if problem:
+                pytest.skip(problem)
             result, timed_out = _left_result(Path(shared) / f"{case_file}.json")
         else:
             if self.problem:
