@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -187,6 +188,12 @@ def test_a_full_queue_answers_503_at_once(servers):
     assert next(headers for status, headers, _ in answers if status == 503)["retry-after"] == "1"
 
 
-def test_a_request_past_the_timeout_gets_504(servers):
-    status, _, body = post_json(f"{servers['tight']}/v1/videos", {"seed": 1, "frames": 4096, "format": "gif"})
+def test_a_request_past_the_timeout_gets_504_and_its_work_stops(servers):
+    tight = servers["tight"]  # one request at a time
+    status, _, body = post_json(f"{tight}/v1/videos", {"seed": 1, "frames": 4096, "format": "gif"})
     assert status == 504 and "0.5 s" in json.loads(body)["error"]
+    # Encoding that gif takes over 30 s here; given up, the replica is free again within seconds.
+    deadline = time.monotonic() + 15
+    while (status := post_json(f"{tight}/v1/videos", {"seed": 2, "frames": 4})[0]) != 200:
+        assert status in (503, 504) and time.monotonic() < deadline, status
+        time.sleep(0.5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import threading
 import zipfile
 from dataclasses import replace
 
@@ -22,7 +23,7 @@ from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.sharing import shares_model_calls
 from vidsynth.serve.body import BodyError, package, parse_body
 from vidsynth.serve.options import LimitError, ServeLimits
-from vidsynth.serve.render import render_requests
+from vidsynth.serve.render import Abandoned, render_requests
 
 SERVER = GenerateRequest(weights="demo", backend="onnxruntime", device="cpu")
 
@@ -119,6 +120,26 @@ def test_a_request_made_alone_streams_as_generate_does(backend, weights, tmp_pat
     request = replace(SERVER, weights=weights, seed=1, frames=40, chunk_frames=16, format="gif", num_videos=3)
     (rendered,) = render_requests(backend, [request], share_calls=False)
     assert files_of(rendered) == generated(request, tmp_path)
+
+
+def test_a_render_stops_at_the_next_chunk_once_its_callers_are_gone(backend, weights, monkeypatch, tmp_path):
+    gone, calls = threading.Event(), []
+    make_chunk = backend.generate_chunk
+
+    def first_call_then_gone(*args):
+        calls.append(args)
+        gone.set()  # the caller gives up while the first chunk is made
+        return make_chunk(*args)
+
+    monkeypatch.setattr(backend, "generate_chunk", first_call_then_gone)
+    request = replace(SERVER, weights=weights, seed=1, frames=40, chunk_frames=16, format="gif")
+    (outcome,) = render_requests(backend, [request], gone=[gone])
+    assert isinstance(outcome, Abandoned) and len(calls) == 1
+
+    # A request that shares the model calls with one still waited for is made whole.
+    shared = replace(request, seed=2)
+    outcomes = render_requests(backend, [request, shared], gone=[gone, threading.Event()])
+    assert files_of(outcomes[1]) == generated(shared, tmp_path)
 
 
 def generated(request: GenerateRequest, out) -> dict[str, bytes]:

@@ -94,11 +94,13 @@ class Ingress:
             limits.check(generate)
         except REFUSED_REQUEST as exc:
             return refused_response(exc)
+        response = self.model.generate.remote(generate)
         try:
-            rendered = await asyncio.wait_for(self.model.generate.remote(generate), timeout=limits.timeout_s)
+            rendered = await asyncio.wait_for(response, timeout=limits.timeout_s)
         except BackPressureError:
             return busy()
         except asyncio.TimeoutError:
+            response.cancel()  # the replica stops making what nobody waits for
             return error_response(
                 504,
                 f"the request took longer than the server's limit of {limits.timeout_s:g} s; ask for "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -49,17 +50,26 @@ class VideoModel:
         return self.card
 
     async def generate(self, request: GenerateRequest) -> Rendered:
-        outcome = await self._batch(request)
+        gone = threading.Event()
+        try:
+            outcome = await self._batch((request, gone))
+        except asyncio.CancelledError:  # the caller gave up (the ingress's timeout)
+            gone.set()
+            raise
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _batch(self, requests: list[GenerateRequest]) -> list:
+    async def _batch(self, calls: list[tuple[GenerateRequest, threading.Event]]) -> list:
         from vidsynth.serve.render import render_requests
 
-        # In a worker thread, so that the replica keeps answering (health, info) meanwhile.
-        outcomes = await asyncio.to_thread(render_requests, self.backend, requests, self.share_calls)
+        requests, gone = zip(*calls)
+        # In a worker thread, so that the replica keeps answering (health, info) meanwhile; the
+        # thread cannot be interrupted, so a render stops itself once all its callers are gone.
+        outcomes = await asyncio.to_thread(
+            render_requests, self.backend, list(requests), self.share_calls, list(gone)
+        )
         return [replace(o, replica=self.replica) if isinstance(o, Rendered) else o for o in outcomes]
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)

@@ -4,11 +4,13 @@ Requests that ask for the same number of frames share model calls: their noise c
 drawn from its own request's seed, exactly as `vidsynth generate` draws them) are stacked
 into one batch, the runtime's stream_videos makes the frames chunk by chunk with the state
 carried, and a FanOutWriter hands each request's rows to that request's own writer, which
-encodes into a temporary directory. Torch-free."""
+encodes into a temporary directory. A render whose requests have all been given up (each one's
+`gone` event set: its caller timed out) stops at the next chunk or video, before encoding. Torch-free."""
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,15 +28,22 @@ from vidsynth.serve.body import Rendered, package
 Outcome = Rendered | VidsynthError
 
 
+class Abandoned(VidsynthError):
+    """Every request of a render was given up, so its work stopped."""
+
+
 class FanOutWriter(VideoWriter):
     """Looks like one writer for a stacked batch; writes each request's rows to its own."""
 
-    def __init__(self, writers: list[VideoWriter]) -> None:
+    def __init__(self, writers: list[VideoWriter], gone: list[threading.Event]) -> None:
         self.writers = writers
+        self.gone = gone
         self.offsets = np.cumsum([0] + [w.n_videos for w in writers]).tolist()
 
     def _parts(self, start: int, stop: int):
         """(writer, row offset of that writer, first row, stop row) overlapping [start, stop)."""
+        if all(event.is_set() for event in self.gone):
+            raise Abandoned("every request of this render was given up")
         for writer, offset, end in zip(self.writers, self.offsets, self.offsets[1:]):
             lo, hi = max(start, offset), min(stop, end)
             if lo < hi:
@@ -67,7 +76,7 @@ def prepare(backend: Backend, request: GenerateRequest) -> Noise:
 
 
 def _render_together(
-    backend: Backend, requests: list[GenerateRequest], noises: list[Noise]
+    backend: Backend, requests: list[GenerateRequest], noises: list[Noise], gone: list[threading.Event]
 ) -> list[Rendered]:
     first = requests[0]
     noise = stack_noise(noises)
@@ -81,7 +90,7 @@ def _render_together(
             open_writer(r.format, Path(tempfile.mkdtemp(dir=tmp)), r.num_videos, r.frames, r.fps, size)
             for r in requests
         ]
-        fan_out = FanOutWriter(writers)
+        fan_out = FanOutWriter(writers, gone)
         try:
             stream_videos(backend, noise, first.frames, plan, fan_out)
         except BaseException:
@@ -92,11 +101,15 @@ def _render_together(
 
 
 def render_requests(
-    backend: Backend, requests: list[GenerateRequest], share_calls: bool = True
+    backend: Backend,
+    requests: list[GenerateRequest],
+    share_calls: bool = True,
+    gone: list[threading.Event] | None = None,
 ) -> list[Outcome]:
     """Outcomes in the order of `requests`; a request whose input is bad gets its error. With
     share_calls, requests of the same frames and chunk size share model calls; without, each
-    is made as `vidsynth generate` would make it."""
+    is made as `vidsynth generate` would make it. `gone[i]` is set when request i is given up."""
+    gone = gone or [threading.Event() for _ in requests]
     outcomes: dict[int, Outcome] = {}
     groups: dict[object, dict[int, Noise]] = {}
     for index, request in enumerate(requests):
@@ -108,6 +121,11 @@ def render_requests(
         key = (request.frames, request.chunk_frames) if share_calls else index
         groups.setdefault(key, {})[index] = noise
     for noises in groups.values():
-        made = _render_together(backend, [requests[i] for i in noises], list(noises.values()))
+        try:
+            made = _render_together(
+                backend, [requests[i] for i in noises], list(noises.values()), [gone[i] for i in noises]
+            )
+        except Abandoned as exc:
+            made = [exc] * len(noises)
         outcomes.update(zip(noises, made))
     return [outcomes[i] for i in range(len(requests))]
