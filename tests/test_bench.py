@@ -134,6 +134,8 @@ def test_cli_bench_selected_backend(tiny_weights, tmp_path):
             "8",
             "--frames",
             "64",
+            "--threads",  # as in test_quick_run_writes_results
+            "1",
             "--out",
             str(tmp_path / "r"),
         ],
