@@ -116,9 +116,13 @@ def export_graph(
             "onnxscript is not installed (the torch.export-based ONNX exporter needs it): pip install "
             "onnxscript"
         )
+    options = dict(opset_version=opset, input_names=contract.input_names, output_names=contract.output_names)
     try:
-        export = _export_dynamo if dynamo else _export_scripted
-        export(model, path, opset, contract, inputs, streaming)
+        if dynamo:
+            _export_dynamo(model, streaming, inputs, str(path), options)
+        else:
+            options["dynamic_axes"] = contract.dynamic_axes()
+            _export_scripted(model, streaming, inputs, str(path), options)
     except Exception as exc:  # torch.onnx raises many unrelated types
         how = " (torch.export-based)" if dynamo else ""
         name = "generator_chunk" if streaming else "generator"
@@ -131,15 +135,8 @@ def export_graph(
     _describe(path, contract, metadata)
 
 
-def _export_scripted(
-    model: VideoGenerator,
-    path: str | os.PathLike,
-    opset: int,
-    contract: ExportContract,
-    inputs: tuple[Tensor, ...],
-    streaming: bool,
-) -> None:
-    """The TorchScript-based exporter on the scripted wrapper."""
+def _export_scripted(model: VideoGenerator, streaming: bool, inputs: tuple, path: str, options: dict) -> None:
+    """The TorchScript-based exporter on the scripted wrapper; `options`: torch.onnx.export's."""
     conditional = model.config.n_categories > 0
     if streaming:
         wrapper = VideoChunkConditional(model) if conditional else VideoChunk(model)
@@ -154,17 +151,7 @@ def _export_scripted(
         # The fused LSTM/GRU initial state is a graph input (sliced from `state`), which is
         # what this warning asks for; validation runs other batch sizes than the example.
         warnings.filterwarnings("ignore", category=UserWarning, message=".*batch_size other than 1.*")
-        torch.onnx.export(
-            scripted,
-            inputs,
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=contract.input_names,
-            output_names=contract.output_names,
-            dynamic_axes=contract.dynamic_axes(),
-            do_constant_folding=True,
-        )
+        torch.onnx.export(scripted, inputs, path, dynamo=False, do_constant_folding=True, **options)
 
 
 def exporter_rewrites(exporter: str) -> tuple[str, ...]:
@@ -209,15 +196,8 @@ def check_opset(requested: int | None, exporter: str, formats: Sequence[str]) ->
     return requested
 
 
-def _export_dynamo(
-    model: VideoGenerator,
-    path: str | os.PathLike,
-    opset: int,
-    contract: ExportContract,
-    inputs: tuple[Tensor, ...],
-    streaming: bool,
-) -> None:
-    """The torch.export-based exporter on the while_loop formulation."""
+def _export_dynamo(model: VideoGenerator, streaming: bool, inputs: tuple, path: str, options: dict) -> None:
+    """The torch.export-based exporter on the while_loop formulation; `options`: torch.onnx.export's."""
     batch = torch.export.Dim(BATCH, min=1)
     with warnings.catch_warnings():
         # The exporter reports its own progress and version conversions as warnings.
@@ -226,14 +206,12 @@ def _export_dynamo(
             while_loop_module(model, streaming),
             inputs,
             dynamo=True,
-            opset_version=opset,
-            input_names=contract.input_names,
-            output_names=contract.output_names,
             dynamic_shapes=tuple({0: batch} if tensor.dim() > 0 else None for tensor in inputs),
             optimize=True,
             verbose=False,
+            **options,
         )
-    program.save(str(path), external_data=False)
+    program.save(path, external_data=False)
 
 
 def _describe(path: str | os.PathLike, contract: ExportContract, metadata: dict[str, str]) -> None:
