@@ -17,6 +17,19 @@ def test_import_vidsynth_does_not_import_torch():
     assert out.strip() == "False"
 
 
+def test_loading_weights_leaves_torch_dynamo_unimported():
+    """Every command that runs a model loads weights first; torch._dynamo (the compiler) would
+    add most of a second torch import to each of them."""
+    code = (
+        "import sys; from vidsynth.weights import load_model; "
+        "from vidsynth.model.generator import parameter_count; "
+        "load_model('demo'); load_model('default'); parameter_count(load_model('demo').config); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_cli_help_lists_commands():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0

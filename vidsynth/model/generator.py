@@ -14,6 +14,8 @@ from vidsynth.model.layers import GRU, LSTM, check_n_frames, initial_state
 
 def dcgan_init(module: nn.Module) -> None:
     """DCGAN's initialisation: conv weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
+    if getattr(module, "weight", None) is not None and module.weight.is_meta:
+        return  # no values to set; torch's meta normal_ would import all of torch._dynamo
     if isinstance(module, (nn.ConvTranspose2d, nn.Conv2d, nn.Conv3d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)) and module.affine:
