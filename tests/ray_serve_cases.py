@@ -192,7 +192,7 @@ def test_a_request_past_the_timeout_gets_504_and_its_work_stops(servers):
     tight = servers["tight"]  # one request at a time
     status, _, body = post_json(f"{tight}/v1/videos", {"seed": 1, "frames": 4096, "format": "gif"})
     assert status == 504 and "0.5 s" in json.loads(body)["error"]
-    # Encoding that gif takes over 30 s here; given up, the replica is free again within seconds.
+    # Encoding that gif takes far longer than the deadline below; given up, it is not made at all.
     deadline = time.monotonic() + 15
     while (status := post_json(f"{tight}/v1/videos", {"seed": 2, "frames": 4})[0]) != 200:
         assert status in (503, 504) and time.monotonic() < deadline, status
