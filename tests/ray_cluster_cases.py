@@ -6,19 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from serve_support import post_json, require_netns, small_weights
+from serve_support import Serve, post_json, require_netns, small_weights
 
 require_netns()
 
 from vidsynth.export import export_weights  # noqa: E402
 from vidsynth.runtime.generate import generate_videos  # noqa: E402
 from vidsynth.runtime.request import GenerateRequest  # noqa: E402
-from vidsynth.serve.options import ServeOptions  # noqa: E402
 
 PORT = 8331
 
@@ -50,16 +50,17 @@ def cluster():
 
 
 def test_two_nodes_serve_requests(cluster, weights):
+    """`vidsynth serve --address` as users run it: it sizes itself from the cluster, node by
+    node (6 CPUs in all, but one 2-CPU replica per 3-CPU node), and both nodes answer."""
     import ray
-    from ray import serve
-
-    from vidsynth.serve.server import deploy
 
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     assert len(nodes) == 2
-    model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
+    args = ["--address", cluster.address, "--weights", weights, "--backend", "onnxruntime"]
+    server = Serve(*args, "--cpus-per-replica", "2", "--port", str(PORT))
     try:
-        url = deploy(ServeOptions(model=model, replicas=2, cpus_per_replica=2), "127.0.0.1", PORT)
+        url = server.wait_for("vidsynth serving ").split()[2]
+        assert "starting 2 replica(s) x 2 CPU" in server.output(), server.output()
         # The ingress learns of the second replica a moment after the first: ask until both
         # nodes have answered.
         served_by: set[str] = set()
@@ -72,8 +73,9 @@ def test_two_nodes_serve_requests(cluster, weights):
             assert [status for status, _, _ in answers] == [200] * 8
             served_by |= {headers["x-vidsynth-replica"].split("/")[0] for _, headers, _ in answers}
         assert served_by == nodes
+        assert server.stop(signal.SIGTERM, group=False) == 0, server.output()
     finally:
-        serve.shutdown()
+        server.kill()
 
 
 def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path, caplog):

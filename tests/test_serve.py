@@ -274,6 +274,10 @@ def test_replicas_default_to_what_fits_and_too_many_are_refused_naming_the_cpus(
         fit_replicas(ServeOptions(replicas=3), 2, "here")
     with pytest.raises(VidsynthError, match="64 CPUs asked for.*lower --cpus-per-replica"):
         fit_replicas(ServeOptions(replicas=None, cpus_per_replica=64), 2, "here")
+    # Two nodes of 3 CPUs hold one 2-CPU replica each, though the cluster has 6 CPUs.
+    assert fit_replicas(ServeOptions(replicas=None, cpus_per_replica=2), 6, "here", [3, 3]).replicas == 2
+    with pytest.raises(VidsynthError, match="on nodes of 3, 3 CPUs.*use --replicas 2 or fewer"):
+        fit_replicas(ServeOptions(replicas=3, cpus_per_replica=2), 6, "here", [3, 3])
 
 
 def test_the_model_card_names_the_weights_without_their_path(backend, weights, tmp_path):

@@ -9,6 +9,7 @@ import re
 import socket
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import replace
 
 from vidsynth.cluster import import_ray, import_serve, start_ray
@@ -92,17 +93,23 @@ def last_error_line(message: str) -> str:
     return (errors or lines or ["no reason given"])[-1][:500]
 
 
-def fit_replicas(options: ServeOptions, cpus: float, where: str) -> ServeOptions:
+def fit_replicas(options: ServeOptions, cpus: float, where: str, nodes: Sequence[float] = ()) -> ServeOptions:
     """`options` with replicas set to as many as fit `cpus` when not given; raises when the
-    replicas asked for (or a single one) need more CPUs than `where` has."""
+    replicas asked for (or a single one) do not fit. With `nodes` (each node's CPUs), they
+    must also fit node by node: a replica runs on one node."""
     per = options.cpus_per_replica
     fit = math.floor(cpus / per + 1e-9)
+    packed = f"{cpus:g} CPU(s) available"
+    by_node = sum(math.floor(n / per + 1e-9) for n in nodes)
+    if nodes and by_node < fit:
+        fit = by_node
+        packed += f" on nodes of {', '.join(f'{n:g}' for n in nodes)} CPUs (a replica runs on one node)"
     replicas = options.replicas if options.replicas is not None else max(fit, 1)
-    if replicas * per > cpus + 1e-9:
+    if replicas > fit:
         hint = f"use --replicas {fit} or fewer" if fit >= 1 else "lower --cpus-per-replica"
         raise VidsynthError(
             f"{replicas} replica(s) x {per:g} CPU(s) = {replicas * per:g} CPUs asked for, but {where} has "
-            f"{cpus:g} CPU(s) available; {hint}"
+            f"{packed}; {hint}"
         )
     return replace(options, replicas=replicas)
 
@@ -151,7 +158,8 @@ def run_server(options: ServeOptions, address: str | None, host: str, port: int)
             with stop_signals_raise():  # again: ray.init installs its own SIGTERM handler
                 if address is not None:
                     cpus = ray.available_resources().get("CPU", 0.0)
-                    options = fit_replicas(options, cpus, f"the Ray cluster at {address}")
+                    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+                    options = fit_replicas(options, cpus, f"the Ray cluster at {address}", nodes)
                 fit = f" (as many as fit {cpus:g} CPUs; --replicas sets another number)" if fitted else ""
                 logger.info(
                     "starting %d replica(s) x %g CPU%s", options.replicas, options.cpus_per_replica, fit
