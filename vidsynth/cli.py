@@ -12,6 +12,8 @@ import click
 
 from vidsynth.errors import VidsynthError
 from vidsynth.model.config import field_kinds
+from vidsynth.runtime.request import GenerateRequest
+from vidsynth.serve.options import LiveLimits, ServeLimits, ServeOptions
 from vidsynth.train.options import TrainCommand, command_line, config_from_options, typed_settings
 
 logger = logging.getLogger(__name__)
@@ -195,12 +197,13 @@ class _CategoryOption(click.Option):
         return record[0], f"{record[1]} (default weights: {listed})"
 
 
-def _field_option(source: type, field: str, option: str, destination: str, help: str, **extra: Any):
-    """A click option for dataclass `source`'s `field`: its type (less None) and its default."""
+def _field_option(source: type, field: str, help: str, option: str | None = None, **extra: Any):
+    """A click option (`--FIELD`, or `--OPTION`) for dataclass `source`'s `field`: its type
+    (less None) and its default."""
     kind = field_kinds(source)[field][0]
     default = next(spec.default for spec in fields(source) if spec.name == field)
     return click.option(
-        "--" + option.replace("_", "-"), destination, type=kind, default=default,
+        "--" + (option or field).replace("_", "-"), field, type=kind, default=default,
         show_default=default is not None, help=help, **extra,
     )  # fmt: skip
 
@@ -210,12 +213,10 @@ def _request_options(*names: str):
     when given): the request declares each option (default, help, metavar) once."""
 
     def decorate(command):
-        from vidsynth.runtime.request import GenerateRequest
-
         for spec in reversed(fields(GenerateRequest)):
             if "help" in spec.metadata and (not names or spec.name in names):
                 command = _field_option(
-                    GenerateRequest, spec.name, spec.name, spec.name, spec.metadata["help"],
+                    GenerateRequest, spec.name, spec.metadata["help"],
                     metavar=spec.metadata["metavar"],
                     cls=_CategoryOption if spec.name == "category" else click.Option,
                 )(command)  # fmt: skip
@@ -229,8 +230,6 @@ _MODEL_OPTIONS = ("weights", "artifacts", "backend", "device")  # what serve and
 
 def _model_request(values: dict[str, Any]):
     """The GenerateRequest of the model options among a command's `values` (removed from them)."""
-    from vidsynth.runtime.request import GenerateRequest
-
     return GenerateRequest(**{name: values.pop(name) for name in _MODEL_OPTIONS})
 
 
@@ -243,7 +242,6 @@ def generate_command(**values) -> None:
     `--out - --num-videos 1` streams one video to stdout (pipe it into ffplay -)."""
     from vidsynth.export import export_weights
     from vidsynth.runtime.generate import generate_videos
-    from vidsynth.runtime.request import GenerateRequest
 
     result = generate_videos(GenerateRequest(**values, progress=True), exporter=export_weights)
     made = f"{len(result.paths)} file(s)" if result.paths else "one video to stdout"
@@ -306,35 +304,6 @@ def bench_command(backends, precisions, batches, frames, **options) -> None:
     )
 
 
-# The server's limits as `vidsynth serve` options: option name -> (the limits' field, help).
-# Defaults and types are the fields' own (ServeLimits, LiveLimits).
-_SERVE_LIMITS = {
-    "max_videos": ("max_videos", "Most num_videos per request."),
-    "max_total_frames": ("max_total_frames", "Most frames x num_videos per request."),
-    "max_batch": ("max_batch", "Requests grouped into one model call."),
-    "max_queued": ("max_queued", "Requests waiting for a replica before 503."),
-    "timeout": ("timeout_s", "Seconds before a request gets 504."),
-}
-_LIVE_OPTIONS = {
-    "max_streams": ("max_streams", "Live streams at once before 503."),
-    "stream_max_frames": (
-        "max_frames",
-        "Most frames per live stream (an endless one ends there) [default: no cap].",
-    ),
-    "stream_lead": ("lead_s", "Seconds of video a live stream may run ahead of real time, beyond one chunk."),
-}
-
-
-def _limit_options(command):
-    from vidsynth.serve.options import LiveLimits, ServeLimits
-
-    for option, (field, help_text) in reversed(_LIVE_OPTIONS.items()):
-        command = _field_option(LiveLimits, field, option, option, help_text)(command)
-    for option, (field, help_text) in reversed(_SERVE_LIMITS.items()):
-        command = _field_option(ServeLimits, field, option, field, help_text)(command)
-    return command
-
-
 @cli.command("serve")
 @_request_options(*_MODEL_OPTIONS)
 @click.option("--address", metavar="HOST:PORT", help="Join this Ray cluster instead of starting a local Ray.")
@@ -348,14 +317,32 @@ def _limit_options(command):
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@_limit_options
-def serve_command(address, host, port, replicas, cpus_per_replica, **values) -> None:
+@_field_option(ServeLimits, "max_videos", "Most num_videos per request.")
+@_field_option(ServeLimits, "max_total_frames", "Most frames x num_videos per request.")
+@_field_option(ServeLimits, "max_batch", "Requests grouped into one model call.")
+@_field_option(ServeLimits, "max_queued", "Requests waiting for a replica before 503.")
+@_field_option(ServeLimits, "timeout_s", "Seconds before a request gets 504.", option="timeout")
+@_field_option(LiveLimits, "max_streams", "Live streams at once before 503.")
+@_field_option(
+    LiveLimits,
+    "max_frames",
+    "Most frames per live stream (an endless one ends there) [default: no cap].",
+    option="stream_max_frames",
+)
+@_field_option(
+    LiveLimits,
+    "lead_s",
+    "Seconds of video a live stream may run ahead of real time, beyond one chunk.",
+    option="stream_lead",
+)
+def serve_command(
+    address, host, port, replicas, cpus_per_replica, max_streams, max_frames, lead_s, **values
+) -> None:
     """Serve videos over HTTP (Ray Serve): POST /v1/videos, POST /v1/streams (live), a web page at /."""
-    from vidsynth.serve.options import LiveLimits, ServeLimits, ServeOptions
     from vidsynth.serve.server import run_server
 
     model = _model_request(values)
-    live = LiveLimits(**{field: values.pop(option) for option, (field, _) in _LIVE_OPTIONS.items()})
+    live = LiveLimits(max_streams=max_streams, max_frames=max_frames, lead_s=lead_s)
     limits = ServeLimits(max_ongoing=values["max_batch"], **values)
     options = ServeOptions(
         model=model, replicas=replicas, cpus_per_replica=cpus_per_replica, limits=limits, live=live
