@@ -129,7 +129,7 @@ def owned_directory(allowed: set[str], required: str) -> Recogniser:
     return recognise
 
 
-def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogniser | None) -> None:
+def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogniser) -> None:
     """Refuses a `target` that atomic_directory would refuse, so a run can check before its work."""
     target = Path(os.path.realpath(target))
     if os.path.lexists(target) and not target.is_dir():
@@ -141,7 +141,7 @@ def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogni
     cwd = Path(os.path.realpath(os.getcwd()))
     if target == cwd or target in cwd.parents:
         raise InputError(f"refusing to replace {target}: it is the current directory or one of its parents")
-    why = _not_ours(target, recognise)
+    why = recognise(target)
     if why is not None:
         raise InputError(
             f"refusing to replace {target} even with --force: {why}. --force only replaces a directory "
@@ -149,18 +149,14 @@ def check_replaceable(target: str | os.PathLike, force: bool, recognise: Recogni
         )
 
 
-def _not_ours(directory: Path, recognise: Recogniser | None) -> str | None:
-    return "it was not written by vidsynth" if recognise is None else recognise(directory)
-
-
-def _removable(previous: Path, force: bool, recognise: Recogniser | None) -> bool:
+def _removable(previous: Path, force: bool, recognise: Recogniser) -> bool:
     """Whether what was at the target when the new directory went in may be deleted: nothing,
     an empty directory, or (with force) one vidsynth wrote."""
     if not previous.is_dir() or previous.is_symlink():
         return False
     if not any(previous.iterdir()):
         return True
-    return force and _not_ours(previous, recognise) is None
+    return force and recognise(previous) is None
 
 
 _LOCKS_HELD: set[Path] = set()
@@ -241,7 +237,7 @@ def _appeared(target: Path) -> InputError:
     )
 
 
-def _swap_in(tmp: Path, target: Path, force: bool, recognise: Recogniser | None) -> None:
+def _swap_in(tmp: Path, target: Path, force: bool, recognise: Recogniser) -> None:
     """Puts `tmp` at `target`; the previous `target` (if any) ends up removed, but only if it is
     still what the checks at the start allowed to replace: whatever appeared there since is put
     back and the new directory is not committed."""
@@ -309,9 +305,7 @@ def _raise_storage_error(exc: BaseException, target: Path, cannot_replace: tuple
 
 
 @contextmanager
-def atomic_directory(
-    target: str | os.PathLike, force: bool = False, recognise: Recogniser | None = None
-) -> Iterator[Path]:
+def atomic_directory(target: str | os.PathLike, force: bool, recognise: Recogniser) -> Iterator[Path]:
     """Yields an empty temporary directory that replaces `target` when the block succeeds. A
     non-empty `target` is replaced only with `force` and if `recognise(target)` returns None
     (vidsynth wrote it). A symlinked `target` is followed: the directory it points to is
