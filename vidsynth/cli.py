@@ -291,17 +291,11 @@ def generate_command(**values) -> None:
     "--batch", "batches", multiple=True, type=int, help="Batch size (repeatable); default 1, 8, 32."
 )
 @click.option("--frames", multiple=True, type=int, help="Frames per video (repeatable); default 16, 64, 256.")
-def bench_command(backends, precisions, batches, frames, **options) -> None:
+def bench_command(**options) -> None:
     """Time every backend against the reference code and the machine's matmul peak."""
     from vidsynth.bench.run import run_benchmark
 
-    run_benchmark(
-        backends=backends or None,
-        precisions=precisions or None,
-        batches=batches or None,
-        frames=frames or None,
-        **options,
-    )
+    run_benchmark(**options)  # an option not given (an empty tuple) runs its default values
 
 
 @cli.command("serve")
