@@ -14,6 +14,7 @@ from vidsynth.errors import VidsynthError
 from vidsynth.model.config import field_kinds
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.serve.options import LiveLimits, ServeLimits, ServeOptions
+from vidsynth.signals import EXIT_STATUS, Terminated, sigterm_as_interrupt
 from vidsynth.train.options import TrainCommand, command_line, config_from_options, typed_settings
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ class _Group(click.Group):
     like Ctrl-C and exits 143."""
 
     def invoke(self, ctx: click.Context):
-        from vidsynth.signals import EXIT_STATUS, Terminated, sigterm_as_interrupt
-
         try:
             with sigterm_as_interrupt():
                 return super().invoke(ctx)
