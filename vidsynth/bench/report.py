@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -84,9 +85,7 @@ def targets(results: dict) -> tuple[dict, list[str]]:
     bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
     if bf16:
         best = max(bf16, key=lambda r: r["speedup_vs_reference"])
-        psnr = best["psnr_db"]
-        if not isinstance(psnr, (int, float)):  # "inf" as the rows carry it, or None: not measured
-            psnr = math.inf if psnr == "inf" else -math.inf
+        psnr = -math.inf if best["psnr_db"] is None else best["psnr_db"]  # None: not measured
         x = out["bf16_speedup"] = {
             "label": best["label"],
             "value": best["speedup_vs_reference"],
@@ -171,10 +170,8 @@ def write_results(results: dict, out: Path) -> None:
     with atomic_file(out / "results.json") as tmp:
         tmp.write_text(json.dumps(_clean(results), indent=1) + "\n")
     with atomic_file(out / "results.md") as tmp:
-        tmp.write_text(markdown(results, plot="latency.png"))
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+        tmp.write_text(markdown(results))
+    if importlib.util.find_spec("matplotlib") is None:
         return  # the plot needs the `bench` extra: pip install matplotlib
     with atomic_file(out / "latency.png") as tmp:
         plot(results, tmp)
@@ -197,7 +194,7 @@ def _gflops(peaks: dict) -> str:
     return ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in peaks.items())
 
 
-def markdown(results: dict, plot: str | None = None) -> str:
+def markdown(results: dict) -> str:
     machine = results["machine"]
     limit = results["limit"]
     peaks = _gflops(limit["matmul"])
@@ -293,8 +290,7 @@ def markdown(results: dict, plot: str | None = None) -> str:
     for c in results["contenders"]:
         first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
         lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
-    if plot:
-        lines += ["", f"![latency vs frames]({plot})"]
+    lines += ["", "![latency vs frames](latency.png)"]
     return "\n".join(lines) + "\n"
 
 
