@@ -116,9 +116,7 @@ def targets(results: dict) -> tuple[dict, list[str]]:
             "met": best["speedup_vs_reference"] >= TARGETS["artifact_speedup"]
             and (not literal or best["p50_ms"] < literal[0]["p50_ms"]),
         }
-        versus = (
-            "" if not literal else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
-        )
+        versus = f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export" if literal else ""
         lines.append(
             f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
             f"({_fmt(_percent(x['peak_fraction']), 0)}% of the fp32 matmul peak{versus}); "
