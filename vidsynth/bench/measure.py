@@ -102,10 +102,7 @@ def timed_with_memory(call: Callable[[], Any], cuda: bool = False) -> tuple[floa
 
 
 def load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def machine_description(threads: int) -> dict[str, Any]:

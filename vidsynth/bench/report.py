@@ -256,13 +256,12 @@ def markdown(results: dict) -> str:
     lines += ["", "¹ one timed call (large shapes get fewer repeats to fit the run's time budget)."]
     motion = results.get("motion") or {}
     if motion:
-        errors = motion.get("max_abs_err_vs_eager", {})
         lines += _table(
             f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
             f"{motion['repeats']}:",
             ["motion backend", "µs per step", "max abs diff vs eager"],
             [
-                [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+                [name, f"{us:.2f}", f"{motion['max_abs_err_vs_eager'][name]:.1e}"]
                 for name, us in motion["us_per_step"].items()
             ],
         )
@@ -283,11 +282,10 @@ def markdown(results: dict) -> str:
         for s in results["skipped"]:
             where = f" at {s['batch']}x{s['frames']}" if "batch" in s else ""
             lines.append(f"- {s['label']}{where}: {s['reason']}")
-    first_call = results.get("protocol", {}).get("first_call")
-    lines += ["", "Contenders" + (f" (first call: {first_call})" if first_call else "") + ":"]
+    lines += ["", f"Contenders (first call: {results['protocol']['first_call']}):"]
     for c in results["contenders"]:
-        first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
-        lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
+        first = f"first call {c['first_call_s']} s"
+        lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s, {first}")
     lines += ["", "![latency vs frames](latency.png)"]
     return "\n".join(lines) + "\n"
 
