@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -36,15 +37,14 @@ def _sync(device: str) -> Callable[[], None]:
 
 def matmul_peak(dtype_name: str, sizes: tuple[int, ...], repeats: int, device: str = "cpu") -> dict:
     """Median FLOP/s of square matmuls at each size; the peak is the best median."""
+    sync = _sync(device)
     per_size = {}
     for n in sizes:
         a, b = _operands(dtype_name, n, device)
         for _ in range(2):
             a @ b
-        times = sorted(
-            timed(functools.partial(operator.matmul, a, b), _sync(device))[0] for _ in range(repeats)
-        )
-        per_size[n] = 2 * n**3 / times[len(times) // 2]
+        call = functools.partial(operator.matmul, a, b)
+        per_size[n] = 2 * n**3 / statistics.median_high(timed(call, sync)[0] for _ in range(repeats))
     return {
         "flops_per_s": max(per_size.values()),
         "per_size": {str(n): f for n, f in per_size.items()},

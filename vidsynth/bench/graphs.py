@@ -111,7 +111,6 @@ def main() -> None:
                 reference = video if reference is None else reference
                 contenders[(label, runtime)] = run
                 errors[(label, runtime)] = float(np.abs(video - reference).max())
-        # Round robin, so that a burst of load from elsewhere hits every contender alike.
         calls = {key: functools.partial(run, feed) for key, run in contenders.items()}
         with tqdm(total=args.repeats * len(calls), desc="timed calls", unit="call") as bar:
             times = round_robin(calls, args.repeats, bar.update)

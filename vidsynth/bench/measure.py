@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from vidsynth.runtime.hardware import probe_hardware
 from vidsynth.runtime.plan import available_memory
 
 # lscpu fields a results file records, and the instruction sets that decide which kernels run.
@@ -89,8 +90,7 @@ def timed_with_memory(call: Callable[[], Any], cuda: bool = False) -> tuple[floa
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    seconds, result = timed(call)
-    del result
+    seconds = timed(call)[0]
     peak = status_mib("VmHWM") if reset else None
     memory = {
         "peak_rss_mib": peak,
@@ -102,10 +102,7 @@ def timed_with_memory(call: Callable[[], Any], cuda: bool = False) -> tuple[floa
 
 
 def load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def machine_description(threads: int) -> dict[str, Any]:
@@ -124,13 +121,8 @@ def machine_description(threads: int) -> dict[str, Any]:
         },
         "load_average_at_start": load_average(),
         "mem_available_mib_at_start": available_memory() / 2**20,
+        "onnxruntime": probe_hardware().runtimes["onnxruntime"],
     }
-    try:
-        import onnxruntime
-
-        description["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        description["onnxruntime"] = None
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)

@@ -31,9 +31,8 @@ class ReferenceMotion(nn.Module):
         self.bn = nn.BatchNorm1d(config.d_motion, affine=False, eps=config.bn_eps)
 
     def initHidden(self, batch_size: int) -> None:
-        weight = self.linear.weight
-        self.h = torch.zeros(batch_size, self.hidden_size, device=weight.device)
-        self.c = torch.zeros(batch_size, self.hidden_size, device=weight.device)
+        self.h = self.linear.weight.new_zeros(batch_size, self.hidden_size)
+        self.c = self.linear.weight.new_zeros(batch_size, self.hidden_size)
 
     def forward(self, inputs: Tensor, n_frames: int) -> Tensor:
         outputs = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -84,9 +85,7 @@ def targets(results: dict) -> tuple[dict, list[str]]:
     bf16 = [r for r in rows if r["precision"] in ("bf16", "fp16") and r["speedup_vs_reference"] is not None]
     if bf16:
         best = max(bf16, key=lambda r: r["speedup_vs_reference"])
-        psnr = best["psnr_db"]
-        if not isinstance(psnr, (int, float)):  # "inf" as the rows carry it, or None: not measured
-            psnr = math.inf if psnr == "inf" else -math.inf
+        psnr = -math.inf if best["psnr_db"] is None else best["psnr_db"]  # None: not measured
         x = out["bf16_speedup"] = {
             "label": best["label"],
             "value": best["speedup_vs_reference"],
@@ -117,9 +116,7 @@ def targets(results: dict) -> tuple[dict, list[str]]:
             "met": best["speedup_vs_reference"] >= TARGETS["artifact_speedup"]
             and (not literal or best["p50_ms"] < literal[0]["p50_ms"]),
         }
-        versus = (
-            "" if not literal else f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export"
-        )
+        versus = f", {x['vs_openvino_literal']:.2f}x OpenVINO on the --no-optimize export" if literal else ""
         lines.append(
             f"- best exported artifact (fp32) at {b}x{f}: **{x['label']}** {x['value']:.2f}x the reference "
             f"({_fmt(_percent(x['peak_fraction']), 0)}% of the fp32 matmul peak{versus}); "
@@ -171,10 +168,8 @@ def write_results(results: dict, out: Path) -> None:
     with atomic_file(out / "results.json") as tmp:
         tmp.write_text(json.dumps(_clean(results), indent=1) + "\n")
     with atomic_file(out / "results.md") as tmp:
-        tmp.write_text(markdown(results, plot="latency.png"))
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+        tmp.write_text(markdown(results))
+    if importlib.util.find_spec("matplotlib") is None:
         return  # the plot needs the `bench` extra: pip install matplotlib
     with atomic_file(out / "latency.png") as tmp:
         plot(results, tmp)
@@ -197,7 +192,7 @@ def _gflops(peaks: dict) -> str:
     return ", ".join(f"{name} {v['flops_per_s'] / 1e9:,.0f} GFLOP/s" for name, v in peaks.items())
 
 
-def markdown(results: dict, plot: str | None = None) -> str:
+def markdown(results: dict) -> str:
     machine = results["machine"]
     limit = results["limit"]
     peaks = _gflops(limit["matmul"])
@@ -261,13 +256,12 @@ def markdown(results: dict, plot: str | None = None) -> str:
     lines += ["", "¹ one timed call (large shapes get fewer repeats to fit the run's time budget)."]
     motion = results.get("motion") or {}
     if motion:
-        errors = motion.get("max_abs_err_vs_eager", {})
         lines += _table(
             f"Motion recurrence alone, batch {motion['batch']}, {motion['frames']} steps, median of "
             f"{motion['repeats']}:",
             ["motion backend", "µs per step", "max abs diff vs eager"],
             [
-                [name, f"{us:.2f}", _fmt(None) if errors.get(name) is None else f"{errors[name]:.1e}"]
+                [name, f"{us:.2f}", f"{motion['max_abs_err_vs_eager'][name]:.1e}"]
                 for name, us in motion["us_per_step"].items()
             ],
         )
@@ -288,13 +282,11 @@ def markdown(results: dict, plot: str | None = None) -> str:
         for s in results["skipped"]:
             where = f" at {s['batch']}x{s['frames']}" if "batch" in s else ""
             lines.append(f"- {s['label']}{where}: {s['reason']}")
-    first_call = results.get("protocol", {}).get("first_call")
-    lines += ["", "Contenders" + (f" (first call: {first_call})" if first_call else "") + ":"]
+    lines += ["", f"Contenders (first call: {results['protocol']['first_call']}):"]
     for c in results["contenders"]:
-        first = f", first call {c['first_call_s']} s" if "first_call_s" in c else ""
-        lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s{first}")
-    if plot:
-        lines += ["", f"![latency vs frames]({plot})"]
+        first = f"first call {c['first_call_s']} s"
+        lines.append(f"- **{c['label']}** ({c['provider']}): {c['notes']}; setup {c['setup_s']} s, {first}")
+    lines += ["", "![latency vs frames](latency.png)"]
     return "\n".join(lines) + "\n"
 
 

@@ -332,11 +332,8 @@ def measure_grid(
         for c, _ in active:
             stats = percentiles(samples[c.label])
             seconds_per_frame[c.label] = stats["p50_ms"] / 1e3 / total
-            peak = max(
-                (m for m in memory[c.label] if m["peak_rss_mib"] is not None),
-                key=lambda m: m["peak_rss_delta_mib"],
-                default={"peak_rss_mib": None, "peak_rss_delta_mib": None},
-            )
+            # The call that grew the RSS most (where the kernel reports no peak, all are None).
+            peak = max(memory[c.label], key=lambda m: m["peak_rss_delta_mib"] or 0.0)
             if peak["peak_rss_delta_mib"] is not None:
                 mib_per_frame[c.label] = max(peak["peak_rss_delta_mib"], 0.0) / total
             cuda = max(m["peak_cuda_mib"] for m in memory[c.label]) if c.device == "cuda" else None
