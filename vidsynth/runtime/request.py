@@ -26,20 +26,6 @@ MAX_GIF_FPS = 100.0  # a 10 ms delay, the shortest GIF stores
 STDOUT = "-"  # --out -: one mp4 video to stdout, as a fragmented MP4
 
 
-def fps_problem(fps: object, fmt: str) -> str | None:
-    """Why `fps` cannot be written as `fmt`, or None."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
-        return f"fps must be a finite number, got {fps!r}"
-    if not MIN_FPS <= fps <= MAX_FPS:
-        return f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}"
-    if fmt == "gif" and fps > MAX_GIF_FPS:
-        return (
-            "gif frame delays are whole hundredths of a second: "
-            f"fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
-        )
-    return None
-
-
 def _option(default, help: str, metavar: str | None = None):
     return field(default=default, metadata={"help": help, "metavar": metavar})
 
@@ -113,8 +99,16 @@ class GenerateRequest:
             problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
         elif problem := threads_problem(self.threads):
             problems["threads"] = problem
-        if problem := fps_problem(self.fps, self.format):
-            problems["fps"] = problem
+        fps = self.fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
+            problems["fps"] = f"fps must be a finite number, got {fps!r}"
+        elif not MIN_FPS <= fps <= MAX_FPS:
+            problems["fps"] = f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}"
+        elif self.format == "gif" and fps > MAX_GIF_FPS:
+            problems["fps"] = (
+                "gif frame delays are whole hundredths of a second: "
+                f"fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
         if self.category is not None and (
