@@ -71,7 +71,7 @@ class FfmpegEncoder:
     def send(self, frame: np.ndarray) -> None:
         try:
             self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: ffmpeg has exited
             self._process.wait()
             self._fail()
 
