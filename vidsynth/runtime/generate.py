@@ -29,14 +29,8 @@ class GenerateResult:
 
 def plan_on(backend: Backend, n_videos: int, n_frames: int, fmt: str, chunk_frames: int) -> Plan:
     """The memory plan for `backend`'s model, against the memory of the device it runs on."""
-    return plan_generation(
-        backend.config,
-        n_videos,
-        n_frames,
-        fmt,
-        chunk_frames,
-        device_available=backend.device_memory_available(),
-    )
+    available = backend.device_memory_available()
+    return plan_generation(backend.config, n_videos, n_frames, fmt, chunk_frames, device_available=available)
 
 
 def generate_videos(
