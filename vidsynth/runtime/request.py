@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vidsynth.errors import InputError
 from vidsynth.model.noise import FIX_CHOICES
@@ -75,10 +74,6 @@ class GenerateRequest:
     )
     progress: bool = False  # a progress bar while streaming long runs
 
-    @property
-    def out_path(self) -> Path:
-        return Path(self.out)
-
     def validate(self) -> GenerateRequest:
         problems: dict[str, str] = {}
 
@@ -119,11 +114,10 @@ class GenerateRequest:
             problems["artifacts"] = "pass either --artifacts DIR or --weights NAME|PATH, not both"
         spec = REGISTRY.get(self.backend)
         if spec is not None and not spec.runs_artifacts and self.artifacts is not None:
+            artifact_backends = ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts)
             problems["backend"] = (
                 f"the {self.backend} backend runs weights, not export artifacts; pass --weights, "
-                "or an artifact backend ("
-                + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts)
-                + ") with --artifacts"
+                f"or an artifact backend ({artifact_backends}) with --artifacts"
             )
         if self.out == STDOUT:
             if self.format != "mp4":
