@@ -57,8 +57,7 @@ class FfmpegEncoder:
     """One mp4 file at `path`."""
 
     def __init__(self, path: Path, size: int, fps: float) -> None:
-        self.path = Path(path)
-        self._start(_command(size, fps, [str(self.path)]), subprocess.DEVNULL, self.path.name)
+        self._start(_command(size, fps, [str(path)]), subprocess.DEVNULL, path.name)
 
     def _start(self, command: list[str], stdout, name: str) -> None:
         self._name = name
