@@ -92,10 +92,8 @@ def plan_generation(
     if codes + held + (0 if device_available is not None else compute) > MEMORY_FRACTION * host_available:
         kept = []
         if held:
-            kept.append(
-                f"{format_bytes(held)} of host memory for "
-                + ("the contact sheet" if fmt == "png" else "each gif until it is complete")
-            )
+            what = "the contact sheet" if fmt == "png" else "each gif until it is complete"
+            kept.append(f"{format_bytes(held)} of host memory for {what}")
         if codes >= held:
             kept.append(f"{format_bytes(codes)} of host memory for the noise codes of {n_videos} video(s)")
         too_big.append(f"{' and '.join(kept)}, {format_bytes(host_available)} available")
