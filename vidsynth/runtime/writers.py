@@ -12,6 +12,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from vidsynth.runtime.ffmpeg import FfmpegEncoder, FragmentedMp4Encoder
+
 SHEET_NAME = "sheet.png"
 
 
@@ -48,11 +50,9 @@ class Mp4Writer(VideoWriter):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._open: dict[int, object] = {}
+        self._open: dict[int, FfmpegEncoder] = {}
 
     def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
-        from vidsynth.runtime.ffmpeg import FfmpegEncoder
-
         complete = first_frame + pixels.shape[1] == self.n_frames
         for index, frames in enumerate(pixels, start=first_video):
             if index not in self._open:
@@ -83,8 +83,6 @@ class Mp4StreamWriter(VideoWriter):
     """One video as a fragmented MP4 written to `sink` (stdout, a pipe) while it is made."""
 
     def __init__(self, sink: BinaryIO, n_frames: int, fps: float, size: int) -> None:
-        from vidsynth.runtime.ffmpeg import FragmentedMp4Encoder
-
         super().__init__(Path(), 1, n_frames, fps, size)
         self.sink = sink
         self._encoder = FragmentedMp4Encoder(size, fps)
