@@ -44,7 +44,6 @@ class Plan:
     chunk_frames: int  # frames per video per model call
     streaming: bool  # more than one call per video, state carried between them
     estimate_bytes: int  # peak estimate for the whole run
-    available_bytes: int
 
 
 def format_bytes(n: float) -> str:
@@ -105,4 +104,4 @@ def plan_generation(
             f"{n_videos} video(s) of {n_frames} frames as {fmt} need an estimated "
             f"{'; '.join(too_big)} (planning uses at most {MEMORY_FRACTION:.0%}); {advice}"
         )
-    return Plan(group, chunk, streaming, estimate, host_available)
+    return Plan(group, chunk, streaming, estimate)
