@@ -87,11 +87,11 @@ def next_chunks(
 
 
 def stream_frames(
-    backend: Backend, noise: Noise, total: int | None, chunk_frames: int, first_frames: int = FIRST_FRAMES
+    backend: Backend, noise: Noise, total: int | None, chunk_frames: int
 ) -> Iterator[np.ndarray]:
     """The frames of the streams in `noise`, made in this process: (B, t, H, W, 3) uint8 per call."""
     state = first_state(backend.config, noise)
-    for piece in stream_pieces(total, chunk_frames, first_frames):
+    for piece in stream_pieces(total, chunk_frames):
         frames, state_out = next_chunk(backend, noise, state, piece.n_frames)
         if piece.carries:
             state = state_out

@@ -57,8 +57,7 @@ class FfmpegEncoder:
     """One mp4 file at `path`."""
 
     def __init__(self, path: Path, size: int, fps: float) -> None:
-        self.path = Path(path)
-        self._start(_command(size, fps, [str(self.path)]), subprocess.DEVNULL, self.path.name)
+        self._start(_command(size, fps, [str(path)]), subprocess.DEVNULL, path.name)
 
     def _start(self, command: list[str], stdout, name: str) -> None:
         self._name = name
@@ -71,7 +70,7 @@ class FfmpegEncoder:
     def send(self, frame: np.ndarray) -> None:
         try:
             self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: ffmpeg has exited
             self._process.wait()
             self._fail()
 

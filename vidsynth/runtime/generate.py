@@ -29,14 +29,8 @@ class GenerateResult:
 
 def plan_on(backend: Backend, n_videos: int, n_frames: int, fmt: str, chunk_frames: int) -> Plan:
     """The memory plan for `backend`'s model, against the memory of the device it runs on."""
-    return plan_generation(
-        backend.config,
-        n_videos,
-        n_frames,
-        fmt,
-        chunk_frames,
-        device_available=backend.device_memory_available(),
-    )
+    available = backend.device_memory_available()
+    return plan_generation(backend.config, n_videos, n_frames, fmt, chunk_frames, device_available=available)
 
 
 def generate_videos(
@@ -47,8 +41,9 @@ def generate_videos(
     is made. Bad input raises a VidsynthError before anything is written; a failure part-way
     leaves no partial files. `exporter` (vidsynth.export.export_weights): see open_backend."""
     request.validate()
+    directory = Path(request.out)
     if request.out != STDOUT:
-        check_output_dir(request.out_path)
+        check_output_dir(directory)
     backend = open_backend(request, exporter)
     config = backend.config
     check_channels(config.nc)
@@ -62,12 +57,12 @@ def generate_videos(
         except BrokenPipeError:
             raise StorageError("the reader of the video on stdout closed it before the end") from None
         return GenerateResult([], backend.name, backend.device, backend.detail, plan)
-    with staged_output(request.out_path) as (staging, names):
+    with staged_output(directory) as (staging, names):
         writer = open_writer(
             request.format, staging, request.num_videos, request.frames, request.fps, config.image_size
         )
         names.extend(_write(backend, noise, request, plan, writer))
-    paths = [request.out_path / name for name in names]
+    paths = [directory / name for name in names]
     return GenerateResult(paths, backend.name, backend.device, backend.detail, plan)
 
 

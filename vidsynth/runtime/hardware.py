@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -55,17 +56,14 @@ class Hardware:
 
 def _cpuinfo() -> tuple[str, frozenset[str]]:
     model, flags = "unknown CPU", frozenset()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = frozenset(value.split())
-    except OSError:
-        pass
+    with suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = frozenset(value.split())
     return model, flags
 
 
@@ -92,14 +90,6 @@ def nvidia_driver_present() -> bool:
     return os.path.exists("/proc/driver/nvidia")
 
 
-def _cuda_device(torch_installed: bool) -> str | None:
-    if not torch_installed or not nvidia_driver_present():
-        return None  # no driver: no need to import torch to know
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-
-
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask; os.cpu_count where there is none)."""
     try:
@@ -108,12 +98,12 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def threads_problem(threads: int, option: str = "--threads") -> str | None:
+def threads_problem(threads: int) -> str | None:
     """Why `threads` intra-op threads cannot be asked for here (more than the CPUs this process
     may run on), or None. Thousands of threads make runtimes hang or crash rather than run faster."""
     cpus = usable_cpus()
     if threads > cpus:
-        return f"{option} {threads} is more than the {cpus} CPUs this process can use; use at most {cpus}"
+        return f"--threads {threads} is more than the {cpus} CPUs this process can use; use at most {cpus}"
     return None
 
 
@@ -121,7 +111,13 @@ def threads_problem(threads: int, option: str = "--threads") -> str | None:
 def probe_hardware() -> Hardware:
     model, flags = _cpuinfo()
     runtimes = {module: _installed(module) for module in RUNTIMES}
-    return Hardware(model, os.cpu_count() or 1, flags, runtimes, _cuda_device(runtimes["torch"] is not None))
+    cuda_device = None
+    if runtimes["torch"] is not None and nvidia_driver_present():  # no driver: no need to import torch
+        import torch
+
+        if torch.cuda.is_available():
+            cuda_device = torch.cuda.get_device_name(0)
+    return Hardware(model, os.cpu_count() or 1, flags, runtimes, cuda_device)
 
 
 # Artifact backends in the order the benchmarks rank them (README, Benchmarks), per device:

@@ -74,7 +74,6 @@ def commit_files(staging: Path, directory: Path, names: list[str]) -> None:
 
 def check_output_dir(directory: Path) -> None:
     """Fails early, before any work, when `directory` cannot hold the output."""
-    directory = Path(directory)
     if directory.exists():
         if not directory.is_dir():
             raise InputError(f"output {directory} exists and is not a directory")
@@ -102,7 +101,6 @@ def _missing_dirs(directory: Path) -> list[Path]:
 def staged_output(directory: Path) -> Iterator[tuple[Path, list[str]]]:
     """Yields (staging directory, names list): on success the named files are committed into
     `directory`; on failure staging is removed, and so is `directory` if this call created it."""
-    directory = Path(directory)
     check_output_dir(directory)
     created = _missing_dirs(directory)
     if created:

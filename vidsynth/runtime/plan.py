@@ -7,6 +7,7 @@ available memory is refused with the estimate. Torch-free."""
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 
 from vidsynth.errors import InputError
@@ -20,13 +21,10 @@ _FLOAT = 4
 
 def available_memory() -> int:
     """Bytes of host memory available to new work (MemAvailable on Linux)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with suppress(OSError), open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -46,7 +44,6 @@ class Plan:
     chunk_frames: int  # frames per video per model call
     streaming: bool  # more than one call per video, state carried between them
     estimate_bytes: int  # peak estimate for the whole run
-    available_bytes: int
 
 
 def format_bytes(n: float) -> str:
@@ -94,10 +91,8 @@ def plan_generation(
     if codes + held + (0 if device_available is not None else compute) > MEMORY_FRACTION * host_available:
         kept = []
         if held:
-            kept.append(
-                f"{format_bytes(held)} of host memory for "
-                + ("the contact sheet" if fmt == "png" else "each gif until it is complete")
-            )
+            what = "the contact sheet" if fmt == "png" else "each gif until it is complete"
+            kept.append(f"{format_bytes(held)} of host memory for {what}")
         if codes >= held:
             kept.append(f"{format_bytes(codes)} of host memory for the noise codes of {n_videos} video(s)")
         too_big.append(f"{' and '.join(kept)}, {format_bytes(host_available)} available")
@@ -109,4 +104,4 @@ def plan_generation(
             f"{n_videos} video(s) of {n_frames} frames as {fmt} need an estimated "
             f"{'; '.join(too_big)} (planning uses at most {MEMORY_FRACTION:.0%}); {advice}"
         )
-    return Plan(group, chunk, streaming, estimate, host_available)
+    return Plan(group, chunk, streaming, estimate)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vidsynth.errors import InputError
 from vidsynth.model.noise import FIX_CHOICES
@@ -24,20 +23,6 @@ MIN_FPS = 0.01  # one frame per 100 s
 MAX_FPS = 1000.0
 MAX_GIF_FPS = 100.0  # a 10 ms delay, the shortest GIF stores
 STDOUT = "-"  # --out -: one mp4 video to stdout, as a fragmented MP4
-
-
-def fps_problem(fps: object, fmt: str) -> str | None:
-    """Why `fps` cannot be written as `fmt`, or None."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
-        return f"fps must be a finite number, got {fps!r}"
-    if not MIN_FPS <= fps <= MAX_FPS:
-        return f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}"
-    if fmt == "gif" and fps > MAX_GIF_FPS:
-        return (
-            "gif frame delays are whole hundredths of a second: "
-            f"fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
-        )
-    return None
 
 
 def _option(default, help: str, metavar: str | None = None):
@@ -89,10 +74,6 @@ class GenerateRequest:
     )
     progress: bool = False  # a progress bar while streaming long runs
 
-    @property
-    def out_path(self) -> Path:
-        return Path(self.out)
-
     def validate(self) -> GenerateRequest:
         problems: dict[str, str] = {}
 
@@ -113,8 +94,16 @@ class GenerateRequest:
             problems["threads"] = f"threads must be a non-negative integer, got {self.threads!r}"
         elif problem := threads_problem(self.threads):
             problems["threads"] = problem
-        if problem := fps_problem(self.fps, self.format):
-            problems["fps"] = problem
+        fps = self.fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
+            problems["fps"] = f"fps must be a finite number, got {fps!r}"
+        elif not MIN_FPS <= fps <= MAX_FPS:
+            problems["fps"] = f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps:g}"
+        elif self.format == "gif" and fps > MAX_GIF_FPS:
+            problems["fps"] = (
+                "gif frame delays are whole hundredths of a second: "
+                f"fps must be at most {MAX_GIF_FPS:g} for gif, got {fps:g}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
         if self.category is not None and (
@@ -125,11 +114,10 @@ class GenerateRequest:
             problems["artifacts"] = "pass either --artifacts DIR or --weights NAME|PATH, not both"
         spec = REGISTRY.get(self.backend)
         if spec is not None and not spec.runs_artifacts and self.artifacts is not None:
+            artifact_backends = ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts)
             problems["backend"] = (
                 f"the {self.backend} backend runs weights, not export artifacts; pass --weights, "
-                "or an artifact backend ("
-                + ", ".join(n for n, s in REGISTRY.items() if s.runs_artifacts)
-                + ") with --artifacts"
+                f"or an artifact backend ({artifact_backends}) with --artifacts"
             )
         if self.out == STDOUT:
             if self.format != "mp4":

@@ -45,17 +45,14 @@ def stream_videos(
         for start in range(0, n_videos, plan.group_size):
             stop = min(n_videos, start + plan.group_size)
             rows = noise_rows(noise, start, stop)
-            if not plan.streaming:
-                video = backend.generate(rows, n_frames)
-                check_video_shape(video, stop - start, n_frames, backend.config, backend.name)
-                writer.append(start, 0, to_uint8(video))
-                bar.update((stop - start) * n_frames)
-            else:
-                state = backend.initial_state(rows)
-                for first in range(0, n_frames, plan.chunk_frames):
-                    count = min(plan.chunk_frames, n_frames - first)
+            state = backend.initial_state(rows) if plan.streaming else None
+            for first in range(0, n_frames, plan.chunk_frames):  # one call when not streaming
+                count = min(plan.chunk_frames, n_frames - first)
+                if plan.streaming:
                     video, state = backend.generate_chunk(rows, state, count)
-                    check_video_shape(video, stop - start, count, backend.config, backend.name)
-                    writer.append(start, first, to_uint8(video))
-                    bar.update((stop - start) * count)
+                else:
+                    video = backend.generate(rows, count)
+                check_video_shape(video, stop - start, count, backend.config, backend.name)
+                writer.append(start, first, to_uint8(video))
+                bar.update((stop - start) * count)
             writer.end_videos(start, stop)

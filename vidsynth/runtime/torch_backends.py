@@ -47,10 +47,9 @@ class TorchBackend(Backend):
         self.detail = f"torch {torch.__version__}{detail}"
         self.slow = slow
         self.module = module
-        self._device = torch.device(device)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(self._device)
+        return torch.from_numpy(array).to(self.device)
 
     def generate(self, noise: Noise, n_frames: int) -> np.ndarray:
         codes = [self._tensor(noise.z_content), self._tensor(noise.z_motion)]
@@ -75,7 +74,7 @@ class TorchBackend(Backend):
     def device_memory_available(self) -> int | None:
         if self.device != "cuda":
             return None
-        return int(torch.cuda.mem_get_info(self._device)[0])  # (free, total)
+        return int(torch.cuda.mem_get_info(self.device)[0])  # (free, total)
 
 
 def _chosen(request: GenerateRequest) -> str:

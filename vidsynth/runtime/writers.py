@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vidsynth.errors import InputError, choice_error
+from vidsynth.runtime.ffmpeg import FfmpegEncoder, FragmentedMp4Encoder
 
 SHEET_NAME = "sheet.png"
 
@@ -50,25 +50,19 @@ class Mp4Writer(VideoWriter):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._open: dict[int, object] = {}
-
-    def _encoder(self, index: int):
-        from vidsynth.runtime.ffmpeg import FfmpegEncoder
-
-        if index not in self._open:
-            name = video_name(index, "mp4")
-            self._open[index] = FfmpegEncoder(self.directory / name, self.size, self.fps)
-            self._names.append(name)
-        return self._open[index]
+        self._open: dict[int, FfmpegEncoder] = {}
 
     def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
         complete = first_frame + pixels.shape[1] == self.n_frames
-        for offset, frames in enumerate(pixels):
-            encoder = self._encoder(first_video + offset)
+        for index, frames in enumerate(pixels, start=first_video):
+            if index not in self._open:
+                name = video_name(index, "mp4")
+                self._open[index] = FfmpegEncoder(self.directory / name, self.size, self.fps)
+                self._names.append(name)
             for frame in frames:
-                encoder.send(frame)
+                self._open[index].send(frame)
             if complete:  # one encoder at a time unless videos are streamed side by side
-                self._open.pop(first_video + offset).close()
+                self._open.pop(index).close()
 
     def end_videos(self, first_video: int, stop_video: int) -> None:
         for index in range(first_video, stop_video):
@@ -89,8 +83,6 @@ class Mp4StreamWriter(VideoWriter):
     """One video as a fragmented MP4 written to `sink` (stdout, a pipe) while it is made."""
 
     def __init__(self, sink: BinaryIO, n_frames: int, fps: float, size: int) -> None:
-        from vidsynth.runtime.ffmpeg import FragmentedMp4Encoder
-
         super().__init__(Path(), 1, n_frames, fps, size)
         self.sink = sink
         self._encoder = FragmentedMp4Encoder(size, fps)
@@ -120,8 +112,8 @@ class GifWriter(VideoWriter):
         self._frames: dict[int, list[np.ndarray]] = {}
 
     def append(self, first_video: int, first_frame: int, pixels: np.ndarray) -> None:
-        for offset, frames in enumerate(pixels):
-            self._frames.setdefault(first_video + offset, []).append(frames)
+        for index, frames in enumerate(pixels, start=first_video):
+            self._frames.setdefault(index, []).append(frames)
 
     def end_videos(self, first_video: int, stop_video: int) -> None:
         import imageio.v3 as iio
@@ -163,6 +155,4 @@ WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
 def open_writer(
     fmt: str, directory: Path, n_videos: int, n_frames: int, fps: float, size: int
 ) -> VideoWriter:
-    if fmt not in WRITERS:
-        raise choice_error(InputError, "format", fmt, sorted(WRITERS))
     return WRITERS[fmt](directory, n_videos, n_frames, fps, size)
