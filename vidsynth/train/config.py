@@ -20,10 +20,10 @@ from vidsynth.runtime.backend import DEVICES
 def setting(
     default: Any = None, help: str | None = None, *, directory: bool = False, fixed: bool = False
 ) -> Any:
-    """A TrainConfig field; with `help`, also the option `--field-name` (a bool: a flag that sets
-    the opposite of its default). A `fixed` setting is one a resumed run keeps whatever the
-    command line says: it shapes the networks, seeds the random streams, lives in the
-    optimizers' checkpointed state, or chooses the data's classes."""
+    """A TrainConfig field; with `help`, also the option `--field-name` (a bool: a flag that turns
+    it on, so bool settings default to False). A `fixed` setting is one a resumed run keeps
+    whatever the command line says: it shapes the networks, seeds the random streams, lives in
+    the optimizers' checkpointed state, or chooses the data's classes."""
     return field(default=default, metadata={"help": help, "directory": directory, "fixed": fixed})
 
 
