@@ -174,9 +174,7 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     g_image, g_video = _bce(gen_i, 1.0), _bce(gen_v, 1.0)
     g_category = torch.zeros((), device=dev)
     if n_cat > 0:
-        g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(
-            gen_i_cls.float(), fake_labels
-        )
+        g_category = sum(F.cross_entropy(classes.float(), fake_labels) for classes in (gen_v_cls, gen_i_cls))
     _update((t.optimizers["generator"],), g_image + g_video + w * g_category)
     values = (d_image, d_video, g_image, g_video, g_category)
     return {name: float(v.detach()) for name, v in zip(LOSS_NAMES, values)}
@@ -435,5 +433,4 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool =
     from vidsynth.weights.format import load_weights, save_weights
 
     model = load_weights(Path(run_dir) / WEIGHTS_DIR)
-    provenance = {k: v for k, v in model.provenance.items() if k not in ("vidsynth_version", "saved_at")}
-    return save_weights(model, out, provenance, force=force)
+    return save_weights(model, out, model.provenance, force=force)

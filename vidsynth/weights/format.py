@@ -51,7 +51,7 @@ def save_weights(
     force: bool = False,
 ) -> Path:
     """Writes `model` atomically. `provenance` records where the weights came from
-    (source, training data, steps, ...); the vidsynth version and time are added."""
+    (source, training data, steps, ...); the vidsynth version and time are set."""
     record = {
         "model": model.config.to_dict(),
         "provenance": {
