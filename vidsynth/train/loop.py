@@ -250,8 +250,7 @@ def train(
     the run's provenance.
     """
     run_dir = Path(run_dir)
-    problem = threads_problem(config.threads)
-    if problem:
+    if problem := threads_problem(config.threads):
         raise InputError(problem)
     if not resume:
         check_output_dir(run_dir)
@@ -314,14 +313,12 @@ def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = 
 
 
 def _log_resumed_settings(run_dir: Path, stored: dict[str, Any], config: TrainConfig) -> None:
-    changed = {
-        name: (stored.get(name), new) for name, new in config.to_dict().items() if stored.get(name) != new
-    }
+    changed = {name: (stored[name], new) for name, new in config.to_dict().items() if stored[name] != new}
     fixed = [name for name in changed if name in FIXED_ON_RESUME]
     if fixed:
         raise InputError(
             f"a resumed run keeps its {', '.join(fixed)} ("
-            + ", ".join(f"stored {name}={stored.get(name)!r}" for name in fixed)
+            + ", ".join(f"stored {name}={stored[name]!r}" for name in fixed)
             + "); drop those options, or start a new run with another --out"
         )
     said = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())

@@ -124,8 +124,5 @@ def public_command(command: str) -> str:
 
 def public_train_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stored TrainConfig dict with its directory settings cut to their names."""
-    public = dict(config)
-    for f in fields(TrainConfig):
-        if f.metadata["directory"] and isinstance(public.get(f.name), str):
-            public[f.name] = path_name(public[f.name])
-    return public
+    directories = {f.name for f in fields(TrainConfig) if f.metadata["directory"]}
+    return {k: path_name(v) if k in directories and isinstance(v, str) else v for k, v in config.items()}
