@@ -75,8 +75,7 @@ class TrainConfig:
     dry_run: bool = setting(False, "A few steps on synthetic data (no --data needed).", fixed=True)
 
     def __post_init__(self) -> None:
-        problems = field_type_problems(self)
-        if problems:
+        if problems := field_type_problems(self):
             raise InputError("bad training settings: " + "; ".join(problems))
         if self.device not in DEVICES:
             raise choice_error(InputError, "device", self.device, DEVICES)
