@@ -62,7 +62,6 @@ def _to_rgb(frames: np.ndarray, path: Path) -> np.ndarray:
 def read_clip(path: str | os.PathLike) -> np.ndarray:
     """One clip as (T, H, W, 3) uint8. A still image is split into square frames along its
     width (MoCoGAN strips); a video or animated GIF gives its frames."""
-    import imageio.v2 as imageio_v2
     import imageio.v3 as iio
 
     path = Path(path)
@@ -87,8 +86,7 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
             if frames.ndim == 3 and frames.shape[-1] in (3, 4):
                 frames = frames[None]
         else:
-            with imageio_v2.get_reader(str(path), format="FFMPEG") as reader:
-                frames = np.stack([np.asarray(f) for f in reader])
+            frames = iio.imread(path, index=None, plugin="FFMPEG")
     except DataError:
         raise
     except Exception as exc:  # imageio raises many types for damaged files
