@@ -392,8 +392,7 @@ def _run(
             log.append(step, losses)
             if on_step is not None:
                 on_step(step, losses)
-            bad = [name for name, value in losses.items() if not math.isfinite(value)]
-            if bad:
+            if bad := [name for name, value in losses.items() if not math.isfinite(value)]:
                 raise RuntimeBackendError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
             bar.update(1)
             shown = {label: f"{losses[name]:.3f}" for name, label in BAR_LABELS.items()}
