@@ -58,7 +58,7 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     generators: dict[str, torch.Generator],
     record: dict[str, Any],
-) -> Path:
+) -> None:
     net_tensors = {
         f"{name}.{key}": value.detach().cpu().contiguous()
         for name, module in networks.items()
@@ -73,13 +73,11 @@ def save_checkpoint(
     }
     opt_meta = {name: {"param_groups": state["param_groups"]} for name, state in opt_states.items()}
     rng = {_rng_key(name, g): g.get_state() for name, g in generators.items()}
-    target = run_dir / CHECKPOINT_DIR
-    with atomic_directory(target, force=True, recognise=recognise_checkpoint) as tmp:
+    with atomic_directory(run_dir / CHECKPOINT_DIR, force=True, recognise=recognise_checkpoint) as tmp:
         for name, tensors in zip(TENSOR_FILES, (net_tensors, opt_tensors, rng)):
             save_file(tensors, str(tmp / name))
         (tmp / STATE_FILE).write_text(json.dumps({**record, "optimizers": opt_meta}, indent=1) + "\n")
         write_sums(tmp, (*TENSOR_FILES, STATE_FILE))
-    return target
 
 
 def read_checkpoint_record(run_dir: Path) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from vidsynth.runtime.backend import DEVICES
 def setting(
     default: Any = None, help: str | None = None, *, directory: bool = False, fixed: bool = False
 ) -> Any:
-    """A TrainConfig field; with `help`, also the option `--field-name` (a bool: a flag that sets
-    the opposite of its default). A `fixed` setting is one a resumed run keeps whatever the
-    command line says: it shapes the networks, seeds the random streams, lives in the
-    optimizers' checkpointed state, or chooses the data's classes."""
+    """A TrainConfig field; with `help`, also the option `--field-name` (a bool: a flag that turns
+    it on, so bool settings default to False). A `fixed` setting is one a resumed run keeps
+    whatever the command line says: it shapes the networks, seeds the random streams, lives in
+    the optimizers' checkpointed state, or chooses the data's classes."""
     return field(default=default, metadata={"help": help, "directory": directory, "fixed": fixed})
 
 
@@ -75,8 +75,7 @@ class TrainConfig:
     dry_run: bool = setting(False, "A few steps on synthetic data (no --data needed).", fixed=True)
 
     def __post_init__(self) -> None:
-        problems = field_type_problems(self)
-        if problems:
+        if problems := field_type_problems(self):
             raise InputError("bad training settings: " + "; ".join(problems))
         if self.device not in DEVICES:
             raise choice_error(InputError, "device", self.device, DEVICES)

@@ -174,9 +174,7 @@ def train_step(t: Trainer, sampler: ClipSampler) -> dict[str, float]:
     g_image, g_video = _bce(gen_i, 1.0), _bce(gen_v, 1.0)
     g_category = torch.zeros((), device=dev)
     if n_cat > 0:
-        g_category = F.cross_entropy(gen_v_cls.float(), fake_labels) + F.cross_entropy(
-            gen_i_cls.float(), fake_labels
-        )
+        g_category = sum(F.cross_entropy(classes.float(), fake_labels) for classes in (gen_v_cls, gen_i_cls))
     _update((t.optimizers["generator"],), g_image + g_video + w * g_category)
     values = (d_image, d_video, g_image, g_video, g_category)
     return {name: float(v.detach()) for name, v in zip(LOSS_NAMES, values)}
@@ -252,8 +250,7 @@ def train(
     the run's provenance.
     """
     run_dir = Path(run_dir)
-    problem = threads_problem(config.threads)
-    if problem:
+    if problem := threads_problem(config.threads):
         raise InputError(problem)
     if not resume:
         check_output_dir(run_dir)
@@ -316,14 +313,12 @@ def resumed_config(run_dir: str | os.PathLike, changes: dict[str, Any] | None = 
 
 
 def _log_resumed_settings(run_dir: Path, stored: dict[str, Any], config: TrainConfig) -> None:
-    changed = {
-        name: (stored.get(name), new) for name, new in config.to_dict().items() if stored.get(name) != new
-    }
+    changed = {name: (stored[name], new) for name, new in config.to_dict().items() if stored[name] != new}
     fixed = [name for name in changed if name in FIXED_ON_RESUME]
     if fixed:
         raise InputError(
             f"a resumed run keeps its {', '.join(fixed)} ("
-            + ", ".join(f"stored {name}={stored.get(name)!r}" for name in fixed)
+            + ", ".join(f"stored {name}={stored[name]!r}" for name in fixed)
             + "); drop those options, or start a new run with another --out"
         )
     said = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
@@ -397,8 +392,7 @@ def _run(
             log.append(step, losses)
             if on_step is not None:
                 on_step(step, losses)
-            bad = [name for name, value in losses.items() if not math.isfinite(value)]
-            if bad:
+            if bad := [name for name, value in losses.items() if not math.isfinite(value)]:
                 raise RuntimeBackendError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
             bar.update(1)
             shown = {label: f"{losses[name]:.3f}" for name, label in BAR_LABELS.items()}
@@ -435,5 +429,4 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, force: bool =
     from vidsynth.weights.format import load_weights, save_weights
 
     model = load_weights(Path(run_dir) / WEIGHTS_DIR)
-    provenance = {k: v for k, v in model.provenance.items() if k not in ("vidsynth_version", "saved_at")}
-    return save_weights(model, out, provenance, force=force)
+    return save_weights(model, out, model.provenance, force=force)

@@ -8,7 +8,7 @@ import torch
 
 from vidsynth.errors import InputError
 from vidsynth.model.config import image_layers
-from vidsynth.runtime.plan import available_memory
+from vidsynth.runtime.plan import available_memory, format_bytes
 from vidsynth.train.config import TrainConfig
 
 _FLOAT = 4
@@ -56,9 +56,6 @@ def check_fits(config: TrainConfig, n_categories: int, device: torch.device) -> 
         raise InputError(
             f"training at --batch {config.batch} --ngf {config.ngf} --ndf {config.ndf} "
             f"({config.image_size}x{config.image_size}, {config.clip_frames}-frame clips) needs at least "
-            f"{_size(needed)} of memory, and {_size(free)} is {where}: lower --batch, --ngf or --ndf"
+            f"{format_bytes(needed)} of memory, and {format_bytes(free)} is {where}: "
+            "lower --batch, --ngf or --ndf"
         )
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"

@@ -69,7 +69,7 @@ def command_line(ctx: click.Context) -> str:
 def _option(f: Field) -> click.Option:
     decls, help_text = [option_flag(f.name), f.name], f.metadata["help"]
     kind = field_kinds(TrainConfig)[f.name][0]
-    if kind is bool:  # a flag sets the opposite of the default
+    if kind is bool:  # a flag turns the setting on (bool settings default to False)
         return click.Option(decls, is_flag=True, help=help_text)
     if f.name == "steps":
         help_text += f" [default: {f.default}; {DRY_RUN_STEPS} with --dry-run]"
@@ -80,18 +80,11 @@ def _option(f: Field) -> click.Option:
     )
 
 
-def _setting(f: Field, value: Any) -> Any:
-    """An option's parsed value as the TrainConfig value."""
-    if field_kinds(TrainConfig)[f.name][0] is bool:
-        return not f.default if value else f.default
-    return value
-
-
 def typed_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The TrainConfig settings the user typed on the command line (not click's defaults), as
-    TrainConfig values: what changes a resumed run's stored settings."""
+    """The TrainConfig settings the user typed on the command line (not click's defaults): what
+    changes a resumed run's stored settings."""
     return {
-        f.name: _setting(f, values[f.name])
+        f.name: values[f.name]
         for f in fields(TrainConfig)
         if f.name in values and ctx.get_parameter_source(f.name) is ParameterSource.COMMANDLINE
     }
@@ -99,7 +92,7 @@ def typed_settings(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:
     """A new run's TrainConfig from the values click parsed for its options."""
-    settings = {f.name: _setting(f, values[f.name]) for f in fields(TrainConfig) if f.name in values}
+    settings = {f.name: values[f.name] for f in fields(TrainConfig) if f.name in values}
     if settings.get("steps") is None:
         settings["steps"] = DRY_RUN_STEPS if settings.get("dry_run") else TrainConfig.steps
     return TrainConfig(**settings)
@@ -131,8 +124,5 @@ def public_command(command: str) -> str:
 
 def public_train_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stored TrainConfig dict with its directory settings cut to their names."""
-    public = dict(config)
-    for f in fields(TrainConfig):
-        if f.metadata["directory"] and isinstance(public.get(f.name), str):
-            public[f.name] = path_name(public[f.name])
-    return public
+    directories = {f.name for f in fields(TrainConfig) if f.metadata["directory"]}
+    return {k: path_name(v) if k in directories and isinstance(v, str) else v for k, v in config.items()}

@@ -16,24 +16,19 @@ from vidsynth.runtime.stream import to_uint8
 def render_videos(model: VideoGenerator, n_videos: int, n_frames: int, seed: int) -> np.ndarray:
     """Eval-mode videos from the seeded noise factory; category k for video k (mod classes).
     Touches neither the model's training mode afterwards nor any torch RNG."""
-    config = model.config
-    noise = sample_noise(config, n_videos, seed)
+    noise = sample_noise(model.config, n_videos, seed)
+    device = next(model.parameters()).device
+    z_content, z_motion = (torch.from_numpy(z).to(device) for z in (noise.z_content, noise.z_motion))
+    n_cat = model.config.n_categories
+    category = torch.arange(n_videos, device=device) % n_cat if n_cat > 0 else None
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        n_cat = config.n_categories
-        category = torch.arange(n_videos, device=device) % n_cat if n_cat > 0 else None
         with torch.no_grad():
-            video = model(
-                torch.from_numpy(noise.z_content).to(device),
-                torch.from_numpy(noise.z_motion).to(device),
-                n_frames,
-                category,
-            )
+            video = model(z_content, z_motion, n_frames, category)
     finally:
         model.train(was_training)
-    return to_uint8(video.detach().float().cpu().numpy())
+    return to_uint8(video.float().cpu().numpy())
 
 
 def sheet(videos: np.ndarray, gap: int = 2) -> np.ndarray:

@@ -51,7 +51,7 @@ def save_weights(
     force: bool = False,
 ) -> Path:
     """Writes `model` atomically. `provenance` records where the weights came from
-    (source, training data, steps, ...); the vidsynth version and time are added."""
+    (source, training data, steps, ...); the vidsynth version and time are set."""
     record = {
         "model": model.config.to_dict(),
         "provenance": {
@@ -142,7 +142,6 @@ def model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source
     batch-norm variances (values that would "generate" black videos)."""
     check_shapes(config, {k: tuple(v.shape) for k, v in state.items()}, source)
     model = VideoGenerator(config)
-    expected = model.state_dict()
     problems = []
     for key, value in sorted(state.items()):
         if key.endswith("num_batches_tracked"):
@@ -155,5 +154,5 @@ def model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source
             problems.append(f"{key} holds negative variances")
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems[:8]) + (" ..." if len(problems) > 8 else ""))
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    model.load_state_dict(state, strict=True)  # copied into the model's float32 parameters
     return model.eval()
