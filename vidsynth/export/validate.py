@@ -237,15 +237,15 @@ def validate_export(
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
+    from vidsynth.artifacts.torchscript_ops import load_torchscript
     from vidsynth.export.onnx_export import RANDOM_OPS, RECURRENT_OPS, op_types
-    from vidsynth.export.torchscript import load_torchscript
 
     config = model.config
     problems: list[str] = []
     whole: dict[str, WholeRunner] = {}
     stream: dict[str, StreamRunner] = {}
     if "torchscript" in formats:
-        module, extra = load_torchscript(directory / TORCHSCRIPT_FILE)
+        module, _ = load_torchscript(directory / TORCHSCRIPT_FILE)
         whole["torchscript"], stream["torchscript_streaming"] = torch_runners(module)
         if "prim::Loop" not in str(module.motion.rollout.graph):
             problems.append(f"{TORCHSCRIPT_FILE}: the motion recurrence is not a loop")
