@@ -32,7 +32,7 @@ from vidsynth.artifacts.contract import (
     generator_contract,
 )
 from vidsynth.errors import ExportError, MissingDependencyError, choice_error
-from vidsynth.export.while_loop import while_loop_module
+from vidsynth.export.while_loop import WhileLoopGenerator
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
@@ -203,7 +203,7 @@ def _export_dynamo(model: VideoGenerator, streaming: bool, inputs: tuple, path: 
         # The exporter reports its own progress and version conversions as warnings.
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            while_loop_module(model, streaming),
+            WhileLoopGenerator(model, streaming).eval(),
             inputs,
             dynamo=True,
             dynamic_shapes=tuple({0: batch} if tensor.dim() > 0 else None for tensor in inputs),
