@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from vidsynth.artifacts.contract import ONNX_CHUNK_FILE, ONNX_FILE, TORCHSCRIPT_FILE, initial_state
+from vidsynth.artifacts.torchscript_ops import load_torchscript
 from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.export.onnx_export import RECURRENT_OPS, export_graph, op_types
-from vidsynth.export.torchscript import load_torchscript
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
 from vidsynth.optional import onnxruntime_session

@@ -11,7 +11,7 @@ import torch
 from vidsynth.errors import ExportError
 from vidsynth.export import export_artifacts
 from vidsynth.export.onnx_export import EXPORTERS, op_types
-from vidsynth.export.while_loop import while_loop_module
+from vidsynth.export.while_loop import WhileLoopGenerator
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
 from vidsynth.optional import onnxruntime_session
@@ -37,9 +37,9 @@ def test_while_loop_formulation_equals_the_model(family):
     category = None if noise.category is None else torch.from_numpy(noise.category)
     state = model.initial_state(motion)
     with torch.inference_mode():
-        video, state_out = while_loop_module(model, streaming=True)(content, state, torch.tensor(6), category)
+        video, state_out = WhileLoopGenerator(model, True)(content, state, torch.tensor(6), category)
         expected, expected_state = model.generate_chunk(content, state, 6, category)
-        whole = while_loop_module(model, streaming=False)(content, motion, torch.tensor(6), category)
+        whole = WhileLoopGenerator(model, False)(content, motion, torch.tensor(6), category)
     assert (
         torch.equal(video, expected)
         and torch.equal(state_out, expected_state)
@@ -49,7 +49,7 @@ def test_while_loop_formulation_equals_the_model(family):
 
 def test_training_mode_is_refused():
     with pytest.raises(ValueError, match="eval-mode"):
-        while_loop_module(demo_model(FAMILIES["lstm-same-input"]).train(), streaming=False)
+        WhileLoopGenerator(demo_model(FAMILIES["lstm-same-input"]).train(), streaming=False)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=list(FAMILIES))

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 import vidsynth.export.onnx_export as export_onnx
 import vidsynth.export.torchscript as export_torchscript
 import vidsynth.export.validate as validate
+from vidsynth.artifacts.torchscript_ops import load_torchscript
 from vidsynth.cli import cli
 from vidsynth.errors import ExportError, InputError, RuntimeBackendError, ValidationError, WeightsError
 from vidsynth.export import export_artifacts, read_manifest
 from vidsynth.export.precision import deployable_copy, with_precision
-from vidsynth.export.torchscript import load_torchscript
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.noise import sample_noise
 from vidsynth.optional import onnxruntime_session

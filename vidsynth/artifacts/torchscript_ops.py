@@ -98,17 +98,25 @@ def check_operators(module: torch.jit.ScriptModule, recorded: list[str], path: s
         )
 
 
-def load_checked(
-    path: str | os.PathLike, recorded: list[str], device: str = "cpu"
-) -> tuple[torch.jit.ScriptModule, str]:
-    """torch.jit.load of an export's generator.pt, only after its code and operators pass;
-    with the config.json text it carries (empty if none)."""
-    scan_archive(path)
-    extra = {"config.json": ""}
+def load_torchscript(
+    path: str | os.PathLike, device: str = "cpu"
+) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
+    """torch.jit.load of a generator.pt, unchecked, with the extra files export writes as text."""
+    extra = {"config.json": "", "vidsynth_version": ""}
     try:
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except (RuntimeError, ValueError, OSError) as exc:
         raise RuntimeBackendError(f"{path} is not a loadable TorchScript generator: {exc}") from None
+    texts = {name: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for name, v in extra.items()}
+    return module.eval(), texts
+
+
+def load_checked(
+    path: str | os.PathLike, recorded: list[str], device: str = "cpu"
+) -> tuple[torch.jit.ScriptModule, str]:
+    """load_torchscript of an export's generator.pt, only after its code and operators pass;
+    with the config.json text it carries (empty if none)."""
+    scan_archive(path)
+    module, extra = load_torchscript(path, device)
     check_operators(module, recorded, path)
-    carried = extra["config.json"]
-    return module.eval(), carried.decode("utf-8", "replace") if isinstance(carried, bytes) else carried
+    return module, extra["config.json"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 
 from vidsynth.artifacts.contract import (
@@ -23,10 +24,15 @@ from vidsynth.artifacts.contract import (
     streaming_record,
 )
 from vidsynth.artifacts.manifest import FORMAT_VERSION, file_record, recognise_export, write_manifest
+from vidsynth.artifacts.torchscript_ops import recorded_operators
 from vidsynth.atomic import atomic_directory, check_replaceable, output_lock
 from vidsynth.errors import ExportError
+from vidsynth.export import onnx_export, torchscript
 from vidsynth.export.onnx_export import EXPORTERS, check_exporter, check_opset, exporter_rewrites
 from vidsynth.export.precision import deployable_copy, with_precision
+from vidsynth.export.pt2 import pt2_record, save_pt2
+from vidsynth.export.rewrites import rewrite_for_export
+from vidsynth.export.validate import validate_export
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
@@ -68,16 +74,12 @@ def export_artifacts(
         lowered = with_precision(model, dtype)
         graph_model, rewrites = lowered, ()
         if optimize and "onnx" in formats:
-            from vidsynth.export.rewrites import rewrite_for_export
-
             rewritten, rewrites = rewrite_for_export(reference, exporter_rewrites(onnx_exporter))
             graph_model = with_precision(rewritten, dtype)
         started = time.perf_counter()
         with atomic_directory(out_dir, force=force, recognise=recognise_export) as tmp:
             operators = write_artifacts(lowered, graph_model, tmp, formats, opset, rewrites, onnx_exporter)
             written = time.perf_counter()
-            from vidsynth.export.validate import validate_export
-
             validation = validate_export(lowered, tmp, formats, dtype, reference if dtype != "fp32" else None)
             files = {name: file_record(tmp / name) for fmt in formats for name in FILES[fmt]}
             manifest = build_manifest(
@@ -107,24 +109,16 @@ def write_artifacts(
     operator set (None without TorchScript)."""
     operators = None
     if "torchscript" in formats:
-        from vidsynth.artifacts.torchscript_ops import recorded_operators
-        from vidsynth.export.torchscript import save_torchscript, script_generator
-
-        scripted = script_generator(model)
+        scripted = torchscript.script_generator(model)
         operators = recorded_operators(scripted)
-        save_torchscript(scripted, directory / TORCHSCRIPT_FILE, model.config.to_dict())
+        torchscript.save_torchscript(scripted, directory / TORCHSCRIPT_FILE, model.config.to_dict())
     if "onnx" in formats:
-        from vidsynth.export.onnx_export import check_graph, export_graph
-
         for file, streaming in ((ONNX_FILE, False), (ONNX_CHUNK_FILE, True)):
-            export_graph(
+            onnx_export.export_graph(
                 graph_model, directory / file, opset, streaming, rewrites=rewrites, exporter=onnx_exporter
             )
-        for file in (ONNX_FILE, ONNX_CHUNK_FILE):
-            check_graph(directory / file)
+            onnx_export.check_graph(directory / file)
     if "pt2" in formats:
-        from vidsynth.export.pt2 import save_pt2
-
         save_pt2(model, directory)
     return operators
 
@@ -139,10 +133,6 @@ def build_manifest(
     rewrites: Sequence[str],
     onnx_exporter: str,
 ) -> dict[str, Any]:
-    import onnx
-
-    from vidsynth.export.pt2 import pt2_record
-
     contract = generator_contract(config)
     return {
         "format_version": FORMAT_VERSION,

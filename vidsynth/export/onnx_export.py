@@ -32,7 +32,8 @@ from vidsynth.artifacts.contract import (
     generator_contract,
 )
 from vidsynth.errors import ExportError, MissingDependencyError, choice_error
-from vidsynth.export.while_loop import while_loop_module
+from vidsynth.export.rewrites import DEFAULT_REWRITES
+from vidsynth.export.while_loop import WhileLoopGenerator
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.model.noise import sample_noise
 from vidsynth.version import __version__
@@ -157,8 +158,6 @@ def _export_scripted(model: VideoGenerator, streaming: bool, inputs: tuple, path
 def exporter_rewrites(exporter: str) -> tuple[str, ...]:
     """The default graph rewrites (vidsynth.export.rewrites) an exporter's graphs carry: all of
     them with the TorchScript-based exporter, the image generator's with the dynamo one."""
-    from vidsynth.export.rewrites import DEFAULT_REWRITES
-
     if exporter != DYNAMO:
         return DEFAULT_REWRITES
     return tuple(name for name in DEFAULT_REWRITES if name not in MOTION_REWRITES)
@@ -203,7 +202,7 @@ def _export_dynamo(model: VideoGenerator, streaming: bool, inputs: tuple, path: 
         # The exporter reports its own progress and version conversions as warnings.
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            while_loop_module(model, streaming),
+            WhileLoopGenerator(model, streaming).eval(),
             inputs,
             dynamo=True,
             dynamic_shapes=tuple({0: batch} if tensor.dim() > 0 else None for tensor in inputs),

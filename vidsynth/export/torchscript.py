@@ -13,11 +13,9 @@ import os
 
 import torch
 
-from vidsynth.errors import ExportError, RuntimeBackendError
+from vidsynth.errors import ExportError
 from vidsynth.model.generator import VideoGenerator
 from vidsynth.version import __version__
-
-EXTRA_FILES = ("config.json", "vidsynth_version")
 
 
 def script_generator(model: VideoGenerator) -> torch.jit.ScriptModule:
@@ -39,13 +37,3 @@ def save_torchscript(scripted: torch.jit.ScriptModule, path: str | os.PathLike, 
     torch.jit.save(scripted, buffer, _extra_files=extra)
     with open(path, "wb") as handle:
         handle.write(buffer.getbuffer())
-
-
-def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
-    """The scripted generator (CPU) and its extra files as text."""
-    extra = {name: "" for name in EXTRA_FILES}
-    try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise RuntimeBackendError(f"{path} is not a loadable TorchScript generator: {exc}") from None
-    return module.eval(), {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}

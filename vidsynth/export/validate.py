@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from vidsynth.artifacts.contract import (
@@ -31,7 +32,10 @@ from vidsynth.artifacts.contract import (
     graph_inputs,
     initial_state,
 )
+from vidsynth.artifacts.pt2 import load_pt2
+from vidsynth.artifacts.torchscript_ops import load_torchscript
 from vidsynth.errors import ValidationError
+from vidsynth.export.onnx_export import RANDOM_OPS, RECURRENT_OPS, op_types
 from vidsynth.export.precision import psnr_db
 from vidsynth.model.config import ModelConfig
 from vidsynth.model.generator import VideoGenerator
@@ -237,21 +241,16 @@ def validate_export(
 ) -> dict:
     """Loads what `directory` holds (generator.pt, generator.onnx, generator_chunk.onnx, the
     .pt2 packages) and validates it against eager `model`; see validate_backends."""
-    from vidsynth.export.onnx_export import RANDOM_OPS, RECURRENT_OPS, op_types
-    from vidsynth.export.torchscript import load_torchscript
-
     config = model.config
     problems: list[str] = []
     whole: dict[str, WholeRunner] = {}
     stream: dict[str, StreamRunner] = {}
     if "torchscript" in formats:
-        module, extra = load_torchscript(directory / TORCHSCRIPT_FILE)
+        module, _ = load_torchscript(directory / TORCHSCRIPT_FILE)
         whole["torchscript"], stream["torchscript_streaming"] = torch_runners(module)
         if "prim::Loop" not in str(module.motion.rollout.graph):
             problems.append(f"{TORCHSCRIPT_FILE}: the motion recurrence is not a loop")
     if "onnx" in formats:
-        import onnx
-
         sessions = {}
         for file, contract in (
             (ONNX_FILE, generator_contract(config)),
@@ -269,8 +268,6 @@ def validate_export(
             sessions[ONNX_FILE], sessions[ONNX_CHUNK_FILE], config
         )
     if "pt2" in formats:
-        from vidsynth.artifacts.pt2 import load_pt2
-
         whole["pt2"], stream["pt2_streaming"] = torch_runners(load_pt2(directory, config, torch.__version__))
     if problems:  # a wrong signature makes value comparisons meaningless
         raise ValidationError("\n  - ".join(["export validation failed:"] + problems))

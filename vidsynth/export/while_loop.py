@@ -68,9 +68,11 @@ class MotionRollout(nn.Module):
 class WhileLoopGenerator(nn.Module):
     """(z_content, z_motion, n_frames[, category]) -> video, as generator.onnx and generator.pt,
     or with `streaming` (z_content, state, n_frames[, category]) -> (video, state_out), as
-    generator_chunk.onnx."""
+    generator_chunk.onnx. Eval-mode generators only."""
 
     def __init__(self, generator: VideoGenerator, streaming: bool) -> None:
+        if generator.training:
+            raise ValueError("the while_loop formulation exports eval-mode generators only")
         super().__init__()
         self.generator = generator
         self.streaming = streaming
@@ -82,10 +84,3 @@ class WhileLoopGenerator(nn.Module):
         codes, state = motion_codes(self.generator.motion, state, n_frames)
         video = self.generator.render(codes, z_content, category)
         return (video, state) if self.streaming else video
-
-
-def while_loop_module(generator: VideoGenerator, streaming: bool) -> nn.Module:
-    """The eval-mode wrapper torch.export traces for the whole-video or the chunk signature."""
-    if generator.training:
-        raise ValueError("the while_loop formulation exports eval-mode generators only")
-    return WhileLoopGenerator(generator, streaming).eval()

@@ -118,9 +118,7 @@ class VideoGenerator(nn.Module):
     ) -> Tensor:
         """(B, n_frames, nc, H, W) float video in [-1, 1]. `category` (B,) int64 is used by
         conditional models only; without it they make category 0."""
-        state = self.initial_state(z_motion)
-        video, _ = self.generate_chunk(z_content, state, n_frames, category)
-        return video
+        return self.generate_chunk(z_content, self.initial_state(z_motion), n_frames, category)[0]
 
 
 @contextlib.contextmanager
