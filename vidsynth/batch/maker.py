@@ -44,11 +44,7 @@ class NpyWriter(VideoWriter):
     def end_videos(self, first_video: int, stop_video: int) -> None:
         for index in range(first_video, stop_video):
             self._arrays.pop(index).flush()
-
-    def finish(self) -> list[str]:
-        for array in self._arrays.values():
-            array.flush()
-        return [video_name(index, "npy") for index in range(self.n_videos)]
+            self._names.append(video_name(index, "npy"))
 
 
 class VideoMaker:
