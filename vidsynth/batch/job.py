@@ -42,7 +42,7 @@ from vidsynth.batch.store import (
 )
 from vidsynth.checksums import sha256_file
 from vidsynth.cluster import import_ray, import_ray_data, start_ray
-from vidsynth.errors import InputError, StorageError, VidsynthError
+from vidsynth.errors import InputError, StorageError, VidsynthError, choice_error
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.signals import sigterm_as_interrupt
 
@@ -87,9 +87,7 @@ class BatchJob:
     def validate(self) -> BatchJob:
         problems = {}
         if self.format not in BATCH_FORMATS:
-            problems["format"] = (
-                f"unknown format {self.format!r}; expected one of: {', '.join(BATCH_FORMATS)}"
-            )
+            problems["format"] = str(choice_error(InputError, "format", self.format, BATCH_FORMATS))
         for name in ("count", "videos_per_call"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
