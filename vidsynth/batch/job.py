@@ -69,7 +69,6 @@ class BatchJob:
 
     def request(self, index: int) -> GenerateRequest:
         """The `generate` request that makes video `index` on its own."""
-        fmt = "mp4" if self.format == "npy" else self.format
         return GenerateRequest(
             artifacts=self.model.artifacts,
             weights=self.model.weights,
@@ -79,7 +78,7 @@ class BatchJob:
             num_videos=1,
             frames=self.frames,
             fps=self.fps,
-            format=fmt,
+            format="mp4",  # npy holds the frames that mp4 encodes: both are planned as mp4
             category=self.category,
             threads=self.model.threads or max(1, round(self.cpus_per_worker)),
         )
