@@ -22,9 +22,8 @@ from vidsynth.sweeper import running_processes
 SERVE_HINT = "pip install 'ray[serve]>=2.60' 'fastapi>=0.110'"
 BATCH_HINT = "pip install 'ray[data]>=2.60'"
 
-# Set in every Ray process we start. The ffmpeg writer of imageio-ffmpeg broke its pipe
-# under Ray's worker threads unless it leaves SIGINT alone; usage statistics stay off.
-WORKER_ENV = {"IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+# Set in every Ray process we start: usage statistics stay off.
+WORKER_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 # Defaults, unless set otherwise: Ray's native logging at fatal (it logs an error for every Ray
 # Data actor pool), Ray Data's at ERROR, and Ray's native failure handler off: it catches
 # SIGTERM during ray.init, prints a stack and kills the process before the command can remove

@@ -42,7 +42,7 @@ from vidsynth.batch.store import (
 )
 from vidsynth.checksums import sha256_file
 from vidsynth.cluster import import_ray, import_ray_data, start_ray
-from vidsynth.errors import InputError, StorageError, VidsynthError
+from vidsynth.errors import InputError, StorageError, VidsynthError, choice_error
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.signals import sigterm_as_interrupt
 
@@ -69,7 +69,6 @@ class BatchJob:
 
     def request(self, index: int) -> GenerateRequest:
         """The `generate` request that makes video `index` on its own."""
-        fmt = "mp4" if self.format == "npy" else self.format
         return GenerateRequest(
             artifacts=self.model.artifacts,
             weights=self.model.weights,
@@ -79,7 +78,7 @@ class BatchJob:
             num_videos=1,
             frames=self.frames,
             fps=self.fps,
-            format=fmt,
+            format="mp4",  # npy holds the frames that mp4 encodes: both are planned as mp4
             category=self.category,
             threads=self.model.threads or max(1, round(self.cpus_per_worker)),
         )
@@ -87,9 +86,7 @@ class BatchJob:
     def validate(self) -> BatchJob:
         problems = {}
         if self.format not in BATCH_FORMATS:
-            problems["format"] = (
-                f"unknown format {self.format!r}; expected one of: {', '.join(BATCH_FORMATS)}"
-            )
+            problems["format"] = str(choice_error(InputError, "format", self.format, BATCH_FORMATS))
         for name in ("count", "videos_per_call"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vidsynth.batch.store import file_name
-from vidsynth.runtime.writers import VideoWriter, video_name
+from vidsynth.runtime.writers import WRITERS, VideoWriter, video_name
 
 if TYPE_CHECKING:
     from vidsynth.batch.job import BatchJob
@@ -44,11 +44,7 @@ class NpyWriter(VideoWriter):
     def end_videos(self, first_video: int, stop_video: int) -> None:
         for index in range(first_video, stop_video):
             self._arrays.pop(index).flush()
-
-    def finish(self) -> list[str]:
-        for array in self._arrays.values():
-            array.flush()
-        return [video_name(index, "npy") for index in range(self.n_videos)]
+            self._names.append(video_name(index, "npy"))
 
 
 class VideoMaker:
@@ -87,16 +83,13 @@ class VideoMaker:
         from vidsynth.model.noise import sample_noise, stack_noise
         from vidsynth.runtime.plan import plan_generation
         from vidsynth.runtime.stream import stream_videos
-        from vidsynth.runtime.writers import open_writer
 
         job, config = self.job, self.backend.config
         noises = [sample_noise(config, 1, job.seed + i, None, job.category) for i in ids]
         call = Path(tempfile.mkdtemp(prefix="call-", dir=self.staging))
         try:
-            if job.format == "npy":
-                writer = NpyWriter(call, len(ids), job.frames, job.fps, config.image_size)
-            else:
-                writer = open_writer(job.format, call, len(ids), job.frames, job.fps, config.image_size)
+            writer_class = NpyWriter if job.format == "npy" else WRITERS[job.format]
+            writer = writer_class(call, len(ids), job.frames, job.fps, config.image_size)
             like = job.request(0)  # npy is planned as mp4: both stream to disk
             plan = plan_generation(config, len(ids), job.frames, like.format, like.chunk_frames)
             try:

@@ -32,15 +32,14 @@ RETRY_AFTER_S = 1
 
 
 def error_response(
-    status: int, message: str, fields: tuple[str, ...] = (), headers: dict | None = None
+    status: int, message: str, fields: tuple[str, ...] = (), retry_after_s: int | None = None
 ) -> JSONResponse:
+    headers = None if retry_after_s is None else {"Retry-After": str(retry_after_s)}
     return JSONResponse({"error": message, "fields": list(fields)}, status_code=status, headers=headers)
 
 
 def busy(why: str = "request queue full") -> JSONResponse:
-    return error_response(
-        503, f"the server is busy ({why}); retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
-    )
+    return error_response(503, f"the server is busy ({why}); retry shortly", retry_after_s=RETRY_AFTER_S)
 
 
 class TooManyReading(Exception):
@@ -130,9 +129,7 @@ class Ingress:
             config = ModelConfig.from_dict((await self._card())["config"])
             stream = self.live.open(await self._body(request), self.options.model, config)
         except StreamsBusy as exc:
-            return error_response(
-                503, str(exc), headers={"Retry-After": str(self.options.live.retry_after_s)}
-            )
+            return error_response(503, str(exc), retry_after_s=self.options.live.retry_after_s)
         except REFUSED_REQUEST as exc:
             return refused_response(exc)
         return StreamingResponse(stream.body(), media_type=STREAM_MEDIA_TYPE, headers=stream.headers)

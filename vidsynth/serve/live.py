@@ -58,13 +58,10 @@ class StreamsBusy(VidsynthError):
     """Every stream slot is taken (HTTP 503)."""
 
 
-CallModel = Callable[[ChunkCall], Awaitable[ChunkResult]]
-
-
 class LiveStreams:
     """The ingress's streams: admission, and each stream's calls, pacing and encoding."""
 
-    def __init__(self, limits: LiveLimits, call_model: CallModel) -> None:
+    def __init__(self, limits: LiveLimits, call_model: Callable[[ChunkCall], Awaitable[ChunkResult]]) -> None:
         self.limits = limits.validate()
         self.call_model = call_model
         self.active = 0
@@ -109,21 +106,21 @@ class LiveStreams:
     async def call(self, call: ChunkCall) -> ChunkResult:
         """One model call, made a second time if the first fails for any reason but bad input
         (a replica that died, a full queue): the call holds all the stream's state."""
-        for attempt in (1, 2):
-            try:
-                self.counts["model_calls"] += 1
-                result = await asyncio.wait_for(self.call_model(call), self.limits.call_timeout_s)
-                self.last_replica = result.replica
-                return result
-            except VidsynthError:
-                raise
-            except Exception as exc:  # asyncio.TimeoutError included
-                if attempt == 2:
-                    raise
-                self.counts["retries"] += 1
-                logger.warning("a stream's model call failed (%r); making it again", exc)
-                await asyncio.sleep(RETRY_WAIT_S)
-        raise AssertionError("unreachable")
+        try:
+            return await self._call_once(call)
+        except VidsynthError:
+            raise
+        except Exception as exc:  # asyncio.TimeoutError included
+            self.counts["retries"] += 1
+            logger.warning("a stream's model call failed (%r); making it again", exc)
+        await asyncio.sleep(RETRY_WAIT_S)
+        return await self._call_once(call)
+
+    async def _call_once(self, call: ChunkCall) -> ChunkResult:
+        self.counts["model_calls"] += 1
+        result = await asyncio.wait_for(self.call_model(call), self.limits.call_timeout_s)
+        self.last_replica = result.replica
+        return result
 
 
 @dataclass(eq=False)

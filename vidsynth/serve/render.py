@@ -33,7 +33,8 @@ class Abandoned(VidsynthError):
 
 
 class FanOutWriter(VideoWriter):
-    """Looks like one writer for a stacked batch; writes each request's rows to its own."""
+    """Looks like one writer to stream_videos; writes each request's rows to its own writer,
+    which the caller finishes."""
 
     def __init__(self, writers: list[VideoWriter], gone: list[threading.Event]) -> None:
         self.writers = writers
@@ -56,9 +57,6 @@ class FanOutWriter(VideoWriter):
     def end_videos(self, first_video: int, stop_video: int) -> None:
         for writer, offset, lo, hi in self._parts(first_video, stop_video):
             writer.end_videos(lo - offset, hi - offset)
-
-    def finish(self) -> list[str]:
-        return [name for writer in self.writers for name in writer.finish()]
 
     def abort(self) -> None:
         for writer in self.writers:

@@ -32,7 +32,8 @@ UNSCHEDULABLE = re.compile(
 
 
 def deploy(options: ServeOptions, host: str, port: int, name: str = APP_NAME, route_prefix: str = "/") -> str:
-    """Deploys the app on the running Ray instance; returns its URL once /healthz answers.
+    """Deploys the app on the running Ray instance; returns its URL once /healthz answers 200,
+    and raises as soon as Serve says the app failed to deploy or a replica cannot be scheduled.
     Serve's HTTP options are set by the first app deployed on an instance."""
     from ray.serve.api import RunTarget
 
@@ -46,25 +47,17 @@ def deploy(options: ServeOptions, host: str, port: int, name: str = APP_NAME, ro
         [RunTarget(app, name=name, route_prefix=route_prefix)], wait_for_applications_running=False
     )
     url = f"http://{host}:{port}{route_prefix.rstrip('/')}"
-    wait_ready(url, name)
-    return url
-
-
-def wait_ready(url: str, name: str | None = None, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Returns once `url`/healthz answers 200. With the app's `name`, raises as soon as Serve
-    says the app failed to deploy or a replica cannot be scheduled."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
-        if name is not None:
-            check_deployment(name)
+        check_deployment(name)
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
                 if response.status == 200:
-                    return
+                    return url
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise VidsynthError(f"the server at {url} did not become ready within {timeout_s:.0f} s")
+            raise VidsynthError(f"the server at {url} did not become ready within {READY_TIMEOUT_S:.0f} s")
         time.sleep(POLL_S)
 
 
