@@ -92,8 +92,7 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path, cap
         seed=100,
         frames=8,
         videos_per_call=2,
-        workers=2,
-        cpus_per_worker=2,
+        cpus_per_worker=2,  # the job's own sizing: one worker per 3-CPU node
     )
     records = run_batch(job)
     assert sorted(records) == list(range(12))

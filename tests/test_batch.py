@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from vidsynth.batch.job import BatchJob, worker_error
+from vidsynth.batch.job import BatchJob, fit_workers, worker_error
 from vidsynth.batch.maker import NpyWriter
 from vidsynth.batch.store import INDEX_NAME, job_differences, read_index, remove_job, write_job
 from vidsynth.errors import InputError, StorageError, VidsynthError
@@ -39,6 +39,23 @@ def test_a_batch_job_checks_its_options_before_any_work():
     with pytest.raises(InputError, match="frames"):
         BatchJob(out="x", count=1, frames=0).validate()
     assert BatchJob(out="x", count=2, seed=5).request(1).seed == 6
+
+
+def test_workers_are_fitted_node_by_node_with_a_cpu_per_node_left_to_ray_data():
+    def fit(nodes, **options):
+        return fit_workers(BatchJob(out="x", count=1, **options), nodes)
+
+    assert fit([2]) == 1  # one CPU stays with Ray Data
+    assert fit([3, 3], cpus_per_worker=2) == 2
+    assert fit([4, 4], cpus_per_worker=2) == 3  # 2 on one node, 1 on the other
+    # 12 spare CPUs would take 4 workers of 3, but a node of 5 holds only one.
+    assert fit([5, 5, 5], cpus_per_worker=3) == 3
+    assert fit([2], cpus_per_worker=2) == 1  # a single worker may take a whole node
+    with pytest.raises(InputError, match=r"--workers 4 .* nodes of 5, 5, 5 CPUs hold 3") as caught:
+        fit([5, 5, 5], cpus_per_worker=3, workers=4)
+    assert caught.value.fields == ("workers",)
+    with pytest.raises(InputError, match="the largest Ray node has 3"):
+        fit([3, 3], cpus_per_worker=4)
 
 
 def test_the_index_counts_videos_whose_file_exists_and_drops_a_cut_last_line(tmp_path):

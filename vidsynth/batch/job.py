@@ -149,25 +149,25 @@ def check_model(job: BatchJob) -> None:
     sample_noise(backend.config, 1, job.seed, None, job.category)
 
 
-def _check_fit(ray, job: BatchJob) -> int:
-    """The number of workers; fails at once where they cannot all be placed (Ray would wait
-    for them for ever). One CPU per node is left to Ray Data's read and write tasks: with every
-    CPU taken by actors the job stalls."""
-    cpus = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
-    largest, total, spare = max(cpus, default=0), sum(cpus), sum(cpus) - len(cpus)
-    if job.cpus_per_worker > largest:
+def fit_workers(job: BatchJob, nodes: list[float]) -> int:
+    """The number of workers for nodes of these CPU counts; fails at once where they cannot
+    all be placed (Ray would wait for them for ever). A worker runs on one node, and as many
+    CPUs as there are nodes stay free for Ray Data's read and write tasks: with every CPU taken
+    by actors the job stalls."""
+    per, total = job.cpus_per_worker, sum(nodes)
+    if per > max(nodes, default=0):
         raise InputError(
-            f"--cpus-per-worker {job.cpus_per_worker:g} asks for {job.cpus_per_worker:g} CPUs per worker; "
-            f"the largest Ray node has {largest:g} (the cluster {total:g})",
+            f"--cpus-per-worker {per:g} asks for {per:g} CPUs per worker; "
+            f"the largest Ray node has {max(nodes, default=0):g} (the cluster {total:g})",
             fields=["cpus_per_worker"],
         )
-    workers = job.workers or max(1, int(spare // job.cpus_per_worker))
-    free = max(job.cpus_per_worker, spare)
-    if workers * job.cpus_per_worker > free:
+    fit = max(1, min(int((total - len(nodes)) // per), sum(int(n // per) for n in nodes)))
+    workers = job.workers or fit
+    if workers > fit:
         raise InputError(
-            f"--workers {workers} x --cpus-per-worker {job.cpus_per_worker:g} asks for "
-            f"{workers * job.cpus_per_worker:g} CPUs; {free:g} of the cluster's {total:g} can hold "
-            "workers (one per node is left to Ray Data)",
+            f"--workers {workers} x --cpus-per-worker {per:g} asks for {workers * per:g} CPUs; "
+            f"nodes of {', '.join(f'{n:g}' for n in nodes)} CPUs hold {fit} such worker(s) "
+            "(a worker runs on one node; a CPU per node stays free for Ray Data)",
             fields=["workers"],
         )
     return workers
@@ -279,7 +279,8 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
         if started:
             start_ray(address)
         with sigterm_as_interrupt():  # ray.init installs its own SIGTERM handler
-            workers = min(_check_fit(ray, job), -(-pending // job.videos_per_call))  # none idle
+            nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
+            workers = min(fit_workers(job, nodes), -(-pending // job.videos_per_call))  # none idle
             # Ray Data merges small blocks up to this size before handing them on: ids would
             # pile up by the million before the first call, and finished rows wait for the
             # rest of their block. Our blocks are a call's ids and its finished rows.
