@@ -98,7 +98,6 @@ def _scenario_run(case_file: str, extra_env: dict | None) -> dict:
         **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST") and k != RESULTS_ENV},
         NETNS_ENV: "1",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1",
         **(extra_env or {}),
     }
     command = (

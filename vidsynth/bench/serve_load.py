@@ -278,7 +278,7 @@ def main() -> None:
     results = []
     chosen = set(args.scenarios.split(","))
     for scenario in [s for s in RUN_ORDER if s in chosen]:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT": "1"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         if scenario == "2-nodes":
             env["RAY_AUTH_MODE"] = "token"
         command = [sys.executable, "-m", "vidsynth.bench.serve_load", "--scenario", scenario]
