@@ -15,7 +15,7 @@ from vidsynth.runtime.output import check_output_dir, staged_output
 from vidsynth.runtime.plan import Plan, plan_generation
 from vidsynth.runtime.request import STDOUT, GenerateRequest
 from vidsynth.runtime.stream import check_channels, stream_videos
-from vidsynth.runtime.writers import Mp4StreamWriter, VideoWriter, open_writer
+from vidsynth.runtime.writers import WRITERS, Mp4StreamWriter, VideoWriter
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ def generate_videos(
             raise StorageError("the reader of the video on stdout closed it before the end") from None
         return GenerateResult([], backend.name, backend.device, backend.detail, plan)
     with staged_output(directory) as (staging, names):
-        writer = open_writer(
-            request.format, staging, request.num_videos, request.frames, request.fps, config.image_size
+        writer = WRITERS[request.format](
+            staging, request.num_videos, request.frames, request.fps, config.image_size
         )
         names.extend(_write(backend, noise, request, plan, writer))
     paths = [directory / name for name in names]

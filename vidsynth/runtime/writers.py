@@ -150,9 +150,3 @@ class SheetWriter(VideoWriter):
 
 
 WRITERS = {"mp4": Mp4Writer, "gif": GifWriter, "png": SheetWriter}
-
-
-def open_writer(
-    fmt: str, directory: Path, n_videos: int, n_frames: int, fps: float, size: int
-) -> VideoWriter:
-    return WRITERS[fmt](directory, n_videos, n_frames, fps, size)

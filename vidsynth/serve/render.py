@@ -22,7 +22,7 @@ from vidsynth.runtime.backend import Backend
 from vidsynth.runtime.generate import plan_on
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.runtime.stream import stream_videos
-from vidsynth.runtime.writers import VideoWriter, open_writer
+from vidsynth.runtime.writers import WRITERS, VideoWriter
 from vidsynth.serve.body import Rendered, package
 
 Outcome = Rendered | VidsynthError
@@ -85,7 +85,7 @@ def _render_together(
     size = backend.config.image_size
     with tempfile.TemporaryDirectory(prefix="vidsynth-serve-") as tmp:
         writers = [
-            open_writer(r.format, Path(tempfile.mkdtemp(dir=tmp)), r.num_videos, r.frames, r.fps, size)
+            WRITERS[r.format](Path(tempfile.mkdtemp(dir=tmp)), r.num_videos, r.frames, r.fps, size)
             for r in requests
         ]
         fan_out = FanOutWriter(writers, gone)
