@@ -362,7 +362,7 @@ def serve_command(
     help="Conditional models: every video's category [default: drawn per video].",
 )
 @click.option("--videos-per-call", default=8, show_default=True, type=int, help="Videos per model call.")
-@click.option("--workers", type=int, help="Actors [default: the cluster's CPUs less one per node].")
+@click.option("--workers", type=int, help="Actors [default: as many as fit, a CPU per node left free].")
 @click.option("--cpus-per-worker", default=1.0, show_default=True)
 @click.option("--address", metavar="HOST:PORT", help="Run on this Ray cluster instead of a local Ray.")
 @click.option(

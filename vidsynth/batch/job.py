@@ -65,7 +65,7 @@ class BatchJob:
     category: int | None = None  # conditional models; None: drawn per video from its seed
     videos_per_call: int = 8  # videos an actor makes per model call, where the backend allows
     cpus_per_worker: float = 1.0
-    workers: int | None = None  # actors; None: the cluster's CPUs less one per node
+    workers: int | None = None  # actors; None: as many as fit (fit_workers)
 
     def request(self, index: int) -> GenerateRequest:
         """The `generate` request that makes video `index` on its own."""
