@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 
@@ -33,6 +34,16 @@ QUIET_ENV = {
     "RAY_DATA_LOG_LEVEL": "ERROR",
     "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
 }
+
+
+def node_cpus() -> list[float]:
+    """The CPUs of each live node of the Ray instance this process is connected to."""
+    return [node["Resources"].get("CPU", 0.0) for node in import_ray().nodes() if node.get("Alive")]
+
+
+def fitting(nodes: Sequence[float], cpus_each: float) -> int:
+    """How many actors of `cpus_each` CPUs nodes of these CPUs hold: an actor runs on one node."""
+    return sum(math.floor(n / cpus_each + 1e-9) for n in nodes)
 
 
 def _import(name: str, hint: str) -> ModuleType:

@@ -41,7 +41,7 @@ from vidsynth.batch.store import (
     write_job,
 )
 from vidsynth.checksums import sha256_file
-from vidsynth.cluster import import_ray, import_ray_data, start_ray
+from vidsynth.cluster import fitting, import_ray, import_ray_data, node_cpus, start_ray
 from vidsynth.errors import InputError, StorageError, VidsynthError, choice_error
 from vidsynth.runtime.request import GenerateRequest
 from vidsynth.signals import sigterm_as_interrupt
@@ -161,7 +161,7 @@ def fit_workers(job: BatchJob, nodes: list[float]) -> int:
             f"the largest Ray node has {max(nodes, default=0):g} (the cluster {total:g})",
             fields=["cpus_per_worker"],
         )
-    fit = max(1, min(int((total - len(nodes)) // per), sum(int(n // per) for n in nodes)))
+    fit = max(1, min(fitting([total - len(nodes)], per), fitting(nodes, per)))
     workers = job.workers or fit
     if workers > fit:
         raise InputError(
@@ -279,8 +279,7 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
         if started:
             start_ray(address)
         with sigterm_as_interrupt():  # ray.init installs its own SIGTERM handler
-            nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
-            workers = min(fit_workers(job, nodes), -(-pending // job.videos_per_call))  # none idle
+            workers = min(fit_workers(job, node_cpus()), -(-pending // job.videos_per_call))  # none idle
             # Ray Data merges small blocks up to this size before handing them on: ids would
             # pile up by the million before the first call, and finished rows wait for the
             # rest of their block. Our blocks are a call's ids and its finished rows.

@@ -4,7 +4,6 @@ app, print the URL, and on Ctrl-C or SIGTERM take down what this process started
 from __future__ import annotations
 
 import logging
-import math
 import re
 import socket
 import time
@@ -12,7 +11,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import replace
 
-from vidsynth.cluster import import_ray, import_serve, start_ray
+from vidsynth.cluster import fitting, import_ray, import_serve, node_cpus, start_ray
 from vidsynth.errors import VidsynthError
 from vidsynth.runtime.hardware import usable_cpus
 from vidsynth.runtime.request import GenerateRequest
@@ -91,9 +90,9 @@ def fit_replicas(options: ServeOptions, cpus: float, where: str, nodes: Sequence
     replicas asked for (or a single one) do not fit. With `nodes` (each node's CPUs), they
     must also fit node by node: a replica runs on one node."""
     per = options.cpus_per_replica
-    fit = math.floor(cpus / per + 1e-9)
+    fit = fitting([cpus], per)
     packed = f"{cpus:g} CPU(s) available"
-    by_node = sum(math.floor(n / per + 1e-9) for n in nodes)
+    by_node = fitting(nodes, per)
     if nodes and by_node < fit:
         fit = by_node
         packed += f" on nodes of {', '.join(f'{n:g}' for n in nodes)} CPUs (a replica runs on one node)"
@@ -151,8 +150,7 @@ def run_server(options: ServeOptions, address: str | None, host: str, port: int)
             with stop_signals_raise():  # again: ray.init installs its own SIGTERM handler
                 if address is not None:
                     cpus = ray.available_resources().get("CPU", 0.0)
-                    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
-                    options = fit_replicas(options, cpus, f"the Ray cluster at {address}", nodes)
+                    options = fit_replicas(options, cpus, f"the Ray cluster at {address}", node_cpus())
                 fit = f" (as many as fit {cpus:g} CPUs; --replicas sets another number)" if fitted else ""
                 logger.info(
                     "starting %d replica(s) x %g CPU%s", options.replicas, options.cpus_per_replica, fit
