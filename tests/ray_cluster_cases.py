@@ -4,15 +4,15 @@ nodes, and a `batch` job uses both. Run by tests/test_serve_ray.py inside `unsha
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from serve_support import Serve, post_json, require_netns, small_weights
+from serve_support import REPO, Serve, post_json, require_netns, small_weights, vidsynth
 
 require_netns()
 
@@ -78,34 +78,34 @@ def test_two_nodes_serve_requests(cluster, weights):
         server.kill()
 
 
-def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path, caplog):
+def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path):
+    """`vidsynth batch --address` as users run it: it sizes its workers from the cluster, node
+    by node (one 2-CPU worker per 3-CPU node), both nodes make videos, and a rerun resumes."""
     import ray
 
-    from vidsynth.batch.job import INDEX_NAME, BatchJob, run_batch
+    from vidsynth.batch.job import INDEX_NAME
 
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-    model = GenerateRequest(weights=weights, backend="onnxruntime", device="cpu")
-    job = BatchJob(
-        out=str(tmp_path / "data"),
-        count=12,
-        model=model,
-        seed=100,
-        frames=8,
-        videos_per_call=2,
-        cpus_per_worker=2,  # the job's own sizing: one worker per 3-CPU node
-    )
-    records = run_batch(job)
-    assert sorted(records) == list(range(12))
-    assert {record["node"] for record in records.values()} == nodes
-    lines = [json.loads(line) for line in (tmp_path / "data" / INDEX_NAME).read_text().splitlines()]
-    assert [line["file"] for line in lines] == [f"video_{i:06d}.mp4" for i in range(12)]
+    out = tmp_path / "data"
+    args = ["--out", str(out), "--count", "12", "--weights", weights, "--backend", "onnxruntime"]
+    args += ["--seed", "100", "--frames", "8", "--videos-per-call", "2", "--cpus-per-worker", "2"]
+    args += ["--address", cluster.address]
+    made = subprocess.run(vidsynth("batch", *args), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert "2 worker(s) x 2 CPU" in made.stderr, made.stderr
+    lines = [json.loads(line) for line in (out / INDEX_NAME).read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == list(range(12))
+    assert {line["node"] for line in lines} == nodes
     assert all(
-        line["frames"] == 8 and line["category"] in (0, 1) and line["seed"] == 100 + line["id"]
+        line["file"] == f"video_{line['id']:06d}.mp4"
+        and line["frames"] == 8
+        and line["category"] in (0, 1)
+        and line["seed"] == 100 + line["id"]
         for line in lines
     )
 
     # Video 5 is `vidsynth generate --seed 105 --num-videos 1` (category drawn from the seed).
-    made = generate_videos(
+    generated = generate_videos(
         GenerateRequest(
             weights=weights,
             backend="onnxruntime",
@@ -117,15 +117,14 @@ def test_a_batch_job_uses_both_nodes_and_resumes(cluster, weights, tmp_path, cap
         ),
         exporter=export_weights,
     )
-    assert made.paths[0].read_bytes() == (tmp_path / "data" / "video_000005.mp4").read_bytes()
+    assert generated.paths[0].read_bytes() == (out / "video_000005.mp4").read_bytes()
 
     # Resumable: a lost video is made again, the others are skipped.
-    (tmp_path / "data" / "video_000003.mp4").unlink()
-    caplog.set_level(logging.INFO, logger="vidsynth")
-    caplog.clear()
-    again = run_batch(job)
-    assert any(m.startswith("11 of 12 videos already") and "making 1" in m for m in caplog.messages)
-    assert sorted(again) == list(range(12)) and (tmp_path / "data" / "video_000003.mp4").is_file()
+    (out / "video_000003.mp4").unlink()
+    again = subprocess.run(vidsynth("batch", *args), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "11 of 12 videos already" in again.stderr and "making 1" in again.stderr, again.stderr
+    assert (out / "video_000003.mp4").is_file()
 
 
 def test_npy_frames(cluster, weights, tmp_path):

@@ -280,6 +280,7 @@ def _make(job: BatchJob, out: Path, done: dict[int, dict], pending: int, address
             start_ray(address)
         with sigterm_as_interrupt():  # ray.init installs its own SIGTERM handler
             workers = min(fit_workers(job, node_cpus()), -(-pending // job.videos_per_call))  # none idle
+            logger.info("%d worker(s) x %g CPU", workers, job.cpus_per_worker)
             # Ray Data merges small blocks up to this size before handing them on: ids would
             # pile up by the million before the first call, and finished rows wait for the
             # rest of their block. Our blocks are a call's ids and its finished rows.
