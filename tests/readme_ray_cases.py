@@ -6,7 +6,9 @@ and checks what came back in the job's result file.
 A job: {"dir": working directory, "server": a command that serves until SIGTERM (or null),
 "ready_timeout": seconds to wait for its URL, "commands": curl or vidsynth commands run in
 order, "result": path of the JSON result}. curl lines are sent as curl sends them (urllib,
-curl's content type for -d); their bodies go where -o says, or into the result.
+curl's content type for -d); their bodies go where -o says, or into the result. A curl line
+piped into a player (`| ffplay -`) is read as a player reads it, for PLAYER_S seconds (an
+endless stream never ends), into PLAYER_FILE.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ require_netns()
 
 READY_LINE = "vidsynth serving "
 STOP_TIMEOUT_S = 120
+PLAYER_S = 5.0
+PLAYER_FILE = "player-input.mp4"
 
 
 def _env() -> dict[str, str]:
@@ -70,13 +74,19 @@ def _alive(pid: int) -> bool:
 
 def _curl(command: str, workdir: Path) -> dict:
     words = shlex.split(command)
-    output, data, url = None, None, None
+    player = "|" in words
+    if player:
+        assert words[words.index("|") + 1 :] == ["ffplay", "-"], command
+        words = words[: words.index("|")]
+    output, data, url = PLAYER_FILE if player else None, None, None
     i = 1
     while i < len(words):
         if words[i] == "-o":
             output, i = words[i + 1], i + 2
         elif words[i] == "-d":
             data, i = words[i + 1], i + 2
+        elif words[i].startswith("-"):
+            i += 1  # -sN: quiet, unbuffered
         else:
             url, i = words[i], i + 1
     assert url and url.startswith("http://127.0.0.1:"), command
@@ -86,7 +96,8 @@ def _curl(command: str, workdir: Path) -> dict:
     request = urllib.request.Request(url, data=None if data is None else data.encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
-            status, head, body = response.status, dict(response.headers), response.read()
+            status, head = response.status, dict(response.headers)
+            body = _play(response) if player else response.read()
     except urllib.error.HTTPError as error:
         status, head, body = error.code, dict(error.headers), error.read()
     record = {"command": command, "status": status, "headers": {k.lower(): v for k, v in head.items()}}
@@ -96,6 +107,14 @@ def _curl(command: str, workdir: Path) -> dict:
         (workdir / output).write_bytes(body)  # curl writes the body whatever the status
         record["file"] = output
     return record
+
+
+def _play(response) -> bytes:
+    """What a player reading the response gets in PLAYER_S seconds, then it hangs up."""
+    data, deadline = [], time.monotonic() + PLAYER_S
+    while time.monotonic() < deadline and (piece := response.read1(1 << 16)):
+        data.append(piece)
+    return b"".join(data)
 
 
 def _run(command: str, workdir: Path) -> dict:
